@@ -1,0 +1,50 @@
+# Set-up and everyday commands. `make demo` and `make test` are all a new machine needs.
+SHELL := /bin/bash
+PY ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+HOST ?= 127.0.0.1
+PORT ?= 8000
+
+.PHONY: demo serve test lint typecheck pytest fuzz bench install clean
+
+$(BIN)/python:
+	$(PY) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+install: $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/equa demo --host $(HOST) --port $(PORT)
+
+serve: $(STAMP)
+	$(BIN)/equa db upgrade
+	$(BIN)/equa serve --host $(HOST) --port $(PORT)
+
+lint: $(STAMP)
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+typecheck: $(STAMP)
+	$(BIN)/mypy
+
+pytest: $(STAMP)
+	@source scripts/test-services.sh && $(BIN)/pytest $(PYTEST_ARGS)
+
+test: lint typecheck
+	@scripts/ensure-browser.sh
+	@source scripts/test-services.sh && $(BIN)/pytest $(PYTEST_ARGS)
+
+fuzz: $(STAMP)
+	@source scripts/test-services.sh && EQUA_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/fuzz -p no:cacheprovider
+
+bench: $(STAMP)
+	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
+
+clean:
+	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -1,0 +1,123 @@
+"""AppError and the one handler that renders every error as RFC 9457 problem+json."""
+
+from __future__ import annotations
+
+import logging
+from typing import Any
+
+from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
+from fastapi.responses import JSONResponse
+from starlette.exceptions import HTTPException as StarletteHTTPException
+
+PROBLEM_JSON = "application/problem+json"
+log = logging.getLogger("equa.errors")
+
+
+class AppError(Exception):
+    """An error a user can act on: HTTP status, stable code, message, and what to do next."""
+
+    def __init__(
+        self,
+        status: int,
+        code: str,
+        message: str,
+        action: str | None = None,
+        *,
+        headers: dict[str, str] | None = None,
+        extra: dict[str, Any] | None = None,
+    ) -> None:
+        super().__init__(message)
+        self.status = status
+        self.code = code
+        self.message = message
+        self.action = action
+        self.headers = headers or {}
+        self.extra = extra or {}
+
+    def to_problem(self) -> dict[str, Any]:
+        body: dict[str, Any] = {
+            "type": f"https://equa.example/problems/{self.code}",
+            "title": _TITLES.get(self.status, "Error"),
+            "status": self.status,
+            "detail": self.message,
+            "code": self.code,
+            "action": self.action,
+        }
+        body.update(self.extra)
+        return body
+
+
+_TITLES = {
+    400: "Bad request",
+    401: "Not signed in",
+    403: "Forbidden",
+    404: "Not found",
+    405: "Method not allowed",
+    409: "Conflict",
+    413: "Request too large",
+    415: "Unsupported media type",
+    422: "Invalid input",
+    429: "Too many requests",
+    500: "Internal error",
+    502: "Microsoft 365 error",
+    503: "Service unavailable",
+    504: "Microsoft 365 did not answer in time",
+}
+
+
+def problem_response(error: AppError) -> JSONResponse:
+    return JSONResponse(error.to_problem(), status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON)
+
+
+def not_found(what: str = "resource") -> AppError:
+    return AppError(404, "not_found", f"The {what} does not exist.", "Check the address or identifier.")
+
+
+def _field_name(loc: tuple[Any, ...]) -> str:
+    parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
+    return ".".join(parts) or "request"
+
+
+def validation_problem(exc: RequestValidationError) -> AppError:
+    errors = []
+    for err in exc.errors():
+        field = _field_name(tuple(err.get("loc", ())))
+        message = str(err.get("msg", "is invalid"))
+        errors.append({"field": field, "message": message})
+    first = errors[0] if errors else {"field": "request", "message": "is invalid"}
+    return AppError(
+        422,
+        "validation_failed",
+        f"{first['field']}: {first['message']}",
+        "Correct the highlighted field and send the request again.",
+        extra={"errors": errors},
+    )
+
+
+def install_error_handlers(app: FastAPI) -> None:
+    @app.exception_handler(AppError)
+    async def _app_error(_: Request, exc: AppError) -> JSONResponse:
+        return problem_response(exc)
+
+    @app.exception_handler(RequestValidationError)
+    async def _validation_error(_: Request, exc: RequestValidationError) -> JSONResponse:
+        return problem_response(validation_problem(exc))
+
+    @app.exception_handler(StarletteHTTPException)
+    async def _http_error(_: Request, exc: StarletteHTTPException) -> JSONResponse:
+        code = {404: "not_found", 405: "method_not_allowed", 401: "not_authenticated"}.get(
+            exc.status_code, "http_error"
+        )
+        detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
+        if exc.status_code == 404:
+            detail = "Nothing exists at this address."
+        return problem_response(AppError(exc.status_code, code, detail, None, headers=dict(exc.headers or {})))
+
+    @app.exception_handler(Exception)
+    async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+        # Never show internals; the log line carries the traceback for operators.
+        log.exception("unhandled error on %s %s", request.method, request.url.path)
+        return problem_response(
+            AppError(500, "internal_error", "Something went wrong on our side.", "Try again; if it persists, contact support.")
+        )

@@ -1,0 +1,159 @@
+"""Every environment variable the service reads, in one typed Settings object."""
+
+from __future__ import annotations
+
+import secrets
+from enum import StrEnum
+from functools import cached_property
+from pathlib import Path
+
+from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
+
+
+class LogFormat(StrEnum):
+    TEXT = "text"
+    JSON = "json"
+
+
+class SettingsError(ValueError):
+    """A configuration problem, reported as one line naming the variable to fix."""
+
+
+class Settings(BaseSettings):
+    """Configuration of one process. Spec names stay (MS_*); everything else is EQUA_*."""
+
+    model_config = SettingsConfigDict(env_file=None, extra="ignore", populate_by_name=True)
+
+    # --- Microsoft identity platform and Graph (spec section 2.1) ---
+    ms_auth_enabled: bool = Field(False, alias="MS_AUTH_ENABLED")
+    ms_auth_client_id: str | None = Field(None, alias="MS_AUTH_CLIENT_ID")
+    ms_auth_tenant_id: str | None = Field(None, alias="MS_AUTH_TENANT_ID")
+    ms_auth_secret: SecretStr | None = Field(None, alias="MS_AUTH_SECRET")
+    ms_auth_secret_file: Path | None = Field(None, alias="MS_AUTH_SECRET_FILE")
+    ms_auth_certificate_path: Path | None = Field(None, alias="MS_AUTH_CERTIFICATE_PATH")
+    ms_authority_host: str = Field(PUBLIC_AUTHORITY_HOST, alias="MS_AUTHORITY_HOST")
+    ms_graph_url: str = Field("https://graph.microsoft.com/v1.0", alias="MS_GRAPH_URL")
+    ms_ca_bundle: Path | None = Field(None, alias="MS_CA_BUNDLE")
+    ms_admin_consent_redirect_uri: str | None = Field(None, alias="MS_ADMIN_CONSENT_REDIRECT_URI")
+
+    # --- Graph client behaviour ---
+    graph_timeout_seconds: float = Field(30.0, alias="EQUA_GRAPH_TIMEOUT", gt=0)
+    graph_max_attempts: int = Field(6, alias="EQUA_GRAPH_MAX_ATTEMPTS", ge=1, le=20)
+    graph_max_retry_wait_seconds: float = Field(120.0, alias="EQUA_GRAPH_MAX_RETRY_WAIT", ge=0)
+    graph_max_in_flight: int = Field(8, alias="EQUA_GRAPH_MAX_IN_FLIGHT", ge=1, le=256)
+    graph_dry_run: bool = Field(False, alias="EQUA_GRAPH_DRY_RUN")
+
+    # --- Equa service ---
+    data_dir: Path = Field(Path(".equa"), alias="EQUA_DATA_DIR")
+    database_url: str | None = Field(None, alias="EQUA_DATABASE_URL")
+    secret_key: SecretStr | None = Field(None, alias="EQUA_SECRET_KEY")
+    broker_url: str | None = Field(None, alias="EQUA_BROKER_URL")
+    redis_url: str | None = Field(None, alias="EQUA_REDIS_URL")
+    log_format: LogFormat = Field(LogFormat.TEXT, alias="EQUA_LOG_FORMAT")
+    log_level: str = Field("INFO", alias="EQUA_LOG_LEVEL")
+    metrics_token: SecretStr | None = Field(None, alias="EQUA_METRICS_TOKEN")
+    sync_interval_seconds: int = Field(4 * 3600, alias="EQUA_SYNC_INTERVAL", ge=60)
+    sync_lease_seconds: int = Field(120, alias="EQUA_SYNC_LEASE", ge=10)
+    status_cache_seconds: float = Field(60.0, alias="EQUA_STATUS_CACHE_SECONDS", ge=0)
+    platform_admins: str = Field("", alias="EQUA_PLATFORM_ADMINS")
+    public_url: str | None = Field(None, alias="EQUA_PUBLIC_URL")
+
+    @field_validator("ms_authority_host", "ms_graph_url")
+    @classmethod
+    def _strip_trailing_slash(cls, value: str) -> str:
+        return value.rstrip("/")
+
+    @model_validator(mode="after")
+    def _require_microsoft_settings(self) -> Settings:
+        if not self.ms_auth_enabled:
+            return self
+        if not self.ms_auth_client_id:
+            raise SettingsError("MS_AUTH_ENABLED is true but MS_AUTH_CLIENT_ID is not set")
+        if not self.ms_auth_tenant_id:
+            raise SettingsError("MS_AUTH_ENABLED is true but MS_AUTH_TENANT_ID is not set")
+        if (
+            self.ms_auth_secret is None
+            and self.ms_auth_secret_file is None
+            and self.ms_auth_certificate_path is None
+        ):
+            raise SettingsError(
+                "MS_AUTH_ENABLED is true but none of MS_AUTH_SECRET, MS_AUTH_SECRET_FILE or "
+                "MS_AUTH_CERTIFICATE_PATH is set"
+            )
+        if self.ms_auth_secret_file is not None and not self.ms_auth_secret_file.is_file():
+            raise SettingsError(f"MS_AUTH_SECRET_FILE points to {self.ms_auth_secret_file}, which is not a file")
+        if self.ms_auth_certificate_path is not None and not self.ms_auth_certificate_path.is_file():
+            raise SettingsError(
+                f"MS_AUTH_CERTIFICATE_PATH points to {self.ms_auth_certificate_path}, which is not a file"
+            )
+        if self.ms_ca_bundle is not None and not self.ms_ca_bundle.is_file():
+            raise SettingsError(f"MS_CA_BUNDLE points to {self.ms_ca_bundle}, which is not a file")
+        if not self.ms_authority_host.startswith("https://"):
+            raise SettingsError("MS_AUTHORITY_HOST must be an https:// URL (MSAL accepts only https authorities)")
+        return self
+
+    # --- derived values ---
+    @property
+    def resolved_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'equa.db').resolve()}"
+
+    def client_secret(self) -> SecretStr | None:
+        """The client secret, from MS_AUTH_SECRET or read from MS_AUTH_SECRET_FILE (rotation-friendly)."""
+        if self.ms_auth_secret is not None:
+            return self.ms_auth_secret
+        if self.ms_auth_secret_file is not None:
+            return SecretStr(self.ms_auth_secret_file.read_text().strip())
+        return None
+
+    @cached_property
+    def session_secret(self) -> SecretStr:
+        """Session signing key: EQUA_SECRET_KEY, else one generated once and kept in the data directory."""
+        if self.secret_key is not None:
+            return self.secret_key
+        path = self.data_dir / "secret_key"
+        if path.is_file():
+            return SecretStr(path.read_text().strip())
+        self.data_dir.mkdir(parents=True, exist_ok=True)
+        value = secrets.token_urlsafe(48)
+        path.touch(mode=0o600)
+        path.write_text(value)
+        return SecretStr(value)
+
+    @property
+    def authority(self) -> str:
+        return f"{self.ms_authority_host}/{self.ms_auth_tenant_id}"
+
+    def admin_consent_url(self, state: str | None = None, redirect_uri: str | None = None) -> str | None:
+        """The URL a tenant administrator opens to grant the app's Graph permissions."""
+        if not (self.ms_auth_client_id and self.ms_auth_tenant_id):
+            return None
+        from urllib.parse import urlencode
+
+        params = {"client_id": self.ms_auth_client_id, "scope": GRAPH_SCOPE}
+        redirect = redirect_uri or self.ms_admin_consent_redirect_uri
+        if redirect:
+            params["redirect_uri"] = redirect
+        if state:
+            params["state"] = state
+        return f"{self.authority}/v2.0/adminconsent?{urlencode(params)}"
+
+    def secret_values(self) -> list[str]:
+        """Every secret this process knows, for the log redaction filter."""
+        values: list[str] = []
+        for secret in (self.ms_auth_secret, self.secret_key, self.metrics_token):
+            if secret is not None and secret.get_secret_value():
+                values.append(secret.get_secret_value())
+        if self.ms_auth_secret_file is not None and self.ms_auth_secret_file.is_file():
+            values.append(self.ms_auth_secret_file.read_text().strip())
+        return [v for v in values if len(v) >= 6]
+
+
+def load_settings(**overrides: object) -> Settings:
+    """Settings from the environment, with keyword overrides (by field name) for tests and the demo."""
+    return Settings(**overrides)  # type: ignore[arg-type]
