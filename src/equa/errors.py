@@ -67,7 +67,9 @@ _TITLES = {
 
 
 def problem_response(error: AppError) -> JSONResponse:
-    return JSONResponse(error.to_problem(), status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON)
+    return JSONResponse(
+        error.to_problem(), status_code=error.status, headers=error.headers, media_type=PROBLEM_JSON
+    )
 
 
 def not_found(what: str = "resource") -> AppError:
@@ -112,12 +114,19 @@ def install_error_handlers(app: FastAPI) -> None:
         detail = exc.detail if isinstance(exc.detail, str) else "Request failed."
         if exc.status_code == 404:
             detail = "Nothing exists at this address."
-        return problem_response(AppError(exc.status_code, code, detail, None, headers=dict(exc.headers or {})))
+        return problem_response(
+            AppError(exc.status_code, code, detail, None, headers=dict(exc.headers or {}))
+        )
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
         # Never show internals; the log line carries the traceback for operators.
         log.exception("unhandled error on %s %s", request.method, request.url.path)
         return problem_response(
-            AppError(500, "internal_error", "Something went wrong on our side.", "Try again; if it persists, contact support.")
+            AppError(
+                500,
+                "internal_error",
+                "Something went wrong on our side.",
+                "Try again; if it persists, contact support.",
+            )
         )

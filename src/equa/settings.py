@@ -85,7 +85,9 @@ class Settings(BaseSettings):
                 "MS_AUTH_CERTIFICATE_PATH is set"
             )
         if self.ms_auth_secret_file is not None and not self.ms_auth_secret_file.is_file():
-            raise SettingsError(f"MS_AUTH_SECRET_FILE points to {self.ms_auth_secret_file}, which is not a file")
+            raise SettingsError(
+                f"MS_AUTH_SECRET_FILE points to {self.ms_auth_secret_file}, which is not a file"
+            )
         if self.ms_auth_certificate_path is not None and not self.ms_auth_certificate_path.is_file():
             raise SettingsError(
                 f"MS_AUTH_CERTIFICATE_PATH points to {self.ms_auth_certificate_path}, which is not a file"
@@ -93,7 +95,9 @@ class Settings(BaseSettings):
         if self.ms_ca_bundle is not None and not self.ms_ca_bundle.is_file():
             raise SettingsError(f"MS_CA_BUNDLE points to {self.ms_ca_bundle}, which is not a file")
         if not self.ms_authority_host.startswith("https://"):
-            raise SettingsError("MS_AUTHORITY_HOST must be an https:// URL (MSAL accepts only https authorities)")
+            raise SettingsError(
+                "MS_AUTHORITY_HOST must be an https:// URL (MSAL accepts only https authorities)"
+            )
         return self
 
     # --- derived values ---
