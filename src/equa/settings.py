@@ -7,7 +7,7 @@ from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
 
-from pydantic import Field, SecretStr, field_validator, model_validator
+from pydantic import Field, SecretStr, ValidationError, field_validator, model_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
@@ -159,5 +159,21 @@ class Settings(BaseSettings):
 
 
 def load_settings(**overrides: object) -> Settings:
-    """Settings from the environment, with keyword overrides (by field name) for tests and the demo."""
-    return Settings(**overrides)  # type: ignore[arg-type]
+    """Settings from the environment, with keyword overrides (by field name) for tests and the demo.
+
+    Raises SettingsError with one line naming the variable, whatever went wrong, so start-up can print it as is.
+    """
+    try:
+        return Settings(**overrides)  # type: ignore[arg-type]
+    except ValidationError as exc:
+        first = exc.errors()[0]
+        message = str(first.get("msg", "invalid value"))
+        message = message.removeprefix("Value error, ")
+        if first.get("type") != "value_error":
+            field = ".".join(str(p) for p in first.get("loc", ()))
+            env = _ENV_NAMES.get(field, field)
+            message = f"{env}: {message}"
+        raise SettingsError(message) from None
+
+
+_ENV_NAMES = {name: (field.alias or name.upper()) for name, field in Settings.model_fields.items()}
