@@ -1,0 +1,193 @@
+"""Tables of the Microsoft 365 integration: identity links, flagged members, sync runs, audit, group creations."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from enum import StrEnum
+from typing import Any
+
+from sqlalchemy import JSON, ForeignKey, Index, String, Text, UniqueConstraint, text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from equa.db.base import Base, TimestampMixin, UTCDateTime, utcnow
+
+DIRECTORY_ID_LENGTH = 36  # a directory object id is a GUID in its 36-character text form
+
+
+class MatchedBy(StrEnum):
+    """How an Equa user was tied to a directory user; kept so a changed address triggers a new lookup."""
+
+    MAIL = "mail"
+    USER_PRINCIPAL_NAME = "userPrincipalName"
+    PROXY_ADDRESS = "proxyAddresses"
+    EXPLICIT = "explicit"  # an admin added this directory user for this Equa user by id
+
+
+class MicrosoftMember(TimestampMixin, Base):
+    """The directory user an Equa team member resolves to, so later syncs need no lookup."""
+
+    __tablename__ = "microsoft_members"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "user_id"),
+        Index("ix_microsoft_members_org_directory", "organization_id", "directory_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    directory_id: Mapped[str] = mapped_column(String(DIRECTORY_ID_LENGTH))
+    matched_by: Mapped[str] = mapped_column(String(32))
+    # The normalized Equa address the match was made from: when the user's address changes, resolve again.
+    matched_email: Mapped[str] = mapped_column(String(320))
+    # Only members the sync itself added may ever be removed by it (and only with removeDeparted on).
+    added_by_sync: Mapped[bool] = mapped_column(default=False)
+
+
+class FlagStatus(StrEnum):
+    PENDING = "pending"
+    INVITED = "invited"
+    DISMISSED = "dismissed"
+
+
+class FlaggedMember(TimestampMixin, Base):
+    """A group member who matches no Equa team member: shown to admins, never turned into an account by itself."""
+
+    __tablename__ = "microsoft_flagged_members"
+    __table_args__ = (
+        UniqueConstraint("organization_id", "directory_id"),
+        Index("ix_microsoft_flagged_members_org_status", "organization_id", "status"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    directory_id: Mapped[str] = mapped_column(String(DIRECTORY_ID_LENGTH))
+    display_name: Mapped[str | None] = mapped_column(String(256), default=None)
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    user_principal_name: Mapped[str | None] = mapped_column(String(320), default=None)
+    user_type: Mapped[str | None] = mapped_column(String(32), default=None)
+    status: Mapped[str] = mapped_column(String(16), default=FlagStatus.PENDING.value)
+    first_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    last_seen_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    decided_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+
+class RunStatus(StrEnum):
+    QUEUED = "queued"
+    RUNNING = "running"
+    SUCCEEDED = "succeeded"
+    PARTIAL = "partial"
+    FAILED = "failed"
+    ABANDONED = "abandoned"
+
+
+ACTIVE_RUN_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+class SyncRun(Base):
+    """One reconciliation of an organization's team with its group, from request to final state."""
+
+    __tablename__ = "microsoft_sync_runs"
+    __table_args__ = (
+        # At most one queued-or-running run per organization, whatever the number of API processes and workers.
+        # A partial unique index is understood by both SQLite and PostgreSQL.
+        Index(
+            "uq_microsoft_sync_runs_one_active",
+            "organization_id",
+            unique=True,
+            sqlite_where=text("status IN ('queued', 'running')"),
+            postgresql_where=text("status IN ('queued', 'running')"),
+        ),
+        Index("ix_microsoft_sync_runs_org_created", "organization_id", "created_at"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    trigger: Mapped[str] = mapped_column(String(16))  # api, web, schedule, cli
+    dry_run: Mapped[bool] = mapped_column(default=False)
+    status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
+    requested_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    group_id: Mapped[str | None] = mapped_column(String(DIRECTORY_ID_LENGTH), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    finished_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    heartbeat_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    progress_done: Mapped[int] = mapped_column(default=0)
+    progress_total: Mapped[int] = mapped_column(default=0)
+    phase: Mapped[str | None] = mapped_column(String(32), default=None)
+    # Outcome name -> number of members with that outcome.
+    counts: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    # Graph traffic of the run (requests, batch sub-requests, throttled answers), for operators.
+    graph_stats: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    error_code: Mapped[str | None] = mapped_column(String(64), default=None)
+    error_message: Mapped[str | None] = mapped_column(Text, default=None)
+    error_action: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class Outcome(StrEnum):
+    ADDED = "added"
+    ALREADY_MEMBER = "alreadyMember"
+    REMOVED = "removed"
+    FLAGGED = "flagged"
+    NOT_IN_TENANT = "notInTenant"
+    BLOCKED_BY_POLICY = "blockedByPolicy"
+    FAILED = "failed"
+
+
+class SyncOutcome(Base):
+    """What a run did (or, in a dry run, would do) for one person."""
+
+    __tablename__ = "microsoft_sync_outcomes"
+    __table_args__ = (Index("ix_microsoft_sync_outcomes_run_outcome", "run_id", "outcome"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    run_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("microsoft_sync_runs.id", ondelete="CASCADE"))
+    # Orders outcomes within a run for stable cursor paging.
+    seq: Mapped[int] = mapped_column(default=0)
+    outcome: Mapped[str] = mapped_column(String(24))
+    user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    directory_id: Mapped[str | None] = mapped_column(String(DIRECTORY_ID_LENGTH), default=None)
+    email: Mapped[str | None] = mapped_column(String(320), default=None)
+    display_name: Mapped[str | None] = mapped_column(String(256), default=None)
+    message: Mapped[str | None] = mapped_column(Text, default=None)
+
+
+class AuditEvent(Base):
+    """A change the system made (or tried to make) in Microsoft 365, or to the link itself."""
+
+    __tablename__ = "microsoft_audit_events"
+    __table_args__ = (Index("ix_microsoft_audit_events_org_created", "organization_id", "created_at"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # None when the system acted on its own (scheduled sync, health check).
+    actor_user_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    action: Mapped[str] = mapped_column(String(48))  # e.g. group.create, group.link, member.add, sync.run
+    target: Mapped[str | None] = mapped_column(String(320), default=None)
+    outcome: Mapped[str] = mapped_column(String(16))  # success, failure
+    detail: Mapped[str | None] = mapped_column(Text, default=None)
+    graph_request_id: Mapped[str | None] = mapped_column(String(64), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GroupCreation(Base):
+    """A create-group request, so that a retried request (same Idempotency-Key) never makes a second group."""
+
+    __tablename__ = "microsoft_group_creations"
+    __table_args__ = (UniqueConstraint("organization_id", "idempotency_key"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    idempotency_key: Mapped[str] = mapped_column(String(200))
+    mail_nickname: Mapped[str] = mapped_column(String(64))
+    group_id: Mapped[str | None] = mapped_column(String(DIRECTORY_ID_LENGTH), default=None)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
