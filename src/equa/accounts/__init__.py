@@ -1,0 +1,1 @@
+"""Equa accounts: users, password login, browser sessions, API tokens."""

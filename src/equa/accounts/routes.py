@@ -1,0 +1,61 @@
+"""HTTP API of accounts: browser session, the current user, API tokens."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Request, Response, status
+
+from equa.accounts.deps import CurrentUser
+from equa.accounts.schemas import LoginIn, SessionOut, TokenCreatedOut, TokenCreateIn, TokenOut, UserOut
+from equa.accounts.service import authenticate
+from equa.accounts.sessions import end_session, start_session
+from equa.accounts.tokens import create_api_token, list_api_tokens, revoke_api_token
+from equa.db.session import DbSession
+from equa.errors import AppError
+
+router = APIRouter(prefix="/api/v1", tags=["accounts"])
+
+
+@router.post("/session", response_model=SessionOut, response_model_by_alias=True)
+async def sign_in(body: LoginIn, request: Request, response: Response, session: DbSession) -> SessionOut:
+    user = await authenticate(session, body.email, body.password)
+    if user is None:
+        raise AppError(
+            401,
+            "invalid_credentials",
+            "The email or password is not correct.",
+            "Check both and try again.",
+            headers={"WWW-Authenticate": "Bearer"},
+        )
+    csrf_token = start_session(request, response, user)
+    return SessionOut(user=UserOut.of(user), csrf_token=csrf_token)
+
+
+@router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
+async def sign_out(request: Request) -> Response:
+    response = Response(status_code=status.HTTP_204_NO_CONTENT)
+    end_session(request, response)
+    return response
+
+
+@router.get("/me", response_model=UserOut)
+async def me(user: CurrentUser) -> UserOut:
+    return UserOut.of(user)
+
+
+@router.post("/me/tokens", response_model=TokenCreatedOut, status_code=status.HTTP_201_CREATED)
+async def create_token(body: TokenCreateIn, user: CurrentUser, session: DbSession) -> TokenCreatedOut:
+    row, token = await create_api_token(session, user, body.name)
+    return TokenCreatedOut(**TokenOut.of(row).model_dump(), token=token)
+
+
+@router.get("/me/tokens", response_model=list[TokenOut])
+async def list_tokens(user: CurrentUser, session: DbSession) -> list[TokenOut]:
+    return [TokenOut.of(t) for t in await list_api_tokens(session, user)]
+
+
+@router.delete("/me/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def revoke_token(token_id: uuid.UUID, user: CurrentUser, session: DbSession) -> Response:
+    await revoke_api_token(session, user, token_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)

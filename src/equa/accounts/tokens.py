@@ -1,0 +1,72 @@
+"""API tokens: generated once, stored as SHA-256, looked up by hash."""
+
+from __future__ import annotations
+
+import hashlib
+import secrets
+import uuid
+from datetime import timedelta
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from equa.accounts.models import ApiToken, User
+from equa.db.base import utcnow
+from equa.errors import not_found
+
+TOKEN_PREFIX = "equa_"
+DISPLAY_PREFIX_LENGTH = 12
+# Recording every use would turn each API read into a write; once a minute is enough to answer "is it used?".
+LAST_USED_RESOLUTION = timedelta(minutes=1)
+
+
+def hash_token(token: str) -> str:
+    return hashlib.sha256(token.encode()).hexdigest()
+
+
+async def create_api_token(session: AsyncSession, user: User, name: str) -> tuple[ApiToken, str]:
+    """Create a token for `user`; returns the row and the token, which is never retrievable again."""
+    token = TOKEN_PREFIX + secrets.token_urlsafe(32)
+    row = ApiToken(
+        user_id=user.id, name=name, token_hash=hash_token(token), prefix=token[:DISPLAY_PREFIX_LENGTH]
+    )
+    session.add(row)
+    await session.flush()
+    return row, token
+
+
+async def user_for_api_token(session: AsyncSession, token: str) -> User | None:
+    """The active user owning an unrevoked token, or None."""
+    result = await session.execute(
+        select(ApiToken, User)
+        .join(User, User.id == ApiToken.user_id)
+        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+    )
+    found = result.first()
+    if found is None:
+        return None
+    api_token, user = found.tuple()
+    if not user.is_active:
+        return None
+    now = utcnow()
+    if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
+        api_token.last_used_at = now
+    return user
+
+
+async def list_api_tokens(session: AsyncSession, user: User) -> list[ApiToken]:
+    result = await session.scalars(
+        select(ApiToken).where(ApiToken.user_id == user.id).order_by(ApiToken.created_at, ApiToken.id)
+    )
+    return list(result)
+
+
+async def revoke_api_token(session: AsyncSession, user: User, token_id: uuid.UUID) -> ApiToken:
+    """Revoke one of the user's tokens; another user's token is reported as missing."""
+    row = await session.scalar(select(ApiToken).where(ApiToken.id == token_id, ApiToken.user_id == user.id))
+    if row is None:
+        raise not_found("API token")
+    if row.revoked_at is None:
+        row.revoked_at = utcnow()
+        await session.flush()
+    return row

@@ -1,0 +1,74 @@
+"""The FastAPI application factory: routers, error handlers, and the lifespan that owns shared resources."""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator, Awaitable, Callable
+from contextlib import AsyncExitStack, asynccontextmanager
+
+from fastapi import APIRouter, FastAPI
+
+import equa
+from equa.db.engine import create_engine_for, create_session_factory
+from equa.errors import install_error_handlers
+from equa.settings import Settings, load_settings
+
+# A resource hook runs at start-up with the app and the lifespan's exit stack: create the resource, keep it on
+# app.state, and register its clean-up on the stack (stack.push_async_callback(client.aclose)).
+LifespanHook = Callable[[FastAPI, AsyncExitStack], Awaitable[None]]
+
+
+class DatabaseNotMigrated(RuntimeError):
+    """The database is missing tables or is behind the code's migrations."""
+
+
+def routers() -> list[APIRouter]:
+    """Every router of the service. Add a package's router here, one line each."""
+    from equa.accounts.routes import router as accounts_router
+    from equa.health import router as health_router
+    from equa.organizations.routes import router as organizations_router
+
+    return [health_router, accounts_router, organizations_router]
+
+
+def lifespan_hooks() -> list[LifespanHook]:
+    """Start-up resources beyond the database (Graph client, task broker...), in start order."""
+    return []
+
+
+async def _open_database(app: FastAPI, stack: AsyncExitStack) -> None:
+    from equa.db.migrate import migration_problem
+
+    settings: Settings = app.state.settings
+    url = settings.resolved_database_url
+    problem = await migration_problem(url)
+    if problem is not None:
+        raise DatabaseNotMigrated(problem)
+    engine = create_engine_for(url)
+    stack.push_async_callback(engine.dispose)
+    app.state.engine = engine
+    app.state.session_factory = create_session_factory(engine)
+
+
+@asynccontextmanager
+async def _lifespan(app: FastAPI) -> AsyncIterator[None]:
+    async with AsyncExitStack() as stack:
+        await _open_database(app, stack)
+        for hook in lifespan_hooks():
+            await hook(app, stack)
+        yield
+
+
+def create_app(settings: Settings | None = None) -> FastAPI:
+    settings = settings or load_settings()
+    app = FastAPI(
+        title="Equa Microsoft 365 integration",
+        version=equa.__version__,
+        lifespan=_lifespan,
+        docs_url="/docs",
+        openapi_url="/openapi.json",
+    )
+    app.state.settings = settings
+    install_error_handlers(app)
+    for router in routers():
+        app.include_router(router)
+    return app

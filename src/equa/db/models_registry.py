@@ -1,0 +1,10 @@
+"""Imports every module that defines tables, so Base.metadata is complete (Alembic, schema tests)."""
+
+from __future__ import annotations
+
+
+def import_all_models() -> None:
+    # One line per package that owns tables; add yours here.
+    import equa.accounts.models
+    import equa.microsoft.models
+    import equa.organizations.models  # noqa: F401

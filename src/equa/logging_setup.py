@@ -1,0 +1,117 @@
+"""Process logging: text or JSON lines, with a filter that masks secrets wherever they appear."""
+
+from __future__ import annotations
+
+import json
+import logging
+import re
+import sys
+from collections.abc import Iterable
+from datetime import UTC, datetime
+from typing import IO, Any
+
+from equa.settings import LogFormat, Settings
+
+MASK = "***"
+
+# Credentials that can show up in URLs, headers, error texts or reprs, whatever our settings hold.
+_CREDENTIAL_PATTERNS: list[tuple[re.Pattern[str], str]] = [
+    (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"), rf"\1 {MASK}"),
+    (re.compile(r"\bequa_[A-Za-z0-9_\-]{16,}"), f"equa_{MASK}"),
+    (re.compile(r"(equa_session=)[^;,\s\"']+"), rf"\1{MASK}"),
+    (
+        re.compile(
+            r"(?i)\b(client_secret|access_token|refresh_token|id_token|client_assertion|password|secret_key)"
+            r"(\"?'?\s*[=:]\s*\"?'?)[^&\s\"',;}]+"
+        ),
+        rf"\1\2{MASK}",
+    ),
+    # JSON Web Tokens (Microsoft access tokens) even when nothing names them.
+    (re.compile(r"\beyJ[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]+\.[A-Za-z0-9_\-]*"), MASK),
+]
+
+
+class SecretRedactor:
+    """Masks known secret values and credential-shaped substrings in a piece of text."""
+
+    def __init__(self, secret_values: Iterable[str] = ()) -> None:
+        # Longest first, so a secret containing another is masked whole.
+        self._secrets = sorted({s for s in secret_values if s}, key=len, reverse=True)
+
+    def redact(self, text: str) -> str:
+        for secret in self._secrets:
+            if secret in text:
+                text = text.replace(secret, MASK)
+        for pattern, replacement in _CREDENTIAL_PATTERNS:
+            text = pattern.sub(replacement, text)
+        return text
+
+
+class RedactingFilter(logging.Filter):
+    """Rewrites each record's message and exception text through a SecretRedactor before any handler formats it."""
+
+    def __init__(self, redactor: SecretRedactor) -> None:
+        super().__init__()
+        self.redactor = redactor
+        self._formatter = logging.Formatter()
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        try:
+            message = record.getMessage()
+        except Exception:  # a broken format string must not lose the record
+            message = f"{record.msg!r} {record.args!r}"
+        record.msg = self.redactor.redact(message)
+        record.args = None
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self._formatter.formatException(record.exc_info)
+        if record.exc_text:
+            record.exc_text = self.redactor.redact(record.exc_text)
+        if record.stack_info:
+            record.stack_info = self.redactor.redact(record.stack_info)
+        return True
+
+
+class JsonFormatter(logging.Formatter):
+    def format(self, record: logging.LogRecord) -> str:
+        entry: dict[str, Any] = {
+            "time": datetime.fromtimestamp(record.created, UTC).isoformat(timespec="milliseconds"),
+            "level": record.levelname,
+            "logger": record.name,
+            "message": record.getMessage(),
+        }
+        if record.exc_info and not record.exc_text:
+            record.exc_text = self.formatException(record.exc_info)
+        if record.exc_text:
+            entry["exception"] = record.exc_text
+        if record.stack_info:
+            entry["stack"] = record.stack_info
+        return json.dumps(entry, ensure_ascii=False)
+
+
+TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
+
+
+def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:
+    """Route all logging (ours, uvicorn's, libraries') through one redacting handler on the root logger."""
+    handler = logging.StreamHandler(stream or sys.stderr)
+    handler.setFormatter(
+        JsonFormatter() if settings.log_format == LogFormat.JSON else logging.Formatter(TEXT_FORMAT)
+    )
+    secrets = list(settings.secret_values())
+    # The session key also matters when it was generated into the data directory rather than set.
+    secrets.append(settings.session_secret.get_secret_value())
+    handler.addFilter(RedactingFilter(SecretRedactor(secrets)))
+
+    root = logging.getLogger()
+    for existing in list(root.handlers):
+        if getattr(existing, "_equa_handler", False):
+            root.removeHandler(existing)
+    handler._equa_handler = True  # type: ignore[attr-defined]
+    root.addHandler(handler)
+    root.setLevel(settings.log_level.upper())
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
+        # uvicorn's own handlers would bypass the filter; let its records reach the root handler instead.
+        logger = logging.getLogger(name)
+        logger.handlers.clear()
+        logger.propagate = True
+    return handler

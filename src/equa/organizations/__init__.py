@@ -1,0 +1,1 @@
+"""Equa organizations, their team members and roles."""

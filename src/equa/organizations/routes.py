@@ -1,0 +1,73 @@
+"""HTTP API of organizations and their team members."""
+
+from __future__ import annotations
+
+import uuid
+
+from fastapi import APIRouter, Response, status
+
+from equa.accounts.deps import CurrentUser
+from equa.db.session import DbSession
+from equa.organizations.deps import OrgAdmin, OrgMember
+from equa.organizations.schemas import (
+    MemberAddIn,
+    MemberOut,
+    MemberUpdateIn,
+    OrganizationCreateIn,
+    OrganizationOut,
+)
+from equa.organizations.service import (
+    add_member,
+    change_role,
+    create_organization,
+    get_membership,
+    list_members,
+    organizations_of,
+    remove_member,
+)
+
+router = APIRouter(prefix="/api/v1/organizations", tags=["organizations"])
+
+
+@router.post("", response_model=OrganizationOut, status_code=status.HTTP_201_CREATED)
+async def create(body: OrganizationCreateIn, user: CurrentUser, session: DbSession) -> OrganizationOut:
+    organization = await create_organization(session, body.name, user)
+    membership = await get_membership(session, organization.id, user.id)
+    assert membership is not None
+    return OrganizationOut.of(organization, membership)
+
+
+@router.get("", response_model=list[OrganizationOut])
+async def list_mine(user: CurrentUser, session: DbSession) -> list[OrganizationOut]:
+    return [OrganizationOut.of(org, membership) for org, membership in await organizations_of(session, user)]
+
+
+@router.get("/{org_id}", response_model=OrganizationOut)
+async def read(context: OrgMember) -> OrganizationOut:
+    return OrganizationOut.of(context.organization, context.membership)
+
+
+@router.get("/{org_id}/members", response_model=list[MemberOut])
+async def members(context: OrgMember, session: DbSession) -> list[MemberOut]:
+    return [MemberOut.of(m) for m in await list_members(session, context.organization)]
+
+
+@router.post("/{org_id}/members", response_model=MemberOut, status_code=status.HTTP_201_CREATED)
+async def add(body: MemberAddIn, context: OrgAdmin, session: DbSession) -> MemberOut:
+    membership = await add_member(
+        session, context.organization, str(body.email), body.role, body.display_name
+    )
+    return MemberOut.of(membership)
+
+
+@router.patch("/{org_id}/members/{user_id}", response_model=MemberOut)
+async def update(
+    user_id: uuid.UUID, body: MemberUpdateIn, context: OrgAdmin, session: DbSession
+) -> MemberOut:
+    return MemberOut.of(await change_role(session, context.organization, user_id, body.role))
+
+
+@router.delete("/{org_id}/members/{user_id}", status_code=status.HTTP_204_NO_CONTENT)
+async def remove(user_id: uuid.UUID, context: OrgAdmin, session: DbSession) -> Response:
+    await remove_member(session, context.organization, user_id)
+    return Response(status_code=status.HTTP_204_NO_CONTENT)
