@@ -1,0 +1,1 @@
+"""The Microsoft 365 integration: Graph access, group linking and membership sync."""

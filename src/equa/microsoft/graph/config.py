@@ -1,0 +1,94 @@
+"""GraphConfig: the slice of Settings the Graph edge needs, frozen so tests can build it directly."""
+
+from __future__ import annotations
+
+import ssl
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+from urllib.parse import urlsplit
+
+if TYPE_CHECKING:
+    from equa.settings import Settings
+
+GRAPH_SCOPE = "https://graph.microsoft.com/.default"
+
+# Hosts MSAL knows; any other authority host (emulator, private cloud proxy) must skip instance discovery.
+MICROSOFT_AUTHORITY_HOSTS = frozenset(
+    {
+        "login.microsoftonline.com",
+        "login.microsoftonline.us",
+        "login.chinacloudapi.cn",
+        "login.partner.microsoftonline.cn",
+        "login.microsoftonline.de",
+        "login.windows.net",
+        "login.microsoft.com",
+        "sts.windows.net",
+    }
+)
+
+
+@dataclass(frozen=True)
+class GraphConfig:
+    """Everything the token provider and the Graph client read; built once from Settings."""
+
+    client_id: str
+    tenant_id: str
+    authority_host: str
+    graph_url: str
+    client_secret: str | None = field(default=None, repr=False)
+    certificate_path: Path | None = None
+    ca_bundle: Path | None = None
+    timeout_seconds: float = 30.0
+    max_attempts: int = 6
+    max_retry_wait_seconds: float = 120.0
+    max_in_flight: int = 8
+    dry_run: bool = False
+    redis_url: str | None = field(default=None, repr=False)
+    admin_consent_url: str | None = None
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> GraphConfig:
+        secret = settings.client_secret()
+        return cls(
+            client_id=settings.ms_auth_client_id or "",
+            tenant_id=settings.ms_auth_tenant_id or "",
+            authority_host=settings.ms_authority_host.rstrip("/"),
+            graph_url=settings.ms_graph_url.rstrip("/"),
+            client_secret=secret.get_secret_value() if secret is not None else None,
+            certificate_path=settings.ms_auth_certificate_path,
+            ca_bundle=settings.ms_ca_bundle,
+            timeout_seconds=settings.graph_timeout_seconds,
+            max_attempts=settings.graph_max_attempts,
+            max_retry_wait_seconds=settings.graph_max_retry_wait_seconds,
+            max_in_flight=settings.graph_max_in_flight,
+            dry_run=settings.graph_dry_run,
+            redis_url=settings.redis_url,
+            admin_consent_url=settings.admin_consent_url(),
+        )
+
+    @property
+    def authority(self) -> str:
+        return f"{self.authority_host}/{self.tenant_id}"
+
+    @property
+    def is_microsoft_authority(self) -> bool:
+        return (urlsplit(self.authority_host).hostname or "").lower() in MICROSOFT_AUTHORITY_HOSTS
+
+    @property
+    def graph_origin(self) -> str:
+        parts = urlsplit(self.graph_url)
+        return f"{parts.scheme}://{parts.netloc}"
+
+    def secret_values(self) -> list[str]:
+        """Values that must never appear in logs, errors or metrics."""
+        return [self.client_secret] if self.client_secret else []
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """Public CAs plus MS_CA_BUNDLE, given explicitly so REQUESTS_CA_BUNDLE and friends cannot override it."""
+        import certifi
+
+        context = ssl.create_default_context(cafile=certifi.where())
+        if self.ca_bundle is not None:
+            context.load_verify_locations(cafile=str(self.ca_bundle))
+        return context

@@ -1,0 +1,160 @@
+"""Throttle gates: once Graph throttles a tenant, every caller of that tenant waits; plus an in-flight cap."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+import uuid
+from collections.abc import AsyncIterator
+from typing import Any, Protocol
+
+from equa.microsoft.graph.metrics import GRAPH_THROTTLED_WAIT_SECONDS, GRAPH_THROTTLED_WAITS
+
+log = logging.getLogger("equa.microsoft.graph.throttle")
+
+
+class ThrottleGate(Protocol):
+    async def wait_turn(self, tenant: str) -> float:
+        """Wait while the tenant is throttled; return the seconds waited."""
+        ...
+
+    async def block(self, tenant: str, seconds: float) -> None:
+        """Hold every caller of the tenant back for `seconds` from now (never shortens an existing block)."""
+        ...
+
+    def slot(self, tenant: str) -> contextlib.AbstractAsyncContextManager[None]:
+        """One of the tenant's limited in-flight request slots."""
+        ...
+
+    async def aclose(self) -> None: ...
+
+
+def _record_wait(waited: float) -> None:
+    if waited > 0:
+        GRAPH_THROTTLED_WAITS.inc()
+        GRAPH_THROTTLED_WAIT_SECONDS.inc(waited)
+
+
+class InProcessThrottleGate:
+    """The gate for one process (the embedded deployment)."""
+
+    def __init__(self, max_in_flight: int) -> None:
+        self._max_in_flight = max_in_flight
+        self._blocked_until: dict[str, float] = {}
+        self._semaphores: dict[str, asyncio.Semaphore] = {}
+
+    async def wait_turn(self, tenant: str) -> float:
+        started = time.monotonic()
+        while True:
+            remaining = self._blocked_until.get(tenant, 0.0) - time.monotonic()
+            if remaining <= 0:
+                break
+            await asyncio.sleep(remaining)
+        waited = time.monotonic() - started
+        _record_wait(waited if waited > 0.001 else 0.0)
+        return waited
+
+    async def block(self, tenant: str, seconds: float) -> None:
+        until = time.monotonic() + seconds
+        if until > self._blocked_until.get(tenant, 0.0):
+            self._blocked_until[tenant] = until
+            log.warning("tenant %s throttled by Graph: holding its requests for %.1f s", tenant, seconds)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str) -> AsyncIterator[None]:
+        semaphore = self._semaphores.get(tenant)
+        if semaphore is None:
+            semaphore = self._semaphores[tenant] = asyncio.Semaphore(self._max_in_flight)
+        async with semaphore:
+            yield
+
+    async def aclose(self) -> None:
+        return None
+
+
+# Extends the block only when the new one ends later, using Redis' own clock (PTTL), so hosts' clocks don't matter.
+_BLOCK_SCRIPT = """
+local ttl = redis.call('PTTL', KEYS[1])
+if ttl < tonumber(ARGV[1]) then
+  redis.call('SET', KEYS[1], '1', 'PX', ARGV[1])
+end
+return 0
+"""
+
+# A counting semaphore made of leases with expiry, so a crashed worker's slots come back by themselves.
+_ACQUIRE_SCRIPT = """
+local now = redis.call('TIME')
+local now_ms = tonumber(now[1]) * 1000 + math.floor(tonumber(now[2]) / 1000)
+redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now_ms)
+if redis.call('ZCARD', KEYS[1]) < tonumber(ARGV[1]) then
+  redis.call('ZADD', KEYS[1], now_ms + tonumber(ARGV[2]), ARGV[3])
+  redis.call('PEXPIRE', KEYS[1], tonumber(ARGV[2]))
+  return 1
+end
+return 0
+"""
+
+
+class RedisThrottleGate:
+    """The gate shared by every process that points at the same Redis (scaled-out workers)."""
+
+    def __init__(
+        self,
+        redis_url: str,
+        max_in_flight: int,
+        *,
+        lease_seconds: float = 120.0,
+        key_prefix: str = "equa:graph",
+        poll_seconds: float = 0.02,
+    ) -> None:
+        import redis.asyncio as redis_asyncio
+
+        self._redis: Any = redis_asyncio.from_url(redis_url)
+        self._max_in_flight = max_in_flight
+        self._lease_ms = int(lease_seconds * 1000)
+        self._prefix = key_prefix
+        self._poll = poll_seconds
+        self._block_script = self._redis.register_script(_BLOCK_SCRIPT)
+        self._acquire_script = self._redis.register_script(_ACQUIRE_SCRIPT)
+
+    def _key(self, kind: str, tenant: str) -> str:
+        return f"{self._prefix}:{kind}:{tenant}"
+
+    async def wait_turn(self, tenant: str) -> float:
+        started = time.monotonic()
+        key = self._key("blocked", tenant)
+        while True:
+            remaining_ms = await self._redis.pttl(key)
+            if remaining_ms is None or remaining_ms <= 0:
+                break
+            await asyncio.sleep(remaining_ms / 1000)
+        waited = time.monotonic() - started
+        _record_wait(waited if waited > 0.001 else 0.0)
+        return waited
+
+    async def block(self, tenant: str, seconds: float) -> None:
+        milliseconds = max(1, int(seconds * 1000))
+        await self._block_script(keys=[self._key("blocked", tenant)], args=[milliseconds])
+        log.warning("tenant %s throttled by Graph: holding its requests for %.1f s", tenant, seconds)
+
+    @contextlib.asynccontextmanager
+    async def slot(self, tenant: str) -> AsyncIterator[None]:
+        key = self._key("in-flight", tenant)
+        lease = uuid.uuid4().hex
+        while not await self._acquire_script(keys=[key], args=[self._max_in_flight, self._lease_ms, lease]):
+            await asyncio.sleep(self._poll)
+        try:
+            yield
+        finally:
+            await self._redis.zrem(key, lease)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+def build_throttle_gate(redis_url: str | None, max_in_flight: int) -> ThrottleGate:
+    if redis_url:
+        return RedisThrottleGate(redis_url, max_in_flight)
+    return InProcessThrottleGate(max_in_flight)
