@@ -1,0 +1,235 @@
+"""Fixtures shared by the whole suite: databases, settings, the app and a client, and data factories.
+
+Databases
+  database_url      session-scoped, parametrized: "sqlite" (a temp file) and "postgres" (a database created
+                    for this test session from EQUA_TEST_DATABASE_URL and dropped at the end; skipped with a
+                    reason when that variable is unset). Migrated once with Alembic, exactly as `equa db upgrade`.
+                    Every test that uses it (directly or through `app`/`client`) runs once per backend.
+  clean_database    function-scoped: empties every table before the test, so tests never see each other's rows.
+
+Settings
+  make_settings(**overrides) -> Settings   a factory: points at `database_url`, a fixed test session key and a
+                                           temp data directory; keyword overrides by field name.
+  settings                                 make_settings() with no overrides.
+
+Application
+  app               create_app(settings) with its lifespan running (engine, session factory); clean tables.
+  client            httpx.AsyncClient over ASGITransport to `app`, base_url http://testserver.
+  session_factory   app.state.session_factory, for tests that read or seed the database directly.
+
+Data factories (each commits, so the rows are visible to the app at once)
+  make_user(email=None, *, password=None, display_name=None, platform_admin=False) -> User
+  make_org(admin, *, name=None, members=(), admins=()) -> Organization
+  api_token_for(user, name="test") -> str      a fresh API token for Authorization: Bearer
+  bearer(user) -> dict[str, str]               headers with a fresh API token
+
+Passwords are hashed with cheap argon2 parameters in tests only; production keeps the library's defaults.
+"""
+
+from __future__ import annotations
+
+import os
+import uuid
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from pathlib import Path
+from typing import Any
+
+import httpx
+import pytest
+import pytest_asyncio
+from argon2 import PasswordHasher
+from asgi_lifespan import LifespanManager
+from fastapi import FastAPI
+from sqlalchemy import delete, text
+from sqlalchemy.engine import make_url
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from equa.accounts.models import User
+from equa.accounts.passwords import use_password_hasher
+from equa.accounts.service import create_user
+from equa.accounts.tokens import create_api_token
+from equa.app import create_app
+from equa.db.base import Base
+from equa.db.engine import create_engine_for
+from equa.db.migrate import upgrade_database_async
+from equa.db.models_registry import import_all_models
+from equa.organizations.models import Membership, Organization, Role
+from equa.settings import Settings
+
+TEST_SECRET_KEY = "test-session-key-" + "k" * 32
+
+use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+import_all_models()
+
+
+async def _create_postgres_database(base_url: str) -> str:
+    import asyncpg
+
+    url = make_url(base_url)
+    name = f"equa_test_{uuid.uuid4().hex[:12]}"
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await connection.execute(f'CREATE DATABASE "{name}"')
+    finally:
+        await connection.close()
+    return url.set(database=name).render_as_string(hide_password=False)
+
+
+async def _drop_postgres_database(base_url: str, test_url: str) -> None:
+    import asyncpg
+
+    url = make_url(base_url)
+    name = make_url(test_url).database
+    connection = await asyncpg.connect(
+        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
+    )
+    try:
+        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+    finally:
+        await connection.close()
+
+
+@pytest_asyncio.fixture(scope="session", params=["sqlite", "postgres"])
+async def database_url(
+    request: pytest.FixtureRequest, tmp_path_factory: pytest.TempPathFactory
+) -> AsyncIterator[str]:
+    if request.param == "sqlite":
+        url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('db') / 'equa.db'}"
+        await upgrade_database_async(url)
+        yield url
+        return
+    base_url = os.environ.get("EQUA_TEST_DATABASE_URL")
+    if not base_url:
+        pytest.skip("PostgreSQL tests need EQUA_TEST_DATABASE_URL (make test sets it when a server answers)")
+    url = await _create_postgres_database(base_url)
+    try:
+        await upgrade_database_async(url)
+        yield url
+    finally:
+        await _drop_postgres_database(base_url, url)
+
+
+async def empty_all_tables(database_url: str) -> None:
+    engine = create_engine_for(database_url)
+    try:
+        async with engine.begin() as connection:
+            tables = list(reversed(Base.metadata.sorted_tables))
+            if connection.dialect.name == "postgresql":
+                names = ", ".join(f'"{t.name}"' for t in tables)
+                await connection.execute(text(f"TRUNCATE {names} CASCADE"))
+            else:
+                for table in tables:
+                    await connection.execute(delete(table))
+    finally:
+        await engine.dispose()
+
+
+@pytest_asyncio.fixture
+async def clean_database(database_url: str) -> str:
+    await empty_all_tables(database_url)
+    return database_url
+
+
+@pytest.fixture
+def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
+    def factory(**overrides: Any) -> Settings:
+        values: dict[str, Any] = {
+            "database_url": database_url,
+            "secret_key": TEST_SECRET_KEY,
+            "data_dir": tmp_path / "data",
+        }
+        values.update(overrides)
+        return Settings(**values)
+
+    return factory
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings]) -> Settings:
+    return make_settings()
+
+
+@pytest_asyncio.fixture
+async def app(settings: Settings, clean_database: str) -> AsyncIterator[FastAPI]:
+    application = create_app(settings)
+    async with LifespanManager(application):
+        yield application
+
+
+@pytest_asyncio.fixture
+async def client(app: FastAPI) -> AsyncIterator[httpx.AsyncClient]:
+    transport = httpx.ASGITransport(app=app)
+    async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+        yield http
+
+
+@pytest.fixture
+def session_factory(app: FastAPI) -> async_sessionmaker[AsyncSession]:
+    factory: async_sessionmaker[AsyncSession] = app.state.session_factory
+    return factory
+
+
+@pytest.fixture
+def make_user(session_factory: async_sessionmaker[AsyncSession]) -> Callable[..., Awaitable[User]]:
+    async def factory(
+        email: str | None = None,
+        *,
+        password: str | None = None,
+        display_name: str | None = None,
+        platform_admin: bool = False,
+    ) -> User:
+        async with session_factory() as session:
+            user = await create_user(
+                session,
+                email or f"user-{uuid.uuid4().hex[:8]}@example.com",
+                display_name,
+                password,
+                is_platform_admin=platform_admin,
+            )
+            await session.commit()
+            return user
+
+    return factory
+
+
+@pytest.fixture
+def make_org(session_factory: async_sessionmaker[AsyncSession]) -> Callable[..., Awaitable[Organization]]:
+    async def factory(
+        admin: User, *, name: str | None = None, members: Iterable[User] = (), admins: Iterable[User] = ()
+    ) -> Organization:
+        async with session_factory() as session:
+            organization = Organization(name=name or f"Org {uuid.uuid4().hex[:6]}")
+            session.add(organization)
+            await session.flush()
+            session.add(Membership(organization_id=organization.id, user_id=admin.id, role=Role.ADMIN))
+            for extra_admin in admins:
+                session.add(
+                    Membership(organization_id=organization.id, user_id=extra_admin.id, role=Role.ADMIN)
+                )
+            for member in members:
+                session.add(Membership(organization_id=organization.id, user_id=member.id, role=Role.MEMBER))
+            await session.commit()
+            return organization
+
+    return factory
+
+
+@pytest.fixture
+def api_token_for(session_factory: async_sessionmaker[AsyncSession]) -> Callable[..., Awaitable[str]]:
+    async def factory(user: User, name: str = "test") -> str:
+        async with session_factory() as session:
+            _, token = await create_api_token(session, user, name)
+            await session.commit()
+            return token
+
+    return factory
+
+
+@pytest.fixture
+def bearer(api_token_for: Callable[..., Awaitable[str]]) -> Callable[[User], Awaitable[dict[str, str]]]:
+    async def factory(user: User) -> dict[str, str]:
+        return {"Authorization": f"Bearer {await api_token_for(user)}"}
+
+    return factory

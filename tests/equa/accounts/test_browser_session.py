@@ -1,0 +1,122 @@
+"""Browser sign-in with the signed session cookie, CSRF protection, and sign-out."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+
+import httpx
+
+from equa.accounts.models import User
+from equa.accounts.sessions import SESSION_COOKIE
+
+MakeUser = Callable[..., Awaitable[User]]
+
+
+async def test_sign_in_sets_a_protected_cookie_and_returns_a_csrf_token(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    user = await make_user("Ann@Example.com", password="correct horse", display_name="Ann")
+    response = await client.post(
+        "/api/v1/session", json={"email": "ann@EXAMPLE.com", "password": "correct horse"}
+    )
+    assert response.status_code == 200
+    body = response.json()
+    assert body["user"]["id"] == str(user.id)
+    assert body["user"]["email"] == "Ann@Example.com"
+    assert len(body["csrfToken"]) >= 32
+    cookie = response.headers["set-cookie"]
+    assert cookie.startswith(f"{SESSION_COOKIE}=")
+    assert "HttpOnly" in cookie
+    assert "SameSite=lax" in cookie
+    assert "Secure" not in cookie  # plain http here
+    me = await client.get("/api/v1/me")
+    assert me.status_code == 200
+    assert me.json()["displayName"] == "Ann"
+
+
+async def test_cookie_is_secure_over_https(app: object, make_user: MakeUser) -> None:
+    await make_user("sec@example.com", password="pw-123456")
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with httpx.AsyncClient(transport=transport, base_url="https://testserver") as https_client:
+        response = await https_client.post(
+            "/api/v1/session", json={"email": "sec@example.com", "password": "pw-123456"}
+        )
+    assert response.status_code == 200
+    assert "Secure" in response.headers["set-cookie"]
+
+
+async def test_state_changing_request_without_csrf_token_is_refused(
+    client: httpx.AsyncClient, make_user: MakeUser, sign_in: Callable[[User, str], Awaitable[str]]
+) -> None:
+    user = await make_user(password="pw-123456")
+    csrf_token = await sign_in(user, "pw-123456")
+
+    refused = await client.post("/api/v1/organizations", json={"name": "No token"})
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "csrf_failed"
+    wrong = await client.post(
+        "/api/v1/organizations", json={"name": "Bad"}, headers={"X-CSRF-Token": "forged"}
+    )
+    assert wrong.status_code == 403
+    assert (await client.get("/api/v1/organizations")).json() == []  # nothing was created
+
+    accepted = await client.post(
+        "/api/v1/organizations", json={"name": "With token"}, headers={"X-CSRF-Token": csrf_token}
+    )
+    assert accepted.status_code == 201
+    assert [o["name"] for o in (await client.get("/api/v1/organizations")).json()] == ["With token"]
+
+
+async def test_csrf_token_accepted_as_form_field(
+    client: httpx.AsyncClient, make_user: MakeUser, sign_in: Callable[[User, str], Awaitable[str]]
+) -> None:
+    user = await make_user(password="pw-123456")
+    csrf_token = await sign_in(user, "pw-123456")
+    tokens = await client.get("/api/v1/me/tokens")
+    assert tokens.status_code == 200
+    # A form post reaches the CSRF check (which reads the form) before the JSON body check fails.
+    refused = await client.post("/api/v1/me/tokens", data={"name": "x"})
+    assert refused.status_code == 403
+    passed_csrf = await client.post("/api/v1/me/tokens", data={"name": "x", "csrf_token": csrf_token})
+    assert passed_csrf.status_code == 422
+
+
+async def test_wrong_password_unknown_email_and_invited_user_get_the_same_answer(
+    client: httpx.AsyncClient, make_user: MakeUser
+) -> None:
+    await make_user("real@example.com", password="right-password")
+    await make_user("invited@example.com")  # no password yet
+    attempts = [
+        {"email": "real@example.com", "password": "wrong-password"},
+        {"email": "nobody@example.com", "password": "right-password"},
+        {"email": "invited@example.com", "password": "anything"},
+    ]
+    for attempt in attempts:
+        response = await client.post("/api/v1/session", json=attempt)
+        assert response.status_code == 401
+        assert response.json()["code"] == "invalid_credentials"
+        assert "set-cookie" not in response.headers
+
+
+async def test_sign_out_ends_the_session(
+    client: httpx.AsyncClient, make_user: MakeUser, sign_in: Callable[[User, str], Awaitable[str]]
+) -> None:
+    user = await make_user(password="pw-123456")
+    await sign_in(user, "pw-123456")
+    assert (await client.get("/api/v1/me")).status_code == 200
+    out = await client.delete("/api/v1/session")
+    assert out.status_code == 204
+    after = await client.get("/api/v1/me")
+    assert after.status_code == 401
+    assert after.headers["www-authenticate"] == "Bearer"
+
+
+async def test_tampered_cookie_is_not_a_session(
+    client: httpx.AsyncClient, make_user: MakeUser, sign_in: Callable[[User, str], Awaitable[str]]
+) -> None:
+    user = await make_user(password="pw-123456")
+    await sign_in(user, "pw-123456")
+    value = client.cookies[SESSION_COOKIE]
+    client.cookies.clear()
+    client.cookies.set(SESSION_COOKIE, value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
+    assert (await client.get("/api/v1/me")).status_code == 401
