@@ -167,7 +167,9 @@ def classify_token_error(result: Mapping[str, Any], *, status: int | None = None
     number = str(codes[0]) if codes else (match.group(1) if match else None)
     code = f"AADSTS{number}" if number else (error or None)
     request_id = result.get("correlation_id") or result.get("trace_id")
-    first_line = description.splitlines()[0].strip() if description else error or "Sign-in failed."
+    # The description trails off into "Trace ID: ... Correlation ID: ... Timestamp: ...", on new lines or not.
+    summary = description.split("Trace ID:", 1)[0].strip()
+    first_line = summary.splitlines()[0].strip() if summary else error or "Sign-in failed."
     if error == "temporarily_unavailable" or (status is not None and status >= 500):
         return GraphTransient(
             f"The Microsoft sign-in service is unavailable: {first_line}",
