@@ -250,10 +250,12 @@ class GraphClient:
         refreshed_token = False
         while True:
             attempt += 1
-            waited += await self._gate.wait_turn(tenant)
             token: str | None = None
             try:
                 async with self._gate.slot(tenant):
+                    # Checked after taking a slot: a caller queued for a slot must not slip out right after
+                    # another caller's 429 closed the gate.
+                    waited += await self._gate.wait_turn(tenant)
                     token = await self._tokens.get_token()
                     request_headers = {
                         **(headers or {}),

@@ -69,7 +69,8 @@ class GraphError(Exception):
         self.attempts = attempts
         self.waited_seconds = waited_seconds
         self.message = (
-            f"{self.message} Gave up after {attempts} attempts over {waited_seconds:.1f} s of waiting."
+            f"{self.message} Gave up after {attempts} attempt{'s' if attempts != 1 else ''} "
+            f"over {waited_seconds:.1f} s of waiting."
         )
         self.args = (self.message,)
         return self
