@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import itertools
 import json
 import logging
 import time
@@ -127,7 +128,7 @@ async def test_throttled_batch_items_are_retried_alone(
         if path.endswith("/$batch") and status == 200
     ]
     assert len(batch_rounds) >= 2, "the fault seed should throttle some items"
-    for (_, answer), (next_request, _) in zip(batch_rounds, batch_rounds[1:], strict=False):
+    for (_, answer), (next_request, _) in itertools.pairwise(batch_rounds):
         throttled = sorted(item["id"] for item in answer["responses"] if item["status"] == 429)
         assert sorted(item["id"] for item in next_request["requests"]) == throttled
 
