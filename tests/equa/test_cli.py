@@ -1,0 +1,84 @@
+"""The `equa` command: fast help, migrations, users, organizations, tokens, and refusing an unmigrated database."""
+
+from __future__ import annotations
+
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+from typer.testing import CliRunner
+
+from equa.cli import app
+
+EQUA = str(Path(sys.executable).with_name("equa"))
+
+
+@pytest.fixture
+def cli_env(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> dict[str, str]:
+    env = {"EQUA_DATA_DIR": str(tmp_path / "data"), "EQUA_SECRET_KEY": "cli-test-key-" + "c" * 30}
+    for name, value in env.items():
+        monkeypatch.setenv(name, value)
+    monkeypatch.delenv("EQUA_DATABASE_URL", raising=False)
+    return env
+
+
+def test_help_answers(cli_env: dict[str, str]) -> None:
+    started = time.perf_counter()
+    result = subprocess.run([EQUA, "--help"], capture_output=True, text=True, timeout=30)
+    elapsed = time.perf_counter() - started
+    print(f"`equa --help` took {elapsed:.3f}s")
+    assert result.returncode == 0
+    for command in ("serve", "db", "users", "orgs", "tokens"):
+        assert command in result.stdout
+
+
+def test_serve_refuses_an_unmigrated_database(cli_env: dict[str, str]) -> None:
+    result = subprocess.run([EQUA, "serve", "--port", "0"], capture_output=True, text=True, timeout=30)
+    assert result.returncode == 1
+    assert "equa db upgrade" in result.stderr
+
+
+def test_serve_reports_a_missing_microsoft_setting_in_one_line(cli_env: dict[str, str]) -> None:
+    result = subprocess.run(
+        [EQUA, "serve"],
+        capture_output=True,
+        text=True,
+        timeout=30,
+        env={**cli_env, "MS_AUTH_ENABLED": "true"},
+    )
+    assert result.returncode == 2
+    assert result.stderr.strip().splitlines() == [
+        "error: MS_AUTH_ENABLED is true but MS_AUTH_CLIENT_ID is not set"
+    ]
+
+
+def test_accounts_and_organizations_from_the_command_line(cli_env: dict[str, str]) -> None:
+    runner = CliRunner()
+
+    def equa(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip()
+
+    assert runner.invoke(app, ["users", "create", "a@example.com"]).exit_code == 1  # not migrated yet
+    equa("db", "upgrade")
+    equa("users", "create", "Ann@Example.com", "--name", "Ann", "--password", "pw-123456")
+    duplicate = runner.invoke(app, ["users", "create", "ann@example.com"])
+    assert duplicate.exit_code == 1
+    assert "already exists" in duplicate.output
+
+    org_id = equa("orgs", "create", "Acme", "--admin", "ann@example.com")
+    assert len(org_id) == 36
+    assert "is now member of Acme" in equa(
+        "orgs", "add-member", org_id, "bob@example.com", "--role", "member"
+    )
+    bad_role = runner.invoke(app, ["orgs", "add-member", org_id, "c@example.com", "--role", "owner"])
+    assert bad_role.exit_code != 0
+    unknown_admin = runner.invoke(app, ["orgs", "create", "X", "--admin", "nobody@example.com"])
+    assert unknown_admin.exit_code == 1
+    assert "equa users create" in unknown_admin.output
+
+    token = equa("tokens", "create", "ann@example.com")
+    assert token.startswith("equa_")
