@@ -4,7 +4,14 @@ from __future__ import annotations
 
 import typer
 
-microsoft_app = typer.Typer(help="Microsoft 365 connection: check credentials, consent and Graph access.")
+microsoft_app = typer.Typer(
+    help="Microsoft 365 connection: check credentials, consent and Graph access.", no_args_is_help=True
+)
+
+
+@microsoft_app.callback()
+def microsoft() -> None:
+    """Microsoft 365 connection: check credentials, consent and Graph access."""
 
 
 @microsoft_app.command("check")
