@@ -1,0 +1,235 @@
+"""The /_emulator control API: reset, faults, stats, state, and test set-up that bypasses Graph's rules."""
+
+from __future__ import annotations
+
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from starlette.requests import Request
+from starlette.responses import JSONResponse, Response
+from starlette.routing import Route
+
+from .seeds import complete_group, complete_user
+from .state import Tenant, iso_now
+
+if TYPE_CHECKING:
+    from .runtime import Emulator
+
+LOOPBACK = {"127.0.0.1", "::1", "localhost"}
+
+
+def _emulator(request: Request) -> Emulator:
+    return request.app.state.emulator  # type: ignore[no-any-return]
+
+
+def _tenant(request: Request) -> Tenant | None:
+    emu = _emulator(request)
+    ref = request.query_params.get("tenant")
+    return emu.directory.resolve(ref) if ref else emu.directory.default
+
+
+def _problem(status: int, message: str) -> JSONResponse:
+    return JSONResponse({"error": message}, status_code=status)
+
+
+def loopback_only(handler: Any) -> Any:
+    async def guarded(request: Request) -> Response:
+        client = request.client.host if request.client else ""
+        if client not in LOOPBACK:
+            return _problem(403, "emulator controls answer on the loopback interface only")
+        tenant_ref = request.query_params.get("tenant")
+        if tenant_ref and _tenant(request) is None:
+            return _problem(404, f"unknown tenant {tenant_ref}")
+        try:
+            return await handler(request)  # type: ignore[no-any-return]
+        except (ValueError, TypeError, KeyError) as error:
+            return _problem(400, str(error))
+
+    return guarded
+
+
+async def _json(request: Request) -> Any:
+    raw = await request.body()
+    if not raw:
+        return {}
+    import json
+
+    return json.loads(raw)
+
+
+async def health(request: Request) -> Response:
+    return JSONResponse({"status": "ok"})
+
+
+async def info(request: Request) -> Response:
+    emu = _emulator(request)
+    tenants = []
+    for tenant in emu.directory.tenants.values():
+        tenants.append(
+            {
+                "id": tenant.id,
+                "domain": tenant.domain,
+                "size": tenant.size,
+                "apps": [
+                    {"clientId": a.client_id, "displayName": a.display_name, "roles": sorted(a.roles)}
+                    for a in tenant.apps.values()
+                ],
+                "users": len(tenant.users),
+                "groups": len(tenant.groups),
+            }
+        )
+    return JSONResponse(
+        {"base_url": emu.base_url, "default_tenant": emu.directory.default_tenant_id, "tenants": tenants}
+    )
+
+
+async def reset(request: Request) -> Response:
+    body = await _json(request)
+    _emulator(request).reset(body.get("seed"))
+    return Response(status_code=204)
+
+
+async def faults(request: Request) -> Response:
+    emu = _emulator(request)
+    if request.method == "PUT":
+        emu.set_faults(await _json(request))
+    return JSONResponse(emu.faults.faults.as_dict())
+
+
+async def stats(request: Request) -> Response:
+    emu = _emulator(request)
+    if request.method == "DELETE":
+        emu.stats.reset()
+        return Response(status_code=204)
+    return JSONResponse(emu.stats.as_dict())
+
+
+async def add_user(request: Request) -> Response:
+    tenant = _tenant(request)
+    assert tenant is not None
+    user = complete_user(await _json(request), tenant.domain)
+    tenant.put_user(user)
+    return JSONResponse(user, status_code=201)
+
+
+async def add_group(request: Request) -> Response:
+    tenant = _tenant(request)
+    assert tenant is not None
+    body = await _json(request)
+    group = complete_group(body, tenant.domain, created=iso_now())
+    tenant.put_group(group)
+    for member_id in body.get("members", []):
+        tenant.add_member(group["id"], member_id)
+    for owner_id in body.get("owners", []):
+        tenant.owners[group["id"]].add(owner_id)
+    return JSONResponse(group, status_code=201)
+
+
+async def group_members(request: Request) -> Response:
+    tenant = _tenant(request)
+    assert tenant is not None
+    group_id = request.path_params["group_id"]
+    if group_id not in tenant.groups:
+        return _problem(404, f"no group {group_id}")
+    if request.method == "POST":
+        body = await _json(request)
+        for member_id in body.get("ids", []):
+            tenant.add_member(group_id, member_id)
+        return Response(status_code=204)
+    return JSONResponse({"ids": list(tenant.members[group_id].ordered())})
+
+
+async def one_group(request: Request) -> Response:
+    tenant = _tenant(request)
+    assert tenant is not None
+    group_id = request.path_params["group_id"]
+    if request.method == "DELETE":
+        # Deleted behind the app's back: no Graph call, no throttling, just gone.
+        if tenant.remove_group(group_id) is None:
+            return _problem(404, f"no group {group_id}")
+        return Response(status_code=204)
+    group = tenant.groups.get(group_id)
+    if group is None:
+        return _problem(404, f"no group {group_id}")
+    return JSONResponse(group)
+
+
+def _matches(value: Any, wanted: str) -> bool:
+    if isinstance(value, bool):
+        return str(value).lower() == wanted.lower()
+    if isinstance(value, list):
+        return any(str(v).lower() == wanted.lower() for v in value)
+    return value is not None and str(value).lower() == wanted.lower()
+
+
+async def find_groups(request: Request) -> Response:
+    tenant = _tenant(request)
+    assert tenant is not None
+    wanted = {k: v for k, v in request.query_params.items() if k != "tenant"}
+    found = [g for g in tenant.groups.values() if all(_matches(g.get(k), v) for k, v in wanted.items())]
+    return JSONResponse({"value": found})
+
+
+async def revoke_tokens(request: Request) -> Response:
+    _emulator(request).tokens.revoke_all()
+    return Response(status_code=204)
+
+
+async def app_roles(request: Request) -> Response:
+    tenant = _tenant(request)
+    assert tenant is not None
+    app = tenant.apps.get(request.path_params["client_id"])
+    if app is None:
+        return _problem(404, "no such app")
+    body = await _json(request)
+    app.roles = set(body.get("roles", []))
+    return Response(status_code=204)
+
+
+async def tenant_policy(request: Request) -> Response:
+    tenant = _tenant(request)
+    assert tenant is not None
+    body = await _json(request)
+    if body.get("allow_guests_in_groups") is not None:
+        tenant.allow_guests_in_groups = bool(body["allow_guests_in_groups"])
+    if body.get("decline_consent") is not None:
+        tenant.decline_consent = bool(body["decline_consent"])
+    return JSONResponse(
+        {"allow_guests_in_groups": tenant.allow_guests_in_groups, "decline_consent": tenant.decline_consent}
+    )
+
+
+async def replicate_now(request: Request) -> Response:
+    """End any replication lag at once (tests that want to skip the wait)."""
+    tenant = _tenant(request)
+    assert tenant is not None
+    for group_id in tenant.created_at:
+        tenant.created_at[group_id] = time.monotonic() - 1e9
+    return Response(status_code=204)
+
+
+def control_routes() -> list[Route]:
+    def r(path: str, handler: Any, methods: list[str]) -> Route:
+        return Route(f"/_emulator{path}", loopback_only(handler), methods=methods)
+
+    return [
+        r("/health", health, ["GET"]),
+        r("/info", info, ["GET"]),
+        r("/reset", reset, ["POST"]),
+        r("/faults", faults, ["GET", "PUT"]),
+        r("/stats", stats, ["GET", "DELETE"]),
+        r("/users", add_user, ["POST"]),
+        r("/groups", add_group, ["POST"]),
+        r("/groups", find_groups, ["GET"]),
+        r("/groups/{group_id}", one_group, ["GET", "DELETE"]),
+        r("/groups/{group_id}/members", group_members, ["GET", "POST"]),
+        r("/revoke-tokens", revoke_tokens, ["POST"]),
+        r("/apps/{client_id}/roles", app_roles, ["PUT"]),
+        r("/tenant-policy", tenant_policy, ["PUT"]),
+        r("/replicate-now", replicate_now, ["POST"]),
+    ]
+
+
+def new_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,500 @@
+"""Graph /groups: create, read, update, delete, members and owners, with the limits each group kind has."""
+
+from __future__ import annotations
+
+import bisect
+import re
+import time
+import uuid
+from typing import TYPE_CHECKING, Any
+
+from . import errors as e
+from .errors import GraphError, bad_request, forbidden, not_found
+from .listing import entity, next_link, page
+from .odata import context_suffix, evaluate, parse_options, project, require_count_header
+from .router import (
+    CREATE_GROUP,
+    READ_GROUP,
+    ROLE_ASSIGNABLE_MEMBERS,
+    WRITE_GROUP,
+    WRITE_MEMBERS,
+    GraphRequest,
+    GraphResponse,
+    route,
+)
+from .seeds import GROUP_DEFAULT_PROPERTIES, GROUP_EXTRA_PROPERTIES, complete_group
+from .state import Tenant, is_guid, iso_now
+from .users import USER_PROPERTIES, render_user
+
+if TYPE_CHECKING:
+    from .runtime import Emulator
+
+GROUP_PROPERTIES = (set(GROUP_DEFAULT_PROPERTIES) | set(GROUP_EXTRA_PROPERTIES)) - {"members", "owners"}
+GROUP_TYPE = "microsoft.graph.group"
+MAX_LINKS = 20
+NICKNAME_FORBIDDEN = set('@()\\[]";:<>,. ')
+REQUIRED_ON_CREATE = ["displayName", "mailEnabled", "mailNickname", "securityEnabled"]
+UPDATABLE = {
+    "displayName",
+    "description",
+    "mailNickname",
+    "visibility",
+    "classification",
+    "preferredLanguage",
+    "theme",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "groupTypes",
+    "securityEnabled",
+    "mailEnabled",
+    "preferredDataLocation",
+    "expirationDateTime",
+    "resourceBehaviorOptions",
+}
+REF_ID_RE = re.compile(r"/([^/]+?)/?$")
+
+
+# ---- helpers -----------------------------------------------------------------------------------
+
+
+def is_unified(group: dict[str, Any]) -> bool:
+    return "Unified" in (group.get("groupTypes") or [])
+
+
+def is_mail_enabled_security_or_distribution(group: dict[str, Any]) -> bool:
+    return bool(group.get("mailEnabled")) and not is_unified(group)
+
+
+def lookup_group(
+    req: GraphRequest, emu: Emulator, group_id: str, *, for_link_write: bool = False
+) -> dict[str, Any]:
+    if not is_guid(group_id):
+        raise bad_request(e.INVALID_ID.format(id=group_id))
+    group = req.tenant.groups.get(group_id)
+    if group is None:
+        raise not_found(group_id)
+    if req.tenant.is_lagging(group_id, emu.replication_lag_seconds()):
+        if for_link_write:
+            raise bad_request(e.REPLICATION_LAG)
+        raise not_found(group_id)
+    return group
+
+
+def check_membership_writable(req: GraphRequest, group: dict[str, Any]) -> None:
+    """Group kinds whose membership Graph will not change, and the extra role role-assignable groups need."""
+    if is_mail_enabled_security_or_distribution(group):
+        # Microsoft's troubleshooting article documents 403 for mail-enabled security groups and lists.
+        raise forbidden()
+    if "DynamicMembership" in (group.get("groupTypes") or []):
+        raise forbidden()
+    if group.get("onPremisesSyncEnabled"):
+        raise bad_request(e.ON_PREMISES_MASTERED)
+    if group.get("isAssignableToRole") and ROLE_ASSIGNABLE_MEMBERS not in req.roles:
+        raise forbidden()
+
+
+def ref_object_id(reference: Any) -> str:
+    if not isinstance(reference, str) or not reference:
+        raise bad_request("Invalid URL format specified in @odata.bind for members")
+    found = REF_ID_RE.search(reference)
+    object_id = found.group(1) if found else reference
+    if not is_guid(object_id):
+        raise bad_request(e.INVALID_ID.format(id=object_id))
+    return object_id
+
+
+def check_can_join(tenant: Tenant, group: dict[str, Any], object_id: str) -> str:
+    """Validate one prospective member; returns its kind."""
+    found = tenant.find_object(object_id)
+    if found is None:
+        raise not_found(object_id)
+    kind, obj = found
+    if is_unified(group):
+        if kind != "user":
+            raise bad_request(
+                "Groups of type 'Unified' can only have members of type 'User'. "
+                f"Object '{object_id}' is of type '{kind}'."
+            )
+        if obj.get("userType") == "Guest" and not tenant.allow_guests_in_groups:
+            raise GraphError(403, "Authorization_RequestDenied", e.GUEST_BLOCKED)
+    return kind
+
+
+def render_directory_object(
+    tenant: Tenant, object_id: str, select: list[str] | None, typed: bool
+) -> dict[str, Any]:
+    user = tenant.users.get(object_id)
+    if user is not None:
+        body = render_user(user, select)
+        return {"@odata.type": "#microsoft.graph.user", **body} if typed else body
+    group = tenant.groups.get(object_id)
+    if group is not None:
+        names = [n for n in select if n in group] if select else GROUP_DEFAULT_PROPERTIES
+        body = {name: group.get(name) for name in names}
+        return {"@odata.type": "#microsoft.graph.group", **body} if typed else body
+    body = {"id": object_id}
+    return {"@odata.type": "#microsoft.graph.servicePrincipal", **body} if typed else body
+
+
+def validate_nickname(value: Any) -> None:
+    if not isinstance(value, str) or not value or len(value) > 64 or not value.isascii():
+        raise bad_request("Invalid value specified for property 'mailNickname' of resource 'Group'.")
+    if any(ch in NICKNAME_FORBIDDEN for ch in value) or any(ord(ch) < 32 for ch in value):
+        raise bad_request("Invalid value specified for property 'mailNickname' of resource 'Group'.")
+
+
+def group_entity(req: GraphRequest, group: dict[str, Any], select: list[str] | None) -> GraphResponse:
+    context = context_suffix("groups", select) + "/$entity"
+    return entity(req, context, project(group, select, GROUP_DEFAULT_PROPERTIES))
+
+
+# ---- collection --------------------------------------------------------------------------------
+
+
+@route("GET", "/groups", "read")
+def list_groups(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(READ_GROUP)
+    opts = parse_options(req.query, req.headers, allowed=GROUP_PROPERTIES, type_name=GROUP_TYPE)
+    tenant = req.tenant
+    groups = [tenant.groups[i] for i in sorted(tenant.groups)]
+    if opts.filter is not None:
+        groups = [g for g in groups if evaluate(opts.filter, g)]
+    if opts.search is not None:
+        groups = [g for g in groups if opts.search(g)]
+    if opts.orderby is not None:
+        prop, descending = opts.orderby
+        groups.sort(key=lambda g: str(g.get(prop) or "").casefold(), reverse=descending)
+    return page(
+        req,
+        opts,
+        groups,
+        lambda g: project(g, opts.select, GROUP_DEFAULT_PROPERTIES),
+        context_suffix("groups", opts.select),
+    )
+
+
+@route("GET", "/groups/$count", "read")
+def count_groups(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(READ_GROUP)
+    require_count_header(req.headers)
+    return GraphResponse(200, str(len(req.tenant.groups)))
+
+
+@route("POST", "/groups", "write")
+def create_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(CREATE_GROUP)
+    body = req.body
+    if not isinstance(body, dict):
+        raise bad_request("Empty Payload. JSON content expected.")
+    for name in REQUIRED_ON_CREATE:
+        if body.get(name) is None or body.get(name) == "":
+            raise bad_request(f"A value is required for property '{name}' of resource 'Group'.")
+    display_name = body["displayName"]
+    if not isinstance(display_name, str) or len(display_name) > 256:
+        raise bad_request("Invalid value specified for property 'displayName' of resource 'Group'.")
+    for flag in ("mailEnabled", "securityEnabled"):
+        if not isinstance(body[flag], bool):
+            raise bad_request(f"Invalid value specified for property '{flag}' of resource 'Group'.")
+    validate_nickname(body["mailNickname"])
+    group_types = body.get("groupTypes") or []
+    if not isinstance(group_types, list) or any(
+        t not in ("Unified", "DynamicMembership") for t in group_types
+    ):
+        raise bad_request("Invalid value specified for property 'groupTypes' of resource 'Group'.")
+    unified = "Unified" in group_types
+    if body["mailEnabled"] and not unified:
+        raise bad_request(e.MAIL_ENABLED_CREATE)
+    if unified and not body["mailEnabled"]:
+        raise bad_request("Invalid value specified for property 'mailEnabled' of resource 'Group'.")
+    visibility = body.get("visibility")
+    if visibility is not None and visibility not in ("Public", "Private", "HiddenMembership"):
+        raise bad_request("Invalid value specified for property 'visibility' of resource 'Group'.")
+    if body.get("isAssignableToRole"):
+        if ROLE_ASSIGNABLE_MEMBERS not in req.roles:
+            raise forbidden()
+        if not body["securityEnabled"]:
+            raise bad_request("Invalid value specified for property 'securityEnabled' of resource 'Group'.")
+    if "DynamicMembership" in group_types and not body.get("membershipRule"):
+        raise bad_request("Invalid value specified for property 'membershipRule' of resource 'Group'.")
+    tenant = req.tenant
+    if unified and body["mailNickname"].lower() in tenant.nickname_index:
+        raise bad_request("Another object with the same value for property mailNickname already exists.")
+    owner_refs = body.get("owners@odata.bind") or []
+    member_refs = body.get("members@odata.bind") or []
+    if not isinstance(owner_refs, list) or not isinstance(member_refs, list):
+        raise bad_request("Invalid URL format specified in @odata.bind")
+    if len(owner_refs) + len(member_refs) > MAX_LINKS:
+        raise bad_request(e.TOO_MANY_LINKS)
+    known = {
+        k: v for k, v in body.items() if k in GROUP_PROPERTIES and k not in ("id", "mail", "proxyAddresses")
+    }
+    known["id"] = str(uuid.uuid4())
+    candidate = complete_group(known, tenant.domain, created=iso_now(), created_by=req.app.client_id)
+    candidate["organizationId"] = tenant.id
+    if body.get("isAssignableToRole") and candidate.get("visibility") is None:
+        candidate["visibility"] = "Private"
+    owner_ids = [ref_object_id(ref) for ref in owner_refs]
+    member_ids = [ref_object_id(ref) for ref in member_refs]
+    for owner_id in owner_ids:
+        if tenant.find_object(owner_id) is None:
+            raise not_found(owner_id)
+    for member_id in member_ids:
+        check_can_join(tenant, candidate, member_id)
+    tenant.put_group(candidate)
+    tenant.created_at[candidate["id"]] = time.monotonic()
+    for owner_id in owner_ids:
+        tenant.owners[candidate["id"]].add(owner_id)
+    for member_id in member_ids:
+        tenant.add_member(candidate["id"], member_id)
+    odata_id = f"https://graph.microsoft.com/v2/{tenant.id}/directoryObjects/{candidate['id']}/Microsoft.DirectoryServices.Group"
+    out = {
+        "@odata.context": f"{req.graph_base}/$metadata#groups/$entity",
+        "@odata.id": odata_id,
+        **project(candidate, None, GROUP_DEFAULT_PROPERTIES),
+    }
+    return GraphResponse(201, out, {"Location": odata_id})
+
+
+# ---- single group ------------------------------------------------------------------------------
+
+
+@route("GET", "/groups/{id}", "read")
+def get_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(READ_GROUP)
+    opts = parse_options(req.query, req.headers, allowed=GROUP_PROPERTIES, type_name=GROUP_TYPE)
+    group = lookup_group(req, emu, params["id"])
+    return group_entity(req, group, opts.select)
+
+
+@route("PATCH", "/groups/{id}", "write")
+def update_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    body = req.body
+    if not isinstance(body, dict):
+        raise bad_request("Empty Payload. JSON content expected.")
+    member_refs = body.get("members@odata.bind")
+    owner_refs = body.get("owners@odata.bind")
+    properties = {k: v for k, v in body.items() if not k.endswith("@odata.bind")}
+    req.require(WRITE_GROUP if properties or owner_refs else WRITE_MEMBERS)
+    group = lookup_group(req, emu, params["id"], for_link_write=member_refs is not None)
+    tenant = req.tenant
+    links = len(member_refs or []) + len(owner_refs or [])
+    if links > MAX_LINKS:
+        raise bad_request(e.TOO_MANY_LINKS)
+    if properties:
+        if is_mail_enabled_security_or_distribution(group):
+            raise bad_request(e.MAIL_ENABLED_UPDATE)
+        if group.get("onPremisesSyncEnabled"):
+            raise bad_request(e.ON_PREMISES_MASTERED)
+        for name, value in properties.items():
+            if name not in UPDATABLE:
+                raise bad_request(f"Property '{name}' is read-only and cannot be set.")
+            if name == "mailNickname":
+                validate_nickname(value)
+                holder = tenant.nickname_index.get(value.lower())
+                if is_unified(group) and holder not in (None, group["id"]):
+                    raise bad_request(
+                        "Another object with the same value for property mailNickname already exists."
+                    )
+            if name == "displayName" and (not isinstance(value, str) or not value or len(value) > 256):
+                raise bad_request("Invalid value specified for property 'displayName' of resource 'Group'.")
+    new_members: list[str] = []
+    if member_refs is not None:
+        if not isinstance(member_refs, list):
+            raise bad_request("Invalid URL format specified in @odata.bind for members")
+        check_membership_writable(req, group)
+        members = tenant.members[group["id"]]
+        # All or nothing: any missing or existing member fails the whole request before anything changes.
+        for ref in member_refs:
+            object_id = ref_object_id(ref)
+            check_can_join(tenant, group, object_id)
+            if object_id in members or object_id in new_members:
+                raise bad_request(e.ALREADY_MEMBER)
+            new_members.append(object_id)
+    new_owners: list[str] = []
+    for ref in owner_refs or []:
+        object_id = ref_object_id(ref)
+        if tenant.find_object(object_id) is None:
+            raise not_found(object_id)
+        if object_id in tenant.owners[group["id"]]:
+            raise bad_request(e.ALREADY_OWNER)
+        new_owners.append(object_id)
+    if properties:
+        updated = {**group, **properties}
+        if "mailNickname" in properties and updated.get("mailEnabled"):
+            updated["mail"] = f"{properties['mailNickname']}@{tenant.domain}"
+            updated["proxyAddresses"] = [f"SMTP:{updated['mail']}"]
+        tenant.put_group(updated)
+    for object_id in new_members:
+        tenant.add_member(group["id"], object_id)
+    for object_id in new_owners:
+        tenant.owners[group["id"]].add(object_id)
+    return GraphResponse(204)
+
+
+@route("DELETE", "/groups/{id}", "write")
+def delete_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(WRITE_GROUP)
+    group = lookup_group(req, emu, params["id"])
+    if is_mail_enabled_security_or_distribution(group):
+        raise bad_request("Cannot Delete a mail-enabled security groups and or distribution list.")
+    if group.get("onPremisesSyncEnabled"):
+        raise bad_request(e.ON_PREMISES_MASTERED)
+    req.tenant.remove_group(group["id"])
+    return GraphResponse(204)
+
+
+# ---- members -----------------------------------------------------------------------------------
+
+
+def _list_links(
+    req: GraphRequest, emu: Emulator, group_id: str, relation: str, cast: str | None
+) -> GraphResponse:
+    req.require(READ_GROUP)
+    allowed = USER_PROPERTIES | GROUP_PROPERTIES
+    opts = parse_options(
+        req.query,
+        req.headers,
+        allowed=allowed,
+        type_name="microsoft.graph.directoryObject",
+        filter_needs_advanced=True,
+    )
+    group = lookup_group(req, emu, group_id)
+    tenant = req.tenant
+    links = (tenant.members if relation == "members" else tenant.owners)[group["id"]]
+    ordered = links.ordered()
+    entity_set = "users" if cast == "user" else ("groups" if cast == "group" else "directoryObjects")
+    context = context_suffix(entity_set, opts.select)
+    typed = cast is None
+    simple = opts.filter is None and opts.search is None and opts.orderby is None and not opts.count
+    if simple and cast is None:
+        # Seek by the last id returned: a page costs O(page + log n), whatever the group's size.
+        after = (opts.skiptoken or {}).get("a")
+        start = bisect.bisect_right(ordered, after) if after else 0
+        chunk = ordered[start : start + opts.top]
+        body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#{context}"}
+        if start + opts.top < len(ordered):
+            body["@odata.nextLink"] = next_link(req, {"a": chunk[-1]})
+        body["value"] = [render_directory_object(tenant, i, opts.select, typed) for i in chunk]
+        return GraphResponse(200, body)
+    objects: list[dict[str, Any]] = []
+    for object_id in ordered:
+        obj = tenant.users.get(object_id)
+        if obj is None and cast != "user":
+            obj = tenant.groups.get(object_id)
+        if obj is None or (cast == "group" and object_id not in tenant.groups):
+            continue
+        objects.append(obj)
+    if opts.filter is not None:
+        objects = [o for o in objects if evaluate(opts.filter, o)]
+    if opts.search is not None:
+        objects = [o for o in objects if opts.search(o)]
+    if opts.orderby is not None:
+        prop, descending = opts.orderby
+        objects.sort(key=lambda o: str(o.get(prop) or "").casefold(), reverse=descending)
+    return page(
+        req, opts, objects, lambda o: render_directory_object(tenant, o["id"], opts.select, typed), context
+    )
+
+
+def _count_links(req: GraphRequest, emu: Emulator, group_id: str, cast: str | None) -> GraphResponse:
+    req.require(READ_GROUP)
+    require_count_header(req.headers)
+    group = lookup_group(req, emu, group_id)
+    members = req.tenant.members[group["id"]]
+    if cast == "user":
+        total = sum(1 for i in members.ids() if i in req.tenant.users)
+    elif cast == "group":
+        total = sum(1 for i in members.ids() if i in req.tenant.groups)
+    else:
+        total = len(members)
+    return GraphResponse(200, str(total))
+
+
+@route("GET", "/groups/{id}/members", "members")
+def list_members(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _list_links(req, emu, params["id"], "members", None)
+
+
+@route("GET", "/groups/{id}/members/microsoft.graph.user", "members")
+def list_user_members(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _list_links(req, emu, params["id"], "members", "user")
+
+
+@route("GET", "/groups/{id}/members/microsoft.graph.group", "members")
+def list_group_members(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _list_links(req, emu, params["id"], "members", "group")
+
+
+@route("GET", "/groups/{id}/members/$count", "members")
+def count_members(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _count_links(req, emu, params["id"], None)
+
+
+@route("GET", "/groups/{id}/members/microsoft.graph.user/$count", "members")
+def count_user_members(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _count_links(req, emu, params["id"], "user")
+
+
+@route("POST", "/groups/{id}/members/$ref", "write")
+def add_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(WRITE_MEMBERS)
+    group = lookup_group(req, emu, params["id"], for_link_write=True)
+    check_membership_writable(req, group)
+    body = req.body
+    if not isinstance(body, dict) or "@odata.id" not in body:
+        raise bad_request("Invalid request body: '@odata.id' is required.")
+    object_id = ref_object_id(body["@odata.id"])
+    check_can_join(req.tenant, group, object_id)
+    if object_id in req.tenant.members[group["id"]]:
+        raise bad_request(e.ALREADY_MEMBER)
+    req.tenant.add_member(group["id"], object_id)
+    return GraphResponse(204)
+
+
+@route("DELETE", "/groups/{id}/members/{member}/$ref", "write")
+def remove_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(WRITE_MEMBERS)
+    group = lookup_group(req, emu, params["id"])
+    check_membership_writable(req, group)
+    member_id = params["member"]
+    if not is_guid(member_id):
+        raise bad_request(e.INVALID_ID.format(id=member_id))
+    if member_id not in req.tenant.members[group["id"]]:
+        raise not_found(member_id)
+    req.tenant.remove_member(group["id"], member_id)
+    return GraphResponse(204)
+
+
+# ---- owners ------------------------------------------------------------------------------------
+
+
+@route("GET", "/groups/{id}/owners", "read")
+def list_owners(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _list_links(req, emu, params["id"], "owners", None)
+
+
+@route("POST", "/groups/{id}/owners/$ref", "write")
+def add_owner(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(WRITE_GROUP)
+    group = lookup_group(req, emu, params["id"], for_link_write=True)
+    body = req.body
+    if not isinstance(body, dict) or "@odata.id" not in body:
+        raise bad_request("Invalid request body: '@odata.id' is required.")
+    object_id = ref_object_id(body["@odata.id"])
+    if req.tenant.find_object(object_id) is None:
+        raise not_found(object_id)
+    if object_id in req.tenant.owners[group["id"]]:
+        raise bad_request(e.ALREADY_OWNER)
+    req.tenant.owners[group["id"]].add(object_id)
+    return GraphResponse(204)
+
+
+@route("DELETE", "/groups/{id}/owners/{owner}/$ref", "write")
+def remove_owner(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    req.require(WRITE_GROUP)
+    group = lookup_group(req, emu, params["id"])
+    owners = req.tenant.owners[group["id"]]
+    if params["owner"] not in owners:
+        raise not_found(params["owner"])
+    owners.discard(params["owner"])
+    return GraphResponse(204)

@@ -1,0 +1,153 @@
+"""The running emulator: directory, tokens, faults, throttling, stats, and execution of one Graph request."""
+
+from __future__ import annotations
+
+import copy
+import random
+import uuid
+from collections import Counter
+from typing import Any
+
+from .errors import THROTTLED, GraphError, error_body
+from .faults import FaultInjector, Faults
+from .listing import JSON_CONTENT_TYPE
+from .router import GraphRequest, GraphResponse, match, resource_units
+from .seeds import default_seed, load_seed
+from .state import Directory
+from .throttle import Throttle
+from .tokens import TokenService
+
+FAULT_ERRORS = {
+    503: ("serviceNotAvailable", "The service is temporarily unavailable. Please try again later."),
+    504: ("UnknownError", "The operation has timed out."),
+}
+
+
+class Stats:
+    def __init__(self) -> None:
+        self.reset()
+
+    def reset(self) -> None:
+        self.requests: Counter[str] = Counter()
+        self.graph_requests = 0
+        self.batch_subrequests = 0
+        self.writes = 0
+        self.throttled = 0
+        self.token_requests = 0
+        self.faults_injected: Counter[str] = Counter()
+
+    def fault(self, kind: str) -> None:
+        self.faults_injected[kind] += 1
+
+    def as_dict(self) -> dict[str, Any]:
+        return {
+            "requests": dict(self.requests),
+            "graph_requests": self.graph_requests,
+            "batch_subrequests": self.batch_subrequests,
+            "writes": self.writes,
+            "throttled": self.throttled,
+            "token_requests": self.token_requests,
+            "faults_injected": dict(self.faults_injected),
+        }
+
+
+class Emulator:
+    def __init__(
+        self,
+        seed: dict[str, Any] | None = None,
+        *,
+        time_scale: float = 1.0,
+        throttling: bool = True,
+        faults: dict[str, Any] | None = None,
+    ) -> None:
+        self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
+        self.directory: Directory = load_seed(self.seed)
+        self.time_scale = time_scale
+        self.tokens = TokenService()
+        self.faults = FaultInjector(Faults.from_dict(faults))
+        self.throttle = Throttle(time_scale, throttling)
+        self.stats = Stats()
+        self.base_url = ""
+        self.shuffle = random.Random(self.faults.faults.seed_random)
+        self.delta_rounds: dict[str, list[dict[str, Any]]] = {}
+
+    @property
+    def graph_base(self) -> str:
+        return f"{self.base_url}/v1.0"
+
+    def replication_lag_seconds(self) -> float:
+        return self.faults.faults.replication_lag_seconds / self.time_scale
+
+    def reset(self, seed: dict[str, Any] | None = None) -> None:
+        self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
+        self.directory = load_seed(self.seed)
+        self.set_faults({})
+        self.throttle.reset()
+        self.stats.reset()
+        self.delta_rounds.clear()
+
+    def set_faults(self, faults: dict[str, Any]) -> None:
+        self.faults.configure(Faults.from_dict(faults))
+        self.shuffle = random.Random(self.faults.faults.seed_random)
+
+    # ---- executing one Graph operation -------------------------------------------------------------
+
+    def error(self, req_ids: tuple[str, str | None], err: GraphError, units: int = 1) -> GraphResponse:
+        body = error_body(err.code, err.message, req_ids[0], req_ids[1])
+        headers = {"Content-Type": "application/json", "x-ms-resource-unit": str(units), **err.headers}
+        return GraphResponse(err.status, body, headers)
+
+    def throttled(self, req_ids: tuple[str, str | None], retry_after: int, units: int) -> GraphResponse:
+        self.stats.throttled += 1
+        err = GraphError(429, "TooManyRequests", THROTTLED, {"Retry-After": str(retry_after)})
+        return self.error(req_ids, err, units)
+
+    def execute(self, req: GraphRequest) -> GraphResponse:
+        """Route, inject faults, throttle, authorise and run one Graph request or $batch item."""
+        ids = (req.request_id, req.client_request_id)
+        try:
+            route_, params = match(req.method, req.path)
+        except GraphError as err:
+            self.stats.requests[f"{req.method} /v1.0(unmatched)"] += 1
+            return self.error(ids, err)
+        self.stats.requests[f"{req.method} /v1.0{route_.template}"] += 1
+        units = resource_units(route_, req.query)
+        is_write = req.method in ("POST", "PATCH", "DELETE", "PUT")
+        if is_write:
+            self.stats.writes += 1
+        injected = self.faults.pick_status()
+        if injected == 429:
+            self.stats.fault("429")
+            return self.throttled(ids, self.faults.faults.retry_after_seconds, units)
+        if injected in FAULT_ERRORS:
+            self.stats.fault(str(injected))
+            code, message = FAULT_ERRORS[injected]
+            headers = (
+                {"Retry-After": str(self.faults.faults.retry_after_seconds)}
+                if (injected == 503 and self.faults.faults.retry_after_on_503)
+                else {}
+            )
+            return self.error(ids, GraphError(injected, code, message, headers), units)
+        verdict = self.throttle.charge(req.tenant.id, req.tenant.size, req.app.client_id, units, is_write)
+        if verdict.retry_after:
+            response = self.throttled(ids, verdict.retry_after, units)
+            response.headers["x-ms-throttle-scope"] = verdict.scope
+            response.headers["x-ms-throttle-information"] = verdict.information
+            return response
+        try:
+            response = route_.handler(req, self, params)
+        except GraphError as err:
+            response = self.error(ids, err, units)
+        response.headers.setdefault("x-ms-resource-unit", str(units))
+        if verdict.limit_percentage is not None:
+            response.headers["x-ms-throttle-limit-percentage"] = str(verdict.limit_percentage)
+        if isinstance(response.body, dict) and "Content-Type" not in response.headers:
+            response.headers["Content-Type"] = JSON_CONTENT_TYPE
+            response.headers["OData-Version"] = "4.0"
+        elif isinstance(response.body, str):
+            response.headers["Content-Type"] = "text/plain"
+        return response
+
+
+def new_request_id() -> str:
+    return str(uuid.uuid4())

@@ -1,0 +1,248 @@
+"""In-memory directory: tenants, apps, users, groups, memberships and the change log that feeds delta queries."""
+
+from __future__ import annotations
+
+import bisect
+import datetime as dt
+import time
+import uuid
+from dataclasses import dataclass, field
+from typing import Any
+
+GUID_LENGTH = 36
+
+
+def is_guid(value: str) -> bool:
+    if len(value) != GUID_LENGTH:
+        return False
+    try:
+        uuid.UUID(value)
+    except ValueError:
+        return False
+    return True
+
+
+def iso_now() -> str:
+    return dt.datetime.now(dt.UTC).strftime("%Y-%m-%dT%H:%M:%SZ")
+
+
+@dataclass
+class Secret:
+    value: str
+    expires: dt.datetime | None = None
+    key_id: str = field(default_factory=lambda: str(uuid.uuid4()))
+
+
+@dataclass
+class Certificate:
+    thumbprint_hex: str  # SHA-1 of the DER certificate, upper-case hex
+    public_key: Any | None = None  # set when the seed gave the PEM
+
+
+@dataclass
+class App:
+    client_id: str
+    display_name: str
+    secrets: list[Secret]
+    certificates: list[Certificate]
+    roles: set[str]  # application permissions granted by admin consent
+    requested_roles: set[str]  # what admin consent grants
+    service_principal_id: str
+
+
+class MemberSet:
+    """Members of one group: a set for membership tests and a sorted list for cheap paging."""
+
+    __slots__ = ("_ids", "_sorted")
+
+    def __init__(self, ids: set[str] | None = None) -> None:
+        self._ids: set[str] = set(ids or ())
+        self._sorted: list[str] | None = None
+
+    def __contains__(self, object_id: object) -> bool:
+        return object_id in self._ids
+
+    def __len__(self) -> int:
+        return len(self._ids)
+
+    def add(self, object_id: str) -> None:
+        if object_id in self._ids:
+            return
+        self._ids.add(object_id)
+        if self._sorted is not None:
+            bisect.insort(self._sorted, object_id)
+
+    def discard(self, object_id: str) -> None:
+        if object_id not in self._ids:
+            return
+        self._ids.discard(object_id)
+        if self._sorted is not None:
+            index = bisect.bisect_left(self._sorted, object_id)
+            del self._sorted[index]
+
+    def ordered(self) -> list[str]:
+        if self._sorted is None:
+            self._sorted = sorted(self._ids)
+        return self._sorted
+
+    def ids(self) -> set[str]:
+        return self._ids
+
+
+@dataclass
+class ChangeEvent:
+    seq: int
+    group_id: str
+    kind: str  # "group" (created/updated), "add", "remove", "deleted"
+    member_id: str | None = None
+
+
+@dataclass
+class Tenant:
+    id: str
+    domain: str
+    size: str
+    display_name: str
+    apps: dict[str, App] = field(default_factory=dict)
+    users: dict[str, dict[str, Any]] = field(default_factory=dict)
+    groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    members: dict[str, MemberSet] = field(default_factory=dict)
+    owners: dict[str, MemberSet] = field(default_factory=dict)
+    deleted_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    upn_index: dict[str, str] = field(default_factory=dict)
+    mail_index: dict[str, str] = field(default_factory=dict)
+    proxy_index: dict[str, set[str]] = field(default_factory=dict)
+    nickname_index: dict[str, str] = field(default_factory=dict)
+    allow_guests_in_groups: bool = True
+    decline_consent: bool = False
+    created_at: dict[str, float] = field(default_factory=dict)  # group id -> monotonic creation time
+    changes: list[ChangeEvent] = field(default_factory=list)
+    next_seq: int = 1
+    users_sorted: list[str] | None = None
+
+    # ---- users -------------------------------------------------------------------------------
+    def put_user(self, user: dict[str, Any]) -> None:
+        old = self.users.get(user["id"])
+        if old is not None:
+            self._unindex_user(old)
+        self.users[user["id"]] = user
+        self.upn_index[user["userPrincipalName"].lower()] = user["id"]
+        if user.get("mail"):
+            self.mail_index[user["mail"].lower()] = user["id"]
+        for address in user.get("proxyAddresses") or []:
+            self.proxy_index.setdefault(address.lower(), set()).add(user["id"])
+        self.users_sorted = None
+
+    def _unindex_user(self, user: dict[str, Any]) -> None:
+        self.upn_index.pop(user["userPrincipalName"].lower(), None)
+        if user.get("mail"):
+            self.mail_index.pop(user["mail"].lower(), None)
+        for address in user.get("proxyAddresses") or []:
+            self.proxy_index.get(address.lower(), set()).discard(user["id"])
+
+    def ordered_user_ids(self) -> list[str]:
+        if self.users_sorted is None:
+            self.users_sorted = sorted(self.users)
+        return self.users_sorted
+
+    def find_user(self, id_or_upn: str) -> dict[str, Any] | None:
+        user = self.users.get(id_or_upn)
+        if user is None:
+            object_id = self.upn_index.get(id_or_upn.lower())
+            user = self.users.get(object_id) if object_id else None
+        return user
+
+    # ---- groups ------------------------------------------------------------------------------
+    def put_group(self, group: dict[str, Any], *, record: bool = True) -> None:
+        old = self.groups.get(group["id"])
+        if old is not None and old.get("mailNickname"):
+            self.nickname_index.pop(old["mailNickname"].lower(), None)
+        self.groups[group["id"]] = group
+        if "Unified" in (group.get("groupTypes") or []) and group.get("mailNickname"):
+            self.nickname_index[group["mailNickname"].lower()] = group["id"]
+        self.members.setdefault(group["id"], MemberSet())
+        self.owners.setdefault(group["id"], MemberSet())
+        if record:
+            self.record(group["id"], "group")
+
+    def remove_group(self, group_id: str) -> dict[str, Any] | None:
+        group = self.groups.pop(group_id, None)
+        if group is None:
+            return None
+        if group.get("mailNickname"):
+            self.nickname_index.pop(group["mailNickname"].lower(), None)
+        self.members.pop(group_id, None)
+        self.owners.pop(group_id, None)
+        self.created_at.pop(group_id, None)
+        if "Unified" in (group.get("groupTypes") or []):
+            self.deleted_groups[group_id] = {**group, "deletedDateTime": iso_now()}
+        self.record(group_id, "deleted")
+        # A deleted group leaves every group it belonged to.
+        for other_id, members in self.members.items():
+            if group_id in members:
+                members.discard(group_id)
+                self.record(other_id, "remove", group_id)
+        return group
+
+    def find_object(self, object_id: str) -> tuple[str, dict[str, Any]] | None:
+        if object_id in self.users:
+            return "user", self.users[object_id]
+        if object_id in self.groups:
+            return "group", self.groups[object_id]
+        for app in self.apps.values():
+            if app.service_principal_id == object_id:
+                return "servicePrincipal", {
+                    "id": object_id,
+                    "appId": app.client_id,
+                    "displayName": app.display_name,
+                }
+        return None
+
+    def add_member(self, group_id: str, object_id: str) -> None:
+        members = self.members[group_id]
+        if object_id not in members:
+            members.add(object_id)
+            self.record(group_id, "add", object_id)
+
+    def remove_member(self, group_id: str, object_id: str) -> None:
+        members = self.members[group_id]
+        if object_id in members:
+            members.discard(object_id)
+            self.record(group_id, "remove", object_id)
+
+    def record(self, group_id: str, kind: str, member_id: str | None = None) -> None:
+        self.changes.append(ChangeEvent(self.next_seq, group_id, kind, member_id))
+        self.next_seq += 1
+
+    def is_lagging(self, group_id: str, lag_seconds: float) -> bool:
+        """True while a freshly created group has not yet replicated (replication-lag fault)."""
+        if lag_seconds <= 0:
+            return False
+        created = self.created_at.get(group_id)
+        return created is not None and time.monotonic() - created < lag_seconds
+
+
+@dataclass
+class Directory:
+    """Every tenant the emulator serves, by id and by domain."""
+
+    tenants: dict[str, Tenant] = field(default_factory=dict)
+    by_domain: dict[str, str] = field(default_factory=dict)
+    default_tenant_id: str = ""
+
+    def add(self, tenant: Tenant) -> None:
+        self.tenants[tenant.id] = tenant
+        self.by_domain[tenant.domain.lower()] = tenant.id
+        if not self.default_tenant_id:
+            self.default_tenant_id = tenant.id
+
+    def resolve(self, tenant_ref: str) -> Tenant | None:
+        tenant = self.tenants.get(tenant_ref.lower())
+        if tenant is None:
+            tenant_id = self.by_domain.get(tenant_ref.lower())
+            tenant = self.tenants.get(tenant_id) if tenant_id else None
+        return tenant
+
+    @property
+    def default(self) -> Tenant:
+        return self.tenants[self.default_tenant_id]

@@ -1,0 +1,223 @@
+"""Starting the emulator from tests and driving it through its /_emulator controls."""
+
+from __future__ import annotations
+
+import ssl
+from pathlib import Path
+from typing import Any
+
+import httpx
+
+from . import seeds
+from .runtime import Emulator
+from .server import EmulatorServer
+
+
+class EmulatorControl:
+    """Client of the /_emulator control API; works for an emulator in this or another process."""
+
+    def __init__(self, base_url: str, ca_path: Path | str, tenant: str | None = None) -> None:
+        self.base_url = base_url.rstrip("/")
+        self.tenant = tenant
+        context = ssl.create_default_context(cafile=str(ca_path))
+        self._http = httpx.Client(
+            base_url=f"{self.base_url}/_emulator", verify=context, trust_env=False, timeout=30.0
+        )
+
+    def close(self) -> None:
+        self._http.close()
+
+    def _call(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
+        query = dict(params or {})
+        if self.tenant:
+            query["tenant"] = self.tenant
+        response = self._http.request(method, path, json=json, params=query)
+        if response.status_code >= 400:
+            raise RuntimeError(
+                f"emulator control {method} {path} failed: {response.status_code} {response.text}"
+            )
+        return response.json() if response.content else None
+
+    def health(self) -> dict[str, Any]:
+        return self._call("GET", "/health")  # type: ignore[no-any-return]
+
+    def info(self) -> dict[str, Any]:
+        return self._call("GET", "/info")  # type: ignore[no-any-return]
+
+    def reset(self, seed: dict[str, Any] | None = None) -> None:
+        self._call("POST", "/reset", {"seed": seed})
+
+    def set_faults(self, **faults: Any) -> dict[str, Any]:
+        return self._call("PUT", "/faults", faults)  # type: ignore[no-any-return]
+
+    def stats(self) -> dict[str, Any]:
+        return self._call("GET", "/stats")  # type: ignore[no-any-return]
+
+    def reset_stats(self) -> None:
+        self._call("DELETE", "/stats")
+
+    def add_user(self, **graph_user: Any) -> dict[str, Any]:
+        return self._call("POST", "/users", graph_user)  # type: ignore[no-any-return]
+
+    def add_group(
+        self,
+        members: list[str] | tuple[str, ...] = (),
+        owners: list[str] | tuple[str, ...] = (),
+        **graph_group: Any,
+    ) -> dict[str, Any]:
+        body = {**graph_group, "members": list(members), "owners": list(owners)}
+        return self._call("POST", "/groups", body)  # type: ignore[no-any-return]
+
+    def add_members(self, group_id: str, user_ids: list[str]) -> None:
+        self._call("POST", f"/groups/{group_id}/members", {"ids": list(user_ids)})
+
+    def group_members(self, group_id: str) -> list[str]:
+        return self._call("GET", f"/groups/{group_id}/members")["ids"]  # type: ignore[no-any-return]
+
+    def get_group(self, group_id: str) -> dict[str, Any] | None:
+        response = self._http.get(
+            f"/groups/{group_id}", params={"tenant": self.tenant} if self.tenant else None
+        )
+        if response.status_code == 404:
+            return None
+        response.raise_for_status()
+        return response.json()  # type: ignore[no-any-return]
+
+    def find_groups(self, **props: Any) -> list[dict[str, Any]]:
+        params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in props.items()}
+        return self._call("GET", "/groups", params=params)["value"]  # type: ignore[no-any-return]
+
+    def delete_group_behind_app(self, group_id: str) -> None:
+        self._call("DELETE", f"/groups/{group_id}")
+
+    def revoke_tokens(self) -> None:
+        self._call("POST", "/revoke-tokens")
+
+    def set_app_roles(self, client_id: str, roles: list[str]) -> None:
+        self._call("PUT", f"/apps/{client_id}/roles", {"roles": list(roles)})
+
+    def set_tenant_policy(
+        self, *, allow_guests_in_groups: bool | None = None, decline_consent: bool | None = None
+    ) -> None:
+        self._call(
+            "PUT",
+            "/tenant-policy",
+            {"allow_guests_in_groups": allow_guests_in_groups, "decline_consent": decline_consent},
+        )
+
+    def replicate_now(self) -> None:
+        self._call("POST", "/replicate-now")
+
+
+class RunningEmulator:
+    """An emulator serving HTTPS on a background thread; stop() (or leaving the `with` block) shuts it down."""
+
+    def __init__(self, server: EmulatorServer, seed: dict[str, Any]) -> None:
+        self._server = server
+        self.emulator = server.emulator
+        self.base_url = server.base_url
+        self.graph_url = f"{self.base_url}/v1.0"
+        self.ca_path = server.tls.ca_path
+        tenant = seed["tenants"][0]
+        self.tenant_id: str = tenant["id"]
+        self.tenant_domain: str = tenant["domain"]
+        apps = {app["clientId"]: app for app in tenant.get("apps", [])}
+        self.client_id = seeds.DEFAULT_CLIENT_ID
+        self.client_secret = apps.get(self.client_id, {}).get("secrets", [{}])[0].get("value", "")
+        self.unconsented_client_id = seeds.UNCONSENTED_CLIENT_ID
+        self.unconsented_client_secret = (
+            apps.get(self.unconsented_client_id, {}).get("secrets", [{}])[0].get("value", "")
+        )
+        self.authority = f"{self.base_url}/{self.tenant_id}"
+        self.token_url = f"{self.authority}/oauth2/v2.0/token"
+        self.control = EmulatorControl(self.base_url, self.ca_path)
+
+    def __repr__(self) -> str:
+        return f"RunningEmulator(base_url={self.base_url!r}, tenant_id={self.tenant_id!r})"
+
+    def __enter__(self) -> RunningEmulator:
+        return self
+
+    def __exit__(self, *exc: Any) -> None:
+        self.stop()
+
+    def stop(self) -> None:
+        self.control.close()
+        self._server.stop()
+
+    def reset(self, seed: dict[str, Any] | None = None) -> None:
+        self.control.reset(seed)
+
+    def set_faults(self, **faults: Any) -> None:
+        self.control.set_faults(**faults)
+
+    def stats(self) -> dict[str, Any]:
+        return self.control.stats()
+
+    def reset_stats(self) -> None:
+        self.control.reset_stats()
+
+    def add_user(self, **graph_user: Any) -> dict[str, Any]:
+        return self.control.add_user(**graph_user)
+
+    def add_group(
+        self,
+        members: list[str] | tuple[str, ...] = (),
+        owners: list[str] | tuple[str, ...] = (),
+        **graph_group: Any,
+    ) -> dict[str, Any]:
+        return self.control.add_group(members, owners, **graph_group)
+
+    def add_members(self, group_id: str, user_ids: list[str]) -> None:
+        self.control.add_members(group_id, user_ids)
+
+    def group_members(self, group_id: str) -> list[str]:
+        return self.control.group_members(group_id)
+
+    def get_group(self, group_id: str) -> dict[str, Any] | None:
+        return self.control.get_group(group_id)
+
+    def find_groups(self, **props: Any) -> list[dict[str, Any]]:
+        return self.control.find_groups(**props)
+
+    def delete_group_behind_app(self, group_id: str) -> None:
+        self.control.delete_group_behind_app(group_id)
+
+    def revoke_tokens(self) -> None:
+        self.control.revoke_tokens()
+
+    def set_app_roles(self, client_id: str, roles: list[str]) -> None:
+        self.control.set_app_roles(client_id, roles)
+
+    def set_tenant_policy(
+        self, *, allow_guests_in_groups: bool | None = None, decline_consent: bool | None = None
+    ) -> None:
+        self.control.set_tenant_policy(
+            allow_guests_in_groups=allow_guests_in_groups, decline_consent=decline_consent
+        )
+
+    def replicate_now(self) -> None:
+        self.control.replicate_now()
+
+
+def start_emulator(
+    data_dir: Path,
+    *,
+    seed: dict[str, Any] | None = None,
+    users: int = 0,
+    groups: int = 0,
+    time_scale: float = 1.0,
+    throttling: bool = True,
+    faults: dict[str, Any] | None = None,
+    port: int = 0,
+) -> RunningEmulator:
+    """Start an HTTPS emulator on a background thread and return once it answers."""
+    if seed is None:
+        seed = seeds.generated_seed(users, groups) if (users or groups) else seeds.default_seed()
+    emu = Emulator(seed, time_scale=time_scale, throttling=throttling, faults=faults)
+    server = EmulatorServer(emu, Path(data_dir), port)
+    server.start()
+    server.wait_started()
+    running = RunningEmulator(server, seed)
+    running.control.health()
+    return running
