@@ -82,7 +82,7 @@ class DroppedResponse:
 
     async def __call__(self, scope: dict[str, Any], receive: Any, send: Any) -> None:
         raw_send = scope.get("emulator.raw_send")
-        cycle = getattr(raw_send, "__self__", None)
+        cycle: Any = getattr(raw_send, "__self__", None)
         transport = getattr(cycle, "transport", None)
         if transport is None:
             raise ConnectionAbortedError("injected connection drop")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import base64
 import datetime as dt
 import time
 import uuid
@@ -16,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 
 from .faults import DroppedResponse
 from .state import App, Tenant
-from .tokens import GRAPH_AUDIENCE, b64url, x5t_to_hex
+from .tokens import GRAPH_AUDIENCE, b64url, certificate_thumbprint, x5t_to_hex
 
 if TYPE_CHECKING:
     from .runtime import Emulator
@@ -161,7 +162,8 @@ def _check_assertion(
         header = jwt.get_unverified_header(assertion)
     except jwt.PyJWTError:
         return aad_error(400, "invalid_request", 50027, "JWT token is invalid or malformed.", correlation)
-    x5t = header.get("x5t") or header.get("x5t#S256")
+    x5t = header.get("x5t#S256") or header.get("x5t")
+    sha256 = "x5t#S256" in header
     if not x5t:
         return aad_error(
             401,
@@ -176,15 +178,11 @@ def _check_assertion(
         return aad_error(400, "invalid_request", 50027, "JWT token is invalid or malformed.", correlation)
     key = None
     for cert in app.certificates:
-        if cert.thumbprint_hex == thumbprint:
+        if (cert.sha256_hex if sha256 else cert.thumbprint_hex) == thumbprint:
             key = cert.public_key
             if key is None and header.get("x5c"):
                 # Registered by thumbprint only: the assertion must carry the certificate itself.
-                import base64
-
                 carried = x509.load_der_x509_certificate(base64.b64decode(header["x5c"][0]))
-                from .tokens import certificate_thumbprint
-
                 if certificate_thumbprint(carried) == thumbprint:
                     key = carried.public_key()
             break

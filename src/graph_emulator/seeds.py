@@ -570,7 +570,7 @@ def _certificate(entry: dict[str, Any]) -> Certificate:
     if pem:
         cert = x509.load_pem_x509_certificate(pem.encode())
         thumbprint = cert.fingerprint(hashes.SHA1()).hex().upper()  # noqa: S303 - x5t is SHA-1 by definition
-        return Certificate(thumbprint, cert.public_key())
+        return Certificate(thumbprint, cert.public_key(), cert.fingerprint(hashes.SHA256()).hex().upper())
     return Certificate(str(entry["thumbprint"]).replace(":", "").upper())
 
 

@@ -35,8 +35,9 @@ class Secret:
 
 @dataclass
 class Certificate:
-    thumbprint_hex: str  # SHA-1 of the DER certificate, upper-case hex
+    thumbprint_hex: str  # SHA-1 of the DER certificate, upper-case hex (the x5t header)
     public_key: Any | None = None  # set when the seed gave the PEM
+    sha256_hex: str | None = None  # SHA-256 thumbprint (the x5t#S256 header), known when the PEM was given
 
 
 @dataclass
