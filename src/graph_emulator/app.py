@@ -97,7 +97,8 @@ async def graph_endpoint(request: Request) -> Response:
             body = json.loads(raw)
         except (json.JSONDecodeError, UnicodeDecodeError):
             return _error(400, "BadRequest", BAD_JSON, ids, {})
-    path = request.url.path[len("/v1.0") :] or "/"
+    # The decoded path from the scope: a guest UPN's %23EXT%23 must not be read as a URL fragment.
+    path = request.scope["path"][len("/v1.0") :] or "/"
     req = GraphRequest(
         method=request.method,
         path=path,

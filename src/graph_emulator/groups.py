@@ -229,10 +229,10 @@ def create_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
         k: v for k, v in body.items() if k in GROUP_PROPERTIES and k not in ("id", "mail", "proxyAddresses")
     }
     known["id"] = str(uuid.uuid4())
+    if body.get("isAssignableToRole") and known.get("visibility") is None:
+        known["visibility"] = "Private"  # role-assignable groups are always private
     candidate = complete_group(known, tenant.domain, created=iso_now(), created_by=req.app.client_id)
     candidate["organizationId"] = tenant.id
-    if body.get("isAssignableToRole") and candidate.get("visibility") is None:
-        candidate["visibility"] = "Private"
     owner_ids = [ref_object_id(ref) for ref in owner_refs]
     member_ids = [ref_object_id(ref) for ref in member_refs]
     for owner_id in owner_ids:
