@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 import equa
 from equa.db.engine import create_engine_for, create_session_factory
 from equa.errors import install_error_handlers
+from equa.microsoft.problems import install_graph_error_handler
 from equa.settings import Settings, load_settings
 
 # A resource hook runs at start-up with the app and the lifespan's exit stack: create the resource, keep it on
@@ -32,7 +33,9 @@ def routers() -> list[APIRouter]:
 
 def lifespan_hooks() -> list[LifespanHook]:
     """Start-up resources beyond the database (Graph client, task broker...), in start order."""
-    return []
+    from equa.microsoft.lifespan import open_graph_client
+
+    return [open_graph_client]
 
 
 async def _open_database(app: FastAPI, stack: AsyncExitStack) -> None:
@@ -69,6 +72,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     )
     app.state.settings = settings
     install_error_handlers(app)
+    install_graph_error_handler(app)
     for router in routers():
         app.include_router(router)
     return app

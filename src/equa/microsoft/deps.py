@@ -1,0 +1,40 @@
+"""Request dependencies of the Microsoft 365 endpoints: the feature gate, admin access, the shared Graph client."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+from fastapi import Depends, Request
+
+from equa.errors import AppError
+from equa.microsoft.graph import GraphClient
+from equa.organizations.deps import OrgContext, require_org_admin
+
+
+def feature_absent() -> AppError:
+    """Exactly what an address that does not exist answers, so a disabled integration cannot be detected."""
+    return AppError(404, "not_found", "Nothing exists at this address.", None)
+
+
+async def require_microsoft_enabled(request: Request) -> None:
+    # Runs before authentication (router-level dependency): with the feature off, even anonymous callers get 404.
+    if not request.app.state.settings.ms_auth_enabled:
+        raise feature_absent()
+
+
+async def require_microsoft_admin(
+    _: Annotated[None, Depends(require_microsoft_enabled)],
+    context: Annotated[OrgContext, Depends(require_org_admin)],
+) -> OrgContext:
+    return context
+
+
+def get_graph_client(request: Request) -> GraphClient:
+    graph: GraphClient | None = getattr(request.app.state, "graph", None)
+    if graph is None:
+        raise feature_absent()
+    return graph
+
+
+MicrosoftAdmin = Annotated[OrgContext, Depends(require_microsoft_admin)]
+Graph = Annotated[GraphClient, Depends(get_graph_client)]
