@@ -24,6 +24,8 @@ log = logging.getLogger("equa.microsoft.graph.auth")
 
 # MSAL serves a cached token until fewer than 300 s are left; we mirror that so the fast path skips MSAL.
 REFRESH_MARGIN_SECONDS = 300.0
+# After a 5xx without Retry-After from the token endpoint, MSAL answers from its throttle cache for 5 s.
+MSAL_5XX_HOLD_SECONDS = 5.0
 
 
 @dataclass(frozen=True)
@@ -86,6 +88,9 @@ class _MsalHttpClient:
     ) -> httpx.Response:
         if isinstance(data, str | bytes):
             return self._client.post(url, params=params, content=data, headers=headers)
+        if isinstance(data, dict):
+            # MSAL gives the signed client assertion as bytes; httpx would send their repr, not their text.
+            data = {k: v.decode("ascii") if isinstance(v, bytes) else v for k, v in data.items()}
         return self._client.post(url, params=params, data=data, headers=headers)
 
     def get(self, url: str, params: Any = None, headers: Any = None, **_ignored: Any) -> httpx.Response:
@@ -190,7 +195,7 @@ class TokenProvider:
             )
         except ValueError as exc:
             http.close()
-            raise _discovery_error(str(exc), config) from None
+            raise _discovery_error(_chain_text(exc), config) from None
         except httpx.HTTPError as exc:
             http.close()
             raise _unreachable(exc, config) from None
@@ -198,6 +203,8 @@ class TokenProvider:
         return app
 
     def _acquire(self) -> AccessToken:
+        from msal.exceptions import MsalServiceError
+
         started = time.monotonic()
         try:
             if self._app is None:
@@ -206,6 +213,16 @@ class TokenProvider:
         except GraphError:
             GRAPH_TOKEN_ACQUISITIONS.labels("failed").inc()
             raise
+        except MsalServiceError as exc:
+            # MSAL raises this itself when the token endpoint answers 5xx.
+            GRAPH_TOKEN_ACQUISITIONS.labels("failed").inc()
+            raise GraphTransient(
+                f"The Microsoft sign-in service failed: {str(exc)[:200]}",
+                # MSAL replays a 5xx without calling the endpoint for this long, so an earlier retry is futile.
+                retry_after=MSAL_5XX_HOLD_SECONDS,
+                code="token_endpoint_unavailable",
+                action="Wait and try again; check https://status.cloud.microsoft if it persists.",
+            ) from None
         except httpx.HTTPStatusError as exc:
             GRAPH_TOKEN_ACQUISITIONS.labels("failed").inc()
             raise GraphTransient(
@@ -241,6 +258,16 @@ def _unreachable(exc: Exception, config: GraphConfig) -> GraphTransient:
     )
 
 
+def _chain_text(exc: BaseException) -> str:
+    """MSAL wraps the discovery answer (which holds the AADSTS code) in a generic error: read the whole chain."""
+    texts: list[str] = []
+    current: BaseException | None = exc
+    while current is not None and len(texts) < 5:
+        texts.append(str(current))
+        current = current.__cause__ or current.__context__
+    return " | ".join(texts)
+
+
 def _discovery_error(text: str, config: GraphConfig) -> GraphError:
     """MSAL raises ValueError when the authority's OIDC discovery fails; unknown tenants end up here."""
     if (
@@ -256,7 +283,7 @@ def _discovery_error(text: str, config: GraphConfig) -> GraphError:
         error.args = (error.message,)
         return error
     return GraphAuthenticationFailed(
-        f"The sign-in authority {config.authority} is not usable: {text[:300]}",
+        f"The sign-in authority {config.authority} is not usable: {text.split(' | ')[0][:300]}",
         code="authority_invalid",
         action="Check MS_AUTHORITY_HOST and MS_AUTH_TENANT_ID.",
     )

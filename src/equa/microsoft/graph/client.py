@@ -269,7 +269,7 @@ class GraphClient:
                     content = await response.aread()
             except GraphTransient as token_error:
                 # The sign-in service itself is down or unreachable: same policy as a 503.
-                delay = self._policy.delay(attempt, None, self._rng)
+                delay = self._policy.delay(attempt, token_error.retry_after, self._rng)
                 if not self._policy.may_retry(attempt, waited, delay):
                     raise token_error.gave_up(attempt, waited) from None
                 GRAPH_RETRIES.labels("token_unavailable").inc()

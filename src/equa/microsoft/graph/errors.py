@@ -42,6 +42,8 @@ class GraphError(Exception):
         self.message = message
         self.request_id = request_id
         self.action = action
+        # Seconds before trying again is worth it, when the service said so (or a library enforces it).
+        self.retry_after: float | None = None
         # Filled by the client when it gives up after retrying.
         self.attempts = 1
         self.waited_seconds = 0.0
@@ -79,11 +81,13 @@ class GraphError(Exception):
 class GraphTransient(GraphError):
     retryable = True
 
-
-class GraphThrottled(GraphTransient):
     def __init__(self, message: str, *, retry_after: float | None = None, **kwargs: Any) -> None:
         super().__init__(message, **kwargs)
         self.retry_after = retry_after
+
+
+class GraphThrottled(GraphTransient):
+    """429: `retry_after` holds the seconds Graph asked for."""
 
 
 class GraphNotFound(GraphError):

@@ -29,10 +29,74 @@ NO_FAULTS: dict[str, Any] = {
 }
 
 
+CERTIFICATE_CLIENT_ID = "6f1c0f4e-2d7a-4c55-9a36-0c3f1b8e2a11"
+
+
+@dataclasses.dataclass(frozen=True)
+class CertificateApp:
+    client_id: str
+    pem_path: Path  # private key and certificate, as MS_AUTH_CERTIFICATE_PATH expects
+
+
+def self_signed_pem() -> tuple[bytes, bytes]:
+    """(private key + certificate PEM, certificate-only PEM) of a fresh self-signed certificate."""
+    import datetime as dt
+
+    from cryptography import x509
+    from cryptography.hazmat.primitives import hashes, serialization
+    from cryptography.hazmat.primitives.asymmetric import rsa
+    from cryptography.x509.oid import NameOID
+
+    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
+    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "equa test app")])
+    now = dt.datetime.now(dt.UTC)
+    certificate = (
+        x509.CertificateBuilder()
+        .subject_name(name)
+        .issuer_name(name)
+        .public_key(key.public_key())
+        .serial_number(x509.random_serial_number())
+        .not_valid_before(now - dt.timedelta(minutes=5))
+        .not_valid_after(now + dt.timedelta(days=1))
+        .sign(key, hashes.SHA256())
+    )
+    certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
+    key_pem = key.private_bytes(
+        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
+    )
+    return key_pem + certificate_pem, certificate_pem
+
+
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+def make_certificate_pem() -> Any:
+    return self_signed_pem
+
+
+@pytest.fixture(scope="session")
+def certificate_app(tmp_path_factory: pytest.TempPathFactory) -> CertificateApp:
+    pem, _ = self_signed_pem()
+    path = tmp_path_factory.mktemp("certificate") / "app.pem"
+    path.write_bytes(pem)
+    return CertificateApp(CERTIFICATE_CLIENT_ID, path)
+
+
+@pytest.fixture(scope="session")
+def emulator(tmp_path_factory: pytest.TempPathFactory, certificate_app: CertificateApp) -> Iterator[Any]:
     testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
-    running = testing.start_emulator(tmp_path_factory.mktemp("graph-emulator"), throttling=False)
+    seeds = pytest.importorskip("graph_emulator.seeds")
+    # 10,000 users so paging a 10,000-member group needs no slow set-up; one extra app signs in by certificate.
+    seed = seeds.generated_seed(10_000, 0)
+    pem = certificate_app.pem_path.read_text()
+    certificate_pem = pem[pem.index("-----BEGIN CERTIFICATE-----") :]
+    seed["tenants"][0]["apps"].append(
+        {
+            "clientId": certificate_app.client_id,
+            "displayName": "Equa (certificate)",
+            "certificates": [{"pem": certificate_pem}],
+            "roles": list(seeds.APP_ROLES),
+        }
+    )
+    running = testing.start_emulator(tmp_path_factory.mktemp("graph-emulator"), seed=seed, throttling=False)
     try:
         yield running
     finally:

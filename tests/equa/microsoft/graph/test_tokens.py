@@ -11,6 +11,7 @@ import pytest
 
 from equa.microsoft.graph.client import GraphClient, build_graph_client
 from equa.microsoft.graph.errors import GraphAuthenticationFailed, GraphPermissionDenied
+from equa.microsoft.graph.retry import RetryPolicy
 from equa.settings import load_settings
 
 
@@ -91,7 +92,9 @@ async def test_expired_secret_suggests_a_new_secret_or_a_certificate(
 async def test_token_outage_is_retried_then_the_call_succeeds(
     emu: Any, make_client: Callable[..., GraphClient]
 ) -> None:
-    client = make_client()
+    client = make_client(
+        policy=RetryPolicy(max_attempts=10, max_total_wait=10.0, backoff_base=0.1, backoff_cap=0.5)
+    )
     emu.set_faults(token_outage=True)
 
     async def restore_soon() -> None:
@@ -105,51 +108,17 @@ async def test_token_outage_is_retried_then_the_call_succeeds(
 
 
 async def test_certificate_credential_signs_in(
-    emu: Any, make_client: Callable[..., GraphClient], tmp_path
+    emu: Any, make_client: Callable[..., GraphClient], certificate_app: Any
 ) -> None:
-    pem_path = tmp_path / "app.pem"
-    pem, certificate_pem = _self_signed_pem()
-    pem_path.write_bytes(pem)
-    client_id = str(uuid.uuid4())
-    if not hasattr(emu, "add_app"):
-        pytest.skip("the emulator offers no way to register an app certificate at run time")
-    emu.add_app(
-        client_id=client_id, certificates=[{"pem": certificate_pem.decode()}], roles=["Group.Read.All"]
+    client = make_client(
+        client_id=certificate_app.client_id, client_secret=None, certificate_path=certificate_app.pem_path
     )
-    client = make_client(client_id=client_id, client_secret=None, certificate_path=pem_path)
     response = await client.get("/groups", params={"$top": "1"})
     assert response.status == 200
+    assert emu.stats()["token_requests"] == 1
 
 
-def _self_signed_pem() -> tuple[bytes, bytes]:
-    import datetime as dt
-
-    from cryptography import x509
-    from cryptography.hazmat.primitives import hashes, serialization
-    from cryptography.hazmat.primitives.asymmetric import rsa
-    from cryptography.x509.oid import NameOID
-
-    key = rsa.generate_private_key(public_exponent=65537, key_size=2048)
-    name = x509.Name([x509.NameAttribute(NameOID.COMMON_NAME, "equa test app")])
-    now = dt.datetime.now(dt.UTC)
-    certificate = (
-        x509.CertificateBuilder()
-        .subject_name(name)
-        .issuer_name(name)
-        .public_key(key.public_key())
-        .serial_number(x509.random_serial_number())
-        .not_valid_before(now - dt.timedelta(minutes=5))
-        .not_valid_after(now + dt.timedelta(days=1))
-        .sign(key, hashes.SHA256())
-    )
-    certificate_pem = certificate.public_bytes(serialization.Encoding.PEM)
-    key_pem = key.private_bytes(
-        serialization.Encoding.PEM, serialization.PrivateFormat.PKCS8, serialization.NoEncryption()
-    )
-    return key_pem + certificate_pem, certificate_pem
-
-
-def test_certificate_thumbprint_is_sha1_of_the_certificate(tmp_path) -> None:
+def test_certificate_thumbprint_is_sha1_of_the_certificate(tmp_path, make_certificate_pem) -> None:
     import hashlib
 
     from cryptography import x509
@@ -157,7 +126,7 @@ def test_certificate_thumbprint_is_sha1_of_the_certificate(tmp_path) -> None:
 
     from equa.microsoft.graph.auth import load_certificate_credential
 
-    pem, certificate_pem = _self_signed_pem()
+    pem, certificate_pem = make_certificate_pem()
     path = tmp_path / "app.pem"
     path.write_bytes(pem)
     credential = load_certificate_credential(path)
