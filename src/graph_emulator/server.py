@@ -43,7 +43,7 @@ class EmulatorServer:
             access_log=False,
             lifespan="off",
             http="httptools",
-            loop="asyncio",
+            loop="uvloop",
             timeout_keep_alive=30,
             backlog=2048,
         )

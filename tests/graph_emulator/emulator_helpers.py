@@ -6,6 +6,7 @@ import ssl
 from typing import Any
 
 import httpx
+
 from graph_emulator.testing import RunningEmulator
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"

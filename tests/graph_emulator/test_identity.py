@@ -17,11 +17,10 @@ from cryptography import x509
 from cryptography.hazmat.primitives import hashes, serialization
 from cryptography.hazmat.primitives.asymmetric import rsa
 from cryptography.x509.oid import NameOID
+from emulator_helpers import GRAPH_SCOPE, Graph, error_of, fetch_token, http_client
 
 from graph_emulator import seeds
 from graph_emulator.testing import RunningEmulator
-
-from emulator_helpers import GRAPH_SCOPE, Graph, error_of, fetch_token, http_client
 
 REFERENCE = Path("/work/shared/graph-reference")
 
@@ -288,7 +287,7 @@ def test_certificate_credential_through_msal(emulator, monkeypatch):
 
 
 def test_assertion_signed_by_another_key_with_the_registered_thumbprint_is_refused(emulator):
-    key, cert = _self_signed()
+    _key, cert = _self_signed()
     seed = seeds.default_seed()
     seed["tenants"][0]["apps"][0]["certificates"] = [
         {"pem": cert.public_bytes(serialization.Encoding.PEM).decode()}
