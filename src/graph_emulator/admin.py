@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import time
-import uuid
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -229,7 +228,3 @@ def control_routes() -> list[Route]:
         r("/tenant-policy", tenant_policy, ["PUT"]),
         r("/replicate-now", replicate_now, ["POST"]),
     ]
-
-
-def new_id() -> str:
-    return str(uuid.uuid4())

@@ -17,7 +17,7 @@ from starlette.responses import JSONResponse, PlainTextResponse, RedirectRespons
 
 from .faults import DroppedResponse
 from .state import App, Tenant
-from .tokens import GRAPH_AUDIENCE, b64url, certificate_thumbprint, x5t_to_hex
+from .tokens import GRAPH_AUDIENCE, certificate_thumbprint, x5t_to_hex
 
 if TYPE_CHECKING:
     from .runtime import Emulator
@@ -396,7 +396,3 @@ async def admin_consent(request: Request) -> Response:
         query["state"] = state
     separator = "&" if "?" in redirect_uri else "?"
     return RedirectResponse(f"{redirect_uri}{separator}{urlencode(query)}", status_code=302)
-
-
-def new_trace_id() -> str:
-    return b64url(uuid.uuid4().bytes)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import datetime as dt
-import hashlib
 import random
 import struct
 import uuid
@@ -614,7 +613,3 @@ def load_seed(seed: dict[str, Any]) -> Directory:
                 tenant.owners[group["id"]].add(owner_id)
         directory.add(tenant)
     return directory
-
-
-def seed_digest(seed: dict[str, Any]) -> str:
-    return hashlib.sha256(repr(seed).encode()).hexdigest()[:12]
