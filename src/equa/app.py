@@ -10,6 +10,7 @@ from fastapi import APIRouter, FastAPI
 import equa
 from equa.db.engine import create_engine_for, create_session_factory
 from equa.errors import install_error_handlers
+from equa.metrics import HttpMetricsMiddleware
 from equa.microsoft.problems import install_graph_error_handler
 from equa.settings import Settings, load_settings
 
@@ -22,13 +23,30 @@ class DatabaseNotMigrated(RuntimeError):
     """The database is missing tables or is behind the code's migrations."""
 
 
-def routers() -> list[APIRouter]:
+def routers(settings: Settings | None = None) -> list[APIRouter]:
     """Every router of the service. Add a package's router here, one line each."""
     from equa.accounts.routes import router as accounts_router
     from equa.health import router as health_router
+    from equa.metrics_routes import router as metrics_router
     from equa.organizations.routes import router as organizations_router
+    from equa.web.routes import router as web_router
 
-    return [health_router, accounts_router, organizations_router]
+    return [
+        health_router,
+        metrics_router,
+        accounts_router,
+        organizations_router,
+        web_router,
+    ] + microsoft_routers(settings)
+
+
+def microsoft_routers(settings: Settings | None) -> list[APIRouter]:
+    """The Microsoft 365 API exists only when MS_AUTH_ENABLED is true (absent from /openapi.json otherwise)."""
+    if settings is None or not settings.ms_auth_enabled:
+        return []
+    from equa.microsoft.routes import microsoft_routers as routers_of_microsoft
+
+    return routers_of_microsoft()
 
 
 def lifespan_hooks() -> list[LifespanHook]:
@@ -71,8 +89,9 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    app.add_middleware(HttpMetricsMiddleware)
     install_error_handlers(app)
     install_graph_error_handler(app)
-    for router in routers():
+    for router in routers(settings):
         app.include_router(router)
     return app
