@@ -1,0 +1,197 @@
+"""Request and response bodies of the Microsoft 365 API (camelCase JSON, like Graph and the original web client)."""
+
+from __future__ import annotations
+
+import uuid
+from datetime import datetime
+from typing import Annotated, Any, Literal
+
+from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+
+from equa.accounts.schemas import CamelModel
+
+# Microsoft's limits for a group: displayName up to 256 characters, description up to 1024, mailNickname 64.
+GroupDisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=256)]
+GroupDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1024)]
+MailNickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
+
+Health = Literal["ok", "group_missing", "permission_missing", "auth_failed", "unreachable"]
+
+
+class ProblemOut(BaseModel):
+    """RFC 9457 problem+json, as every error of this service is rendered (see equa.errors)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    action: str | None = None
+
+
+class LinkGroupIn(CamelModel):
+    group_id: uuid.UUID = Field(description="The Microsoft 365 group's object id (a GUID).")
+
+
+class CreateGroupIn(CamelModel):
+    display_name: GroupDisplayName
+    description: GroupDescription | None = None
+    mail_nickname: MailNickname | None = Field(
+        None,
+        description="The group's email alias. Derived from displayName when absent; an explicit one that is "
+        "taken answers 409, a derived one that is taken gets a numeric suffix.",
+    )
+
+
+class AddMemberIn(CamelModel):
+    """Exactly one of userId (directory object id), email, equaUserId (a member of this organization)."""
+
+    user_id: uuid.UUID | None = None
+    email: EmailStr | None = None
+    equa_user_id: uuid.UUID | None = None
+
+    @model_validator(mode="after")
+    def _exactly_one(self) -> AddMemberIn:
+        given = [v for v in (self.user_id, self.email, self.equa_user_id) if v is not None]
+        if len(given) != 1:
+            raise ValueError("send exactly one of userId, email or equaUserId")
+        return self
+
+
+class GroupSummaryOut(CamelModel):
+    display_name: str | None
+    description: str | None
+    member_count: int | None
+
+
+class LastSyncOut(CamelModel):
+    id: uuid.UUID
+    status: str
+    trigger: str
+    dry_run: bool
+    created_at: datetime
+    started_at: datetime | None
+    finished_at: datetime | None
+    counts: dict[str, Any]
+    error_code: str | None
+    error_message: str | None
+
+
+class StatusOut(CamelModel):
+    enabled: bool
+    linked: bool
+    group_id: uuid.UUID | None
+    group: GroupSummaryOut | None
+    last_sync: LastSyncOut | None
+    health: Health
+    action: str | None
+    admin_consent_url: str | None
+    stale: bool = Field(
+        description="True when Microsoft 365 did not answer in time and the summary shown is an older one."
+    )
+    age_seconds: float | None = Field(description="How old the Microsoft 365 part of this answer is.")
+    checked_at: datetime | None
+
+
+class CapabilitiesOut(CamelModel):
+    manage_members: bool
+    sync: bool
+    reason: str | None
+    action: str | None
+
+
+class GroupOut(CamelModel):
+    id: uuid.UUID
+    display_name: str | None
+    description: str | None
+    mail: str | None
+    mail_nickname: str | None
+    visibility: str | None
+    group_types: list[str]
+    member_count: int | None
+    created_date_time: datetime | None
+    capabilities: CapabilitiesOut
+
+
+class GroupMemberOut(CamelModel):
+    id: str
+    object_type: str
+    display_name: str | None
+    mail: str | None
+    user_principal_name: str | None
+    user_type: str | None
+    equa_user_id: uuid.UUID | None
+
+
+class GroupMembersPageOut(CamelModel):
+    items: list[GroupMemberOut]
+    next_cursor: str | None
+
+
+class MemberChangeOut(CamelModel):
+    member: GroupMemberOut
+    added: bool = Field(description="False when the user already was a member (nothing changed).")
+
+
+class GroupChoiceOut(CamelModel):
+    id: uuid.UUID
+    display_name: str | None
+    description: str | None
+    mail: str | None
+    group_types: list[str]
+    linkable: bool
+    reason_code: str | None
+    reason: str | None
+    action: str | None
+    linked_here: bool
+
+
+class GroupSearchPageOut(CamelModel):
+    items: list[GroupChoiceOut]
+    next_cursor: str | None
+
+
+class AuditEventOut(CamelModel):
+    id: uuid.UUID
+    created_at: datetime
+    actor_user_id: uuid.UUID | None
+    action: str
+    target: str | None
+    outcome: str
+    detail: str | None
+    graph_request_id: str | None
+
+
+class AuditPageOut(CamelModel):
+    items: list[AuditEventOut]
+    next_cursor: str | None
+
+
+class AdminConsentOut(CamelModel):
+    url: str | None
+    tenant_id: str | None
+    client_id: str | None
+    permissions: list[str]
+
+
+def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI declarations of the problem+json answers an operation can give."""
+    descriptions = {
+        401: "Not signed in",
+        403: "Not an admin of this organization",
+        404: "No such organization (or not a member), feature disabled, or not found in Microsoft 365",
+        409: "Conflict with the current link",
+        422: "Invalid input, or a group Microsoft Graph cannot manage",
+        502: "Microsoft 365 refused the app (permission, sign-in)",
+        503: "Microsoft 365 is throttling or unavailable; see Retry-After",
+    }
+    return {
+        status: {
+            "model": ProblemOut,
+            "description": descriptions.get(status, "Error"),
+            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
+        }
+        for status in statuses
+    }

@@ -1,0 +1,231 @@
+"""An organization's Microsoft 365 status and health, served from a short cache so Graph never makes it wait.
+
+The group summary (name, description, member count) and the health derived from reading it are kept per
+(tenant, group) for `settings.status_cache_seconds`. An expired entry is refreshed in the background; the caller
+waits for the refresh at most `wait_seconds` and otherwise gets the previous summary marked `stale` with its age.
+The cache lives in process memory: it only saves Graph calls, so losing it (restart, another process) costs one
+refresh, never correctness.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from equa.db.base import utcnow
+from equa.microsoft.graph import (
+    GraphAuthenticationFailed,
+    GraphClient,
+    GraphError,
+    GraphNotFound,
+    GraphPermissionDenied,
+)
+from equa.microsoft.groups import linked_group_id
+from equa.microsoft.models import SyncRun
+from equa.organizations.models import Organization
+from equa.settings import Settings
+
+log = logging.getLogger("equa.microsoft.status")
+
+DEFAULT_WAIT_SECONDS = 1.5
+
+OK = "ok"
+GROUP_MISSING = "group_missing"
+PERMISSION_MISSING = "permission_missing"
+AUTH_FAILED = "auth_failed"
+UNREACHABLE = "unreachable"
+
+
+@dataclass(frozen=True)
+class GroupSnapshot:
+    """What Graph said about a group (or, with no group, about the app's access) at one moment."""
+
+    health: str
+    action: str | None
+    display_name: str | None
+    description: str | None
+    member_count: int | None
+    checked_at: datetime
+    checked_monotonic: float
+
+    def age(self) -> float:
+        return max(0.0, time.monotonic() - self.checked_monotonic)
+
+
+def _health_of(error: GraphError, consent_url: str | None) -> tuple[str, str]:
+    if isinstance(error, GraphNotFound):
+        return GROUP_MISSING, (
+            "The linked group was deleted in Microsoft 365. Open the group details to clear the link, then link "
+            "another group or create one."
+        )
+    if isinstance(error, GraphPermissionDenied):
+        action = error.action or "A tenant administrator must grant the app its Microsoft Graph permissions."
+        if consent_url and consent_url not in action:
+            action = f"{action} Admin consent: {consent_url}"
+        return PERMISSION_MISSING, action
+    if isinstance(error, GraphAuthenticationFailed):
+        return AUTH_FAILED, error.action or "Check the MS_AUTH_* settings of the service."
+    return UNREACHABLE, error.action or "Microsoft 365 could not be reached; it is retried automatically."
+
+
+async def read_snapshot(graph: GraphClient, group_id: str | None, consent_url: str | None) -> GroupSnapshot:
+    """Ask Graph now. With no group, a one-item group listing proves sign-in and permissions."""
+    try:
+        if group_id is None:
+            await graph.get("groups", params={"$top": "1", "$select": "id"})
+            display_name = description = None
+            count: int | None = None
+        else:
+            response = await graph.get(f"groups/{group_id}", params={"$select": "id,displayName,description"})
+            body: dict[str, Any] = response.json() or {}
+            display_name, description = body.get("displayName"), body.get("description")
+            count = await graph.count(f"groups/{group_id}/members")
+        health, action = OK, None
+    except GraphError as error:
+        health, action = _health_of(error, consent_url)
+        display_name = description = None
+        count = None
+    return GroupSnapshot(health, action, display_name, description, count, utcnow(), time.monotonic())
+
+
+class StatusCache:
+    """Group snapshots per (tenant, group), each refreshed by at most one task at a time."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[tuple[str, str | None], GroupSnapshot] = {}
+        self._refreshing: dict[tuple[str, str | None], asyncio.Task[GroupSnapshot]] = {}
+
+    def _refresh(
+        self, graph: GraphClient, group_id: str | None, consent_url: str | None
+    ) -> asyncio.Task[GroupSnapshot]:
+        key = (graph.tenant, group_id)
+        task = self._refreshing.get(key)
+        if task is None or task.done():
+
+            async def refresh() -> GroupSnapshot:
+                try:
+                    snapshot = await read_snapshot(graph, group_id, consent_url)
+                    self._entries[key] = snapshot
+                    return snapshot
+                finally:
+                    self._refreshing.pop(key, None)
+
+            task = asyncio.create_task(refresh(), name=f"microsoft-status-{group_id}")
+            self._refreshing[key] = task
+        return task
+
+    def forget(self, graph: GraphClient, group_id: str | None) -> None:
+        """Drop a group's snapshot (after link, unlink or a detected deletion) so the next status is fresh."""
+        self._entries.pop((graph.tenant, group_id), None)
+
+    async def snapshot(
+        self, graph: GraphClient, group_id: str | None, consent_url: str | None, wait_seconds: float
+    ) -> tuple[GroupSnapshot | None, bool]:
+        """(snapshot, fresh): a cached or newly read one, or after `wait_seconds` the last one (stale, maybe None)."""
+        key = (graph.tenant, group_id)
+        cached = self._entries.get(key)
+        if cached is not None and cached.age() < self.ttl_seconds:
+            return cached, True
+        task = self._refresh(graph, group_id, consent_url)
+        try:
+            # shield: a caller that stops waiting must not cancel the refresh others will use.
+            return await asyncio.wait_for(asyncio.shield(task), timeout=wait_seconds), True
+        except TimeoutError:
+            return self._entries.get(key), False
+
+    async def aclose(self) -> None:
+        tasks = list(self._refreshing.values())
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+
+@dataclass(frozen=True)
+class Status:
+    enabled: bool
+    linked: bool
+    group_id: str | None
+    group: GroupSnapshot | None
+    last_sync: SyncRun | None
+    health: str
+    action: str | None
+    admin_consent_url: str | None
+    stale: bool
+    age_seconds: float | None
+    checked_at: datetime | None
+
+
+async def last_sync_run(session: AsyncSession, organization: Organization) -> SyncRun | None:
+    return await session.scalar(
+        select(SyncRun)
+        .where(SyncRun.organization_id == organization.id)
+        .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
+        .limit(1)
+    )
+
+
+async def get_status(
+    session: AsyncSession,
+    graph: GraphClient | None,
+    cache: StatusCache | None,
+    organization: Organization,
+    settings: Settings,
+    *,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+) -> Status:
+    """The organization's integration status; waits for Graph at most `wait_seconds`."""
+    group_id = linked_group_id(organization)
+    consent_url = settings.admin_consent_url()
+    last = await last_sync_run(session, organization)
+    if graph is None or not settings.ms_auth_enabled:
+        return Status(
+            False,
+            group_id is not None,
+            group_id,
+            None,
+            last,
+            UNREACHABLE,
+            "The Microsoft 365 integration is turned off (MS_AUTH_ENABLED).",
+            consent_url,
+            False,
+            None,
+            None,
+        )
+    cache = cache or StatusCache(settings.status_cache_seconds)
+    snapshot, fresh = await cache.snapshot(graph, group_id, consent_url, wait_seconds)
+    if snapshot is None:
+        return Status(
+            True,
+            group_id is not None,
+            group_id,
+            None,
+            last,
+            UNREACHABLE,
+            "Microsoft 365 is answering slowly; the group summary will appear shortly.",
+            consent_url,
+            True,
+            None,
+            None,
+        )
+    age = snapshot.age()
+    return Status(
+        enabled=True,
+        linked=group_id is not None,
+        group_id=group_id,
+        group=snapshot if group_id is not None and snapshot.health == OK else None,
+        last_sync=last,
+        health=snapshot.health,
+        action=snapshot.action,
+        admin_consent_url=consent_url,
+        stale=not fresh,
+        age_seconds=round(age, 3),
+        checked_at=snapshot.checked_at,
+    )

@@ -1,0 +1,137 @@
+"""Fixtures of the Microsoft API tests: one HTTPS emulator per test session, the app pointed at it, callers.
+
+Import the fixtures a module needs from here (`from ms_support import ...`); `settings` here overrides the suite's
+so that `app`, `client`, `session_factory`, `make_user` and `make_org` all run with the integration turned on.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
+from typing import Any
+
+import httpx
+import pytest
+
+from equa.accounts.models import User
+from equa.organizations.models import Organization
+from equa.settings import Settings
+
+NO_FAULTS: dict[str, Any] = {
+    "latency_ms": 0,
+    "jitter_ms": 0,
+    "rate_429": 0.0,
+    "rate_503": 0.0,
+    "rate_504": 0.0,
+    "drop_rate": 0.0,
+    "replication_lag_seconds": 0.0,
+    "token_outage": False,
+    "retry_after_seconds": 1,
+}
+PASSWORD = "correct horse battery staple"
+
+
+def seed_group_id(key: str) -> str:
+    from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
+
+    return stable_id(DEFAULT_TENANT_DOMAIN, "seed-group", key)
+
+
+def seed_users() -> list[dict[str, Any]]:
+    from graph_emulator.seeds import default_seed
+
+    users: list[dict[str, Any]] = default_seed()["tenants"][0]["users"]
+    return users
+
+
+def tenant_members() -> list[dict[str, Any]]:
+    return [u for u in seed_users() if u["userType"] == "Member"]
+
+
+def tenant_guests() -> list[dict[str, Any]]:
+    return [u for u in seed_users() if u["userType"] == "Guest"]
+
+
+@pytest.fixture(scope="session")
+def ms_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
+    running = testing.start_emulator(tmp_path_factory.mktemp("ms-emulator"), throttling=False)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def emu(ms_emulator: Any) -> Iterator[Any]:
+    """The emulator on its default tenant, without faults, statistics zeroed."""
+    ms_emulator.reset()
+    ms_emulator.set_faults(**NO_FAULTS)
+    ms_emulator.reset_stats()
+    yield ms_emulator
+    ms_emulator.set_faults(**NO_FAULTS)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], emu: Any) -> Settings:
+    return make_settings(
+        ms_auth_enabled=True,
+        ms_auth_client_id=emu.client_id,
+        ms_auth_tenant_id=emu.tenant_id,
+        ms_auth_secret=emu.client_secret,
+        ms_authority_host=emu.base_url,
+        ms_graph_url=emu.graph_url,
+        ms_ca_bundle=emu.ca_path,
+        graph_max_attempts=5,
+        graph_max_retry_wait_seconds=4.0,
+        graph_timeout_seconds=10.0,
+        status_cache_seconds=60.0,
+    )
+
+
+@dataclass
+class Team:
+    """An organization whose admin's address is a tenant user's, with a plain member and an outsider."""
+
+    org: Organization
+    admin: User
+    member: User
+    outsider: User  # admin of another organization
+    other_org: Organization
+    admin_headers: dict[str, str]
+    member_headers: dict[str, str]
+    outsider_headers: dict[str, str]
+
+    def url(self, path: str, org: Organization | None = None) -> str:
+        return f"/api/v1/organizations/{(org or self.org).id}/microsoft/{path}"
+
+
+@pytest.fixture
+async def team(
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> Team:
+    people = tenant_members()
+    admin = await make_user(people[0]["mail"], password=PASSWORD)
+    member = await make_user(people[1]["mail"])
+    outsider = await make_user()
+    org = await make_org(admin, name="Contoso team", members=[member])
+    other_org = await make_org(outsider, name="Other team")
+    return Team(
+        org,
+        admin,
+        member,
+        outsider,
+        other_org,
+        await bearer(admin),
+        await bearer(member),
+        await bearer(outsider),
+    )
+
+
+async def link(client: httpx.AsyncClient, team: Team, key: str = "engineering") -> str:
+    group_id = seed_group_id(key)
+    response = await client.post(team.url("link-group"), json={"groupId": group_id}, headers=team.admin_headers)
+    assert response.status_code == 200, response.text
+    return group_id
