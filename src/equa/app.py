@@ -11,7 +11,6 @@ import equa
 from equa.db.engine import create_engine_for, create_session_factory
 from equa.errors import install_error_handlers
 from equa.metrics import HttpMetricsMiddleware
-from equa.metrics import HttpMetricsMiddleware
 from equa.microsoft.problems import install_graph_error_handler
 from equa.settings import Settings, load_settings
 
@@ -29,7 +28,6 @@ def routers(settings: Settings | None = None) -> list[APIRouter]:
     from equa.accounts.routes import router as accounts_router
     from equa.health import router as health_router
     from equa.metrics_routes import router as metrics_router
-    from equa.metrics_routes import router as metrics_router
     from equa.organizations.routes import router as organizations_router
     from equa.web.routes import router as web_router
 
@@ -39,7 +37,8 @@ def routers(settings: Settings | None = None) -> list[APIRouter]:
         accounts_router,
         organizations_router,
         web_router,
-    ] + microsoft_routers(settings)
+        *microsoft_routers(settings),
+    ]
 
 
 def microsoft_routers(settings: Settings | None) -> list[APIRouter]:
@@ -91,7 +90,6 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
-    app.add_middleware(HttpMetricsMiddleware)
     app.add_middleware(HttpMetricsMiddleware)
     install_error_handlers(app)
     install_graph_error_handler(app)
