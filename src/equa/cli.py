@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
 from enum import StrEnum
+from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, TypeVar
 
 import typer
@@ -89,6 +90,22 @@ def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[
         return asyncio.run(main())
     except AppError as exc:
         raise fail(exc.message) from None
+
+
+@app.command()
+def demo(
+    host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
+    data_dir: Annotated[
+        Path, typer.Option(help="Where the demo keeps its database and the emulator's certificates.")
+    ] = Path(".equa-demo"),
+) -> None:
+    """Try everything offline: a Microsoft 365 emulator, a seeded tenant and organization, and the app."""
+    try:
+        from equa.demo import run_demo
+    except ImportError:
+        raise fail("the demo needs the emulator package (graph_emulator), installed with equa") from None
+    run_demo(host, port, data_dir)
 
 
 @app.command()

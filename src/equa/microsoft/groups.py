@@ -162,7 +162,7 @@ def _require_linked(organization: Organization) -> str:
     return group_id
 
 
-def _recently_linked(organization: Organization) -> bool:
+def recently_linked(organization: Organization) -> bool:
     linked_at = organization.microsoft_group_linked_at
     return linked_at is not None and utcnow() - linked_at < REPLICATION_WINDOW
 
@@ -219,7 +219,7 @@ async def _linked_group(
 ) -> dict[str, Any]:
     """The linked group from Graph; GroupMissing (after clearing the link) when Graph no longer has it."""
     group_id = _require_linked(organization)
-    recent = _recently_linked(organization)
+    recent = recently_linked(organization)
     try:
         return await _tolerating_replication_lag(lambda: fetch_group(graph, group_id), recent=recent)
     except GraphNotFound as error:
@@ -628,7 +628,7 @@ async def group_details(
     """The linked group as Graph has it now. GroupMissing when it was deleted outside Equa (link cleared)."""
     group = await _linked_group(session, graph, organization, actor, "reading the group")
     count = await _tolerating_replication_lag(
-        lambda: member_count(graph, str(group["id"])), recent=_recently_linked(organization)
+        lambda: member_count(graph, str(group["id"])), recent=recently_linked(organization)
     )
     return GroupDetails(group, count, linkability(group))
 
@@ -737,7 +737,7 @@ async def list_group_members(
         return await graph.get(members_url, params={"$select": MEMBER_FIELDS, "$top": str(limit)})
 
     try:
-        response = await _tolerating_replication_lag(read_page, recent=_recently_linked(organization))
+        response = await _tolerating_replication_lag(read_page, recent=recently_linked(organization))
     except GraphNotFound:
         await _linked_group(session, graph, organization, actor, "listing members")
         raise
@@ -855,7 +855,7 @@ async def add_group_member(
                 f"groups/{group_id}/members/$ref",
                 json={"@odata.id": graph.url_for(f"directoryObjects/{user['id']}")},
             ),
-            recent=_recently_linked(organization),
+            recent=recently_linked(organization),
         )
         request_id = response.request_id
     except GraphAlreadyExists as error:

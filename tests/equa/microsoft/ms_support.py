@@ -132,6 +132,8 @@ async def team(
 
 async def link(client: httpx.AsyncClient, team: Team, key: str = "engineering") -> str:
     group_id = seed_group_id(key)
-    response = await client.post(team.url("link-group"), json={"groupId": group_id}, headers=team.admin_headers)
+    response = await client.post(
+        team.url("link-group"), json={"groupId": group_id}, headers=team.admin_headers
+    )
     assert response.status_code == 200, response.text
     return group_id

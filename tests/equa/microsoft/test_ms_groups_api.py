@@ -34,7 +34,9 @@ async def audit_actions(session_factory: async_sessionmaker[AsyncSession], org_i
         return [f"{e.action}:{e.outcome}" for e in rows]
 
 
-async def linked_group(session_factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID) -> uuid.UUID | None:
+async def linked_group(
+    session_factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID
+) -> uuid.UUID | None:
     async with session_factory() as session:
         org = await session.get(Organization, org_id)
         assert org is not None
@@ -48,7 +50,9 @@ async def test_admin_links_an_existing_group_by_id(
     client: httpx.AsyncClient, team: Team, session_factory: Any
 ) -> None:
     group_id = seed_group_id("engineering")
-    response = await client.post(team.url("link-group"), json={"groupId": group_id}, headers=team.admin_headers)
+    response = await client.post(
+        team.url("link-group"), json={"groupId": group_id}, headers=team.admin_headers
+    )
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["id"] == group_id
@@ -159,7 +163,9 @@ async def test_taken_nicknames_derived_get_a_suffix_explicit_get_409(
     assert explicit.json()["code"] == "microsoft_nickname_taken"
 
     invalid = await client.post(
-        team.url("create-group"), json={"displayName": "X", "mailNickname": "a b@c"}, headers=team.admin_headers
+        team.url("create-group"),
+        json={"displayName": "X", "mailNickname": "a b@c"},
+        headers=team.admin_headers,
     )
     assert invalid.status_code == 422
     assert invalid.json()["errors"][0]["field"] == "mailNickname"
@@ -192,11 +198,17 @@ async def test_create_after_an_earlier_attempt_created_the_group_adopts_it(
 ) -> None:
     # The earlier attempt reached Graph, then failed: its record has a nickname and no group id.
     made = emu.add_group(
-        displayName="Half Done", mailNickname="half-done", groupTypes=["Unified"], mailEnabled=True,
-        securityEnabled=True, visibility="Private",
+        displayName="Half Done",
+        mailNickname="half-done",
+        groupTypes=["Unified"],
+        mailEnabled=True,
+        securityEnabled=True,
+        visibility="Private",
     )
     async with session_factory() as session:
-        session.add(GroupCreation(organization_id=team.org.id, idempotency_key="k-2", mail_nickname="half-done"))
+        session.add(
+            GroupCreation(organization_id=team.org.id, idempotency_key="k-2", mail_nickname="half-done")
+        )
         await session.commit()
     response = await client.post(
         team.url("create-group"),
@@ -210,7 +222,9 @@ async def test_create_after_an_earlier_attempt_created_the_group_adopts_it(
 
 async def test_create_when_already_linked_says_unlink_first(client: httpx.AsyncClient, team: Team) -> None:
     await link(client, team)
-    response = await client.post(team.url("create-group"), json={"displayName": "New"}, headers=team.admin_headers)
+    response = await client.post(
+        team.url("create-group"), json={"displayName": "New"}, headers=team.admin_headers
+    )
     assert response.status_code == 409
     assert response.json()["code"] == "microsoft_group_already_linked"
 
@@ -277,7 +291,9 @@ async def test_members_are_paged_through_graph_and_matched_to_the_team(
     assert any(m["userType"] == "Guest" for m in seen)
 
     forged = await client.get(
-        team.url("group/members"), params={"cursor": "aHR0cHM6Ly9ldmlsLmV4YW1wbGUv"}, headers=team.admin_headers
+        team.url("group/members"),
+        params={"cursor": "aHR0cHM6Ly9ldmlsLmV4YW1wbGUv"},
+        headers=team.admin_headers,
     )
     assert forged.status_code == 422
 
@@ -287,12 +303,16 @@ async def test_admin_adds_and_removes_members(
 ) -> None:
     group_id = await link(client, team, "empty-team")
     person = tenant_members()[20]
-    added = await client.post(team.url("group/members"), json={"userId": person["id"]}, headers=team.admin_headers)
+    added = await client.post(
+        team.url("group/members"), json={"userId": person["id"]}, headers=team.admin_headers
+    )
     assert added.status_code == 201, added.text
     assert added.json()["added"] is True
     assert person["id"] in emu.group_members(group_id)
 
-    again = await client.post(team.url("group/members"), json={"email": person["mail"]}, headers=team.admin_headers)
+    again = await client.post(
+        team.url("group/members"), json={"email": person["mail"]}, headers=team.admin_headers
+    )
     assert again.status_code == 200, again.text
     assert again.json()["added"] is False
 
@@ -319,7 +339,9 @@ async def test_member_add_errors_are_clear(
 ) -> None:
     await link(client, team, "empty-team")
     unknown = await client.post(
-        team.url("group/members"), json={"email": "nobody@contoso.onmicrosoft.com"}, headers=team.admin_headers
+        team.url("group/members"),
+        json={"email": "nobody@contoso.onmicrosoft.com"},
+        headers=team.admin_headers,
     )
     assert unknown.status_code == 404
     assert unknown.json()["code"] == "microsoft_user_not_found"
@@ -340,7 +362,9 @@ async def test_member_add_errors_are_clear(
 
     emu.set_tenant_policy(allow_guests_in_groups=False)
     guest = tenant_guests()[0]
-    blocked = await client.post(team.url("group/members"), json={"userId": guest["id"]}, headers=team.admin_headers)
+    blocked = await client.post(
+        team.url("group/members"), json={"userId": guest["id"]}, headers=team.admin_headers
+    )
     assert blocked.status_code == 422, blocked.text
     assert blocked.json()["code"] == "microsoft_guest_blocked"
     assert "member.add:failure" in await audit_actions(session_factory, team.org.id)
@@ -370,7 +394,9 @@ async def test_audit_trail_is_paged_newest_first(client: httpx.AsyncClient, team
     body = first.json()
     assert [e["action"] for e in body["items"]] == ["group.link", "group.unlink"]
     assert body["items"][0]["actorUserId"] == str(team.admin.id)
-    rest = await client.get(team.url("audit"), params={"cursor": body["nextCursor"]}, headers=team.admin_headers)
+    rest = await client.get(
+        team.url("audit"), params={"cursor": body["nextCursor"]}, headers=team.admin_headers
+    )
     assert [e["action"] for e in rest.json()["items"]] == ["group.link"]
     assert rest.json()["nextCursor"] is None
 

@@ -1,0 +1,120 @@
+"""`equa demo`: the whole product on one machine with no account or setting, against the offline emulator.
+
+This is the one place equa imports graph_emulator (ARCHITECTURE rule 8): it starts the emulator in-process with
+its default seeded tenant (40 users including guests, groups of every kind including a dynamic and a
+role-assignable one), migrates an SQLite database in the demo data directory, creates an organization whose team
+partly matches the tenant plus an admin login, points the MS_* settings at the emulator and serves the app.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import secrets
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from equa.settings import Settings, load_settings
+
+DEMO_ORGANIZATION = "Contoso (demo)"
+# Team members who are not in the tenant: a sync flags nobody for them, it reports them as not in the tenant.
+OUTSIDE_ADDRESSES = ("pat.outside@equa-demo.example", "sam.contractor@equa-demo.example")
+TENANT_TEAM_SIZE = 8
+
+
+@dataclass(frozen=True)
+class DemoLogin:
+    email: str
+    password: str
+    organization_id: str
+
+
+def demo_settings(data_dir: Path, emulator: Any) -> Settings:
+    """Settings pointing at the running emulator and a SQLite database in `data_dir`; nothing read from files."""
+    return load_settings(
+        data_dir=data_dir,
+        database_url=f"sqlite+aiosqlite:///{(data_dir / 'equa-demo.db').resolve()}",
+        ms_auth_enabled=True,
+        ms_auth_client_id=emulator.client_id,
+        ms_auth_tenant_id=emulator.tenant_id,
+        ms_auth_secret=emulator.client_secret,
+        ms_authority_host=emulator.base_url,
+        ms_graph_url=emulator.graph_url,
+        ms_ca_bundle=Path(emulator.ca_path),
+        ms_admin_consent_redirect_uri=None,
+    )
+
+
+async def seed_demo_organization(settings: Settings, tenant_users: list[dict[str, Any]]) -> DemoLogin:
+    """The demo organization and its admin (created once, password renewed on every start)."""
+    from sqlalchemy import select
+
+    from equa.accounts.service import create_user, get_user_by_email, set_password
+    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.organizations.models import Organization, Role
+    from equa.organizations.service import add_member, create_organization
+
+    members = [u for u in tenant_users if u.get("userType") == "Member" and u.get("mail")]
+    guests = [u for u in tenant_users if u.get("userType") == "Guest" and u.get("mail")]
+    admin_address = members[0]["mail"]
+    password = secrets.token_urlsafe(12)
+    engine = create_engine_for(settings.resolved_database_url)
+    try:
+        async with create_session_factory(engine)() as session:
+            admin = await get_user_by_email(session, admin_address)
+            if admin is None:
+                admin = await create_user(session, admin_address, members[0].get("displayName"), password)
+            else:
+                await set_password(session, admin, password)
+            organization = await session.scalar(
+                select(Organization).where(Organization.name == DEMO_ORGANIZATION)
+            )
+            if organization is None:
+                organization = await create_organization(session, DEMO_ORGANIZATION, admin)
+                team = [u["mail"] for u in members[1:TENANT_TEAM_SIZE]] + [g["mail"] for g in guests[:1]]
+                for address in [*team, *OUTSIDE_ADDRESSES]:
+                    await add_member(session, organization, address, Role.MEMBER)
+            await session.commit()
+            return DemoLogin(admin.email, password, str(organization.id))
+    finally:
+        await engine.dispose()
+
+
+def run_demo(host: str, port: int, data_dir: Path) -> None:
+    """Start the emulator, prepare the database and organization, print the login, serve until interrupted."""
+    import uvicorn
+
+    from equa.app import create_app
+    from equa.db.migrate import upgrade_database
+    from equa.logging_setup import configure_logging
+    from graph_emulator.seeds import default_seed
+    from graph_emulator.testing import start_emulator
+
+    data_dir.mkdir(parents=True, exist_ok=True)
+    seed = default_seed()
+    emulator = start_emulator(data_dir / "emulator", seed=seed)
+    try:
+        settings = demo_settings(data_dir, emulator)
+        upgrade_database(settings.resolved_database_url)
+        login = asyncio.run(seed_demo_organization(settings, seed["tenants"][0]["users"]))
+        configure_logging(settings)
+        base = f"http://{host}:{port}"
+        print(
+            "\n".join(
+                [
+                    "",
+                    "Equa demo: Microsoft 365 is the offline emulator "
+                    f"({emulator.base_url}, tenant {emulator.tenant_domain}).",
+                    f"Open      {base}/",
+                    f"Email     {login.email}",
+                    f"Password  {login.password}",
+                    f"API       {base}/api/v1/organizations/{login.organization_id}/microsoft/status",
+                    "Stop with Ctrl+C.",
+                    "",
+                ]
+            ),
+            flush=True,
+        )
+        uvicorn.run(create_app(settings), host=host, port=port, log_config=None)
+    finally:
+        emulator.stop()

@@ -1,0 +1,55 @@
+"""The periodic health check: find linked groups that no longer exist in Microsoft 365 and clear the links."""
+
+from __future__ import annotations
+
+import logging
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound
+from equa.microsoft.groups import clear_stale_link, fetch_group, recently_linked
+from equa.organizations.models import Organization
+
+log = logging.getLogger("equa.microsoft.health")
+
+
+async def check_linked_groups(
+    session_factory: async_sessionmaker[AsyncSession], graph: GraphClient
+) -> list[uuid.UUID]:
+    """Read every linked group once; clear (with an audit event) the links of groups Graph says are gone.
+
+    Returns the ids of the organizations whose link was cleared. A group linked within the replication window
+    is skipped (Graph may not show a new group yet), and any other Graph failure (throttling, permissions)
+    stops the check without clearing anything: only a 404 is evidence of a deletion. One transaction, committed
+    at the end.
+    """
+    cleared: list[uuid.UUID] = []
+    async with session_factory() as session:
+        organizations = list(
+            await session.scalars(
+                select(Organization)
+                .where(Organization.microsoft_group.is_not(None))
+                .order_by(Organization.id)
+            )
+        )
+        for organization in organizations:
+            if recently_linked(organization):
+                continue
+            try:
+                await fetch_group(graph, str(organization.microsoft_group))
+            except GraphNotFound as error:
+                await clear_stale_link(
+                    session,
+                    organization,
+                    actor_id=None,
+                    request_id=error.request_id,
+                    found_by="scheduled health check",
+                )
+                cleared.append(organization.id)
+            except GraphError as error:
+                log.warning("health check stopped: %s", error)
+                break
+        await session.commit()
+    return cleared
