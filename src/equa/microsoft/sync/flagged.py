@@ -1,0 +1,115 @@
+"""Flagged members (in the group, not on the team): list them, invite one to the organization, or dismiss one."""
+
+from __future__ import annotations
+
+import uuid
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from equa.accounts.models import User
+from equa.db.base import utcnow
+from equa.errors import AppError
+from equa.microsoft.models import FlaggedMember, FlagStatus
+from equa.microsoft.sync.runs import PAGE_SIZE_MAX, decode_cursor, encode_cursor
+from equa.organizations.models import Organization, Role
+from equa.organizations.service import add_member, get_membership
+
+
+def _not_found() -> AppError:
+    return AppError(404, "flagged_member_not_found", "This flagged member does not exist.", None)
+
+
+async def list_flagged(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: int = 50,
+) -> tuple[list[FlaggedMember], str | None]:
+    """Flagged members (all, or those with `status`), in a stable order, a page at a time."""
+    limit = max(1, min(limit, PAGE_SIZE_MAX))
+    statement = select(FlaggedMember).where(FlaggedMember.organization_id == organization_id)
+    if status is not None:
+        if status not in {s.value for s in FlagStatus}:
+            raise AppError(
+                422,
+                "validation_failed",
+                f"status: must be one of {', '.join(s.value for s in FlagStatus)}",
+                None,
+                extra={"errors": [{"field": "status", "message": "is not a known status"}]},
+            )
+        statement = statement.where(FlaggedMember.status == status)
+    if cursor:
+        try:
+            after = uuid.UUID(decode_cursor(cursor))
+        except ValueError:
+            raise AppError(
+                422,
+                "validation_failed",
+                "cursor: is not a cursor this API returned",
+                "Start again without a cursor.",
+                extra={"errors": [{"field": "cursor", "message": "is not a cursor this API returned"}]},
+            ) from None
+        statement = statement.where(FlaggedMember.id > after)
+    rows = list(await session.scalars(statement.order_by(FlaggedMember.id).limit(limit + 1)))
+    next_cursor = None
+    if len(rows) > limit:
+        rows = rows[:limit]
+        next_cursor = encode_cursor(str(rows[-1].id))
+    return rows, next_cursor
+
+
+async def get_flagged(session: AsyncSession, organization_id: uuid.UUID, flag_id: uuid.UUID) -> FlaggedMember:
+    flag = await session.get(FlaggedMember, flag_id)
+    if flag is None or flag.organization_id != organization_id:
+        raise _not_found()
+    return flag
+
+
+def invitation_address(flag: FlaggedMember) -> str | None:
+    """The address to invite: the mailbox, else a sign-in name that is an address (not a guest's #EXT# one)."""
+    if flag.email:
+        return flag.email
+    if flag.user_principal_name and "#ext#" not in flag.user_principal_name.lower():
+        return flag.user_principal_name
+    return None
+
+
+async def invite_flagged(
+    session: AsyncSession, organization: Organization, flag_id: uuid.UUID, actor: User
+) -> FlaggedMember:
+    """Add the person to the organization as an invited member; the next sync matches them and clears the flag.
+
+    Also undoes a dismissal. Inviting someone already invited (or already on the team) changes nothing.
+    """
+    flag = await get_flagged(session, organization.id, flag_id)
+    address = invitation_address(flag)
+    if address is None:
+        raise AppError(
+            422,
+            "no_address",
+            "This group member has no email address to invite.",
+            "Give them a mailbox in Microsoft 365, or add them to the team by address yourself.",
+        )
+    existing = await session.scalar(select(User).where(User.email_normalized == address.strip().lower()))
+    if existing is None or await get_membership(session, organization.id, existing.id) is None:
+        await add_member(session, organization, address, Role.MEMBER, flag.display_name)
+    flag.status = FlagStatus.INVITED.value
+    flag.decided_by = actor.id
+    flag.decided_at = utcnow()
+    await session.flush()
+    return flag
+
+
+async def dismiss_flagged(
+    session: AsyncSession, organization: Organization, flag_id: uuid.UUID, actor: User
+) -> FlaggedMember:
+    """Stop flagging this group member (until someone invites them after all)."""
+    flag = await get_flagged(session, organization.id, flag_id)
+    flag.status = FlagStatus.DISMISSED.value
+    flag.decided_by = actor.id
+    flag.decided_at = utcnow()
+    await session.flush()
+    return flag

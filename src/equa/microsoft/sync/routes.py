@@ -1,0 +1,148 @@
+"""Sync API under /api/v1/organizations/{org_id}/microsoft/ (thin: parse, authorize, call, render)."""
+
+from __future__ import annotations
+
+import uuid
+from typing import Annotated
+
+from fastapi import APIRouter, Depends, Query, Request, status
+from fastapi.responses import JSONResponse
+
+from equa.db.session import DbSession
+from equa.microsoft.deps import MicrosoftAdmin, require_microsoft_enabled
+from equa.microsoft.sync import flagged, runs, sync_settings
+from equa.microsoft.sync.schemas import (
+    FlaggedMemberOut,
+    FlaggedMemberPageOut,
+    OutcomeOut,
+    OutcomePageOut,
+    SyncMembersIn,
+    SyncRunOut,
+    SyncRunPageOut,
+    SyncSettingsIn,
+    SyncSettingsOut,
+)
+
+PREFIX = "/api/v1/organizations/{org_id}/microsoft"
+MAX_WAIT_SECONDS = 60.0
+
+router = APIRouter(prefix=PREFIX, tags=["microsoft sync"], dependencies=[Depends(require_microsoft_enabled)])
+
+
+def _run_location(request: Request, org_id: uuid.UUID, run_id: uuid.UUID) -> str:
+    return str(request.url_for("get_sync_run", org_id=str(org_id), run_id=str(run_id)).path)
+
+
+@router.post(
+    "/sync-members",
+    status_code=status.HTTP_202_ACCEPTED,
+    response_model=SyncRunOut,
+    responses={200: {"model": SyncRunOut, "description": "The run finished within `wait` seconds."}},
+)
+async def sync_members(
+    context: MicrosoftAdmin,
+    session: DbSession,
+    request: Request,
+    body: SyncMembersIn | None = None,
+    wait: Annotated[
+        float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for the run to finish.")
+    ] = 0,
+) -> JSONResponse:
+    """Start a sync (or get the one already queued or running). 202 with the run; 200 if it finished in time."""
+    dry_run = body.dry_run if body is not None else False
+    run = await runs.request_sync(session, context.organization, context.user, dry_run, "api")
+    # Committed here, not at the end of the request: the task is handed to the broker on commit, and a worker
+    # (or `wait` below) must see the run.
+    await session.commit()
+    code = status.HTTP_202_ACCEPTED
+    if wait > 0:
+        finished = await runs.wait_for_run(request.app.state.session_factory, run.id, wait)
+        if finished is not None:
+            run, code = finished, status.HTTP_200_OK
+    return JSONResponse(
+        SyncRunOut.of(run).model_dump(mode="json", by_alias=True),
+        status_code=code,
+        headers={"Location": _run_location(request, context.organization.id, run.id)},
+    )
+
+
+@router.get("/sync-runs", response_model=SyncRunPageOut)
+async def list_sync_runs(
+    context: MicrosoftAdmin,
+    session: DbSession,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = 20,
+) -> SyncRunPageOut:
+    rows, next_cursor = await runs.list_runs(session, context.organization.id, cursor=cursor, limit=limit)
+    return SyncRunPageOut(items=[SyncRunOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/sync-runs/{run_id}", response_model=SyncRunOut, name="get_sync_run")
+async def get_sync_run(context: MicrosoftAdmin, session: DbSession, run_id: uuid.UUID) -> SyncRunOut:
+    return SyncRunOut.of(await runs.get_run(session, context.organization.id, run_id))
+
+
+@router.get("/sync-runs/{run_id}/outcomes", response_model=OutcomePageOut)
+async def list_sync_outcomes(
+    context: MicrosoftAdmin,
+    session: DbSession,
+    run_id: uuid.UUID,
+    outcome: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = runs.PAGE_SIZE_DEFAULT,
+) -> OutcomePageOut:
+    run = await runs.get_run(session, context.organization.id, run_id)
+    rows, next_cursor = await runs.list_outcomes(session, run, outcome=outcome, cursor=cursor, limit=limit)
+    return OutcomePageOut(items=[OutcomeOut.of(r) for r in rows], next_cursor=next_cursor)
+
+
+@router.get("/flagged-members", response_model=FlaggedMemberPageOut)
+async def list_flagged_members(
+    context: MicrosoftAdmin,
+    session: DbSession,
+    status: str | None = None,
+    cursor: str | None = None,
+    limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = 50,
+) -> FlaggedMemberPageOut:
+    rows, next_cursor = await flagged.list_flagged(
+        session, context.organization.id, status=status, cursor=cursor, limit=limit
+    )
+    return FlaggedMemberPageOut(items=[FlaggedMemberOut.of(f) for f in rows], next_cursor=next_cursor)
+
+
+@router.post("/flagged-members/{flag_id}/invite", response_model=FlaggedMemberOut)
+async def invite_flagged_member(
+    context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
+) -> FlaggedMemberOut:
+    return FlaggedMemberOut.of(
+        await flagged.invite_flagged(session, context.organization, flag_id, context.user)
+    )
+
+
+@router.post("/flagged-members/{flag_id}/dismiss", response_model=FlaggedMemberOut)
+async def dismiss_flagged_member(
+    context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
+) -> FlaggedMemberOut:
+    return FlaggedMemberOut.of(
+        await flagged.dismiss_flagged(session, context.organization, flag_id, context.user)
+    )
+
+
+@router.get("/settings", response_model=SyncSettingsOut)
+async def get_settings(context: MicrosoftAdmin) -> SyncSettingsOut:
+    current = sync_settings.get_sync_settings(context.organization)
+    return SyncSettingsOut(auto_sync=current.auto_sync, remove_departed=current.remove_departed)
+
+
+@router.patch("/settings", response_model=SyncSettingsOut)
+async def patch_settings(
+    context: MicrosoftAdmin, session: DbSession, body: SyncSettingsIn
+) -> SyncSettingsOut:
+    updated = await sync_settings.update_sync_settings(
+        session,
+        context.organization,
+        context.user.id,
+        auto_sync=body.auto_sync,
+        remove_departed=body.remove_departed,
+    )
+    return SyncSettingsOut(auto_sync=updated.auto_sync, remove_departed=updated.remove_departed)

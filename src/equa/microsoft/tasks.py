@@ -1,0 +1,354 @@
+"""Background jobs: the sync task on a Taskiq broker, the worker loop, and the scheduler.
+
+Embedded (default): an in-memory broker, so the API process runs the syncs it is asked for, and the scheduler runs
+inside it too. Scaled out (EQUA_BROKER_URL set): a Redis list queue; `equa worker` processes run the syncs and one
+`equa scheduler` process enqueues the periodic ones. Correctness never depends on the broker: the database decides
+which run exists (one active per organization) and which worker runs it (claim queued -> running).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import hashlib
+import logging
+import uuid
+from collections.abc import Sequence
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from equa.db.base import utcnow
+from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.sync.execute import Progress, execute_run
+from equa.microsoft.sync.runs import (
+    abandon_stale_runs,
+    active_run,
+    configure_lease,
+    finish_run,
+    request_sync,
+)
+from equa.organizations.models import Organization
+
+if TYPE_CHECKING:
+    from fastapi import FastAPI
+    from taskiq import AsyncBroker
+
+    from equa.microsoft.graph import GraphClient
+    from equa.settings import Settings
+
+log = logging.getLogger("equa.microsoft.tasks")
+
+SYNC_TASK_NAME = "equa.microsoft.sync_run"
+QUEUE_NAME = "equa:sync"
+SHUTDOWN_GRACE_SECONDS = 10.0
+SCHEDULE_JITTER = 0.2  # each organization's interval is stretched by a stable 0-20 %
+
+
+@dataclass
+class JobResources:
+    """What a task needs, set once per process (API lifespan, worker or scheduler start-up)."""
+
+    settings: Settings
+    session_factory: async_sessionmaker[AsyncSession]
+    graph: GraphClient
+
+
+_resources: JobResources | None = None
+_broker: AsyncBroker | None = None
+
+
+def set_job_resources(resources: JobResources | None) -> None:
+    global _resources
+    _resources = resources
+    if resources is not None:
+        configure_lease(resources.settings.sync_lease_seconds)
+
+
+async def run_sync_task(run_id: str) -> str | None:
+    """The task body: run one queued sync (a no-op if another worker already claimed it)."""
+    if _resources is None:
+        raise RuntimeError("sync task started before the process set its job resources")
+    return await execute_run(
+        _resources.session_factory,
+        _resources.graph,
+        uuid.UUID(run_id),
+        lease_seconds=_resources.settings.sync_lease_seconds,
+    )
+
+
+def build_broker(settings: Settings) -> AsyncBroker:
+    broker: AsyncBroker
+    if settings.broker_url:
+        from taskiq_redis import ListQueueBroker
+
+        broker = ListQueueBroker(settings.broker_url, queue_name=QUEUE_NAME)
+    else:
+        from taskiq import InMemoryBroker
+
+        broker = InMemoryBroker(max_async_tasks=50)
+    broker.register_task(run_sync_task, task_name=SYNC_TASK_NAME)
+    return broker
+
+
+def set_broker(broker: AsyncBroker | None) -> None:
+    global _broker
+    _broker = broker
+
+
+async def enqueue_sync_runs(run_ids: Sequence[uuid.UUID]) -> None:
+    """Hand committed runs to the broker; a run that cannot be enqueued is failed at once, not left queued."""
+    for run_id in run_ids:
+        try:
+            if _broker is None:
+                raise RuntimeError("no task broker in this process")
+            task = _broker.find_task(SYNC_TASK_NAME)
+            if task is None:
+                raise RuntimeError("the sync task is not registered")
+            await task.kiq(str(run_id))
+        except Exception as error:
+            log.error("could not enqueue sync run %s: %s", run_id, type(error).__name__)
+            if _resources is not None:
+                await _fail_queued(_resources.session_factory, run_id)
+
+
+async def _fail_queued(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> None:
+    async with session_factory() as session:
+        run = await session.get(SyncRun, run_id)
+        if run is None or run.status != RunStatus.QUEUED.value:
+            return
+        run.status = RunStatus.RUNNING.value  # finish_run only moves running runs
+        await session.flush()
+        await finish_run(
+            session,
+            run_id,
+            status=RunStatus.FAILED.value,
+            error_code="queue_unreachable",
+            error_message="The sync could not be handed to the task queue.",
+            error_action="Check that Redis at EQUA_BROKER_URL is reachable, then start the sync again.",
+        )
+        await session.commit()
+
+
+async def _shutdown_broker(broker: AsyncBroker) -> None:
+    running: set[asyncio.Task[Any]] = getattr(broker, "_running_tasks", set())
+    if running:
+        # Give runs in flight a moment to finish; the rest are cancelled and record "interrupted".
+        _, still_running = await asyncio.wait(list(running), timeout=SHUTDOWN_GRACE_SECONDS)
+        for task in still_running:
+            task.cancel()
+        if still_running:
+            await asyncio.wait(still_running, timeout=SHUTDOWN_GRACE_SECONDS)
+    await broker.shutdown()
+
+
+async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
+    """Lifespan hook: the broker (and, embedded, the scheduler) for this API process."""
+    settings: Settings = app.state.settings
+    configure_lease(settings.sync_lease_seconds)
+    graph = getattr(app.state, "graph", None)
+    if not settings.ms_auth_enabled or graph is None:
+        return
+    set_job_resources(JobResources(settings, app.state.session_factory, graph))
+    stack.callback(set_job_resources, None)
+    broker = build_broker(settings)
+    await broker.startup()
+    set_broker(broker)
+    stack.callback(set_broker, None)
+    stack.push_async_callback(_shutdown_broker, broker)
+    if not settings.broker_url:
+        scheduler = asyncio.create_task(run_scheduler(stop=None, first_tick_delay=_tick_seconds(settings)))
+        stack.push_async_callback(_cancel, scheduler)
+
+
+async def _cancel(task: asyncio.Task[Any]) -> None:
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+# --- scheduler ---------------------------------------------------------------------------------------------
+
+
+def _tick_seconds(settings: Settings) -> float:
+    return float(min(60, max(1, settings.sync_interval_seconds // 10)))
+
+
+def schedule_offset(organization_id: uuid.UUID) -> float:
+    """A stable fraction in [0, 1) per organization, so their syncs spread over the interval."""
+    digest = hashlib.sha256(organization_id.bytes).digest()
+    return int.from_bytes(digest[:4], "big") / 2**32
+
+
+def next_sync_due(organization_id: uuid.UUID, last: datetime | None, interval_seconds: int) -> datetime:
+    """When the organization's next scheduled sync is due: interval after the last, stretched by its jitter."""
+    stretch = interval_seconds * (1 + SCHEDULE_JITTER * schedule_offset(organization_id))
+    if last is None:
+        # Never synced: spread the first syncs over a fraction of the interval instead of all at once.
+        return (
+            utcnow()
+            - timedelta(seconds=interval_seconds)
+            + timedelta(seconds=SCHEDULE_JITTER * interval_seconds * schedule_offset(organization_id))
+        )
+    return last + timedelta(seconds=stretch)
+
+
+async def schedule_due_syncs(session: AsyncSession, interval_seconds: int) -> list[uuid.UUID]:
+    """Request a sync for every organization with autoSync on whose turn has come; returns the run ids."""
+    await abandon_stale_runs(session)
+    organizations = list(
+        await session.scalars(
+            select(Organization).where(
+                Organization.microsoft_auto_sync.is_(True), Organization.microsoft_group.is_not(None)
+            )
+        )
+    )
+    started: list[uuid.UUID] = []
+    now = utcnow()
+    for organization in organizations:
+        last = await session.scalar(
+            select(SyncRun.created_at)
+            .where(SyncRun.organization_id == organization.id, SyncRun.dry_run.is_(False))
+            .order_by(SyncRun.created_at.desc())
+            .limit(1)
+        )
+        if last is None and organization.microsoft_group_linked_at is not None:
+            last = organization.microsoft_group_linked_at
+        if next_sync_due(organization.id, last, interval_seconds) > now:
+            continue
+        run = await request_sync(session, organization, None, False, "schedule")
+        started.append(run.id)
+    return started
+
+
+async def _health_check(resources: JobResources) -> None:
+    try:
+        from equa.microsoft.health_task import check_linked_groups  # type: ignore[import-not-found,unused-ignore]
+    except ImportError:
+        log.debug("no health check of linked groups in this build")
+        return
+    try:
+        await check_linked_groups(resources.session_factory, resources.graph)
+    except Exception:
+        log.exception("health check of linked groups failed")
+
+
+async def run_scheduler(stop: asyncio.Event | None, *, first_tick_delay: float = 0.0) -> None:
+    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check."""
+    if _resources is None:
+        raise RuntimeError("scheduler started before the process set its job resources")
+    resources = _resources
+    tick = _tick_seconds(resources.settings)
+    interval = resources.settings.sync_interval_seconds
+    loop = asyncio.get_running_loop()
+    next_health = loop.time() + first_tick_delay
+    if first_tick_delay and await _sleep_or_stop(stop, first_tick_delay):
+        return
+    while stop is None or not stop.is_set():
+        try:
+            async with resources.session_factory() as session:
+                started = await schedule_due_syncs(session, interval)
+                await session.commit()
+            if started:
+                log.info("scheduled %d sync run(s)", len(started))
+        except Exception:
+            log.exception("scheduler tick failed")
+        if loop.time() >= next_health:
+            await _health_check(resources)
+            next_health = loop.time() + interval
+        if await _sleep_or_stop(stop, tick):
+            return
+
+
+async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
+    if stop is None:
+        await asyncio.sleep(seconds)
+        return False
+    with contextlib.suppress(TimeoutError):
+        await asyncio.wait_for(stop.wait(), timeout=seconds)
+    return stop.is_set()
+
+
+# --- processes ---------------------------------------------------------------------------------------------
+
+
+@contextlib.asynccontextmanager
+async def job_process(settings: Settings) -> Any:
+    """Engine, Graph client, broker and job resources for a worker or scheduler process."""
+    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.microsoft.graph import build_graph_client
+
+    async with AsyncExitStack() as stack:
+        engine = create_engine_for(settings.resolved_database_url)
+        stack.push_async_callback(engine.dispose)
+        graph = build_graph_client(settings)
+        stack.push_async_callback(graph.aclose)
+        set_job_resources(JobResources(settings, create_session_factory(engine), graph))
+        stack.callback(set_job_resources, None)
+        broker = build_broker(settings)
+        set_broker(broker)
+        stack.callback(set_broker, None)
+        yield broker
+
+
+async def run_worker(settings: Settings, stop: asyncio.Event, *, concurrency: int = 10) -> None:
+    """Take sync tasks from the Redis queue until `stop` is set."""
+    from taskiq.receiver import Receiver
+
+    async with job_process(settings) as broker:
+        receiver = Receiver(broker, max_async_tasks=concurrency, run_startup=True)
+        try:
+            await receiver.listen(stop)
+        finally:
+            await broker.shutdown()
+
+
+async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
+    async with job_process(settings) as broker:
+        await broker.startup()
+        try:
+            await run_scheduler(stop)
+        finally:
+            await broker.shutdown()
+
+
+async def run_in_foreground(
+    settings: Settings, organization_id: uuid.UUID, *, dry_run: bool, progress: Progress
+) -> SyncRun:
+    """`equa sync`: create a run and execute it in this process, whatever the broker."""
+    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.errors import AppError
+    from equa.microsoft.graph import build_graph_client
+
+    engine = create_engine_for(settings.resolved_database_url)
+    try:
+        session_factory = create_session_factory(engine)
+        configure_lease(settings.sync_lease_seconds)
+        async with session_factory() as session:
+            organization = await session.get(Organization, organization_id)
+            if organization is None:
+                raise AppError(404, "not_found", f"No organization has the id {organization_id}.", None)
+            await abandon_stale_runs(session, organization.id)
+            busy = await active_run(session, organization.id)
+            if busy is not None:
+                raise AppError(
+                    409,
+                    "sync_in_progress",
+                    f"A sync of this organization is already {busy.status} (run {busy.id}).",
+                    "Wait for it to finish, or follow it with GET .../sync-runs/{id}.",
+                )
+            run = await request_sync(session, organization, None, dry_run, "cli", enqueue=False)
+            await session.commit()
+            run_id = run.id
+        async with build_graph_client(settings) as graph:
+            await execute_run(session_factory, graph, run_id, progress=progress)
+        async with session_factory() as session:
+            finished = await session.get(SyncRun, run_id)
+            assert finished is not None
+            return finished
+    finally:
+        await engine.dispose()
