@@ -46,15 +46,17 @@ def microsoft_routers(settings: Settings | None) -> list[APIRouter]:
     if settings is None or not settings.ms_auth_enabled:
         return []
     from equa.microsoft.routes import microsoft_routers as routers_of_microsoft
+    from equa.microsoft.sync.routes import router as sync_router
 
-    return routers_of_microsoft()
+    return [*routers_of_microsoft(), sync_router]
 
 
 def lifespan_hooks() -> list[LifespanHook]:
     """Start-up resources beyond the database (Graph client, task broker...), in start order."""
     from equa.microsoft.lifespan import open_graph_client
+    from equa.microsoft.tasks import start_jobs
 
-    return [open_graph_client]
+    return [open_graph_client, start_jobs]
 
 
 async def _open_database(app: FastAPI, stack: AsyncExitStack) -> None:
