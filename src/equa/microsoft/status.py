@@ -92,6 +92,13 @@ async def read_snapshot(graph: GraphClient, group_id: str | None, consent_url: s
         health, action = _health_of(error, consent_url)
         display_name = description = None
         count = None
+    except (
+        Exception
+    ) as error:  # a background refresh must never die silently (e.g. client closed at shut-down)
+        log.warning("status refresh failed: %s", type(error).__name__)
+        health, action = UNREACHABLE, "Microsoft 365 could not be reached; it is retried automatically."
+        display_name = description = None
+        count = None
     return GroupSnapshot(health, action, display_name, description, count, utcnow(), time.monotonic())
 
 
