@@ -1,0 +1,76 @@
+"""`equa demo` starts with no setting or account, serves the app, and the login it prints works."""
+
+from __future__ import annotations
+
+import os
+import re
+import socket
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        port: int = sock.getsockname()[1]
+        return port
+
+
+def test_demo_starts_serves_and_signs_in(tmp_path: Path) -> None:
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("MS_", "EQUA_"))}
+    equa = Path(sys.executable).with_name("equa")
+    process = subprocess.Popen(
+        [str(equa), "demo", "--port", str(port), "--data-dir", str(tmp_path / "demo")],
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        text=True,
+        env=env,
+        cwd=tmp_path,
+    )
+    output: list[str] = []
+    try:
+        deadline = time.monotonic() + 60
+        assert process.stdout is not None
+        while not any(line.startswith("Password") for line in output):
+            assert time.monotonic() < deadline, "".join(output)
+            line = process.stdout.readline()
+            assert line or process.poll() is None, "".join(output)
+            output.append(line)
+        text = "".join(output)
+        email = re.search(r"^Email\s+(\S+)", text, re.M)
+        password = re.search(r"^Password\s+(\S+)", text, re.M)
+        assert email and password, text
+        base = f"http://127.0.0.1:{port}"
+        with httpx.Client(base_url=base, timeout=10) as http:
+            while True:
+                try:
+                    if http.get("/readyz").status_code == 200:
+                        break
+                except httpx.TransportError:
+                    pass
+                assert time.monotonic() < deadline, text
+                time.sleep(0.2)
+            session = http.post(
+                "/api/v1/session", json={"email": email.group(1), "password": password.group(1)}
+            )
+            assert session.status_code == 200, session.text
+            orgs = http.get("/api/v1/organizations", headers={"X-CSRF-Token": session.json()["csrfToken"]})
+            assert orgs.status_code == 200
+            org = orgs.json()[0]
+            status = http.get(f"/api/v1/organizations/{org['id']}/microsoft/status")
+            assert status.status_code == 200, status.text
+            assert status.json()["enabled"] is True and status.json()["health"] == "ok"
+            members = http.get(f"/api/v1/organizations/{org['id']}/members").json()
+            assert len(members) >= 10
+    finally:
+        process.terminate()
+        try:
+            process.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            process.kill()
+            process.wait()
