@@ -114,7 +114,13 @@ async def web_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
 
 
 def _settings(database_url: str, data_dir: Path, emulator: RunningEmulator | None) -> Settings:
-    values: dict[str, Any] = {"database_url": database_url, "secret_key": SECRET_KEY, "data_dir": data_dir}
+    # No status cache: one server serves every test while the emulator is reset between them.
+    values: dict[str, Any] = {
+        "database_url": database_url,
+        "secret_key": SECRET_KEY,
+        "data_dir": data_dir,
+        "status_cache_seconds": 0,
+    }
     if emulator is not None:
         values.update(
             ms_auth_enabled=True,

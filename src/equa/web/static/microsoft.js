@@ -327,6 +327,18 @@
     }
   }
 
+  // The status summary may be cached for a minute; after a member change the group's own details carry the
+  // count that matches the list shown right below it.
+  async function refreshMemberCount(section) {
+    try {
+      const { data } = await api(section, "GET", "/group");
+      const count = section.querySelector('[data-role="member-count"]');
+      if (count && data.memberCount !== null && data.memberCount !== undefined) count.textContent = String(data.memberCount);
+    } catch {
+      await loadStatus(section);
+    }
+  }
+
   // ---------- not linked: link by id, search, create ----------
 
   function groupResult(section, choice) {
@@ -552,7 +564,7 @@
         try {
           await api(section, "DELETE", `/group/members/${encodeURIComponent(button.dataset.memberId)}`);
           notify(section, `Removed ${button.dataset.name} from the group.`);
-          await Promise.all([loadMembers(section), loadStatus(section)]);
+          await Promise.all([loadMembers(section), refreshMemberCount(section)]);
         } catch (problem) {
           showProblem(section.querySelector('[data-role="members-problem"]'), problem);
         }
@@ -576,7 +588,7 @@
           const who = data.member.displayName || email;
           notify(section, status === 201 ? `Added ${who} to the group.` : `${who} already is a member of the group; nothing changed.`);
           addForm.reset();
-          await Promise.all([loadMembers(section), loadStatus(section)]);
+          await Promise.all([loadMembers(section), refreshMemberCount(section)]);
         } catch (problem) {
           showProblem(addArea, problem, addForm);
         }
