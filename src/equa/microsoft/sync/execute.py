@@ -22,7 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.microsoft.audit import FAILURE, SUCCESS
-from equa.microsoft.graph import GraphClient, GraphError
+from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound
 from equa.microsoft.models import (
     AuditEvent,
     FlaggedMember,
@@ -144,9 +144,17 @@ async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
 async def build_plan(graph: GraphClient, inputs: SyncInputs, progress: Progress) -> SyncPlan:
     planner = SyncPlanner(inputs.team, inputs.links, inputs.policy, inputs.dismissed)
     progress.set_phase("listing", total=0)
-    async for member in applying.list_group_members(graph, inputs.group_id):
-        planner.observe(member)
-        progress.advance(1)
+    for attempt in range(len(MISSING_RETRY_DELAYS) + 1):
+        try:
+            async for member in applying.list_group_members(graph, inputs.group_id):
+                planner.observe(member)
+                progress.advance(1)
+            break
+        except GraphNotFound:
+            # A group created moments ago may not have replicated yet; one that is really gone stays 404.
+            if progress.done or attempt == len(MISSING_RETRY_DELAYS):
+                raise
+            await asyncio.sleep(MISSING_RETRY_DELAYS[attempt])
     addresses = planner.addresses_to_resolve()
     progress.set_phase("resolving", total=len(addresses))
     resolved: dict[str, DirectoryUser] = await resolve_addresses(graph, addresses) if addresses else {}
