@@ -8,6 +8,7 @@ from typing import Any
 from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
+from pydantic import BaseModel, ConfigDict
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -64,6 +65,34 @@ _TITLES = {
     503: "Service unavailable",
     504: "Microsoft 365 did not answer in time",
 }
+
+
+class Problem(BaseModel):
+    """The OpenAPI shape of every error: RFC 9457 problem+json plus `code` and `action` (and extras like `errors`)."""
+
+    model_config = ConfigDict(extra="allow")
+
+    type: str
+    title: str
+    status: int
+    detail: str
+    code: str
+    action: str | None = None
+
+
+def problem_responses(*statuses: int, **descriptions: str) -> dict[int | str, dict[str, Any]]:
+    """OpenAPI `responses=` declaring the problem+json answers an operation gives, so clients and fuzzers know them.
+
+    Descriptions default to the status's title; override one with a keyword like `s404="No such organization"`.
+    """
+    return {
+        status: {
+            "model": Problem,
+            "description": descriptions.get(f"s{status}", _TITLES.get(status, "Error")),
+            "content": {PROBLEM_JSON: {"schema": {"$ref": "#/components/schemas/Problem"}}},
+        }
+        for status in statuses
+    }
 
 
 def problem_response(error: AppError) -> JSONResponse:

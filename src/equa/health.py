@@ -8,7 +8,7 @@ from fastapi import APIRouter, Request
 from sqlalchemy import text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from equa.errors import AppError
+from equa.errors import AppError, problem_responses
 
 router = APIRouter(tags=["operations"])
 log = logging.getLogger("equa.health")
@@ -19,7 +19,7 @@ async def healthz() -> dict[str, str]:
     return {"status": "ok"}
 
 
-@router.get("/readyz")
+@router.get("/readyz", responses=problem_responses(503))
 async def readyz(request: Request) -> dict[str, str]:
     engine: AsyncEngine = request.app.state.engine
     try:

@@ -12,12 +12,17 @@ from equa.accounts.service import authenticate
 from equa.accounts.sessions import end_session, start_session
 from equa.accounts.tokens import create_api_token, list_api_tokens, revoke_api_token
 from equa.db.session import DbSession
-from equa.errors import AppError
+from equa.errors import AppError, problem_responses
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])
 
 
-@router.post("/session", response_model=SessionOut, response_model_by_alias=True)
+@router.post(
+    "/session",
+    response_model=SessionOut,
+    response_model_by_alias=True,
+    responses=problem_responses(401, 422),
+)
 async def sign_in(body: LoginIn, request: Request, response: Response, session: DbSession) -> SessionOut:
     user = await authenticate(session, body.email, body.password)
     if user is None:
@@ -39,23 +44,32 @@ async def sign_out(request: Request) -> Response:
     return response
 
 
-@router.get("/me", response_model=UserOut)
+@router.get("/me", response_model=UserOut, responses=problem_responses(401))
 async def me(user: CurrentUser) -> UserOut:
     return UserOut.of(user)
 
 
-@router.post("/me/tokens", response_model=TokenCreatedOut, status_code=status.HTTP_201_CREATED)
+@router.post(
+    "/me/tokens",
+    response_model=TokenCreatedOut,
+    status_code=status.HTTP_201_CREATED,
+    responses=problem_responses(401, 403, 422),
+)
 async def create_token(body: TokenCreateIn, user: CurrentUser, session: DbSession) -> TokenCreatedOut:
     row, token = await create_api_token(session, user, body.name)
     return TokenCreatedOut(**TokenOut.of(row).model_dump(), token=token)
 
 
-@router.get("/me/tokens", response_model=list[TokenOut])
+@router.get("/me/tokens", response_model=list[TokenOut], responses=problem_responses(401))
 async def list_tokens(user: CurrentUser, session: DbSession) -> list[TokenOut]:
     return [TokenOut.of(t) for t in await list_api_tokens(session, user)]
 
 
-@router.delete("/me/tokens/{token_id}", status_code=status.HTTP_204_NO_CONTENT)
+@router.delete(
+    "/me/tokens/{token_id}",
+    status_code=status.HTTP_204_NO_CONTENT,
+    responses=problem_responses(401, 403, 404, 422),
+)
 async def revoke_token(token_id: uuid.UUID, user: CurrentUser, session: DbSession) -> Response:
     await revoke_api_token(session, user, token_id)
     return Response(status_code=status.HTTP_204_NO_CONTENT)
