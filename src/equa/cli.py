@@ -40,6 +40,10 @@ except ImportError:  # the Microsoft commands are optional until their package i
 else:
     app.add_typer(microsoft_app, name="microsoft")
 
+from equa.microsoft.sync.cli import register_sync_commands  # noqa: E402
+
+register_sync_commands(app)
+
 
 class RoleChoice(StrEnum):
     admin = "admin"
