@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
 from equa.accounts.service import create_user
+from equa.db.base import utcnow
 from equa.organizations.models import Membership, Organization, Role
 from graph_emulator.testing import RunningEmulator
 
@@ -51,6 +52,16 @@ class WebWorld:
                 session.add(Membership(organization_id=organization.id, user_id=member.id, role=Role.MEMBER))
             await session.commit()
             return organization
+
+    async def link(self, organization_id: uuid.UUID, group_id: str, by: User) -> None:
+        """Link a group directly in the database, for tests whose subject comes after linking."""
+        async with self.sessions() as session:
+            organization = await session.get(Organization, organization_id)
+            assert organization is not None
+            organization.microsoft_group = uuid.UUID(group_id)
+            organization.microsoft_group_linked_by = by.id
+            organization.microsoft_group_linked_at = utcnow()
+            await session.commit()
 
     async def reload_organization(self, organization_id: uuid.UUID) -> Organization:
         async with self.sessions() as session:

@@ -19,7 +19,7 @@
       else if (key === "hidden" || key === "disabled") node[key] = Boolean(value);
       else node.setAttribute(key, value);
     }
-    for (const child of children.flat()) {
+    for (const child of children.flat(Infinity)) {
       if (child === null || child === undefined || child === false) continue;
       node.append(child instanceof Node ? child : document.createTextNode(String(child)));
     }
@@ -708,7 +708,11 @@
         }
         const outcomes = await allOutcomes(section, run.id);
         renderRun(section, run, outcomes);
-        await Promise.all([loadFlagged(section), dryRun ? null : loadMembers(section), dryRun ? null : loadStatus(section)]);
+        await Promise.all([
+          loadFlagged(section),
+          dryRun ? null : loadMembers(section),
+          dryRun ? null : loadStatus(section).then(() => refreshMemberCount(section)),
+        ]);
       } catch (problem) {
         area.replaceChildren(problemBox(problem));
       } finally {
