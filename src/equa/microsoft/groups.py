@@ -543,12 +543,22 @@ async def create_group(
                 creation.mail_nickname = body["mailNickname"]
                 await session.commit()
             continue
-        except GraphTransient as error:
-            if error.code != "network_error":
-                raise
-            # The request may have reached Graph and created the group before the connection failed.
-            adopted = await find_group_by_nickname(graph, body["mailNickname"])
+        except GraphError as error:
+            adopted = None
+            if isinstance(error, GraphTransient) and error.code == "network_error":
+                # The request may have reached Graph and created the group before the connection failed.
+                adopted = await find_group_by_nickname(graph, body["mailNickname"])
             if adopted is None:
+                record_audit(
+                    session,
+                    organization_id=organization.id,
+                    actor_id=actor.id,
+                    action="group.create",
+                    target=body["mailNickname"],
+                    outcome="failure",
+                    detail=error.message,
+                    request_id=error.request_id,
+                )
                 raise
             return await _finish_creation(session, organization, actor, adopted, creation, adopted_from=True)
         group: dict[str, Any] = response.json() or {}

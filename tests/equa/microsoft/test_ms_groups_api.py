@@ -413,3 +413,17 @@ async def test_group_search_marks_what_cannot_be_linked(client: httpx.AsyncClien
     assert items["Helpdesk Administrators"]["reasonCode"] == "role_assignable"
     found = await client.get(team.url("groups"), params={"search": "mark"}, headers=team.admin_headers)
     assert [g["displayName"] for g in found.json()["items"]] == ["Marketing"]
+
+
+async def test_a_failed_create_is_on_the_audit_trail(
+    client: httpx.AsyncClient, team: Team, emu: Any, session_factory: Any
+) -> None:
+    emu.set_app_roles(emu.client_id, ["GroupMember.ReadWrite.All", "User.Read.All"])  # may read, not create
+    emu.revoke_tokens()
+    response = await client.post(
+        team.url("create-group"), json={"displayName": "Denied"}, headers=team.admin_headers
+    )
+    assert response.status_code == 502, response.text
+    assert response.json()["code"] == "microsoft_permission_missing"
+    assert await audit_actions(session_factory, team.org.id) == ["group.create:failure"]
+    assert await linked_group(session_factory, team.org.id) is None
