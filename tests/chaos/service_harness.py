@@ -65,7 +65,7 @@ def free_port() -> int:
 
 @dataclass
 class EmulatorProcess:
-    """`python -m graph_emulator.cli` on the default seed; the same attributes as RunningEmulator."""
+    """`python -m graph_emulator` on the default seed; the same attributes as RunningEmulator."""
 
     process: subprocess.Popen[str]
     base_url: str
@@ -99,7 +99,7 @@ def start_emulator_process(
     from graph_emulator.testing import EmulatorControl
 
     data_dir.mkdir(parents=True, exist_ok=True)
-    command = [sys.executable, "-m", "graph_emulator.cli", "--data-dir", str(data_dir), "--port", "0"]
+    command = [sys.executable, "-m", "graph_emulator", "--data-dir", str(data_dir), "--port", "0"]
     if not throttling:
         command.append("--no-throttling")
     if faults:
