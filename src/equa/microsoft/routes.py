@@ -281,10 +281,13 @@ async def add_member(
     context: MicrosoftAdmin,
     session: DbSession,
     graph: Graph,
+    cache: Cache,
 ) -> MemberChangeOut | JSONResponse:
     """Add a user by directory id, address or Equa team member: 201 added, 200 already a member."""
 
     async def work() -> MemberChangeOut:
+        # The member count on the status card changes with this; do not serve the old one for a minute.
+        cache.expire(graph, groups.linked_group_id(context.organization))
         change = await groups.add_group_member(
             session,
             graph,
@@ -308,11 +311,17 @@ async def add_member(
     responses=WRITE_ERRORS,
 )
 async def remove_member(
-    request: Request, member_id: uuid.UUID, context: MicrosoftAdmin, session: DbSession, graph: Graph
+    request: Request,
+    member_id: uuid.UUID,
+    context: MicrosoftAdmin,
+    session: DbSession,
+    graph: Graph,
+    cache: Cache,
 ) -> Response:
     """Remove a member; 204 also when they were not one (the result the admin wanted holds)."""
 
     async def work() -> Response:
+        cache.expire(graph, groups.linked_group_id(context.organization))
         await groups.remove_group_member(session, graph, context.organization, context.user, member_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 

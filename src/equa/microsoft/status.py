@@ -12,7 +12,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
@@ -132,6 +132,15 @@ class StatusCache:
     def forget(self, graph: GraphClient, group_id: str | None) -> None:
         """Drop a group's snapshot (after link, unlink or a detected deletion) so the next status is fresh."""
         self._entries.pop((graph.tenant, group_id), None)
+
+    def expire(self, graph: GraphClient, group_id: str | None) -> None:
+        """Mark a group's snapshot out of date (its members changed) but keep it as the fallback if Graph is slow."""
+        key = (graph.tenant, group_id)
+        cached = self._entries.get(key)
+        if cached is not None:
+            self._entries[key] = replace(
+                cached, checked_monotonic=cached.checked_monotonic - self.ttl_seconds - 1
+            )
 
     async def snapshot(
         self, graph: GraphClient, group_id: str | None, consent_url: str | None, wait_seconds: float
