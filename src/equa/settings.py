@@ -12,6 +12,10 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
+# Graph hosts of the national clouds; each issues tokens for its own resource (scope https://{host}/.default).
+NATIONAL_GRAPH_HOSTS = frozenset(
+    {"graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
+)
 
 
 class LogFormat(StrEnum):
@@ -37,6 +41,7 @@ class Settings(BaseSettings):
     ms_auth_certificate_path: Path | None = Field(None, alias="MS_AUTH_CERTIFICATE_PATH")
     ms_authority_host: str = Field(PUBLIC_AUTHORITY_HOST, alias="MS_AUTHORITY_HOST")
     ms_graph_url: str = Field("https://graph.microsoft.com/v1.0", alias="MS_GRAPH_URL")
+    ms_graph_scope: str | None = Field(None, alias="MS_GRAPH_SCOPE")
     ms_ca_bundle: Path | None = Field(None, alias="MS_CA_BUNDLE")
     ms_admin_consent_redirect_uri: str | None = Field(None, alias="MS_ADMIN_CONSENT_REDIRECT_URI")
 
@@ -130,6 +135,21 @@ class Settings(BaseSettings):
         return SecretStr(value)
 
     @property
+    def graph_scope(self) -> str:
+        """The token scope for Graph: MS_GRAPH_SCOPE, else the `.default` scope of MS_GRAPH_URL's national cloud.
+
+        Any other Graph host (the emulator, a test proxy) stands in for the public cloud and gets its scope.
+        """
+        if self.ms_graph_scope:
+            return self.ms_graph_scope
+        from urllib.parse import urlsplit
+
+        host = (urlsplit(self.ms_graph_url).hostname or "").lower()
+        if host in NATIONAL_GRAPH_HOSTS:
+            return f"https://{host}/.default"
+        return GRAPH_SCOPE
+
+    @property
     def authority(self) -> str:
         return f"{self.ms_authority_host}/{self.ms_auth_tenant_id}"
 
@@ -139,7 +159,7 @@ class Settings(BaseSettings):
             return None
         from urllib.parse import urlencode
 
-        params = {"client_id": self.ms_auth_client_id, "scope": GRAPH_SCOPE}
+        params = {"client_id": self.ms_auth_client_id, "scope": self.graph_scope}
         redirect = redirect_uri or self.ms_admin_consent_redirect_uri
         if redirect:
             params["redirect_uri"] = redirect

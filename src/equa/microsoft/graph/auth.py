@@ -11,7 +11,7 @@ from typing import Any
 
 import httpx
 
-from equa.microsoft.graph.config import GRAPH_SCOPE, GraphConfig
+from equa.microsoft.graph.config import GraphConfig
 from equa.microsoft.graph.errors import (
     GraphAuthenticationFailed,
     GraphError,
@@ -108,6 +108,8 @@ class TokenProvider:
         self._app: Any = None
         self._http: _MsalHttpClient | None = None
         self._token: AccessToken | None = None
+        # The secret the MSAL app was built with, to notice a rotated MS_AUTH_SECRET_FILE.
+        self._secret_in_use: str | None = None
         self._lock = asyncio.Lock()
         self.acquisitions = 0
 
@@ -154,11 +156,19 @@ class TokenProvider:
             return {}
 
     def close(self) -> None:
+        self._close_app()
+        self._token = None
+
+    def _close_app(self) -> None:
         if self._http is not None:
             self._http.close()
         self._http = None
         self._app = None
-        self._token = None
+
+    def _secret_was_rotated(self) -> bool:
+        if self._config.client_secret_file is None or self._config.certificate_path is not None:
+            return False
+        return self._config.current_client_secret() not in (None, self._secret_in_use)
 
     # --- runs in a worker thread -------------------------------------------------------------------------
 
@@ -175,8 +185,9 @@ class TokenProvider:
         credential: Any
         if config.certificate_path is not None:
             credential = load_certificate_credential(config.certificate_path)
-        elif config.client_secret:
-            credential = config.client_secret
+        elif (secret := config.current_client_secret()) is not None:
+            credential = secret
+            self._secret_in_use = secret
         else:
             raise GraphAuthenticationFailed(
                 "No client credential is configured.",
@@ -209,7 +220,13 @@ class TokenProvider:
         try:
             if self._app is None:
                 self._app = self._build_app()
-            result = self._app.acquire_token_for_client(scopes=[GRAPH_SCOPE])
+            result = self._app.acquire_token_for_client(scopes=[self._config.scope])
+            if "access_token" not in result and self._secret_was_rotated():
+                # The secret was refused and the file now holds another one: sign in again with it.
+                log.info("client secret file changed; signing in with the new secret")
+                self._close_app()
+                self._app = self._build_app()
+                result = self._app.acquire_token_for_client(scopes=[self._config.scope])
         except GraphError:
             GRAPH_TOKEN_ACQUISITIONS.labels("failed").inc()
             raise

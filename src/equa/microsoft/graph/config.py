@@ -37,6 +37,10 @@ class GraphConfig:
     authority_host: str
     graph_url: str
     client_secret: str | None = field(default=None, repr=False)
+    # When the secret comes from MS_AUTH_SECRET_FILE it is read again after the secret is refused, so an
+    # operator rotates it by replacing the file, without a restart.
+    client_secret_file: Path | None = None
+    scope: str = GRAPH_SCOPE
     certificate_path: Path | None = None
     ca_bundle: Path | None = None
     timeout_seconds: float = 30.0
@@ -56,6 +60,8 @@ class GraphConfig:
             authority_host=settings.ms_authority_host.rstrip("/"),
             graph_url=settings.ms_graph_url.rstrip("/"),
             client_secret=secret.get_secret_value() if secret is not None else None,
+            client_secret_file=settings.ms_auth_secret_file if settings.ms_auth_secret is None else None,
+            scope=settings.graph_scope,
             certificate_path=settings.ms_auth_certificate_path,
             ca_bundle=settings.ms_ca_bundle,
             timeout_seconds=settings.graph_timeout_seconds,
@@ -80,9 +86,19 @@ class GraphConfig:
         parts = urlsplit(self.graph_url)
         return f"{parts.scheme}://{parts.netloc}"
 
+    def current_client_secret(self) -> str | None:
+        """The client secret as it is now: the file's content when it comes from a file, else the fixed value."""
+        if self.client_secret_file is not None:
+            try:
+                return self.client_secret_file.read_text().strip() or None
+            except OSError:
+                return self.client_secret
+        return self.client_secret
+
     def secret_values(self) -> list[str]:
         """Values that must never appear in logs, errors or metrics."""
-        return [self.client_secret] if self.client_secret else []
+        values = {self.client_secret, self.current_client_secret()}
+        return [value for value in values if value]
 
     def ssl_context(self) -> ssl.SSLContext:
         """Public CAs plus MS_CA_BUNDLE, given explicitly so REQUESTS_CA_BUNDLE and friends cannot override it."""
