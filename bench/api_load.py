@@ -89,8 +89,16 @@ class KeepAliveClient:
 
 
 async def drive(  # type: ignore[no-untyped-def]
-    base_url: str, paths: dict[str, str], headers: dict[str, str], clients: int, duration: float
+    base_url: str,
+    paths: dict[str, str],
+    headers: dict[str, str],
+    clients: int,
+    duration: float,
+    rate: float = 0.0,
 ):
+    """Closed loop when `rate` is 0 (each client sends its next request as soon as the last one is answered);
+    otherwise each client sends `rate` requests per second on a fixed schedule, as browsers polling a page do,
+    and a late answer does not postpone the next request (so queueing shows up in the latencies)."""
     latencies: dict[str, list[float]] = defaultdict(list)
     errors: dict[str, int] = defaultdict(int)
     error_examples: dict[str, str] = {}
@@ -101,11 +109,23 @@ async def drive(  # type: ignore[no-untyped-def]
     async def client(offset: int) -> None:
         connection = KeepAliveClient(address.host, address.port or 80, headers)
         turn = offset
+        interval = 1.0 / rate if rate > 0 else 0.0
+        # Spread the clients' schedules over one interval so they do not fire in lockstep.
+        next_send = time.perf_counter() + interval * (offset / max(clients, 1))
         try:
             while time.perf_counter() < deadline:
                 name = names[turn % len(names)]
                 turn += 1
-                started = time.perf_counter()
+                if interval:
+                    scheduled = next_send
+                    next_send += interval
+                    delay = scheduled - time.perf_counter()
+                    if delay > 0:
+                        await asyncio.sleep(delay)
+                    # Measured from when the request was due: a send delayed by a slow answer counts as waiting.
+                    started = scheduled
+                else:
+                    started = time.perf_counter()
                 try:
                     status, body = await connection.get(paths[name])
                 except (OSError, asyncio.IncompleteReadError, ValueError) as exc:
@@ -133,6 +153,13 @@ def main() -> int:
     parser.add_argument("--clients", type=int, default=50)
     parser.add_argument("--duration", type=float, default=60.0, help="seconds of load")
     parser.add_argument("--graph-latency-ms", type=int, default=50)
+    parser.add_argument("--only", default=None, help="comma-separated endpoint names to load (default: all)")
+    parser.add_argument(
+        "--rate",
+        type=float,
+        default=0.0,
+        help="requests per second per client on a fixed schedule (default 0: closed loop, as fast as answered)",
+    )
     args = parser.parse_args()
 
     with tempfile.TemporaryDirectory(prefix="equa-load-") as tmp:
@@ -164,8 +191,11 @@ def main() -> int:
                 "sync-runs": f"{org}/sync-runs",
                 "healthz": "/healthz",
             }
+            if args.only:
+                wanted = {name.strip() for name in args.only.split(",")} | {"healthz"}
+                paths = {name: path for name, path in paths.items() if name in wanted}
             latencies, errors, examples, wall = asyncio.run(
-                drive(app.base_url, paths, seeded.headers, args.clients, args.duration)
+                drive(app.base_url, paths, seeded.headers, args.clients, args.duration, args.rate)
             )
         finally:
             if app is not None:
@@ -174,7 +204,9 @@ def main() -> int:
 
     base_p50 = percentile(latencies["healthz"], 0.5)
     print(
-        f"{args.clients} clients, {args.duration:g} s, SQLite, Graph emulator at {args.graph_latency_ms} ms; "
+        f"{args.clients} clients "
+        f"({'closed loop' if not args.rate else f'{args.rate:g} req/s each on a schedule'}), "
+        f"{args.duration:g} s, SQLite, Graph emulator at {args.graph_latency_ms} ms; "
         f"wall {wall:.1f} s"
     )
     print(

@@ -636,10 +636,20 @@ async def group_details(
     session: AsyncSession, graph: GraphClient, organization: Organization, actor: User | None
 ) -> GroupDetails:
     """The linked group as Graph has it now. GroupMissing when it was deleted outside Equa (link cleared)."""
-    group = await _linked_group(session, graph, organization, actor, "reading the group")
-    count = await _tolerating_replication_lag(
-        lambda: member_count(graph, str(group["id"])), recent=recently_linked(organization)
+    group_id = _require_linked(organization)
+    # The group and its member count are two Graph round trips; ask for both at once.
+    counting = asyncio.create_task(
+        _tolerating_replication_lag(
+            lambda: member_count(graph, group_id), recent=recently_linked(organization)
+        )
     )
+    try:
+        group = await _linked_group(session, graph, organization, actor, "reading the group")
+    except BaseException:
+        counting.cancel()
+        await asyncio.gather(counting, return_exceptions=True)
+        raise
+    count = await counting
     return GroupDetails(group, count, linkability(group))
 
 
