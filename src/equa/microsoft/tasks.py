@@ -86,7 +86,11 @@ def build_broker(settings: Settings) -> AsyncBroker:
     if settings.broker_url:
         from taskiq_redis import ListQueueBroker
 
-        broker = ListQueueBroker(settings.broker_url, queue_name=QUEUE_NAME)
+        # The worker waits on a blocking pop with no time limit; redis-py's default read timeout would break
+        # that wait every few seconds and stop the listener. Keepalive still detects a dead connection.
+        broker = ListQueueBroker(
+            settings.broker_url, queue_name=QUEUE_NAME, socket_timeout=None, socket_keepalive=True
+        )
     else:
         from taskiq import InMemoryBroker
 
@@ -149,7 +153,6 @@ async def _shutdown_broker(broker: AsyncBroker) -> None:
 async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
     """Lifespan hook: the broker (and, embedded, the scheduler) for this API process."""
     settings: Settings = app.state.settings
-    configure_lease(settings.sync_lease_seconds)
     graph = getattr(app.state, "graph", None)
     if not settings.ms_auth_enabled or graph is None:
         return
@@ -300,9 +303,16 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, concurrency: in
     from taskiq.receiver import Receiver
 
     async with job_process(settings) as broker:
-        receiver = Receiver(broker, max_async_tasks=concurrency, run_startup=True)
+        await broker.startup()
         try:
-            await receiver.listen(stop)
+            while not stop.is_set():
+                receiver = Receiver(broker, max_async_tasks=concurrency, run_startup=False)
+                try:
+                    await receiver.listen(stop)
+                except Exception:
+                    # A lost Redis connection must not end the worker: listen again after a pause.
+                    log.exception("the task listener stopped; listening again")
+                    await _sleep_or_stop(stop, 1.0)
         finally:
             await broker.shutdown()
 

@@ -24,7 +24,10 @@ ROWS_SHOWN = 50
 def _settings_for_jobs() -> Settings:
     from equa.cli import fail, migrated_or_exit, settings_or_exit
 
+    from equa.logging_setup import configure_logging
+
     settings = settings_or_exit()
+    configure_logging(settings)
     if not settings.ms_auth_enabled:
         raise fail(
             "MS_AUTH_ENABLED is not true: the Microsoft 365 integration is off, there is nothing to sync"
