@@ -23,7 +23,6 @@ ROWS_SHOWN = 50
 
 def _settings_for_jobs() -> Settings:
     from equa.cli import fail, migrated_or_exit, settings_or_exit
-
     from equa.logging_setup import configure_logging
 
     settings = settings_or_exit()
