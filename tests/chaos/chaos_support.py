@@ -1,0 +1,211 @@
+"""Fixtures and bookkeeping of the chaos suite: one emulator per module, the app pointed at it, a user who retries.
+
+A chaos module imports `chaos_emulator`, `cemu` and `settings` from here (`settings` overrides the suite's, so
+`app`, `client`, `session_factory`, `make_user` and `make_org` run with the integration on). `Caller` sends the
+requests an admin would, retries a 503 the way its Retry-After asks, and checks every answer on the way: a failure
+a user sees is a 4xx or a 503, always with an `action`, and a 503 always with Retry-After; never a 500.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections import Counter
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any
+
+import httpx
+import pytest
+
+from equa.settings import Settings
+
+NO_FAULTS: dict[str, Any] = {
+    "latency_ms": 0,
+    "jitter_ms": 0,
+    "rate_429": 0.0,
+    "rate_503": 0.0,
+    "rate_504": 0.0,
+    "drop_rate": 0.0,
+    "replication_lag_seconds": 0.0,
+    "token_outage": False,
+    "retry_after_seconds": 1,
+    "seed_random": None,
+}
+FINAL_RUN_STATUSES = frozenset({"succeeded", "partial", "failed", "abandoned"})
+
+
+def tenant_users() -> list[dict[str, Any]]:
+    from graph_emulator.seeds import default_seed
+
+    users: list[dict[str, Any]] = default_seed()["tenants"][0]["users"]
+    return users
+
+
+def tenant_members() -> list[dict[str, Any]]:
+    """Member (not guest) users of the default tenant that have a mailbox."""
+    return [u for u in tenant_users() if u["userType"] == "Member" and u.get("mail")]
+
+
+def seed_group_id(key: str) -> str:
+    from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
+
+    return stable_id(DEFAULT_TENANT_DOMAIN, "seed-group", key)
+
+
+@pytest.fixture(scope="module")
+def chaos_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
+    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
+    running = testing.start_emulator(tmp_path_factory.mktemp("chaos-emulator"), throttling=False)
+    try:
+        yield running
+    finally:
+        running.stop()
+
+
+@pytest.fixture
+def cemu(chaos_emulator: Any) -> Iterator[Any]:
+    """The emulator on its default tenant, without faults, statistics zeroed."""
+    chaos_emulator.reset()
+    chaos_emulator.set_faults(**NO_FAULTS)
+    chaos_emulator.reset_stats()
+    yield chaos_emulator
+    chaos_emulator.set_faults(**NO_FAULTS)
+
+
+def chaos_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:
+    """Settings pointed at the emulator, with retry budgets small enough that a chaos run takes seconds."""
+    values: dict[str, Any] = {
+        "ms_auth_enabled": True,
+        "ms_auth_client_id": emu.client_id,
+        "ms_auth_tenant_id": emu.tenant_id,
+        "ms_auth_secret": emu.client_secret,
+        "ms_authority_host": emu.base_url,
+        "ms_graph_url": emu.graph_url,
+        "ms_ca_bundle": emu.ca_path,
+        "graph_max_attempts": 6,
+        "graph_max_retry_wait_seconds": 6.0,
+        "graph_timeout_seconds": 5.0,
+        "status_cache_seconds": 1.0,
+        "sync_interval_seconds": 3600,
+    }
+    values.update(overrides)
+    return make_settings(**values)
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], cemu: Any) -> Settings:
+    return chaos_settings(make_settings, cemu)
+
+
+@dataclass
+class Tally:
+    """What a chaos test did: operations by endpoint and answer, faults the emulator injected, runs by outcome."""
+
+    answers: Counter[str] = field(default_factory=Counter)
+    retries: int = 0
+    faults: Counter[str] = field(default_factory=Counter)
+    runs: Counter[str] = field(default_factory=Counter)
+    started: float = field(default_factory=time.monotonic)
+
+    @property
+    def operations(self) -> int:
+        return sum(self.answers.values())
+
+    def add_faults(self, stats: dict[str, Any]) -> None:
+        self.faults.update({str(k): int(v) for k, v in (stats.get("faults_injected") or {}).items()})
+
+    def summary(self, name: str) -> str:
+        return (
+            f"[chaos] {name}: {self.operations} operations ({self.retries} retried 503s), "
+            f"answers {dict(sorted(self.answers.items()))}, faults injected {dict(sorted(self.faults.items()))}, "
+            f"runs {dict(sorted(self.runs.items()))}, {time.monotonic() - self.started:.1f} s"
+        )
+
+
+def check_answer(response: httpx.Response) -> None:
+    """The promise to users: a failure is a 4xx or a 503, with an `action`; a 503 says when to retry."""
+    where = (
+        f"{response.request.method} {response.request.url.path} -> {response.status_code}: {response.text}"
+    )
+    status = response.status_code
+    assert status < 500 or status == 503, where
+    if status >= 400:
+        assert response.headers.get("content-type", "").startswith("application/problem+json"), where
+        body = response.json()
+        assert body.get("action"), f"no action in the problem: {where}"
+        assert body.get("code"), where
+    if status == 503:
+        assert int(response.headers["Retry-After"]) >= 1, where
+
+
+class Caller:
+    """An admin's client: every answer is checked; a 503 is retried after its Retry-After, a bounded number of times."""
+
+    def __init__(self, client: httpx.AsyncClient, base: str, headers: dict[str, str], tally: Tally) -> None:
+        self.client = client
+        self.base = base
+        self.headers = headers
+        self.tally = tally
+
+    def url(self, path: str) -> str:
+        return f"{self.base}/{path}"
+
+    async def once(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        **params: Any,
+    ) -> httpx.Response:
+        response = await self.client.request(
+            method,
+            self.url(path),
+            json=json,
+            params=params or None,
+            headers={**self.headers, **(headers or {})},
+            timeout=120,
+        )
+        check_answer(response)
+        self.tally.answers[f"{response.status_code}"] += 1
+        return response
+
+    async def call(
+        self,
+        method: str,
+        path: str,
+        *,
+        json: Any = None,
+        headers: dict[str, str] | None = None,
+        tries: int = 6,
+        **params: Any,
+    ) -> httpx.Response:
+        """Send until the answer is not a 503 (what a user does after "try again in N seconds")."""
+        for _ in range(tries - 1):
+            response = await self.once(method, path, json=json, headers=headers, **params)
+            if response.status_code != 503:
+                return response
+            self.tally.retries += 1
+            await asyncio.sleep(min(float(response.headers["Retry-After"]), 1.0))
+        return await self.once(method, path, json=json, headers=headers, **params)
+
+    async def finished_run(self, run_id: str, timeout: float = 60.0) -> dict[str, Any]:
+        """Poll the run until it is in a final state; a run that stays queued or running fails the test."""
+        deadline = time.monotonic() + timeout
+        while True:
+            response = await self.call("GET", f"sync-runs/{run_id}")
+            assert response.status_code == 200, response.text
+            run: dict[str, Any] = response.json()
+            if run["status"] in FINAL_RUN_STATUSES:
+                self.tally.runs[run["status"]] += 1
+                return run
+            assert time.monotonic() < deadline, f"run {run_id} is stuck in {run['status']}: {run}"
+            await asyncio.sleep(0.2)
+
+    async def sync(self, *, wait: float = 45.0) -> dict[str, Any]:
+        """Start a sync (or join the active one) and return it once it has finished."""
+        response = await self.call("POST", "sync-members", json={}, wait=wait)
+        assert response.status_code in (200, 202), response.text
+        return await self.finished_run(response.json()["id"])
