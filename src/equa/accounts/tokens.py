@@ -3,16 +3,21 @@
 from __future__ import annotations
 
 import hashlib
+import logging
 import secrets
 import uuid
-from datetime import timedelta
+from datetime import datetime, timedelta
 
-from sqlalchemy import select
+from sqlalchemy import select, update
+from sqlalchemy.exc import SQLAlchemyError
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.orm.attributes import set_committed_value
 
 from equa.accounts.models import ApiToken, User
 from equa.db.base import utcnow
 from equa.errors import not_found
+
+log = logging.getLogger("equa.accounts.tokens")
 
 TOKEN_PREFIX = "equa_"
 DISPLAY_PREFIX_LENGTH = 12
@@ -50,8 +55,25 @@ async def user_for_api_token(session: AsyncSession, token: str) -> User | None:
         return None
     now = utcnow()
     if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
-        api_token.last_used_at = now
+        await _record_use(session, api_token, now)
     return user
+
+
+async def _record_use(session: AsyncSession, api_token: ApiToken, when: datetime) -> None:
+    """Write last_used_at in a short transaction of its own, best effort.
+
+    Left to the request's transaction, the change would be flushed by the request's first query and, on SQLite,
+    hold the database's only write lock for the whole request (Microsoft Graph calls and their retries included),
+    failing every other writer after the busy timeout.
+    """
+    try:
+        async with AsyncSession(session.bind) as own:
+            await own.execute(update(ApiToken).where(ApiToken.id == api_token.id).values(last_used_at=when))
+            await own.commit()
+    except SQLAlchemyError as error:
+        log.warning("could not record the use of API token %s: %s", api_token.prefix, type(error).__name__)
+        return
+    set_committed_value(api_token, "last_used_at", when)
 
 
 async def list_api_tokens(session: AsyncSession, user: User) -> list[ApiToken]:

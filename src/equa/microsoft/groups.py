@@ -62,6 +62,11 @@ SEARCH_PAGE_SIZE = 25
 REPLICATION_WINDOW = timedelta(minutes=2)
 REPLICATION_RETRY_DELAYS = (0.5, 1.0, 2.0, 4.0)
 MAIL_NICKNAME_MAX = 64
+# A create-group request without an Idempotency-Key is remembered under an implicit key (its mailNickname), so that
+# repeating it after a failure whose outcome was unknown adopts the group the earlier attempt may have made instead
+# of making a second one. Older unfinished attempts are not adopted: the alias may have been reused since.
+IMPLICIT_KEY_PREFIX = "implicit:"
+IMPLICIT_RETRY_WINDOW = timedelta(hours=1)
 NICKNAME_SUFFIX_TRIES = 20
 # Characters Microsoft does not allow in a mailNickname (plus "." which Exchange rejects at the ends, and which we
 # keep out altogether so a derived alias is valid everywhere).
@@ -436,7 +441,7 @@ async def _reserve_creation(
         raise AppError(
             409,
             "idempotency_key_in_use",
-            "A create-group request with this Idempotency-Key is still being processed.",
+            "An identical create-group request is still being processed.",
             "Wait a moment and repeat the request with the same Idempotency-Key.",
         ) from None
     return creation
@@ -452,6 +457,21 @@ async def _existing_creation(
             GroupCreation.organization_id == organization.id, GroupCreation.idempotency_key == key
         )
     )
+
+
+async def _unfinished_implicit_creation(
+    session: AsyncSession, organization: Organization, key: str
+) -> GroupCreation | None:
+    """An earlier keyless attempt for the same alias that did not end with a linked group, if recent enough."""
+    previous = await _existing_creation(session, organization, key)
+    if previous is None:
+        return None
+    if previous.group_id is None and utcnow() - previous.created_at < IMPLICIT_RETRY_WINDOW:
+        return previous
+    # Finished (this is a new request, not a repeat) or too old to trust: start afresh under the same key.
+    await session.delete(previous)
+    await session.flush()
+    return None
 
 
 async def create_group(
@@ -470,10 +490,16 @@ async def create_group(
     mailNickname: derived from display_name when absent; a derived one that is taken gets "-2", "-3"...; an
     explicit one that is taken raises 409 microsoft_nickname_taken. The actor becomes an owner when their
     address resolves to a tenant user. Safe to retry: with the same idempotency_key the same group is returned
-    (replayed=True); after a network failure the group is looked up by its mailNickname before creating again.
+    (replayed=True); after a network failure the group is looked up by its mailNickname before creating again,
+    and a keyless repeat of a failed request (same alias, within IMPLICIT_RETRY_WINDOW) adopts what it made.
     Commits `session` once before calling Graph (see the module docstring).
     """
-    previous = await _existing_creation(session, organization, idempotency_key)
+    if idempotency_key is None:
+        requested = mail_nickname if mail_nickname is not None else derive_mail_nickname(display_name)
+        idempotency_key = IMPLICIT_KEY_PREFIX + requested.lower()
+        previous = await _unfinished_implicit_creation(session, organization, idempotency_key)
+    else:
+        previous = await _existing_creation(session, organization, idempotency_key)
     if previous is not None and previous.group_id is not None:
         if linked_group_id(organization) == previous.group_id:
             replayed = await _tolerating_replication_lag(
@@ -536,6 +562,13 @@ async def create_group(
             response = await graph.post("groups", json=body)
         except GraphAlreadyExists:
             # Taken between our lookup and the create (or by a mailbox, which the group lookup cannot see).
+            if previous is not None:
+                # Perhaps by the earlier attempt this request repeats, still finishing in Microsoft 365.
+                adopted = await find_group_by_nickname(graph, body["mailNickname"])
+                if adopted is not None:
+                    return await _finish_creation(
+                        session, organization, actor, adopted, creation, adopted_from=True
+                    )
             if explicit or previous is not None:
                 raise _nickname_taken(body["mailNickname"]) from None
             body["mailNickname"] = await _free_nickname(graph, _next_nickname(body["mailNickname"]), False)
