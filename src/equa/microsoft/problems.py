@@ -46,7 +46,9 @@ def graph_problem(error: GraphError, settings: Settings) -> AppError:
             extra=extra,
         )
     if isinstance(error, GraphTransient):
-        headers["Retry-After"] = str(DEFAULT_RETRY_AFTER_SECONDS)
+        # The sign-in endpoint's outage hold and similar known waits are better than a guess.
+        wait = math.ceil(error.retry_after) if error.retry_after else DEFAULT_RETRY_AFTER_SECONDS
+        headers["Retry-After"] = str(max(1, wait))
         return AppError(
             503,
             "microsoft_unavailable",
