@@ -11,6 +11,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import time
 import uuid
 from collections.abc import Callable
 from dataclasses import dataclass, field
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
+from equa.metrics import record_sync_run
 from equa.microsoft.audit import FAILURE, SUCCESS
 from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound
 from equa.microsoft.models import (
@@ -60,6 +62,7 @@ class Progress:
     phase: str = "starting"
     done: int = 0
     total: int = 0
+    newly_flagged: int = 0
     listeners: list[Callable[[Progress], None]] = field(default_factory=list)
 
     def set_phase(self, phase: str, total: int | None = None) -> None:
@@ -419,7 +422,8 @@ async def _store_links(session: AsyncSession, inputs: SyncInputs, applied: Appli
             )
 
 
-async def _store_flags(session: AsyncSession, inputs: SyncInputs, plan: SyncPlan) -> None:
+async def _store_flags(session: AsyncSession, inputs: SyncInputs, plan: SyncPlan) -> int:
+    """Upsert this run's flags and clear the ones that no longer apply; returns how many are new."""
     now = utcnow()
     existing = {
         f.directory_id: f
@@ -428,10 +432,12 @@ async def _store_flags(session: AsyncSession, inputs: SyncInputs, plan: SyncPlan
         )
     }
     flagged_ids = set()
+    new = 0
     for member in plan.flagged:
         flagged_ids.add(member.id)
         row = existing.get(member.id)
         if row is None:
+            new += 1
             session.add(
                 FlaggedMember(
                     organization_id=inputs.organization_id,
@@ -456,6 +462,7 @@ async def _store_flags(session: AsyncSession, inputs: SyncInputs, plan: SyncPlan
     ]
     if cleared:
         await session.execute(delete(FlaggedMember).where(FlaggedMember.id.in_(cleared)))
+    return new
 
 
 async def execute_run(
@@ -494,13 +501,15 @@ async def execute_run(
 
     beating = asyncio.create_task(heartbeat())
     status = RunStatus.FAILED.value
+    started = time.monotonic()
     try:
         status = await _run(session_factory, graph, run, progress)
         return status
     except asyncio.CancelledError:
         if lost.is_set():
             log.warning("sync run %s was marked abandoned while running; stopped", run_id)
-            return RunStatus.ABANDONED.value
+            status = RunStatus.ABANDONED.value
+            return status
         await _finish_failed(
             session_factory,
             run_id,
@@ -529,6 +538,7 @@ async def execute_run(
         beating.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await beating
+        record_sync_run(status, time.monotonic() - started, progress.newly_flagged)
 
 
 async def _finish_failed(
@@ -585,7 +595,7 @@ async def _run(
         await _store_outcomes(session, run.id, rows)
         if applied is not None:
             await _store_links(session, inputs, applied)
-            await _store_flags(session, inputs, plan)
+            progress.newly_flagged = await _store_flags(session, inputs, plan)
             if applied.audit:
                 await session.execute(insert(AuditEvent), applied.audit)
         finished = await finish_run(
