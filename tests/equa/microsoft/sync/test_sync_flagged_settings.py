@@ -62,9 +62,9 @@ async def test_settings_round_trip_and_removal_only_of_departed_members_the_sync
     client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(4)]
-    # person3 is in the group from the start (not added by the sync) and is also an owner of nothing.
+    # person3 is in the group from the start (not added by the sync); person2 owns the group.
     tenant = load_tenant(semu, users, members=[users[3]["id"]], owners=[users[2]["id"]])
-    org, admin, team = await make_team(session_factory, [u["mail"] for u in users], group_id=tenant.group_id)
+    org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=tenant.group_id)
     headers = await bearer(admin)
     assert (await client.get(url(org.id, "settings"), headers=headers)).json() == {
         "autoSync": False,
