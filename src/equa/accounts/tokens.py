@@ -55,6 +55,11 @@ async def user_for_api_token(session: AsyncSession, token: str) -> User | None:
         return None
     now = utcnow()
     if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
+        if session.new or session.dirty or session.deleted:
+            return user  # never commit someone else's pending work; the use is recorded next time
+        # Hand the request's connection back before the write takes one: a request holding one connection while
+        # waiting for a second would, with many first uses at once, exhaust the pool and wait on itself.
+        await session.commit()
         await _record_use(session, api_token, now)
     return user
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 from collections.abc import Awaitable, Callable
 
@@ -69,3 +70,20 @@ async def test_malformed_authorization_headers_are_401(client: httpx.AsyncClient
         assert response.status_code == 401, value
         assert response.headers["www-authenticate"] == "Bearer"
         assert response.headers["content-type"] == "application/problem+json"
+
+
+async def test_many_first_uses_of_fresh_tokens_at_once_all_succeed(
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    api_token_for: Callable[..., Awaitable[str]],
+) -> None:
+    # More concurrent first uses than the connection pool holds (5 + 10 overflow): each records last_used_at,
+    # which must never need a second connection while the request still holds its first.
+    tokens = [await api_token_for(await make_user()) for _ in range(24)]
+
+    async def me(token: str) -> int:
+        response = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        return response.status_code
+
+    statuses = await asyncio.wait_for(asyncio.gather(*(me(t) for t in tokens)), timeout=20)
+    assert statuses == [200] * len(tokens)
