@@ -341,7 +341,12 @@ async def run_in_foreground(
         async with session_factory() as session:
             organization = await session.get(Organization, organization_id)
             if organization is None:
-                raise AppError(404, "not_found", f"No organization has the id {organization_id}.", None)
+                raise AppError(
+                    404,
+                    "not_found",
+                    f"No organization has the id {organization_id}.",
+                    "Check the organization's id (GET /api/v1/organizations lists yours).",
+                )
             await abandon_stale_runs(session, organization.id)
             busy = await active_run(session, organization.id)
             if busy is not None:

@@ -17,7 +17,12 @@ from equa.organizations.service import add_member, get_membership
 
 
 def _not_found() -> AppError:
-    return AppError(404, "flagged_member_not_found", "This flagged member does not exist.", None)
+    return AppError(
+        404,
+        "flagged_member_not_found",
+        "This flagged member does not exist.",
+        "Reload the flagged members: a flag clears by itself once the person joins the team or leaves the group.",
+    )
 
 
 async def list_flagged(
@@ -37,7 +42,7 @@ async def list_flagged(
                 422,
                 "validation_failed",
                 f"status: must be one of {', '.join(s.value for s in FlagStatus)}",
-                None,
+                f"Use status={', '.join(s.value for s in FlagStatus)}, or leave it out to list them all.",
                 extra={"errors": [{"field": "status", "message": "is not a known status"}]},
             )
         statement = statement.where(FlaggedMember.status == status)

@@ -9,7 +9,9 @@ from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import JSONResponse
 
 from equa.db.session import DbSession
+from equa.errors import problem_responses
 from equa.microsoft.deps import MicrosoftAdmin, require_microsoft_enabled
+from equa.microsoft.models import FlagStatus, Outcome
 from equa.microsoft.sync import flagged, runs, sync_settings
 from equa.microsoft.sync.schemas import (
     FlaggedMemberOut,
@@ -26,6 +28,19 @@ from equa.microsoft.sync.schemas import (
 PREFIX = "/api/v1/organizations/{org_id}/microsoft"
 MAX_WAIT_SECONDS = 60.0
 
+# Every operation: 401 not signed in, 403 not an admin (or no CSRF token), 404 feature off or no such organization
+# (or not a member), 422 a malformed path, query or body.
+ADMIN_ERRORS = (401, 403, 404, 422)
+DESCRIPTIONS = {
+    "s404": "Feature disabled, no such organization (or not a member), or no such run or flagged member",
+    "s409": "No Microsoft 365 group is linked, or the person is already on the team",
+}
+
+
+def _errors(*extra: int) -> dict[int | str, dict[str, object]]:
+    return problem_responses(*sorted({*ADMIN_ERRORS, *extra}), **DESCRIPTIONS)
+
+
 router = APIRouter(prefix=PREFIX, tags=["microsoft sync"], dependencies=[Depends(require_microsoft_enabled)])
 
 
@@ -37,7 +52,10 @@ def _run_location(request: Request, org_id: uuid.UUID, run_id: uuid.UUID) -> str
     "/sync-members",
     status_code=status.HTTP_202_ACCEPTED,
     response_model=SyncRunOut,
-    responses={200: {"model": SyncRunOut, "description": "The run finished within `wait` seconds."}},
+    responses={
+        200: {"model": SyncRunOut, "description": "The run finished within `wait` seconds."},
+        **_errors(409),
+    },
 )
 async def sync_members(
     context: MicrosoftAdmin,
@@ -66,7 +84,7 @@ async def sync_members(
     )
 
 
-@router.get("/sync-runs", response_model=SyncRunPageOut)
+@router.get("/sync-runs", response_model=SyncRunPageOut, responses=_errors())
 async def list_sync_runs(
     context: MicrosoftAdmin,
     session: DbSession,
@@ -77,40 +95,42 @@ async def list_sync_runs(
     return SyncRunPageOut(items=[SyncRunOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/sync-runs/{run_id}", response_model=SyncRunOut, name="get_sync_run")
+@router.get("/sync-runs/{run_id}", response_model=SyncRunOut, name="get_sync_run", responses=_errors())
 async def get_sync_run(context: MicrosoftAdmin, session: DbSession, run_id: uuid.UUID) -> SyncRunOut:
     return SyncRunOut.of(await runs.get_run(session, context.organization.id, run_id))
 
 
-@router.get("/sync-runs/{run_id}/outcomes", response_model=OutcomePageOut)
+@router.get("/sync-runs/{run_id}/outcomes", response_model=OutcomePageOut, responses=_errors())
 async def list_sync_outcomes(
     context: MicrosoftAdmin,
     session: DbSession,
     run_id: uuid.UUID,
-    outcome: str | None = None,
+    outcome: Annotated[Outcome | None, Query(description="Only this outcome.")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = runs.PAGE_SIZE_DEFAULT,
 ) -> OutcomePageOut:
     run = await runs.get_run(session, context.organization.id, run_id)
-    rows, next_cursor = await runs.list_outcomes(session, run, outcome=outcome, cursor=cursor, limit=limit)
+    rows, next_cursor = await runs.list_outcomes(
+        session, run, outcome=outcome.value if outcome else None, cursor=cursor, limit=limit
+    )
     return OutcomePageOut(items=[OutcomeOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
-@router.get("/flagged-members", response_model=FlaggedMemberPageOut)
+@router.get("/flagged-members", response_model=FlaggedMemberPageOut, responses=_errors())
 async def list_flagged_members(
     context: MicrosoftAdmin,
     session: DbSession,
-    status: str | None = None,
+    status: Annotated[FlagStatus | None, Query(description="Only flags with this status.")] = None,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = 50,
 ) -> FlaggedMemberPageOut:
     rows, next_cursor = await flagged.list_flagged(
-        session, context.organization.id, status=status, cursor=cursor, limit=limit
+        session, context.organization.id, status=status.value if status else None, cursor=cursor, limit=limit
     )
     return FlaggedMemberPageOut(items=[FlaggedMemberOut.of(f) for f in rows], next_cursor=next_cursor)
 
 
-@router.post("/flagged-members/{flag_id}/invite", response_model=FlaggedMemberOut)
+@router.post("/flagged-members/{flag_id}/invite", response_model=FlaggedMemberOut, responses=_errors(409))
 async def invite_flagged_member(
     context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
 ) -> FlaggedMemberOut:
@@ -119,7 +139,7 @@ async def invite_flagged_member(
     )
 
 
-@router.post("/flagged-members/{flag_id}/dismiss", response_model=FlaggedMemberOut)
+@router.post("/flagged-members/{flag_id}/dismiss", response_model=FlaggedMemberOut, responses=_errors())
 async def dismiss_flagged_member(
     context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
 ) -> FlaggedMemberOut:
@@ -128,13 +148,13 @@ async def dismiss_flagged_member(
     )
 
 
-@router.get("/settings", response_model=SyncSettingsOut)
+@router.get("/settings", response_model=SyncSettingsOut, responses=_errors())
 async def get_settings(context: MicrosoftAdmin) -> SyncSettingsOut:
     current = sync_settings.get_sync_settings(context.organization)
     return SyncSettingsOut(auto_sync=current.auto_sync, remove_departed=current.remove_departed)
 
 
-@router.patch("/settings", response_model=SyncSettingsOut)
+@router.patch("/settings", response_model=SyncSettingsOut, responses=_errors())
 async def patch_settings(
     context: MicrosoftAdmin, session: DbSession, body: SyncSettingsIn
 ) -> SyncSettingsOut:

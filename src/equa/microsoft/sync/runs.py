@@ -212,7 +212,12 @@ async def get_run(session: AsyncSession, organization_id: uuid.UUID, run_id: uui
     """The run, if it belongs to the organization; AppError 404 otherwise."""
     run = await session.get(SyncRun, run_id, populate_existing=True)
     if run is None or run.organization_id != organization_id:
-        raise AppError(404, "sync_run_not_found", "This sync run does not exist.", None)
+        raise AppError(
+            404,
+            "sync_run_not_found",
+            "This sync run does not exist.",
+            "List this organization's runs with GET .../microsoft/sync-runs and use one of their ids.",
+        )
     return run
 
 
@@ -271,7 +276,7 @@ async def list_outcomes(
                 422,
                 "validation_failed",
                 f"outcome: must be one of {', '.join(o.value for o in Outcome)}",
-                None,
+                f"Use outcome={', '.join(o.value for o in Outcome)}, or leave it out to list them all.",
                 extra={"errors": [{"field": "outcome", "message": "is not a known outcome"}]},
             )
         statement = statement.where(SyncOutcome.outcome == outcome)
