@@ -36,6 +36,7 @@ from equa.microsoft.models import (
     SyncRun,
 )
 from equa.microsoft.sync import apply as applying
+from equa.microsoft.sync import graph_stats
 from equa.microsoft.sync.plan import (
     DirectoryUser,
     IdentityLink,
@@ -53,6 +54,8 @@ log = logging.getLogger("equa.microsoft.sync")
 
 MISSING_RETRY_DELAYS = (1.0, 2.0, 4.0)  # seconds; a just-created group or user can take a moment to replicate
 OUTCOME_ROWS_PER_INSERT = 1000
+# Members added (and recorded) per step: exactly the $batch envelopes the apply step keeps in flight at once.
+ADD_CHUNK = applying.MEMBERS_PER_PATCH * applying.REQUESTS_PER_BATCH * applying.BATCHES_IN_FLIGHT
 
 
 @dataclass
@@ -170,6 +173,8 @@ async def build_plan(graph: GraphClient, inputs: SyncInputs, progress: Progress)
 
 @dataclass
 class AppliedChanges:
+    """One chunk's results: written at once, then dropped, so a run's memory does not grow with the team."""
+
     rows: list[OutcomeRow] = field(default_factory=list)
     audit: list[dict[str, Any]] = field(default_factory=list)
     links: dict[uuid.UUID, IdentityLink] = field(default_factory=dict)
@@ -192,16 +197,98 @@ def _audit(
     }
 
 
-async def apply_plan(
-    graph: GraphClient, inputs: SyncInputs, plan: SyncPlan, progress: Progress
-) -> AppliedChanges:
-    """Send the plan's writes; every member gets one outcome and every change one audit event."""
-    applied = AppliedChanges()
-    applied.links = {link.user_id: link for link in plan.links}
-    applied.forget_links = set(plan.forget_links)
-    progress.set_phase("applying", total=len(plan.adds) + len(plan.removals))
+class Recorder:
+    """Writes a run's outcomes, audit events and identity links chunk by chunk, each in its own short transaction.
 
-    pending: list[PlannedMember] = list(plan.adds)
+    A run stopped half-way keeps what it recorded; the next run plans from the group as it is, so nothing is
+    done twice. alreadyMember outcomes are counted, not stored.
+    """
+
+    def __init__(
+        self, session_factory: async_sessionmaker[AsyncSession], inputs: SyncInputs, run_id: uuid.UUID
+    ):
+        self._session_factory = session_factory
+        self._inputs = inputs
+        self._run_id = run_id
+        self._seq = 0
+        self.counts = {o.value: 0 for o in Outcome}
+
+    async def record(self, changes: AppliedChanges, *, store_links: bool = True) -> None:
+        for row in changes.rows:
+            self.counts[row.outcome] = self.counts.get(row.outcome, 0) + 1
+        rows = [r for r in changes.rows if r.outcome != Outcome.ALREADY_MEMBER.value]
+        if not (rows or changes.audit or (store_links and (changes.links or changes.forget_links))):
+            return
+        async with self._session_factory() as session:
+            await _store_outcomes(session, self._run_id, rows, first_seq=self._seq + 1)
+            self._seq += len(rows)
+            if store_links:
+                await _store_links(session, self._inputs, changes)
+            if changes.audit:
+                await session.execute(insert(AuditEvent), changes.audit)
+            await session.commit()
+
+
+def _chunks(items: list[Any], size: int) -> list[list[Any]]:
+    return [items[i : i + size] for i in range(0, len(items), size)]
+
+
+async def apply_plan(
+    graph: GraphClient, inputs: SyncInputs, plan: SyncPlan, progress: Progress, recorder: Recorder
+) -> None:
+    """Send the plan's writes a chunk at a time; every member gets one outcome and every change one audit event."""
+    progress.set_phase("applying", total=len(plan.adds) + len(plan.removals))
+    pending_links = {link.user_id: link for link in plan.links}
+    for chunk in _chunks(plan.adds, ADD_CHUNK):
+        applied = AppliedChanges()
+        for planned in chunk:
+            link = pending_links.pop(planned.user_id, None)
+            if link is not None:
+                applied.links[planned.user_id] = link
+        await _add_chunk(graph, inputs, chunk, applied, progress)
+        await recorder.record(applied)
+
+    for chunk in _chunks(plan.removals, ADD_CHUNK):
+        applied = AppliedChanges()
+        removals = {r.directory_id: r for r in chunk}
+        for change in await applying.remove_members(graph, inputs.group_id, list(removals), progress.advance):
+            removal = removals[change.directory_id]
+            applied.rows.append(
+                OutcomeRow(
+                    change.outcome, removal.user_id, removal.directory_id, removal.email, None, change.message
+                )
+            )
+            succeeded = change.outcome == Outcome.REMOVED.value
+            applied.audit.append(
+                _audit(
+                    inputs,
+                    "member.remove",
+                    removal.email or removal.directory_id,
+                    SUCCESS if succeeded else FAILURE,
+                    change.message,
+                    change.request_id,
+                )
+            )
+            if succeeded:
+                applied.forget_links.add(removal.user_id)
+        await recorder.record(applied)
+
+    # Links that need no write (members already in the group, found under a new address), then the forgotten.
+    rest = list(pending_links.values())
+    for chunk in _chunks(rest, ADD_CHUNK):
+        await recorder.record(AppliedChanges(links={link.user_id: link for link in chunk}))
+    if plan.forget_links:
+        await recorder.record(AppliedChanges(forget_links=set(plan.forget_links)))
+
+
+async def _add_chunk(
+    graph: GraphClient,
+    inputs: SyncInputs,
+    chunk: list[PlannedMember],
+    applied: AppliedChanges,
+    progress: Progress,
+) -> None:
+    pending: list[PlannedMember] = list(chunk)
     for attempt in range(len(MISSING_RETRY_DELAYS) + 1):
         by_id = {p.directory_id: p for p in pending}
         changes = await applying.add_members(graph, inputs.group_id, list(by_id), progress.advance)
@@ -213,7 +300,7 @@ async def apply_plan(
                 continue
             _record_add(inputs, applied, planned, change)
         if not missing:
-            break
+            return
         if attempt == len(MISSING_RETRY_DELAYS):
             for planned in missing:
                 message = (
@@ -226,7 +313,7 @@ async def apply_plan(
                     planned,
                     applying.MemberChange(planned.directory_id, Outcome.FAILED.value, message),
                 )
-            break
+            return
         # The directory id may be gone (account deleted and re-created): look the addresses up again.
         found = await resolve_addresses(graph, [p.email for p in missing])
         pending = []
@@ -252,34 +339,10 @@ async def apply_plan(
                 )
             pending.append(PlannedMember(planned.user_id, planned.email, planned.display_name, user.id))
         if not pending:
-            break
+            return
         if all(p.directory_id in {m.directory_id for m in missing} for p in pending):
             # Same users as before: the group (or user) is still replicating; give it a moment.
             await asyncio.sleep(MISSING_RETRY_DELAYS[attempt])
-
-    if plan.removals:
-        removals = {r.directory_id: r for r in plan.removals}
-        for change in await applying.remove_members(graph, inputs.group_id, list(removals), progress.advance):
-            removal = removals[change.directory_id]
-            applied.rows.append(
-                OutcomeRow(
-                    change.outcome, removal.user_id, removal.directory_id, removal.email, None, change.message
-                )
-            )
-            succeeded = change.outcome == Outcome.REMOVED.value
-            applied.audit.append(
-                _audit(
-                    inputs,
-                    "member.remove",
-                    removal.email or removal.directory_id,
-                    SUCCESS if succeeded else FAILURE,
-                    change.message,
-                    change.request_id,
-                )
-            )
-            if succeeded:
-                applied.forget_links.add(removal.user_id)
-    return applied
 
 
 def _record_add(
@@ -351,15 +414,9 @@ def plan_rows(plan: SyncPlan) -> list[OutcomeRow]:
     return rows
 
 
-def count_rows(rows: list[OutcomeRow], already: int) -> dict[str, int]:
-    counts = {o.value: 0 for o in Outcome}
-    for row in rows:
-        counts[row.outcome] = counts.get(row.outcome, 0) + 1
-    counts[Outcome.ALREADY_MEMBER.value] += already
-    return counts
-
-
-async def _store_outcomes(session: AsyncSession, run_id: uuid.UUID, rows: list[OutcomeRow]) -> None:
+async def _store_outcomes(
+    session: AsyncSession, run_id: uuid.UUID, rows: list[OutcomeRow], *, first_seq: int = 1
+) -> None:
     for start in range(0, len(rows), OUTCOME_ROWS_PER_INSERT):
         chunk = rows[start : start + OUTCOME_ROWS_PER_INSERT]
         await session.execute(
@@ -368,7 +425,7 @@ async def _store_outcomes(session: AsyncSession, run_id: uuid.UUID, rows: list[O
                 {
                     "id": uuid.uuid4(),
                     "run_id": run_id,
-                    "seq": start + index + 1,
+                    "seq": first_seq + start + index,
                     "outcome": row.outcome,
                     "user_id": row.user_id,
                     "directory_id": row.directory_id,
@@ -499,6 +556,8 @@ async def execute_run(
                     work.cancel()
                 return
 
+    graph_stats.install(graph)
+    stats = graph_stats.start_counting()
     beating = asyncio.create_task(heartbeat())
     status = RunStatus.FAILED.value
     started = time.monotonic()
@@ -516,12 +575,13 @@ async def execute_run(
             "run_interrupted",
             "The sync was interrupted (the process is shutting down).",
             "Start the sync again; it picks up where this one stopped.",
+            stats,
         )
         raise
     except GraphError as error:
         log.warning("sync run %s failed: %r", run_id, error)
         await _finish_failed(
-            session_factory, run_id, error.code or "graph_error", error.message, error.action
+            session_factory, run_id, error.code or "graph_error", error.message, error.action, stats
         )
         return RunStatus.FAILED.value
     except Exception:
@@ -532,6 +592,7 @@ async def execute_run(
             "internal_error",
             "The sync stopped on an unexpected error.",
             "Try again; if it persists, contact support with the run id.",
+            stats,
         )
         return RunStatus.FAILED.value
     finally:
@@ -547,12 +608,14 @@ async def _finish_failed(
     code: str,
     message: str,
     action: str | None,
+    stats: graph_stats.RunGraphStats | None = None,
 ) -> None:
     async with session_factory() as session:
         await finish_run(
             session,
             run_id,
             status=RunStatus.FAILED.value,
+            graph_stats=stats.as_json() if stats is not None else None,
             error_code=code,
             error_message=message,
             error_action=action,
@@ -575,34 +638,33 @@ async def _run(
         )
         return RunStatus.FAILED.value
 
+    stats = graph_stats.current() or graph_stats.start_counting()
     plan = await build_plan(graph, inputs, progress)
-    rows = plan_rows(plan)
-    already = len(plan.already_members)
+    # The plan holds what the next steps need; the team and the old links are no longer.
+    inputs.team, inputs.links = [], []
+    recorder = Recorder(session_factory, inputs, run.id)
     if inputs.dry_run:
-        rows = dry_run_rows(plan) + rows
-        applied = None
+        for chunk in _chunks(dry_run_rows(plan), ADD_CHUNK):
+            await recorder.record(AppliedChanges(rows=chunk), store_links=False)
     else:
-        applied = await apply_plan(graph, inputs, plan, progress)
-        rows = applied.rows + rows
-        already += sum(1 for r in applied.rows if r.outcome == Outcome.ALREADY_MEMBER.value)
-        rows = [r for r in rows if r.outcome != Outcome.ALREADY_MEMBER.value]
-    counts = count_rows(rows, already)
+        await apply_plan(graph, inputs, plan, progress, recorder)
+    for chunk in _chunks(plan_rows(plan), ADD_CHUNK):
+        await recorder.record(AppliedChanges(rows=chunk), store_links=False)
+    counts = dict(recorder.counts)
+    counts[Outcome.ALREADY_MEMBER.value] += len(plan.already_members)
     counts["dismissedInGroup"] = plan.dismissed_in_group
     status = RunStatus.PARTIAL.value if counts[Outcome.FAILED.value] else RunStatus.SUCCEEDED.value
 
     progress.set_phase("recording")
     async with session_factory() as session:
-        await _store_outcomes(session, run.id, rows)
-        if applied is not None:
-            await _store_links(session, inputs, applied)
+        if not inputs.dry_run:
             progress.newly_flagged = await _store_flags(session, inputs, plan)
-            if applied.audit:
-                await session.execute(insert(AuditEvent), applied.audit)
         finished = await finish_run(
             session,
             run.id,
             status=status,
             counts=counts,
+            graph_stats=stats.as_json(),
             done=progress.done,
             total=progress.total,
             error_code="some_members_failed" if status == RunStatus.PARTIAL.value else None,
@@ -618,6 +680,6 @@ async def _run(
             ),
         )
         # Even when the run was marked abandoned meanwhile, the changes it made in Microsoft 365 are real:
-        # their links, flags and audit events are kept.
+        # their links, flags and audit events are kept (links and audit events were written as they happened).
         await session.commit()
     return status if finished else RunStatus.ABANDONED.value

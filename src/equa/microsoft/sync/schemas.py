@@ -40,6 +40,15 @@ class RunErrorOut(CamelModel):
     action: str | None
 
 
+class GraphStatsOut(CamelModel):
+    """The run's Microsoft Graph traffic (token requests not included); all zero for a run that never started."""
+
+    requests: int = Field(0, description="HTTP requests sent to Microsoft Graph, retries included.")
+    batch_subrequests: int = Field(0, description="Requests sent inside $batch envelopes.")
+    throttled: int = Field(0, description="429 answers, to requests or to $batch sub-requests.")
+    retries: int = Field(0, description="Requests and $batch sub-requests sent again.")
+
+
 class SyncRunOut(CamelModel):
     id: uuid.UUID
     status: str
@@ -54,9 +63,11 @@ class SyncRunOut(CamelModel):
     finished_at: datetime | None
     heartbeat_at: datetime | None
     error: RunErrorOut | None
+    graph_stats: GraphStatsOut
 
     @classmethod
     def of(cls, run: SyncRun) -> SyncRunOut:
+        stored = run.graph_stats or {}
         return cls(
             id=run.id,
             status=run.status,
@@ -74,6 +85,12 @@ class SyncRunOut(CamelModel):
                 RunErrorOut(code=run.error_code, message=run.error_message, action=run.error_action)
                 if run.error_code
                 else None
+            ),
+            graph_stats=GraphStatsOut(
+                requests=int(stored.get("requests", 0)),
+                batch_subrequests=int(stored.get("batchSubrequests", 0)),
+                throttled=int(stored.get("throttled", 0)),
+                retries=int(stored.get("retries", 0)),
             ),
         )
 
