@@ -27,7 +27,7 @@ _HOOKED = "_equa_run_stats_hooked"
 @dataclass
 class RunGraphStats:
     requests: int = 0  # HTTP requests to Graph, retries included
-    batch_subrequests: int = 0
+    batch_subrequests: int = 0  # run by Graph (those of an envelope refused as a whole are not)
     throttled: int = 0  # 429 answers, to a request or to a $batch sub-request
     retries: int = 0  # requests sent again, and $batch sub-requests answered 429/503/504 (sent again)
     _seen: set[str] = field(default_factory=set, repr=False)
@@ -86,11 +86,11 @@ async def _on_response(response: httpx.Response) -> None:
         stats.throttled += 1
     if not response.request.url.path.endswith("/$batch"):
         return
+    if response.status_code >= 400:
+        return  # the envelope itself was refused: its sub-requests were not run, and are sent again
     try:
         sent = json.loads(response.request.content or b"{}")
         stats.batch_subrequests += len(sent.get("requests", []))
-        if response.status_code >= 400:
-            return
         await response.aread()
         answered: list[dict[str, Any]] = (response.json() or {}).get("responses", [])
     except (ValueError, AttributeError, httpx.HTTPError):
