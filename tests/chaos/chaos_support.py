@@ -20,18 +20,6 @@ import pytest
 
 from equa.settings import Settings
 
-NO_FAULTS: dict[str, Any] = {
-    "latency_ms": 0,
-    "jitter_ms": 0,
-    "rate_429": 0.0,
-    "rate_503": 0.0,
-    "rate_504": 0.0,
-    "drop_rate": 0.0,
-    "replication_lag_seconds": 0.0,
-    "token_outage": False,
-    "retry_after_seconds": 1,
-    "seed_random": None,
-}
 FINAL_RUN_STATUSES = frozenset({"succeeded", "partial", "failed", "abandoned"})
 
 
@@ -67,10 +55,10 @@ def chaos_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def cemu(chaos_emulator: Any) -> Iterator[Any]:
     """The emulator on its default tenant, without faults, statistics zeroed."""
     chaos_emulator.reset()
-    chaos_emulator.set_faults(**NO_FAULTS)
+    chaos_emulator.set_faults()
     chaos_emulator.reset_stats()
     yield chaos_emulator
-    chaos_emulator.set_faults(**NO_FAULTS)
+    chaos_emulator.set_faults()
 
 
 def chaos_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:

@@ -31,17 +31,6 @@ from equa.organizations.models import Role
 from equa.organizations.service import add_member, create_organization
 
 SECRET_KEY = "harness-session-key-" + "h" * 32
-NO_FAULTS: dict[str, Any] = {
-    "latency_ms": 0,
-    "jitter_ms": 0,
-    "rate_429": 0.0,
-    "rate_503": 0.0,
-    "rate_504": 0.0,
-    "drop_rate": 0.0,
-    "replication_lag_seconds": 0.0,
-    "token_outage": False,
-    "retry_after_seconds": 1,
-}
 
 
 class EmulatorEndpoints(Protocol):

@@ -9,7 +9,7 @@ from typing import Any
 
 import httpx
 import pytest
-from chaos_support import NO_FAULTS, Caller, Tally, cemu, chaos_emulator, chaos_settings, tenant_members
+from chaos_support import Caller, Tally, cemu, chaos_emulator, chaos_settings, tenant_members
 
 from equa.settings import Settings
 
@@ -71,7 +71,7 @@ async def test_a_create_whose_answer_was_lost_and_then_retried_makes_one_group(
     tally = Tally()
     caller = Caller(client, f"/api/v1/organizations/{org.id}/microsoft", await bearer(admin), tally)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    cemu.set_faults(**{**NO_FAULTS, "rate_429": 0.1, "rate_503": 0.05, "seed_random": 3})
+    cemu.set_faults(**{"rate_429": 0.1, "rate_503": 0.05, "seed_random": 3})
     request = {"displayName": "Lost Answer"}
 
     network = LostAnswer(app)
@@ -87,7 +87,7 @@ async def test_a_create_whose_answer_was_lost_and_then_retried_makes_one_group(
         again = await caller.call("POST", "create-group", json=request, headers=headers)
     finally:
         network.remove()
-        cemu.set_faults(**NO_FAULTS)
+        cemu.set_faults()
     assert again.status_code == 201, again.text
     assert again.json()["id"] == made[0]["id"]
     groups = cemu.find_groups(displayName="Lost Answer")
@@ -117,7 +117,6 @@ async def test_concurrent_creates_under_throttling_make_one_group_per_organizati
         )
     cemu.set_faults(
         **{
-            **NO_FAULTS,
             "rate_429": 0.15,
             "rate_503": 0.1,
             "rate_504": 0.05,
@@ -134,7 +133,7 @@ async def test_concurrent_creates_under_throttling_make_one_group_per_organizati
             attempts.append(caller.call("POST", "create-group", json=request, headers=headers))
     answers = await asyncio.gather(*attempts)
     tally.add_faults(cemu.stats())
-    cemu.set_faults(**NO_FAULTS)
+    cemu.set_faults()
     for index, caller in enumerate(callers):
         pair = answers[2 * index : 2 * index + 2]
         assert any(a.status_code == 201 for a in pair), [a.text for a in pair]

@@ -10,7 +10,6 @@ from typing import Any
 import httpx
 import pytest
 from chaos_support import (
-    NO_FAULTS,
     Caller,
     Tally,
     cemu,
@@ -48,7 +47,7 @@ async def test_a_token_endpoint_outage_is_survived(
 
     # The app's token stops working and no new one can be had.
     cemu.revoke_tokens()
-    cemu.set_faults(**{**NO_FAULTS, "token_outage": True if outage == "503" else "drop", "rate_503": 0.05})
+    cemu.set_faults(**{"token_outage": True if outage == "503" else "drop", "rate_503": 0.05})
     during = {
         "status": await caller.once("GET", "status"),
         "group": await caller.once("GET", "group"),
@@ -77,7 +76,7 @@ async def test_a_token_endpoint_outage_is_survived(
 
     # The sign-in service is back: the next run converges and nothing needs cleaning up. (After a 5xx, MSAL
     # replays it for a few seconds without asking the endpoint; a run inside that hold would fail again.)
-    cemu.set_faults(**NO_FAULTS)
+    cemu.set_faults()
     if outage == "503":
         await asyncio.sleep(MSAL_5XX_HOLD_SECONDS)
     recovered = await caller.sync()

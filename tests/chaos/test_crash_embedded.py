@@ -11,7 +11,6 @@ from typing import Any
 import httpx
 import pytest
 from service_harness import (
-    NO_FAULTS,
     ServedApp,
     seed_group_id,
     seed_organization_sync,
@@ -56,7 +55,7 @@ def _run(http: httpx.Client, org: str, run_id: str) -> dict[str, Any]:
 def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, crash_emulator: Any) -> None:
     emulator = crash_emulator
     emulator.reset()
-    emulator.set_faults(**NO_FAULTS)
+    emulator.set_faults()
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'equa.db'}"
     team = tenant_member_emails(20)
     seeded = seed_organization_sync(database_url, admin_email=team[0], team=team)
@@ -69,7 +68,7 @@ def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, crash_emula
         with httpx.Client(base_url=app.base_url, headers=seeded.headers, timeout=30) as http:
             assert http.post(f"{org}/link-group", json={"groupId": group_id}).status_code == 200
             # Slow Graph down so the run is certainly in flight when the process dies.
-            emulator.set_faults(**{**NO_FAULTS, "latency_ms": 700})
+            emulator.set_faults(**{"latency_ms": 700})
             started = http.post(f"{org}/sync-members", json={})
             assert started.status_code == 202, started.text
             run_id = started.json()["id"]
@@ -81,7 +80,7 @@ def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, crash_emula
             app.kill()
     assert sqlite_integrity_check(database_url) == "ok"
 
-    emulator.set_faults(**NO_FAULTS)
+    emulator.set_faults()
     app = ServedApp(env, tmp_path / "serve-2.log")
     try:
         with httpx.Client(base_url=app.base_url, headers=seeded.headers, timeout=30) as http:

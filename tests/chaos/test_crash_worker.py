@@ -18,7 +18,6 @@ from typing import Any
 import httpx
 import pytest
 from service_harness import (
-    NO_FAULTS,
     ServedApp,
     Worker,
     clear_redis_keys,
@@ -94,7 +93,7 @@ def test_kill_9_of_a_worker_mid_sync_then_a_new_worker_converges(
 ) -> None:
     emulator = worker_emulator
     emulator.reset()
-    emulator.set_faults(**NO_FAULTS)
+    emulator.set_faults()
     team = tenant_member_emails(20)
     seeded = seed_organization_sync(postgres_url, admin_email=team[0], team=team)
     group_id = seed_group_id("empty-team")
@@ -115,14 +114,14 @@ def test_kill_9_of_a_worker_mid_sync_then_a_new_worker_converges(
         with httpx.Client(base_url=api.base_url, headers=seeded.headers, timeout=60) as http:
             assert http.post(f"{org}/link-group", json={"groupId": group_id}).status_code == 200
             # Slow Graph down so the run is certainly in flight when the worker dies.
-            emulator.set_faults(**{**NO_FAULTS, "latency_ms": 700})
+            emulator.set_faults(**{"latency_ms": 700})
             first = http.post(f"{org}/sync-members", json={})
             assert first.status_code == 202, first.text
             run_id = first.json()["id"]
             _wait_for(lambda: _run(http, org, run_id)["status"] == "running", 30, "a worker to take the run")
             time.sleep(1.0)
             workers[0].kill()
-            emulator.set_faults(**NO_FAULTS)
+            emulator.set_faults()
 
             # Within the lease the run still counts as active: asking again returns it, not a second run.
             assert http.post(f"{org}/sync-members", json={}).json()["id"] == run_id

@@ -17,17 +17,6 @@ from equa.accounts.models import User
 from equa.organizations.models import Organization
 from equa.settings import Settings
 
-NO_FAULTS: dict[str, Any] = {
-    "latency_ms": 0,
-    "jitter_ms": 0,
-    "rate_429": 0.0,
-    "rate_503": 0.0,
-    "rate_504": 0.0,
-    "drop_rate": 0.0,
-    "replication_lag_seconds": 0.0,
-    "token_outage": False,
-    "retry_after_seconds": 1,
-}
 PASSWORD = "correct horse battery staple"
 
 
@@ -66,10 +55,10 @@ def ms_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def emu(ms_emulator: Any) -> Iterator[Any]:
     """The emulator on its default tenant, without faults, statistics zeroed."""
     ms_emulator.reset()
-    ms_emulator.set_faults(**NO_FAULTS)
+    ms_emulator.set_faults()
     ms_emulator.reset_stats()
     yield ms_emulator
-    ms_emulator.set_faults(**NO_FAULTS)
+    ms_emulator.set_faults()
 
 
 @pytest.fixture

@@ -17,16 +17,6 @@ from equa.microsoft.graph.throttle import InProcessThrottleGate
 
 # Short backoff so retries of injected faults take milliseconds, not seconds.
 FAST_POLICY = RetryPolicy(max_attempts=6, max_total_wait=10.0, backoff_base=0.02, backoff_cap=0.2)
-NO_FAULTS: dict[str, Any] = {
-    "latency_ms": 0,
-    "jitter_ms": 0,
-    "rate_429": 0.0,
-    "rate_503": 0.0,
-    "rate_504": 0.0,
-    "drop_rate": 0.0,
-    "replication_lag_seconds": 0.0,
-    "token_outage": False,
-}
 
 
 CERTIFICATE_CLIENT_ID = "6f1c0f4e-2d7a-4c55-9a36-0c3f1b8e2a11"
@@ -106,10 +96,10 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, certificate_app: Certific
 @pytest.fixture
 def emu(emulator: Any) -> Iterator[Any]:
     """The emulator with no faults and zeroed statistics, restored after the test."""
-    emulator.set_faults(**NO_FAULTS)
+    emulator.set_faults()
     emulator.reset_stats()
     yield emulator
-    emulator.set_faults(**NO_FAULTS)
+    emulator.set_faults()
 
 
 @pytest.fixture
