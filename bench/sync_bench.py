@@ -118,6 +118,19 @@ async def prepare_database(url: str, emails: list[str]) -> uuid.UUID:
     return org_id
 
 
+def peak_rss_mb() -> float:
+    """This process's own peak RSS. Not getrusage's ru_maxrss: Linux carries it over from the parent through
+    fork and exec, so a child started by a parent holding a 100,000-user tenant would report the parent's size."""
+    try:
+        with open("/proc/self/status") as status:
+            for line in status:
+                if line.startswith("VmHWM:"):
+                    return int(line.split()[1]) / 1024
+    except OSError:
+        pass
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
 def sync_in_child(url: str, org_id: str, overrides: dict[str, Any], answer: Any) -> None:
     """Child process: one sync run, reporting status, counts, wall time and this process's peak RSS."""
 
@@ -132,7 +145,7 @@ def sync_in_child(url: str, org_id: str, overrides: dict[str, Any], answer: Any)
         return {"status": run.status, "counts": run.counts, "seconds": time.perf_counter() - started}
 
     result = asyncio.run(main())
-    result["peak_rss_mb"] = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+    result["peak_rss_mb"] = peak_rss_mb()
     answer.send(result)
 
 
