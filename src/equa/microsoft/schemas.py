@@ -6,8 +6,9 @@ import uuid
 from datetime import datetime
 from typing import Annotated, Any, Literal
 
-from pydantic import BaseModel, ConfigDict, EmailStr, Field, StringConstraints, model_validator
+from pydantic import EmailStr, Field, StringConstraints, model_validator
 
+from equa import errors
 from equa.accounts.schemas import CamelModel
 
 # Microsoft's limits for a group: displayName up to 256 characters, description up to 1024, mailNickname 64.
@@ -16,19 +17,6 @@ GroupDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_l
 MailNickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
 Health = Literal["ok", "group_missing", "permission_missing", "auth_failed", "unreachable"]
-
-
-class ProblemOut(BaseModel):
-    """RFC 9457 problem+json, as every error of this service is rendered (see equa.errors)."""
-
-    model_config = ConfigDict(extra="allow")
-
-    type: str
-    title: str
-    status: int
-    detail: str
-    code: str
-    action: str | None = None
 
 
 class LinkGroupIn(CamelModel):
@@ -176,22 +164,18 @@ class AdminConsentOut(CamelModel):
     permissions: list[str]
 
 
+# What each status means on the Microsoft endpoints, for the OpenAPI document.
+_MICROSOFT_STATUS_MEANINGS = {
+    "s401": "Not signed in",
+    "s403": "Not an admin of this organization",
+    "s404": "No such organization (or not a member), feature disabled, or not found in Microsoft 365",
+    "s409": "Conflict with the current link",
+    "s422": "Invalid input, or a group Microsoft Graph cannot manage",
+    "s502": "Microsoft 365 refused the app (permission, sign-in)",
+    "s503": "Microsoft 365 is throttling or unavailable; see Retry-After",
+}
+
+
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
-    """OpenAPI declarations of the problem+json answers an operation can give."""
-    descriptions = {
-        401: "Not signed in",
-        403: "Not an admin of this organization",
-        404: "No such organization (or not a member), feature disabled, or not found in Microsoft 365",
-        409: "Conflict with the current link",
-        422: "Invalid input, or a group Microsoft Graph cannot manage",
-        502: "Microsoft 365 refused the app (permission, sign-in)",
-        503: "Microsoft 365 is throttling or unavailable; see Retry-After",
-    }
-    return {
-        status: {
-            "model": ProblemOut,
-            "description": descriptions.get(status, "Error"),
-            "content": {"application/problem+json": {"schema": {"$ref": "#/components/schemas/ProblemOut"}}},
-        }
-        for status in statuses
-    }
+    """The service-wide problem+json declarations, with what each status means on the Microsoft endpoints."""
+    return errors.problem_responses(*statuses, **_MICROSOFT_STATUS_MEANINGS)
