@@ -19,17 +19,6 @@ from equa.organizations.models import Membership, Organization, Role
 from equa.settings import Settings
 
 DOMAIN = "contoso.onmicrosoft.com"  # the emulator's default tenant
-NO_FAULTS: dict[str, Any] = {
-    "latency_ms": 0,
-    "jitter_ms": 0,
-    "rate_429": 0.0,
-    "rate_503": 0.0,
-    "rate_504": 0.0,
-    "drop_rate": 0.0,
-    "replication_lag_seconds": 0.0,
-    "token_outage": False,
-    "retry_after_seconds": 1,
-}
 
 
 @pytest.fixture(scope="session")
@@ -46,10 +35,10 @@ def sync_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
 def semu(sync_emulator: Any) -> Iterator[Any]:
     """The emulator, reset to its default tenant, without faults, statistics zeroed."""
     sync_emulator.reset()
-    sync_emulator.set_faults(**NO_FAULTS)
+    sync_emulator.set_faults()
     sync_emulator.reset_stats()
     yield sync_emulator
-    sync_emulator.set_faults(**NO_FAULTS)
+    sync_emulator.set_faults()
 
 
 def emulator_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:
