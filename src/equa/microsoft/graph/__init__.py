@@ -1,4 +1,4 @@
-"""The only code that speaks HTTP to Microsoft: tokens, the Graph client and its error catalogue."""
+"""The only code that speaks HTTP to Microsoft: tokens, the Graph client, its error catalogue, pacing and usage."""
 
 from equa.microsoft.graph.auth import TokenProvider
 from equa.microsoft.graph.batch import BatchRequest, BatchResult
@@ -17,6 +17,7 @@ from equa.microsoft.graph.errors import (
     GraphUnmanageable,
     classify_graph_error,
 )
+from equa.microsoft.graph.usage import GraphUsage, measure_usage
 
 __all__ = [
     "BatchRequest",
@@ -34,8 +35,10 @@ __all__ = [
     "GraphThrottled",
     "GraphTransient",
     "GraphUnmanageable",
+    "GraphUsage",
     "RecordedWrite",
     "TokenProvider",
     "build_graph_client",
     "classify_graph_error",
+    "measure_usage",
 ]

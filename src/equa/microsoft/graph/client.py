@@ -43,11 +43,13 @@ from equa.microsoft.graph.retry import (
     RETRYABLE_STATUSES,
     RetryPolicy,
     is_safe_to_repeat,
+    may_have_reached_graph,
     parse_retry_after,
     should_retry_network_error,
 )
 from equa.microsoft.graph.routes import route_template
 from equa.microsoft.graph.throttle import ThrottleGate, build_throttle_gate
+from equa.microsoft.graph.usage import count_batch_answers, count_request, count_retries
 
 if TYPE_CHECKING:
     from equa.settings import Settings
@@ -214,7 +216,12 @@ class GraphClient:
         if safe_to_repeat is None:
             safe_to_repeat = is_safe_to_repeat(method, url)
         return await self._send(
-            method, url, params=params, json=json, headers=headers, safe_to_repeat=safe_to_repeat
+            method,
+            url,
+            params=params,
+            json=json,
+            headers=headers,
+            safe_to_repeat=safe_to_repeat,
         )
 
     def _record_write(
@@ -278,6 +285,8 @@ class GraphClient:
                 continue
             except httpx.TransportError as exc:
                 GRAPH_REQUESTS.labels(method, route, "error").inc()
+                if may_have_reached_graph(exc):
+                    count_request(None)
                 network_error = GraphTransient(
                     f"Microsoft Graph could not be reached: {type(exc).__name__}.",
                     code="network_error",
@@ -297,6 +306,7 @@ class GraphClient:
                 if not self._policy.may_retry(attempt, waited, delay):
                     raise network_error.gave_up(attempt, waited) from None
                 GRAPH_RETRIES.labels("network").inc()
+                count_retries()
                 log.info("%s %s: %s, retrying in %.2f s", method, route, type(exc).__name__, delay)
                 await asyncio.sleep(delay)
                 waited += delay
@@ -306,6 +316,7 @@ class GraphClient:
             status = response.status_code
             request_id = response.headers.get("request-id")
             GRAPH_REQUESTS.labels(method, route, str(status)).inc()
+            count_request(status)
             GRAPH_REQUEST_SECONDS.labels(method, route).observe(elapsed)
             _count_resource_units(response.headers, method, route)
             log.debug(
@@ -336,6 +347,7 @@ class GraphClient:
                 # only shows up in a new token, hence 403 too.
                 refreshed_token = True
                 GRAPH_RETRIES.labels("token_refresh").inc()
+                count_retries()
                 log.info(
                     "%s %s -> %d (%s), refreshing the token and trying once more; request-id=%s",
                     method,
@@ -365,6 +377,7 @@ class GraphClient:
                         client_request_id,
                     )
                     raise error.gave_up(attempt, waited)
+                count_retries()
                 if status == 429:
                     GRAPH_RETRIES.labels("throttled").inc()
                     await self._gate.block(tenant, delay)
@@ -469,6 +482,7 @@ class GraphClient:
             )
             body = envelope.json() or {}
             answered = {str(item.get("id")): item for item in body.get("responses", [])}
+            count_batch_answers(len(items), sum(1 for item in answered.values() if _status_of(item) == 429))
 
             retry: list[int] = []
             retry_ids: set[str] = set()
@@ -519,6 +533,7 @@ class GraphClient:
             retry.sort(key=lambda i: chunk.index(i))
             log.info("$batch: %d of %d items to retry in %.2f s", len(retry), len(pending), delay)
             GRAPH_RETRIES.labels("batch_item").inc(len(retry))
+            count_retries(len(retry))
             if throttled:
                 await self._gate.block(self.tenant, delay)
                 waited += await self._gate.wait_turn(self.tenant)
@@ -561,6 +576,13 @@ class GraphClient:
         return BatchResult(request_id, status, headers, body, error)
 
 
+def _status_of(item: Mapping[str, Any]) -> int:
+    try:
+        return int(item.get("status", 0) or 0)
+    except (TypeError, ValueError):
+        return 0
+
+
 def _count_resource_units(headers: httpx.Headers, method: str, route: str) -> None:
     value = headers.get("x-ms-resource-unit")
     if value is None:
@@ -574,7 +596,7 @@ def _count_resource_units(headers: httpx.Headers, method: str, route: str) -> No
 
 
 def build_graph_client(settings: Settings, *, dry_run: bool | None = None) -> GraphClient:
-    """The production GraphClient for these settings (Redis throttle gate when EQUA_REDIS_URL is set)."""
+    """The production GraphClient for these settings (throttle gate in Redis when EQUA_REDIS_URL is set)."""
     config = GraphConfig.from_settings(settings)
     return GraphClient(
         config,

@@ -50,6 +50,11 @@ def is_safe_to_repeat(method: str, url: str) -> bool:
     return method == "POST" and httpx.URL(url).path.rstrip("/").endswith("/$ref")
 
 
+def may_have_reached_graph(error: Exception) -> bool:
+    """Whether a request that failed on the network may still have been received (and counted) by Graph."""
+    return not isinstance(error, _NOT_SENT_ERRORS)
+
+
 def should_retry_network_error(error: Exception, *, safe_to_repeat: bool) -> bool:
     if isinstance(error, _NOT_SENT_ERRORS):
         return True

@@ -24,7 +24,7 @@ from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.metrics import record_sync_run
 from equa.microsoft.audit import FAILURE, SUCCESS
-from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound
+from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound, GraphUsage, measure_usage
 from equa.microsoft.models import (
     AuditEvent,
     FlaggedMember,
@@ -36,7 +36,6 @@ from equa.microsoft.models import (
     SyncRun,
 )
 from equa.microsoft.sync import apply as applying
-from equa.microsoft.sync import graph_stats
 from equa.microsoft.sync.plan import (
     DirectoryUser,
     IdentityLink,
@@ -556,50 +555,60 @@ async def execute_run(
                     work.cancel()
                 return
 
-    graph_stats.install(graph)
-    stats = graph_stats.start_counting()
-    beating = asyncio.create_task(heartbeat())
-    status = RunStatus.FAILED.value
-    started = time.monotonic()
-    try:
-        status = await _run(session_factory, graph, run, progress)
-        return status
-    except asyncio.CancelledError:
-        if lost.is_set():
-            log.warning("sync run %s was marked abandoned while running; stopped", run_id)
-            status = RunStatus.ABANDONED.value
+    # Everything the run sends to Graph, from any of its tasks, and nothing another run sends.
+    with measure_usage() as usage:
+        beating = asyncio.create_task(heartbeat())
+        status = RunStatus.FAILED.value
+        started = time.monotonic()
+        try:
+            status = await _run(session_factory, graph, run, progress, usage)
             return status
-        await _finish_failed(
-            session_factory,
-            run_id,
-            "run_interrupted",
-            "The sync was interrupted (the process is shutting down).",
-            "Start the sync again; it picks up where this one stopped.",
-            stats,
-        )
-        raise
-    except GraphError as error:
-        log.warning("sync run %s failed: %r", run_id, error)
-        await _finish_failed(
-            session_factory, run_id, error.code or "graph_error", error.message, error.action, stats
-        )
-        return RunStatus.FAILED.value
-    except Exception:
-        log.exception("sync run %s failed unexpectedly", run_id)
-        await _finish_failed(
-            session_factory,
-            run_id,
-            "internal_error",
-            "The sync stopped on an unexpected error.",
-            "Try again; if it persists, contact support with the run id.",
-            stats,
-        )
-        return RunStatus.FAILED.value
-    finally:
-        beating.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await beating
-        record_sync_run(status, time.monotonic() - started, progress.newly_flagged)
+        except asyncio.CancelledError:
+            if lost.is_set():
+                log.warning("sync run %s was marked abandoned while running; stopped", run_id)
+                status = RunStatus.ABANDONED.value
+                return status
+            await _finish_failed(
+                session_factory,
+                run_id,
+                "run_interrupted",
+                "The sync was interrupted (the process is shutting down).",
+                "Start the sync again; it picks up where this one stopped.",
+                usage,
+            )
+            raise
+        except GraphError as error:
+            log.warning("sync run %s failed: %r", run_id, error)
+            await _finish_failed(
+                session_factory, run_id, error.code or "graph_error", error.message, error.action, usage
+            )
+            return RunStatus.FAILED.value
+        except Exception:
+            log.exception("sync run %s failed unexpectedly", run_id)
+            await _finish_failed(
+                session_factory,
+                run_id,
+                "internal_error",
+                "The sync stopped on an unexpected error.",
+                "Try again; if it persists, contact support with the run id.",
+                usage,
+            )
+            return RunStatus.FAILED.value
+        finally:
+            beating.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await beating
+            record_sync_run(status, time.monotonic() - started, progress.newly_flagged)
+
+
+def graph_stats_json(usage: GraphUsage) -> dict[str, int]:
+    """A run's Graph traffic as SyncRun.graph_stats stores it (and the API shows it)."""
+    return {
+        "requests": usage.requests,
+        "batchSubrequests": usage.batch_subrequests,
+        "throttled": usage.throttled,
+        "retries": usage.retries,
+    }
 
 
 async def _finish_failed(
@@ -608,14 +617,14 @@ async def _finish_failed(
     code: str,
     message: str,
     action: str | None,
-    stats: graph_stats.RunGraphStats | None = None,
+    usage: GraphUsage | None = None,
 ) -> None:
     async with session_factory() as session:
         await finish_run(
             session,
             run_id,
             status=RunStatus.FAILED.value,
-            graph_stats=stats.as_json() if stats is not None else None,
+            graph_stats=graph_stats_json(usage) if usage is not None else None,
             error_code=code,
             error_message=message,
             error_action=action,
@@ -624,7 +633,11 @@ async def _finish_failed(
 
 
 async def _run(
-    session_factory: async_sessionmaker[AsyncSession], graph: GraphClient, run: SyncRun, progress: Progress
+    session_factory: async_sessionmaker[AsyncSession],
+    graph: GraphClient,
+    run: SyncRun,
+    progress: Progress,
+    usage: GraphUsage,
 ) -> str:
     async with session_factory() as session:
         inputs = await load_inputs(session, run)
@@ -638,7 +651,6 @@ async def _run(
         )
         return RunStatus.FAILED.value
 
-    stats = graph_stats.current() or graph_stats.start_counting()
     plan = await build_plan(graph, inputs, progress)
     # The plan holds what the next steps need; the team and the old links are no longer.
     inputs.team, inputs.links = [], []
@@ -664,7 +676,7 @@ async def _run(
             run.id,
             status=status,
             counts=counts,
-            graph_stats=stats.as_json(),
+            graph_stats=graph_stats_json(usage),
             done=progress.done,
             total=progress.total,
             error_code="some_members_failed" if status == RunStatus.PARTIAL.value else None,
