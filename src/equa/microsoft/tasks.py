@@ -25,7 +25,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from equa.db.base import utcnow
 from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.sync.execute import Progress, execute_run
-from equa.microsoft.sync.pacing import close_pacing, configure_pacing
 from equa.microsoft.sync.runs import (
     abandon_stale_runs,
     active_run,
@@ -68,7 +67,6 @@ def set_job_resources(resources: JobResources | None) -> None:
     _resources = resources
     if resources is not None:
         configure_lease(resources.settings.sync_lease_seconds)
-        configure_pacing(resources.settings.redis_url)
 
 
 async def run_sync_task(run_id: str) -> str | None:
@@ -160,7 +158,6 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
         return
     set_job_resources(JobResources(settings, app.state.session_factory, graph))
     stack.callback(set_job_resources, None)
-    stack.push_async_callback(close_pacing)
     broker = build_broker(settings)
     await broker.startup()
     set_broker(broker)
@@ -295,7 +292,6 @@ async def job_process(settings: Settings) -> Any:
         stack.push_async_callback(graph.aclose)
         set_job_resources(JobResources(settings, create_session_factory(engine), graph))
         stack.callback(set_job_resources, None)
-        stack.push_async_callback(close_pacing)
         broker = build_broker(settings)
         set_broker(broker)
         stack.callback(set_broker, None)
@@ -342,7 +338,6 @@ async def run_in_foreground(
     try:
         session_factory = create_session_factory(engine)
         configure_lease(settings.sync_lease_seconds)
-        configure_pacing(settings.redis_url)
         async with session_factory() as session:
             organization = await session.get(Organization, organization_id)
             if organization is None:
@@ -364,11 +359,8 @@ async def run_in_foreground(
             run = await request_sync(session, organization, None, dry_run, "cli", enqueue=False)
             await session.commit()
             run_id = run.id
-        try:
-            async with build_graph_client(settings) as graph:
-                await execute_run(session_factory, graph, run_id, progress=progress)
-        finally:
-            await close_pacing()
+        async with build_graph_client(settings) as graph:
+            await execute_run(session_factory, graph, run_id, progress=progress)
         async with session_factory() as session:
             finished = await session.get(SyncRun, run_id)
             assert finished is not None

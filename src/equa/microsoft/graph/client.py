@@ -39,6 +39,13 @@ from equa.microsoft.graph.metrics import (
     GRAPH_RESOURCE_UNITS,
     GRAPH_RETRIES,
 )
+from equa.microsoft.graph.pacing import (
+    FREE,
+    RequestCost,
+    RequestPacer,
+    build_request_pacer,
+    request_cost,
+)
 from equa.microsoft.graph.retry import (
     RETRYABLE_STATUSES,
     RetryPolicy,
@@ -95,6 +102,7 @@ class GraphClient:
         tokens: TokenProvider,
         *,
         gate: ThrottleGate | None = None,
+        pacer: RequestPacer | None = None,
         http: httpx.AsyncClient | None = None,
         policy: RetryPolicy | None = None,
         dry_run: bool | None = None,
@@ -103,6 +111,9 @@ class GraphClient:
         self._config = config
         self._tokens = tokens
         self._gate: ThrottleGate = gate or build_throttle_gate(None, config.max_in_flight)
+        self._pacer = pacer or build_request_pacer(
+            None, writes=config.write_budget, resource_units=config.resource_unit_budget
+        )
         self._owns_http = http is None
         self._http = http or httpx.AsyncClient(
             verify=config.ssl_context(),
@@ -142,6 +153,7 @@ class GraphClient:
         if self._owns_http:
             await self._http.aclose()
         await self._gate.aclose()
+        await self._pacer.aclose()
         await asyncio.to_thread(self._tokens.close)
 
     # --- plain requests ----------------------------------------------------------------------------------
@@ -222,6 +234,7 @@ class GraphClient:
             json=json,
             headers=headers,
             safe_to_repeat=safe_to_repeat,
+            cost=request_cost(method, self._relative(url), params),
         )
 
     def _record_write(
@@ -248,7 +261,9 @@ class GraphClient:
         json: Any,
         headers: Mapping[str, str] | None,
         safe_to_repeat: bool,
+        cost: RequestCost,
     ) -> GraphResponse:
+        """Send with the retry policy; every attempt first takes `cost` from the tenant's budgets."""
         tenant = self.tenant
         route = route_template(url)
         client_request_id = str(uuid.uuid4())
@@ -258,6 +273,8 @@ class GraphClient:
         while True:
             attempt += 1
             token: str | None = None
+            # Paced before taking a slot, so a request waiting for its budget does not hold one idle.
+            await self._pacer.pace(tenant, cost)
             try:
                 async with self._gate.slot(tenant):
                     # Checked after taking a slot: a caller queued for a slot must not slip out right after
@@ -472,6 +489,8 @@ class GraphClient:
             pending_ids = {ids[i] for i in pending}
             items = [self._batch_item(requests[i], ids[i], pending_ids) for i in pending]
             safe = all(is_safe_to_repeat(requests[i].method, self.url_for(requests[i].url)) for i in pending)
+            # Microsoft prices each sub-request as if it were sent alone; the envelope itself is free.
+            cost = sum((request_cost(item["method"], item["url"]) for item in items), FREE)
             envelope = await self._send(
                 "POST",
                 self.url_for("$batch"),
@@ -479,6 +498,7 @@ class GraphClient:
                 json={"requests": items},
                 headers=None,
                 safe_to_repeat=safe,
+                cost=cost,
             )
             body = envelope.json() or {}
             answered = {str(item.get("id")): item for item in body.get("responses", [])}
@@ -596,11 +616,14 @@ def _count_resource_units(headers: httpx.Headers, method: str, route: str) -> No
 
 
 def build_graph_client(settings: Settings, *, dry_run: bool | None = None) -> GraphClient:
-    """The production GraphClient for these settings (throttle gate in Redis when EQUA_REDIS_URL is set)."""
+    """The production GraphClient for these settings (throttle gate and pacing in Redis when EQUA_REDIS_URL is set)."""
     config = GraphConfig.from_settings(settings)
     return GraphClient(
         config,
         TokenProvider(config),
         gate=build_throttle_gate(config.redis_url, config.max_in_flight),
+        pacer=build_request_pacer(
+            config.redis_url, writes=config.write_budget, resource_units=config.resource_unit_budget
+        ),
         dry_run=dry_run,
     )

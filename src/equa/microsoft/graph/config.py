@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+from equa.microsoft.graph.pacing import RESOURCE_UNITS, WRITES, Budget
+
 if TYPE_CHECKING:
     from equa.settings import Settings
 
@@ -50,6 +52,9 @@ class GraphConfig:
     dry_run: bool = False
     redis_url: str | None = field(default=None, repr=False)
     admin_consent_url: str | None = None
+    # Per-tenant budgets every request takes from before it is sent (shared through Redis when redis_url is set).
+    write_budget: Budget = WRITES
+    resource_unit_budget: Budget = RESOURCE_UNITS
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GraphConfig:

@@ -48,3 +48,11 @@ GRAPH_DRY_RUN_WRITES = Counter(
     "Writes recorded and not sent because dry-run mode is on.",
     ["method", "route"],
 )
+GRAPH_PACING_WAITS = Counter(
+    "equa_graph_pacing_waits",
+    "Times a request waited for its tenant's write or resource-unit budget before being sent.",
+)
+GRAPH_PACING_WAIT_SECONDS = Counter(
+    "equa_graph_pacing_wait_seconds",
+    "Seconds requests spent waiting for their tenant's write or resource-unit budget.",
+)

@@ -24,7 +24,6 @@ from equa.microsoft.graph import (
     GraphUnmanageable,
 )
 from equa.microsoft.models import Outcome
-from equa.microsoft.sync.pacing import pace
 from equa.microsoft.sync.plan import DirectoryUser
 from equa.microsoft.sync.resolve import directory_user
 
@@ -93,10 +92,6 @@ async def _send_in_batches(
 
     async def one(group: list[BatchRequest]) -> list[BatchResult | GraphTransient]:
         async with semaphore:
-            if not graph.dry_run:
-                # Each write inside a $batch counts as one write and one resource unit (reference README).
-                writes = sum(1 for request in group if request.is_write)
-                await pace(graph.tenant, writes=writes, resource_units=len(group))
             try:
                 return list(await graph.batch(group))
             except GraphTransient as error:

@@ -14,7 +14,6 @@ from urllib.parse import quote, urlencode
 
 from equa.microsoft.graph import BatchRequest, GraphClient, GraphError
 from equa.microsoft.models import MatchedBy
-from equa.microsoft.sync.pacing import pace
 from equa.microsoft.sync.plan import DirectoryUser, normalize_address
 
 ADDRESSES_PER_FILTER = 15  # Graph's limit on values in one `in` (or OR'ed clauses)
@@ -83,8 +82,6 @@ async def _run_lookups(
     async def one_batch(group: list[tuple[_Stage, list[str]]]) -> None:
         requests = [BatchRequest("GET", lookup_url(stage.build_filter(chunk))) for stage, chunk in group]
         async with semaphore:
-            # A user lookup costs one resource unit ($select takes one off the two of GET /users).
-            await pace(graph.tenant, resource_units=len(requests))
             results = await graph.batch(requests)
         for (stage, addresses), result in zip(group, results, strict=True):
             if not result.ok:

@@ -1,4 +1,4 @@
-"""The scheduler (which organizations are due, jitter, the health check), write pacing, and `equa sync` in a terminal."""
+"""The scheduler (which organizations are due, jitter, the health check) and `equa sync` in a terminal."""
 
 from __future__ import annotations
 
@@ -16,7 +16,6 @@ from typer.testing import CliRunner
 
 from equa.db.base import utcnow
 from equa.microsoft.models import RunStatus, SyncRun
-from equa.microsoft.sync import pacing
 from equa.microsoft.sync.runs import wait_for_run
 from equa.microsoft.tasks import SCHEDULE_JITTER, next_sync_due, run_scheduler, schedule_due_syncs
 from equa.organizations.models import Organization
@@ -140,39 +139,6 @@ async def test_a_scheduler_tick_runs_the_health_check_of_linked_groups(
     finally:
         stop.set()
         await asyncio.wait_for(scheduler, timeout=10)
-
-
-async def test_the_in_process_pacer_spends_a_budget_at_its_rate() -> None:
-    budget = pacing.Budget("test-writes", capacity=10, window=0.5)  # 20 units per second
-    pacer = pacing.InProcessPacer()
-    tenant = str(uuid.uuid4())
-    assert await pacer.take(tenant, budget, 10) == 0  # a full bucket answers at once
-    started = time.monotonic()
-    waits = await asyncio.gather(*(pacer.take(tenant, budget, 4) for _ in range(3)))
-    elapsed = time.monotonic() - started
-    # 12 more units at 20 per second: the callers are served in turn, the last after about 0.6 s.
-    assert waits == sorted(waits) and waits[0] == pytest.approx(0.2, abs=0.05)
-    assert elapsed == pytest.approx(0.6, abs=0.15)
-    assert await pacer.take(str(uuid.uuid4()), budget, 10) == 0  # another tenant has its own bucket
-
-
-async def test_the_redis_pacer_shares_one_budget_between_processes() -> None:
-    import os
-
-    url = os.environ.get("EQUA_TEST_REDIS_URL")
-    if not url:
-        pytest.skip("EQUA_TEST_REDIS_URL is not set")
-    budget = pacing.Budget("test-writes", capacity=10, window=0.5)
-    tenant = str(uuid.uuid4())
-    first, second = pacing.RedisPacer(url), pacing.RedisPacer(url)
-    try:
-        assert await first.take(tenant, budget, 10) == 0
-        started = time.monotonic()
-        await second.take(tenant, budget, 5)  # the other "process" sees the bucket the first one emptied
-        assert time.monotonic() - started == pytest.approx(0.25, abs=0.1)
-    finally:
-        await first.aclose()
-        await second.aclose()
 
 
 def test_equa_sync_in_the_foreground_prints_the_outcome_and_exits_by_status(
