@@ -9,6 +9,7 @@ from fastapi import FastAPI, Request
 from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 from pydantic import BaseModel, ConfigDict
+from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
 PROBLEM_JSON = "application/problem+json"
@@ -105,6 +106,18 @@ def not_found(what: str = "resource") -> AppError:
     return AppError(404, "not_found", f"The {what} does not exist.", "Check the address or identifier.")
 
 
+# PostgreSQL: deadlock_detected, serialization_failure, lock_not_available.
+_TRANSIENT_SQLSTATES = frozenset({"40P01", "40001", "55P03"})
+
+
+def is_transient_database_conflict(exc: DBAPIError) -> bool:
+    """A conflict between concurrent transactions that a repeat of the request resolves."""
+    sqlstate = getattr(exc.orig, "sqlstate", None) or getattr(exc.orig, "pgcode", None)
+    if sqlstate in _TRANSIENT_SQLSTATES:
+        return True
+    return "database is locked" in str(exc.orig)
+
+
 def _field_name(loc: tuple[Any, ...]) -> str:
     parts = [str(p) for p in loc if p not in ("body", "query", "path", "header")]
     return ".".join(parts) or "request"
@@ -146,6 +159,23 @@ def install_error_handlers(app: FastAPI) -> None:
         return problem_response(
             AppError(exc.status_code, code, detail, None, headers=dict(exc.headers or {}))
         )
+
+    @app.exception_handler(DBAPIError)
+    async def _database_error(request: Request, exc: DBAPIError) -> JSONResponse:
+        if is_transient_database_conflict(exc):
+            # Two requests collided in the database (a deadlock or serialization failure on PostgreSQL, a
+            # busy SQLite file); the request was rolled back whole, so repeating it is safe.
+            log.warning("database conflict on %s %s; answered 503", request.method, request.url.path)
+            return problem_response(
+                AppError(
+                    503,
+                    "database_busy",
+                    "The request collided with another change and was not applied.",
+                    "Send it again in a moment.",
+                    headers={"Retry-After": "1"},
+                )
+            )
+        return await _unexpected(request, exc)
 
     @app.exception_handler(Exception)
     async def _unexpected(request: Request, exc: Exception) -> JSONResponse:
