@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.microsoft.models import AuditEvent
 
@@ -35,32 +35,3 @@ def record_audit(
     )
     session.add(event)
     return event
-
-
-async def record_failed_change(
-    session_factory: async_sessionmaker[AsyncSession],
-    *,
-    organization_id: uuid.UUID,
-    actor_id: uuid.UUID | None,
-    action: str,
-    target: str | None,
-    detail: str | None,
-    request_id: str | None,
-) -> None:
-    """Record a failed attempt in its own transaction.
-
-    The request's own unit of work is rolled back when it fails, which would take the audit event with it;
-    a failed attempt to change Microsoft 365 must still be on record, so this one commits separately.
-    """
-    async with session_factory() as session:
-        record_audit(
-            session,
-            organization_id=organization_id,
-            actor_id=actor_id,
-            action=action,
-            target=target,
-            outcome=FAILURE,
-            detail=detail,
-            request_id=request_id,
-        )
-        await session.commit()

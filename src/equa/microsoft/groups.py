@@ -34,7 +34,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from equa.accounts.models import User, normalize_email
 from equa.db.base import utcnow
 from equa.errors import AppError
-from equa.microsoft.audit import record_audit
+from equa.microsoft.audit import FAILURE, SUCCESS, record_audit
 from equa.microsoft.graph import (
     GraphAlreadyExists,
     GraphClient,
@@ -915,25 +915,16 @@ async def add_group_member(
         added = False
         request_id = error.request_id
     except GraphError as error:
-        record_audit(
-            session,
-            organization_id=organization.id,
-            actor_id=actor.id,
-            action="member.add",
-            target=target,
-            outcome="failure",
-            detail=error.message,
-            request_id=error.request_id,
-        )
+        _audit_member_change(session, organization, actor, "member.add", target, failure=error)
         raise
-    record_audit(
+    _audit_member_change(
         session,
-        organization_id=organization.id,
-        actor_id=actor.id,
-        action="member.add",
-        target=target,
-        detail=None if added else "Already a member; nothing changed.",
+        organization,
+        actor,
+        "member.add",
+        target,
         request_id=request_id,
+        detail=None if added else "Already a member; nothing changed.",
     )
     by_email, by_directory_id = await team_directory(session, organization)
     return MemberChange(_member_from_graph(user, by_email, by_directory_id), added)
@@ -956,27 +947,42 @@ async def remove_group_member(
         removed = False
         request_id = error.request_id
     except GraphError as error:
-        record_audit(
-            session,
-            organization_id=organization.id,
-            actor_id=actor.id,
-            action="member.remove",
-            target=str(member_id),
-            outcome="failure",
-            detail=error.message,
-            request_id=error.request_id,
-        )
+        _audit_member_change(session, organization, actor, "member.remove", str(member_id), failure=error)
         raise
+    _audit_member_change(
+        session,
+        organization,
+        actor,
+        "member.remove",
+        str(member_id),
+        request_id=request_id,
+        detail=None if removed else "Was not a member; nothing changed.",
+    )
+    return removed
+
+
+def _audit_member_change(
+    session: AsyncSession,
+    organization: Organization,
+    actor: User,
+    action: str,
+    target: str,
+    *,
+    failure: GraphError | None = None,
+    request_id: str | None = None,
+    detail: str | None = None,
+) -> None:
+    """The audit event of one member added or removed by an admin, or of the attempt that failed."""
     record_audit(
         session,
         organization_id=organization.id,
         actor_id=actor.id,
-        action="member.remove",
-        target=str(member_id),
-        detail=None if removed else "Was not a member; nothing changed.",
-        request_id=request_id,
+        action=action,
+        target=target,
+        outcome=FAILURE if failure is not None else SUCCESS,
+        detail=failure.message if failure is not None else detail,
+        request_id=failure.request_id if failure is not None else request_id,
     )
-    return removed
 
 
 # --- search (the group picker) -----------------------------------------------------------------------------
