@@ -631,6 +631,10 @@ async def _finish_creation(
     adopted_from: bool = False,
 ) -> CreateResult:
     group_id = str(group["id"])
+    # Two attempts of the same creation (a double click, a retry) finish at the same time and both write the
+    # organization's link and the creation record. Locking the organization's row first gives every such
+    # transaction the same lock order, so PostgreSQL never has to break a deadlock between them.
+    await session.execute(select(Organization.id).where(Organization.id == organization.id).with_for_update())
     if creation is not None:
         creation.group_id = group_id
     _set_link(organization, uuid.UUID(group_id), actor)
