@@ -41,7 +41,6 @@ from argon2 import PasswordHasher
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
 from sqlalchemy import delete, text
-from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
@@ -55,40 +54,12 @@ from equa.db.migrate import upgrade_database_async
 from equa.db.models_registry import import_all_models
 from equa.organizations.models import Membership, Organization, Role
 from equa.settings import Settings
+from pg_databases import create_postgres_database, drop_postgres_database
 
 TEST_SECRET_KEY = "test-session-key-" + "k" * 32
 
 use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 import_all_models()
-
-
-async def _create_postgres_database(base_url: str) -> str:
-    import asyncpg
-
-    url = make_url(base_url)
-    name = f"equa_test_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-async def _drop_postgres_database(base_url: str, test_url: str) -> None:
-    import asyncpg
-
-    url = make_url(base_url)
-    name = make_url(test_url).database
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-    )
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
 
 
 @pytest_asyncio.fixture(scope="session", params=["sqlite", "postgres"])
@@ -103,12 +74,12 @@ async def database_url(
     base_url = os.environ.get("EQUA_TEST_DATABASE_URL")
     if not base_url:
         pytest.skip("PostgreSQL tests need EQUA_TEST_DATABASE_URL (make test sets it when a server answers)")
-    url = await _create_postgres_database(base_url)
+    url = await create_postgres_database(base_url)
     try:
         await upgrade_database_async(url)
         yield url
     finally:
-        await _drop_postgres_database(base_url, url)
+        await drop_postgres_database(base_url, url)
 
 
 async def empty_all_tables(database_url: str) -> None:

@@ -286,38 +286,6 @@ def sqlite_integrity_check(database_url: str) -> str:
 # --- PostgreSQL and Redis of the scaled-out shape ----------------------------------------------------------
 
 
-async def create_postgres_database(base_url: str, prefix: str = "equa_crash") -> str:
-    """A new, empty database on the server of `base_url` (an admin connection URL); returns its URL."""
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base_url)
-    name = f"{prefix}_{uuid.uuid4().hex[:12]}"
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-    )
-    try:
-        await connection.execute(f'CREATE DATABASE "{name}"')
-    finally:
-        await connection.close()
-    return url.set(database=name).render_as_string(hide_password=False)
-
-
-async def drop_postgres_database(base_url: str, database_url: str) -> None:
-    import asyncpg
-    from sqlalchemy.engine import make_url
-
-    url = make_url(base_url)
-    name = make_url(database_url).database
-    connection = await asyncpg.connect(
-        host=url.host, port=url.port or 5432, user=url.username, password=url.password, database=url.database
-    )
-    try:
-        await connection.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-    finally:
-        await connection.close()
-
-
 def clear_redis_keys(redis_url: str, *patterns: str) -> None:
     """Delete the keys matching `patterns` (the sync queue, throttle gate state) so runs do not see each other."""
     import redis

@@ -21,13 +21,13 @@ from service_harness import (
     ServedApp,
     Worker,
     clear_redis_keys,
-    create_postgres_database,
-    drop_postgres_database,
     seed_group_id,
     seed_organization_sync,
     service_environment,
     tenant_member_emails,
 )
+
+from pg_databases import create_postgres_database, drop_postgres_database
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
@@ -64,7 +64,7 @@ def postgres_url() -> Iterator[str]:
     base = os.environ.get("EQUA_TEST_DATABASE_URL")
     if not base:
         pytest.skip("the scaled-out crash test needs PostgreSQL: set EQUA_TEST_DATABASE_URL")
-    url = asyncio.run(create_postgres_database(base))
+    url = asyncio.run(create_postgres_database(base, prefix="equa_crash"))
     try:
         yield url
     finally:
