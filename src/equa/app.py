@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 import equa
 from equa.db.engine import create_engine_for, create_session_factory
+from equa.db.read_cache import ReadCache
 from equa.errors import install_error_handlers
 from equa.metrics import HttpMetricsMiddleware
 from equa.microsoft.problems import install_graph_error_handler
@@ -92,6 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    app.state.read_cache = ReadCache(settings.read_cache_seconds)
     app.add_middleware(HttpMetricsMiddleware)
     install_error_handlers(app)
     install_graph_error_handler(app)

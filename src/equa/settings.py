@@ -64,6 +64,7 @@ class Settings(BaseSettings):
     sync_interval_seconds: int = Field(4 * 3600, alias="EQUA_SYNC_INTERVAL", ge=60)
     sync_lease_seconds: int = Field(120, alias="EQUA_SYNC_LEASE", ge=10)
     status_cache_seconds: float = Field(60.0, alias="EQUA_STATUS_CACHE_SECONDS", ge=0)
+    read_cache_seconds: float = Field(2.0, alias="EQUA_READ_CACHE_SECONDS", ge=0, le=60)
     platform_admins: str = Field("", alias="EQUA_PLATFORM_ADMINS")
     public_url: str | None = Field(None, alias="EQUA_PUBLIC_URL")
 

@@ -10,6 +10,7 @@ from fastapi.security import APIKeyCookie, HTTPBearer
 from equa.accounts.models import User
 from equa.accounts.sessions import SESSION_COOKIE, enforce_csrf, read_session
 from equa.accounts.tokens import user_for_api_token
+from equa.db.read_cache import read_cache_for
 from equa.db.session import DbSession
 from equa.errors import AppError
 
@@ -41,7 +42,7 @@ async def current_user(
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise not_signed_in("The Authorization header must be `Bearer <token>`.")
-        user = await user_for_api_token(session, token)
+        user = await user_for_api_token(session, token, read_cache_for(request))
         if user is None:
             raise not_signed_in("The API token is not valid or was revoked.")
         request.state.auth_method = "token"

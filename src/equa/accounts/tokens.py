@@ -15,6 +15,7 @@ from sqlalchemy.orm.attributes import set_committed_value
 
 from equa.accounts.models import ApiToken, User
 from equa.db.base import utcnow
+from equa.db.read_cache import ReadCache, detached_copy, read_through
 from equa.errors import not_found
 
 log = logging.getLogger("equa.accounts.tokens")
@@ -40,21 +41,42 @@ async def create_api_token(session: AsyncSession, user: User, name: str) -> tupl
     return row, token
 
 
-async def user_for_api_token(session: AsyncSession, token: str) -> User | None:
-    """The active user owning an unrevoked token, or None."""
-    result = await session.execute(
-        select(ApiToken, User)
-        .join(User, User.id == ApiToken.user_id)
-        .where(ApiToken.token_hash == hash_token(token), ApiToken.revoked_at.is_(None))
+TOKEN_TABLES = (ApiToken.__tablename__, User.__tablename__)
+
+
+async def user_for_api_token(
+    session: AsyncSession, token: str, cache: ReadCache | None = None
+) -> User | None:
+    """The active user owning an unrevoked token, or None. `cache` may answer for a request that writes nothing."""
+    token_hash = hash_token(token)
+    now = utcnow()
+
+    async def load() -> tuple[ApiToken, User] | None:
+        result = await session.execute(
+            select(ApiToken, User)
+            .join(User, User.id == ApiToken.user_id)
+            .where(ApiToken.token_hash == token_hash, ApiToken.revoked_at.is_(None))
+        )
+        found = result.first()
+        return None if found is None else (found[0], found[1])
+
+    async def attach(copies: tuple[ApiToken, User]) -> tuple[ApiToken, User]:
+        return await session.merge(copies[0], load=False), await session.merge(copies[1], load=False)
+
+    found = await read_through(
+        cache,
+        ("api_token", token_hash),
+        TOKEN_TABLES,
+        load,
+        lambda row: (detached_copy(row[0]), detached_copy(row[1])),
+        attach,
     )
-    found = result.first()
     if found is None:
         return None
-    api_token, user = found.tuple()
+    api_token, user = found
     if not user.is_active:
         return None
-    now = utcnow()
-    if api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION:
+    if _use_due(api_token, now):
         if session.new or session.dirty or session.deleted:
             return user  # never commit someone else's pending work; the use is recorded next time
         # Hand the request's connection back before the write takes one: a request holding one connection while
@@ -62,6 +84,10 @@ async def user_for_api_token(session: AsyncSession, token: str) -> User | None:
         await session.commit()
         await _record_use(session, api_token, now)
     return user
+
+
+def _use_due(api_token: ApiToken, now: datetime) -> bool:
+    return api_token.last_used_at is None or now - api_token.last_used_at > LAST_USED_RESOLUTION
 
 
 async def _record_use(session: AsyncSession, api_token: ApiToken, when: datetime) -> None:

@@ -29,7 +29,8 @@ async def require_microsoft_admin(
     return context
 
 
-def get_graph_client(request: Request) -> GraphClient:
+async def get_graph_client(request: Request) -> GraphClient:
+    # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a needless hop per request.
     graph: GraphClient | None = getattr(request.app.state, "graph", None)
     if graph is None:
         raise feature_absent()

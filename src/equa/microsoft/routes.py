@@ -15,9 +15,11 @@ from typing import Annotated, Any, TypeVar
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 from sqlalchemy import and_, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.deps import CurrentUser
-from equa.db.session import DbSession
+from equa.db.read_cache import read_cache_for
+from equa.db.session import DbSession, release_connection
 from equa.errors import AppError, problem_response
 from equa.microsoft import groups
 from equa.microsoft.deps import Graph, MicrosoftAdmin, require_microsoft_enabled
@@ -59,7 +61,7 @@ READ_ERRORS = problem_responses(401, 403, 404, 409, 422, 502, 503)
 WRITE_ERRORS = READ_ERRORS
 
 
-def status_cache(request: Request) -> StatusCache:
+async def status_cache(request: Request) -> StatusCache:
     cache: StatusCache | None = getattr(request.app.state, "microsoft_status_cache", None)
     if cache is None:
         cache = StatusCache(request.app.state.settings.status_cache_seconds)
@@ -70,8 +72,12 @@ def status_cache(request: Request) -> StatusCache:
 Cache = Annotated[StatusCache, Depends(status_cache)]
 
 
-async def rendered(request: Request, work: Awaitable[T]) -> T | JSONResponse:
-    """Await `work`; a Graph failure or a missing group becomes the response, and the unit of work commits."""
+async def rendered(request: Request, session: AsyncSession, work: Awaitable[T]) -> T | JSONResponse:
+    """Await `work`; a Graph failure or a missing group becomes the response, and the unit of work commits.
+
+    The authentication reads are over by now: their connection goes back to the pool before `work` waits on Graph.
+    """
+    await release_connection(session)
     try:
         return await work
     except groups.GroupMissing as missing:
@@ -120,7 +126,9 @@ async def read_status(
 ) -> StatusOut:
     """Whether the integration is on, the linked group's summary and health; fast even when Graph is not."""
     graph: GraphClient | None = getattr(request.app.state, "graph", None)
-    result = await get_status(session, graph, cache, context.organization, request.app.state.settings)
+    result = await get_status(
+        session, graph, cache, context.organization, request.app.state.settings, read_cache_for(request)
+    )
     run = result.last_sync
     return StatusOut(
         enabled=result.enabled,
@@ -172,7 +180,7 @@ async def link(
         cache.forget(graph, str(body.group_id))
         return group_out(result.group, None)
 
-    return await rendered(request, work())
+    return await rendered(request, session, work())
 
 
 @router.post(
@@ -209,7 +217,7 @@ async def create(
         )
         return group_out(result.group, None)
 
-    return await rendered(request, work())
+    return await rendered(request, session, work())
 
 
 @router.delete(
@@ -240,7 +248,7 @@ async def read_group(
             raise
         return group_out(details.group, details.member_count)
 
-    return await rendered(request, work())
+    return await rendered(request, session, work())
 
 
 @router.get("/group/members", response_model=GroupMembersPageOut, responses=READ_ERRORS)
@@ -262,7 +270,7 @@ async def read_members(
         )
         return GroupMembersPageOut(items=[member_out(m) for m in page.items], next_cursor=page.next_cursor)
 
-    return await rendered(request, work())
+    return await rendered(request, session, work())
 
 
 @router.post(
@@ -301,7 +309,7 @@ async def add_member(
             response.status_code = status.HTTP_200_OK
         return MemberChangeOut(member=member_out(change.member), added=change.added)
 
-    return await rendered(request, work())
+    return await rendered(request, session, work())
 
 
 @router.delete(
@@ -325,7 +333,7 @@ async def remove_member(
         await groups.remove_group_member(session, graph, context.organization, context.user, member_id)
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
-    return await rendered(request, work())
+    return await rendered(request, session, work())
 
 
 @router.get("/groups", response_model=GroupSearchPageOut, responses=READ_ERRORS)
@@ -365,7 +373,7 @@ async def search(
             next_cursor=page.next_cursor,
         )
 
-    return await rendered(request, work())
+    return await rendered(request, session, work())
 
 
 def _audit_cursor(event: AuditEvent) -> str:

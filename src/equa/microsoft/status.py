@@ -1,7 +1,8 @@
 """An organization's Microsoft 365 status and health, served from a short cache so Graph never makes it wait.
 
 The group summary (name, description, member count) and the health derived from reading it are kept per
-(tenant, group) for `settings.status_cache_seconds`. An expired entry is refreshed in the background; the caller
+(tenant, group) for `settings.status_cache_seconds`. One read in the last quarter of that lifetime refreshes it in
+the background, so a page that is being looked at never waits; an expired entry is refreshed too, and the caller
 waits for the refresh at most `wait_seconds` and otherwise gets the previous summary marked `stale` with its age.
 The cache lives in process memory: it only saves Graph calls, so losing it (restart, another process) costs one
 refresh, never correctness.
@@ -20,6 +21,8 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.db.base import utcnow
+from equa.db.read_cache import ReadCache, detached_copy, read_through
+from equa.db.session import release_connection
 from equa.microsoft.graph import (
     GraphAuthenticationFailed,
     GraphClient,
@@ -35,6 +38,8 @@ from equa.settings import Settings
 log = logging.getLogger("equa.microsoft.status")
 
 DEFAULT_WAIT_SECONDS = 1.5
+# Past this share of its lifetime, a snapshot that is read starts its own background refresh.
+REFRESH_AHEAD_FRACTION = 0.75
 
 OK = "ok"
 GROUP_MISSING = "group_missing"
@@ -129,6 +134,10 @@ class StatusCache:
             self._refreshing[key] = task
         return task
 
+    def is_fresh(self, graph: GraphClient, group_id: str | None) -> bool:
+        cached = self._entries.get((graph.tenant, group_id))
+        return cached is not None and cached.age() < self.ttl_seconds
+
     def forget(self, graph: GraphClient, group_id: str | None) -> None:
         """Drop a group's snapshot (after link, unlink or a detected deletion) so the next status is fresh."""
         self._entries.pop((graph.tenant, group_id), None)
@@ -149,6 +158,9 @@ class StatusCache:
         key = (graph.tenant, group_id)
         cached = self._entries.get(key)
         if cached is not None and cached.age() < self.ttl_seconds:
+            if cached.age() >= self.ttl_seconds * REFRESH_AHEAD_FRACTION:
+                # Refresh before expiry, in the background: while the group is looked at, no caller ever waits.
+                self._refresh(graph, group_id, consent_url)
             return cached, True
         task = self._refresh(graph, group_id, consent_url)
         try:
@@ -179,12 +191,28 @@ class Status:
     checked_at: datetime | None
 
 
-async def last_sync_run(session: AsyncSession, organization: Organization) -> SyncRun | None:
-    return await session.scalar(
-        select(SyncRun)
-        .where(SyncRun.organization_id == organization.id)
-        .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
-        .limit(1)
+async def last_sync_run(
+    session: AsyncSession, organization: Organization, read_cache: ReadCache | None = None
+) -> SyncRun | None:
+    async def load() -> SyncRun | None:
+        return await session.scalar(
+            select(SyncRun)
+            .where(SyncRun.organization_id == organization.id)
+            .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
+            .limit(1)
+        )
+
+    async def attach(copy: SyncRun | None) -> SyncRun | None:
+        return None if copy is None else await session.merge(copy, load=False)
+
+    return await read_through(
+        read_cache,
+        ("last_sync_run", organization.id),
+        (SyncRun.__tablename__,),
+        load,
+        detached_copy,
+        attach,
+        cache_none=True,
     )
 
 
@@ -194,13 +222,14 @@ async def get_status(
     cache: StatusCache | None,
     organization: Organization,
     settings: Settings,
+    read_cache: ReadCache | None = None,
     *,
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> Status:
     """The organization's integration status; waits for Graph at most `wait_seconds`."""
     group_id = linked_group_id(organization)
     consent_url = settings.admin_consent_url()
-    last = await last_sync_run(session, organization)
+    last = await last_sync_run(session, organization, read_cache)
     if graph is None or not settings.ms_auth_enabled:
         return Status(
             False,
@@ -216,6 +245,8 @@ async def get_status(
             None,
         )
     cache = cache or StatusCache(settings.status_cache_seconds)
+    if not cache.is_fresh(graph, group_id):
+        await release_connection(session)  # about to wait on Graph: let other requests have the connection
     snapshot, fresh = await cache.snapshot(graph, group_id, consent_url, wait_seconds)
     if snapshot is None:
         return Status(

@@ -43,7 +43,7 @@ async def organizations_of(session: AsyncSession, user: User) -> list[tuple[Orga
         .where(Membership.user_id == user.id)
         .order_by(Organization.name, Organization.id)
     )
-    return [row.tuple() for row in result]
+    return [(row[0], row[1]) for row in result]
 
 
 async def get_membership(

@@ -13,7 +13,7 @@ from equa.accounts.models import User
 from equa.accounts.sessions import csrf_token_for
 from equa.db.session import DbSession
 from equa.errors import AppError
-from equa.organizations.deps import OrgContext, require_org_member
+from equa.organizations.deps import OrgContext, membership_context
 from equa.organizations.models import Role
 from equa.organizations.service import (
     add_member,
@@ -54,7 +54,7 @@ def _error_page(request: Request, user: User | None, error: AppError) -> Respons
 
 
 async def _org_context(session: AsyncSession, user: User, org_id: uuid.UUID) -> OrgContext:
-    return await require_org_member(org_id, user, session)
+    return await membership_context(session, org_id, user)
 
 
 @router.get("/organizations")

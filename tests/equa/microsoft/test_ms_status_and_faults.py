@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import time
 from typing import Any
 
@@ -152,3 +153,48 @@ async def test_with_30_percent_throttling_every_endpoint_answers_right_or_503(
             assert response.status_code == expected, (path, response.text)
     assert answers.count(503) <= 2  # retries absorb almost all of it
     assert emu.stats()["throttled"] > 0 or sum(emu.stats()["requests"].values()) > len(calls)
+
+
+async def test_requests_waiting_on_graph_do_not_hold_database_connections(
+    client: httpx.AsyncClient, team: Team, emu: Any, app: Any
+) -> None:
+    """More slow Graph reads than the pool has connections, and status still answers at once."""
+    await link(client, team, "engineering")
+    await client.get(team.url("status"), headers=team.admin_headers)  # the group summary is cached
+    app.state.read_cache.ttl_seconds = 0.0  # every request reads its caller from the database
+    engine = app.state.engine
+    slots = engine.pool.size() + engine.pool._max_overflow
+    emu.set_faults(latency_ms=1500)
+    slow = [
+        asyncio.create_task(client.get(team.url("group"), headers=team.admin_headers))
+        for _ in range(slots + 5)
+    ]
+    await asyncio.sleep(0.4)  # all of them are now waiting on Graph
+    started = time.monotonic()
+    status = await client.get(team.url("status"), headers=team.admin_headers)
+    elapsed = time.monotonic() - started
+    assert status.status_code == 200
+    assert elapsed < 0.8, f"status waited {elapsed:.2f} s for a database connection"
+    assert all(r.status_code == 200 for r in await asyncio.gather(*slow))
+
+
+async def test_status_refreshes_ahead_of_expiry_without_making_anyone_wait(
+    client: httpx.AsyncClient, team: Team, emu: Any, app: Any
+) -> None:
+    await link(client, team, "engineering")
+    await client.get(team.url("status"), headers=team.admin_headers)
+    app.state.microsoft_status_cache.ttl_seconds = 2.0
+    await asyncio.sleep(1.6)  # past three quarters of the lifetime, not yet expired
+    emu.set_faults(latency_ms=600)
+    started = time.monotonic()
+    late = await client.get(team.url("status"), headers=team.admin_headers)
+    assert time.monotonic() - started < 0.5  # answered from the cache; the refresh runs behind it
+    assert late.json()["stale"] is False and late.json()["ageSeconds"] >= 1.5
+    await asyncio.sleep(2.0)  # the background refresh (two Graph reads at 600 ms) has finished
+    started = time.monotonic()
+    fresh = (await client.get(team.url("status"), headers=team.admin_headers)).json()
+    # Without the early refresh the entry would have expired by now and this read would wait on Graph.
+    assert time.monotonic() - started < 0.5
+    assert fresh["stale"] is False
+    assert fresh["ageSeconds"] < 1.5
+    assert fresh["group"]["displayName"] == "Engineering"

@@ -1,0 +1,193 @@
+"""Short-lived reuse, within one process, of the rows that every GET request reads before doing anything.
+
+Each API read first resolves the caller (API token and user), then their membership of the organization, and the
+status page also reads the last sync run. On SQLite through aiosqlite every statement is several round trips to a
+worker thread, and under load each round trip waits for a turn of the busy event loop, so these few primary-key
+reads cost more than the rest of the request. This cache keeps them for `ttl_seconds` (EQUA_READ_CACHE_SECONDS).
+
+Correctness rules:
+- Only requests that change nothing use it (the callers check); a write always reads the database.
+- Any change this process makes to a table, through the ORM or an ORM `update()`/`delete()`, invalidates at once
+  every entry that depends on that table (per-table generation numbers, bumped at flush and again at commit, so a
+  read between the two cannot keep old data). A revoked token or a demoted admin is refused on the next request.
+- A change made by another process (a second API process, a worker) is seen after at most `ttl_seconds`.
+- Entries are detached copies of column values, never a session's own objects: a request merges a copy into its
+  session (`merge(load=False)`, no SQL), so no request can see or change another request's objects.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from collections.abc import Awaitable, Callable, Hashable, Iterable
+from dataclasses import dataclass
+from typing import Any, TypeVar
+
+from fastapi import Request
+from sqlalchemy import event, inspect
+from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, make_transient_to_detached
+
+T = TypeVar("T")
+
+_TOUCHED = "equa.touched_tables"
+# table name -> generation; process-wide, because every session of the process must invalidate every cache.
+_generations: dict[str, int] = {}
+# Bounds memory when many tokens or organizations are read: the oldest entries go first.
+MAX_ENTRIES = 10_000
+
+
+def _bump(tables: Iterable[str]) -> None:
+    for table in tables:
+        _generations[table] = _generations.get(table, 0) + 1
+
+
+def _tables_of_mappers(mappers: Iterable[Mapper[Any]]) -> set[str]:
+    names: set[str] = set()
+    for mapper in mappers:
+        name = getattr(mapper.persist_selectable, "name", None)
+        if name:
+            names.add(name)
+    return names
+
+
+def _tables_of(instances: Iterable[Any]) -> set[str]:
+    return _tables_of_mappers(inspect(instance).mapper for instance in instances)
+
+
+@event.listens_for(Session, "after_flush")
+def _after_flush(session: Session, _context: UOWTransaction) -> None:
+    # new/dirty/deleted still hold what was just flushed (they are cleared after this hook).
+    tables = _tables_of([*session.new, *session.dirty, *session.deleted])
+    if tables:
+        session.info.setdefault(_TOUCHED, set()).update(tables)
+        _bump(tables)
+
+
+@event.listens_for(Session, "do_orm_execute")
+def _on_bulk_write(state: ORMExecuteState) -> None:
+    if not (state.is_update or state.is_delete):
+        return
+    tables = _tables_of_mappers(state.all_mappers)
+    if tables:
+        state.session.info.setdefault(_TOUCHED, set()).update(tables)
+        _bump(tables)
+
+
+@event.listens_for(Session, "after_commit")
+@event.listens_for(Session, "after_rollback")
+def _after_transaction(session: Session) -> None:
+    tables = session.info.pop(_TOUCHED, None)
+    if tables:
+        _bump(tables)
+
+
+def detached_copy(instance: T) -> T:
+    """A new detached object with the same identity and column values as `instance`, unloaded relationships."""
+    mapper = inspect(instance).mapper
+    values = {column.key: getattr(instance, column.key) for column in mapper.column_attrs}
+    copy = mapper.class_(**values)
+    make_transient_to_detached(copy)
+    return copy  # type: ignore[no-any-return]
+
+
+@dataclass(frozen=True)
+class _Entry:
+    value: Any
+    expires: float
+    generations: tuple[tuple[str, int], ...]
+
+
+class ReadCache:
+    """Values keyed by anything hashable, each valid until its deadline or a change to a table it depends on."""
+
+    def __init__(self, ttl_seconds: float) -> None:
+        self.ttl_seconds = ttl_seconds
+        self._entries: dict[Hashable, _Entry] = {}
+        # key -> the read in progress; requests that miss the same key meanwhile wait for it instead of each
+        # reading (when an entry expires under load, dozens of requests would otherwise miss at once).
+        self._filling: dict[Hashable, asyncio.Future[Any]] = {}
+
+    @property
+    def enabled(self) -> bool:
+        return self.ttl_seconds > 0
+
+    def get(self, key: Hashable) -> tuple[bool, Any]:
+        """(found, value); a found value may be None (a cached absence)."""
+        entry = self._entries.get(key)
+        if entry is None:
+            return False, None
+        if time.monotonic() >= entry.expires or any(
+            _generations.get(table, 0) != generation for table, generation in entry.generations
+        ):
+            self._entries.pop(key, None)
+            return False, None
+        return True, entry.value
+
+    def generations(self, tables: Iterable[str]) -> tuple[tuple[str, int], ...]:
+        """Read before the database is: a change committed during the read then invalidates what `put` stores."""
+        return tuple((table, _generations.get(table, 0)) for table in tables)
+
+    def put(self, key: Hashable, value: Any, generations: tuple[tuple[str, int], ...]) -> None:
+        if not self.enabled:
+            return
+        if len(self._entries) >= MAX_ENTRIES:
+            self._entries.pop(next(iter(self._entries)))
+        self._entries[key] = _Entry(value, time.monotonic() + self.ttl_seconds, generations)
+
+    def clear(self) -> None:
+        self._entries.clear()
+
+
+SAFE_METHODS = frozenset({"GET", "HEAD"})
+
+
+def read_cache_for(request: Request) -> ReadCache | None:
+    """The app's cache when this request may use it (it changes nothing), else None."""
+    if request.method not in SAFE_METHODS:
+        return None
+    cache: ReadCache | None = getattr(request.app.state, "read_cache", None)
+    return cache if cache is not None and cache.enabled else None
+
+
+_FILL_FAILED = object()
+
+
+async def read_through(
+    cache: ReadCache | None,
+    key: Hashable,
+    tables: Iterable[str],
+    load: Callable[[], Awaitable[T]],
+    snapshot: Callable[[Any], Any],  # called with a non-None result only
+    attach: Callable[[Any], Awaitable[T]],
+    *,
+    cache_none: bool = False,
+) -> T:
+    """`load()` from the database, or what a recent load of `key` found, re-attached to the caller's session.
+
+    `snapshot` turns a load's result into detached copies for the cache; `attach` merges such copies into the
+    caller's session. A None result is cached only with `cache_none` (an absence that is itself the answer).
+    """
+    if cache is None:
+        return await load()
+    found, cached = cache.get(key)
+    if found:
+        return await attach(cached)
+    in_progress = cache._filling.get(key)
+    if in_progress is not None:
+        shared = await asyncio.shield(in_progress)
+        if shared is not _FILL_FAILED and (shared is not None or cache_none):
+            return await attach(shared)
+        return await load()  # that read failed or found nothing it may share: read for ourselves
+    filled: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
+    cache._filling[key] = filled
+    shared = _FILL_FAILED
+    try:
+        generations = cache.generations(tables)
+        result = await load()
+        shared = None if result is None else snapshot(result)
+        if shared is not None or cache_none:
+            cache.put(key, shared, generations)
+        return result
+    finally:
+        cache._filling.pop(key, None)
+        filled.set_result(shared)

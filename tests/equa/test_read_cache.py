@@ -1,0 +1,212 @@
+"""The per-process read cache: GET requests reuse the caller's token and membership for a moment, yet a revoked
+token or a demoted admin is refused on the very next request, and a change made elsewhere shows within the TTL."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+import uuid
+from collections.abc import Awaitable, Callable, Iterator
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy import event, update
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from equa.accounts.models import ApiToken, User
+from equa.organizations.models import Membership, Organization
+
+
+@pytest.fixture
+def statements(app: FastAPI) -> Iterator[list[str]]:
+    """Every SQL statement the app sends, in order."""
+    seen: list[str] = []
+    engine: AsyncEngine = app.state.engine
+
+    def record(_conn: Any, _cursor: Any, statement: str, *_args: Any) -> None:
+        seen.append(statement)
+
+    event.listen(engine.sync_engine, "before_cursor_execute", record)
+    yield seen
+    event.remove(engine.sync_engine, "before_cursor_execute", record)
+
+
+def selects_from(statements: list[str], table: str) -> int:
+    return sum(1 for s in statements if s.lstrip().upper().startswith("SELECT") and f"FROM {table}" in s)
+
+
+async def change_behind_the_orm(app: FastAPI, statement: Any) -> None:
+    """Write the way another process would: no ORM session of this process sees it."""
+    engine: AsyncEngine = app.state.engine
+    async with engine.begin() as connection:
+        await connection.execute(statement)
+
+
+async def test_repeated_reads_do_not_query_the_token_or_membership_again(
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+    statements: list[str],
+) -> None:
+    admin = await make_user()
+    org = await make_org(admin)
+    headers = await bearer(admin)
+    await client.get("/api/v1/me", headers=headers)  # the token's first use is recorded (a write)
+    statements.clear()
+    for _ in range(5):
+        response = await client.get(f"/api/v1/organizations/{org.id}", headers=headers)
+        assert response.status_code == 200, response.text
+    assert selects_from(statements, "api_tokens") == 1
+    assert selects_from(statements, "organizations JOIN memberships") == 1
+
+
+async def test_revoked_token_is_refused_on_the_next_request(
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    user = await make_user()
+    doomed = await bearer(user)
+    other = await bearer(user)
+    assert (await client.get("/api/v1/me", headers=doomed)).status_code == 200
+    tokens = (await client.get("/api/v1/me/tokens", headers=other)).json()
+    doomed_prefix = doomed["Authorization"].removeprefix("Bearer ")[:12]
+    doomed_id = next(t["id"] for t in tokens if t["prefix"] == doomed_prefix)
+    assert (await client.delete(f"/api/v1/me/tokens/{doomed_id}", headers=other)).status_code == 204
+
+    refused = await client.get("/api/v1/me", headers=doomed)
+    assert refused.status_code == 401
+    assert refused.json()["code"] == "not_authenticated"
+
+
+async def test_demoted_admin_loses_admin_reads_on_the_next_request(
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    admin, second = await make_user(), await make_user()
+    org = await make_org(admin, admins=[second])
+    second_headers = await bearer(second)
+    before = await client.get(f"/api/v1/organizations/{org.id}/members", headers=second_headers)
+    assert before.status_code == 200
+
+    demoted = await client.patch(
+        f"/api/v1/organizations/{org.id}/members/{second.id}",
+        json={"role": "member"},
+        headers=await bearer(admin),
+    )
+    assert demoted.status_code == 200, demoted.text
+    refused = await client.post(
+        f"/api/v1/organizations/{org.id}/members",
+        json={"email": "someone@example.com", "role": "member"},
+        headers=second_headers,
+    )
+    assert refused.status_code == 403
+    listed = await client.get(f"/api/v1/organizations/{org.id}", headers=second_headers)
+    assert listed.json()["role"] == "member"
+
+    removed = await client.delete(
+        f"/api/v1/organizations/{org.id}/members/{second.id}", headers=await bearer(admin)
+    )
+    assert removed.status_code == 204
+    gone = await client.get(f"/api/v1/organizations/{org.id}", headers=second_headers)
+    assert gone.status_code == 404
+
+
+async def test_a_change_made_by_another_process_shows_within_the_lifetime(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    app.state.read_cache.ttl_seconds = 1.0
+    user = await make_user()
+    headers = await bearer(user)
+    for _ in range(2):  # the first records the token's first use (a write), the second is cached
+        assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+
+    await change_behind_the_orm(
+        app, update(ApiToken).where(ApiToken.user_id == user.id).values(revoked_at=_now())
+    )
+    # Within the lifetime this process may still answer from what it read (the documented bound)...
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+    await asyncio.sleep(1.1)
+    # ...and never after it.
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 401
+
+
+async def test_with_the_cache_off_every_request_reads_the_database(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    app.state.read_cache.ttl_seconds = 0.0
+    user = await make_user()
+    headers = await bearer(user)
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+    await change_behind_the_orm(app, update(User).where(User.id == user.id).values(is_active=False))
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 401
+
+
+async def test_writes_never_use_what_a_read_cached(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    admin = await make_user()
+    org = await make_org(admin)
+    headers = await bearer(admin)
+    assert (await client.get(f"/api/v1/organizations/{org.id}", headers=headers)).status_code == 200
+    # Demoted by "another process": reads may lag for the lifetime, a write must not.
+    await change_behind_the_orm(
+        app,
+        update(Membership)
+        .where(Membership.organization_id == org.id, Membership.user_id == admin.id)
+        .values(role="member"),
+    )
+    refused = await client.post(
+        f"/api/v1/organizations/{org.id}/members",
+        json={"email": "x@example.com", "role": "member"},
+        headers=headers,
+    )
+    assert refused.status_code == 403
+
+
+async def test_concurrent_misses_share_one_read(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+    statements: list[str],
+) -> None:
+    admin = await make_user()
+    org = await make_org(admin)
+    headers = await bearer(admin)
+    await client.get("/api/v1/me", headers=headers)  # records the token's first use (a write) out of the way
+    app.state.read_cache.clear()
+    statements.clear()
+    started = time.monotonic()
+    answers = await asyncio.gather(
+        *(client.get(f"/api/v1/organizations/{org.id}", headers=headers) for _ in range(20))
+    )
+    assert all(a.status_code == 200 for a in answers)
+    assert time.monotonic() - started < 10
+    assert selects_from(statements, "api_tokens") == 1
+    assert selects_from(statements, "organizations JOIN memberships") == 1
+
+
+def _now() -> Any:
+    from equa.db.base import utcnow
+
+    return utcnow()
+
+
+__all__ = ["uuid"]
