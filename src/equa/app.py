@@ -93,7 +93,7 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
-    app.state.read_cache = ReadCache(settings.read_cache_seconds)
+    app.state.read_cache = ReadCache(settings.effective_read_cache_seconds)
     app.add_middleware(HttpMetricsMiddleware)
     install_error_handlers(app)
     install_graph_error_handler(app)

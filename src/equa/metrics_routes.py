@@ -42,22 +42,20 @@ def _require_metrics_token(request: Request, settings: Settings) -> None:
 async def _refresh_database_gauges(session_factory: async_sessionmaker[AsyncSession]) -> None:
     """Set the gauges that are facts of the database, whichever process changed them."""
     async with session_factory() as session:
-        flagged = dict(
-            (await session.execute(select(FlaggedMember.status, func.count()).group_by(FlaggedMember.status)))
-            .tuples()
-            .all()
-        )
-        active = dict(
-            (
-                await session.execute(
-                    select(SyncRun.status, func.count())
-                    .where(SyncRun.status.in_(ACTIVE_RUN_STATUSES))
-                    .group_by(SyncRun.status)
-                )
+        flagged = {
+            row[0]: row[1]
+            for row in await session.execute(
+                select(FlaggedMember.status, func.count()).group_by(FlaggedMember.status)
             )
-            .tuples()
-            .all()
-        )
+        }
+        active = {
+            row[0]: row[1]
+            for row in await session.execute(
+                select(SyncRun.status, func.count())
+                .where(SyncRun.status.in_(ACTIVE_RUN_STATUSES))
+                .group_by(SyncRun.status)
+            )
+        }
     for flag_status in FlagStatus:
         FLAGGED_MEMBERS.labels(status=flag_status.value).set(flagged.get(flag_status.value, 0))
     for run_status in ACTIVE_RUN_STATUSES:

@@ -64,7 +64,9 @@ class Settings(BaseSettings):
     sync_interval_seconds: int = Field(4 * 3600, alias="EQUA_SYNC_INTERVAL", ge=60)
     sync_lease_seconds: int = Field(120, alias="EQUA_SYNC_LEASE", ge=10)
     status_cache_seconds: float = Field(60.0, alias="EQUA_STATUS_CACHE_SECONDS", ge=0)
-    read_cache_seconds: float = Field(2.0, alias="EQUA_READ_CACHE_SECONDS", ge=0, le=60)
+    # Unset: 2 s on SQLite (one serving process, where each statement costs thread round trips), off on
+    # PostgreSQL (several replicas, where another replica's change would show only after the lifetime).
+    read_cache_seconds: float | None = Field(None, alias="EQUA_READ_CACHE_SECONDS", ge=0, le=60)
     platform_admins: str = Field("", alias="EQUA_PLATFORM_ADMINS")
     public_url: str | None = Field(None, alias="EQUA_PUBLIC_URL")
 
@@ -112,6 +114,12 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'equa.db').resolve()}"
+
+    @property
+    def effective_read_cache_seconds(self) -> float:
+        if self.read_cache_seconds is not None:
+            return self.read_cache_seconds
+        return 2.0 if self.resolved_database_url.startswith("sqlite") else 0.0
 
     def client_secret(self) -> SecretStr | None:
         """The client secret, from MS_AUTH_SECRET or read from MS_AUTH_SECRET_FILE (rotation-friendly)."""

@@ -17,6 +17,27 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from equa.accounts.models import ApiToken, User
 from equa.organizations.models import Membership, Organization
+from equa.settings import Settings
+
+
+@pytest.fixture(autouse=True)
+def cache_on(app: FastAPI) -> None:
+    """On whatever the database (PostgreSQL deployments leave it off unless EQUA_READ_CACHE_SECONDS is set)."""
+    app.state.read_cache.ttl_seconds = 2.0
+
+
+def test_the_default_lifetime_follows_the_deployment_shape(make_settings: Callable[..., Settings]) -> None:
+    sqlite = make_settings(database_url="sqlite+aiosqlite:///x.db")
+    postgres = make_settings(database_url="postgresql+asyncpg://u@db/equa")
+    assert sqlite.effective_read_cache_seconds == 2.0
+    assert postgres.effective_read_cache_seconds == 0.0
+    assert (
+        make_settings(
+            database_url="postgresql+asyncpg://u@db/equa", read_cache_seconds=1.5
+        ).effective_read_cache_seconds
+        == 1.5
+    )
+    assert make_settings(read_cache_seconds=0).effective_read_cache_seconds == 0.0
 
 
 @pytest.fixture

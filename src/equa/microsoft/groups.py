@@ -737,13 +737,13 @@ async def team_directory(
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.organization_id == organization.id)
     )
-    by_email = {email: user_id for email, user_id in rows.tuples()}
+    by_email = {email: user_id for email, user_id in rows}
     links = await session.execute(
         select(MicrosoftMember.directory_id, MicrosoftMember.user_id).where(
             MicrosoftMember.organization_id == organization.id
         )
     )
-    by_directory_id = {directory_id.lower(): user_id for directory_id, user_id in links.tuples()}
+    by_directory_id = {directory_id.lower(): user_id for directory_id, user_id in links}
     return by_email, by_directory_id
 
 
@@ -1049,7 +1049,7 @@ async def search_groups(
     linked_rows = await session.execute(
         select(Organization.microsoft_group, Organization.id).where(Organization.microsoft_group.in_(ids))
     )
-    linked_to = {str(group_id): org_id for group_id, org_id in linked_rows.tuples()}
+    linked_to = {str(group_id): org_id for group_id, org_id in linked_rows}
     items = []
     for group in groups:
         owner = linked_to.get(str(group.get("id")))
