@@ -51,6 +51,10 @@ class Settings(BaseSettings):
     graph_max_retry_wait_seconds: float = Field(120.0, alias="EQUA_GRAPH_MAX_RETRY_WAIT", ge=0)
     graph_max_in_flight: int = Field(8, alias="EQUA_GRAPH_MAX_IN_FLIGHT", ge=1, le=256)
     graph_dry_run: bool = Field(False, alias="EQUA_GRAPH_DRY_RUN")
+    # Per-tenant pacing (docs/deployment.md): Microsoft allows 3,000 writes per 150 s per app and tenant, and
+    # 3,500 / 5,000 / 8,000 resource units per 10 s for tenants of under 50 / 50-500 / over 500 users.
+    graph_write_budget: int = Field(2_850, alias="EQUA_GRAPH_WRITE_BUDGET", ge=1, le=3_000)
+    graph_resource_unit_budget: int = Field(3_200, alias="EQUA_GRAPH_RESOURCE_UNIT_BUDGET", ge=1, le=8_000)
 
     # --- Equa service ---
     data_dir: Path = Field(Path(".equa"), alias="EQUA_DATA_DIR")

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import ssl
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
@@ -76,6 +76,8 @@ class GraphConfig:
             dry_run=settings.graph_dry_run,
             redis_url=settings.redis_url,
             admin_consent_url=settings.admin_consent_url(),
+            write_budget=replace(WRITES, capacity=settings.graph_write_budget),
+            resource_unit_budget=replace(RESOURCE_UNITS, capacity=settings.graph_resource_unit_budget),
         )
 
     @property

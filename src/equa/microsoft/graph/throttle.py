@@ -97,8 +97,17 @@ return 0
 """
 
 
+# How often a process that cannot reach Redis says so (once per outage would hide a long one; every request floods).
+REDIS_DOWN_WARNING_INTERVAL = 60.0
+
+
 class RedisThrottleGate:
-    """The gate shared by every process that points at the same Redis (scaled-out workers)."""
+    """The gate shared by every process that points at the same Redis (scaled-out workers).
+
+    If Redis does not answer, the process falls back to its own in-process gate (same in-flight cap, blocks it saw
+    itself) instead of failing Graph calls: the gate is a courtesy to Microsoft, whose 429s still reach the retry
+    policy, and Redis being down must not take the Microsoft 365 integration down with it.
+    """
 
     def __init__(
         self,
@@ -118,6 +127,17 @@ class RedisThrottleGate:
         self._poll = poll_seconds
         self._block_script = self._redis.register_script(_BLOCK_SCRIPT)
         self._acquire_script = self._redis.register_script(_ACQUIRE_SCRIPT)
+        self._local = InProcessThrottleGate(max_in_flight)
+        self._last_warning = -REDIS_DOWN_WARNING_INTERVAL
+
+    def _redis_failed(self, error: Exception) -> None:
+        now = time.monotonic()
+        if now - self._last_warning >= REDIS_DOWN_WARNING_INTERVAL:
+            self._last_warning = now
+            log.warning(
+                "Graph throttle gate: Redis does not answer (%s); this process limits itself alone until it does",
+                type(error).__name__,
+            )
 
     def _key(self, kind: str, tenant: str) -> str:
         return f"{self._prefix}:{kind}:{tenant}"
@@ -125,33 +145,48 @@ class RedisThrottleGate:
     async def wait_turn(self, tenant: str) -> float:
         started = time.monotonic()
         key = self._key("blocked", tenant)
-        while True:
-            remaining_ms = await self._redis.pttl(key)
-            if remaining_ms is None or remaining_ms <= 0:
-                break
-            await asyncio.sleep(remaining_ms / 1000)
+        try:
+            while True:
+                remaining_ms = await self._redis.pttl(key)
+                if remaining_ms is None or remaining_ms <= 0:
+                    break
+                await asyncio.sleep(remaining_ms / 1000)
+        except Exception as error:  # any Redis failure: fall back, never fail the Graph call
+            self._redis_failed(error)
+            return time.monotonic() - started + await self._local.wait_turn(tenant)
         waited = time.monotonic() - started
         _record_wait(waited if waited > 0.001 else 0.0)
         return waited
 
     async def block(self, tenant: str, seconds: float) -> None:
+        await self._local.block(tenant, seconds)  # also kept locally, for the time Redis may be away
         milliseconds = max(1, int(seconds * 1000))
-        await self._block_script(keys=[self._key("blocked", tenant)], args=[milliseconds])
-        log.warning("tenant %s throttled by Graph: holding its requests for %.1f s", tenant, seconds)
+        try:
+            await self._block_script(keys=[self._key("blocked", tenant)], args=[milliseconds])
+        except Exception as error:
+            self._redis_failed(error)
 
     @contextlib.asynccontextmanager
     async def slot(self, tenant: str) -> AsyncIterator[None]:
         key = self._key("in-flight", tenant)
         lease = uuid.uuid4().hex
-        while not await self._acquire_script(keys=[key], args=[self._max_in_flight, self._lease_ms, lease]):
-            await asyncio.sleep(self._poll)
+        try:
+            while not await self._acquire_script(keys=[key], args=[self._max_in_flight, self._lease_ms, lease]):
+                await asyncio.sleep(self._poll)
+        except Exception as error:
+            self._redis_failed(error)
+            async with self._local.slot(tenant):
+                yield
+            return
         try:
             yield
         finally:
-            await self._redis.zrem(key, lease)
+            with contextlib.suppress(Exception):  # an unreturned lease expires by itself
+                await self._redis.zrem(key, lease)
 
     async def aclose(self) -> None:
-        await self._redis.aclose()
+        with contextlib.suppress(Exception):
+            await self._redis.aclose()
 
 
 def build_throttle_gate(redis_url: str | None, max_in_flight: int) -> ThrottleGate:

@@ -13,6 +13,7 @@ from typing import Any
 import pytest
 
 from equa.microsoft.graph import BatchRequest, GraphClient
+from equa.microsoft.graph.config import GraphConfig
 from equa.microsoft.graph.pacing import (
     RESOURCE_UNITS,
     WRITES,
@@ -23,6 +24,7 @@ from equa.microsoft.graph.pacing import (
     build_request_pacer,
     request_cost,
 )
+from equa.settings import Settings
 
 # Room for 4 writes at once, then 8 per second: small enough to see, fast enough for a test.
 SMALL_WRITES = Budget("writes", capacity=4, window=0.5)
@@ -169,3 +171,18 @@ async def test_without_redis_requests_go_unpaced_with_a_warning(caplog: pytest.L
         await pacer.aclose()
     assert time.monotonic() - started < 2
     assert any("unavailable" in record.getMessage() for record in caplog.records)
+
+
+def test_operators_size_the_budgets_to_their_tenant(tmp_path: Any) -> None:
+    base = {"data_dir": tmp_path, "secret_key": "k" * 40}
+    default = GraphConfig.from_settings(Settings(**base))
+    assert default.write_budget == WRITES and default.resource_unit_budget == RESOURCE_UNITS
+    large = GraphConfig.from_settings(
+        Settings(**base, EQUA_GRAPH_RESOURCE_UNIT_BUDGET=7_500, EQUA_GRAPH_WRITE_BUDGET=2_950)
+    )
+    assert (large.resource_unit_budget.capacity, large.resource_unit_budget.window) == (7_500, 10.0)
+    assert (large.write_budget.capacity, large.write_budget.window) == (2_950, 150.0)
+    with pytest.raises(ValueError, match="EQUA_GRAPH_WRITE_BUDGET"):
+        Settings(
+            **base, EQUA_GRAPH_WRITE_BUDGET=3_001
+        )  # above what Microsoft allows: every sync would hit 429s

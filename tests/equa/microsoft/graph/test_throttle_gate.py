@@ -66,3 +66,21 @@ async def test_redis_gate_is_shared_between_processes(
     first, second = redis_gates
     await _blocked_elsewhere_waits(first, second)
     await _in_flight_is_capped([first, second], 2)
+
+
+async def test_redis_gate_falls_back_to_the_process_when_redis_does_not_answer(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Port 1 refuses connections: Redis is down (or unreachable) from the start.
+    gate = RedisThrottleGate(
+        "redis://127.0.0.1:1/0", max_in_flight=3, key_prefix=f"equa-test:{uuid.uuid4().hex}"
+    )
+    try:
+        with caplog.at_level("WARNING", logger="equa.microsoft.graph.throttle"):
+            # The same guarantees, kept by this process alone: a 429 it saw holds its callers, the cap holds.
+            await _blocked_elsewhere_waits(gate, gate)
+            await _in_flight_is_capped([gate], 3)
+        warnings = [r.getMessage() for r in caplog.records if "Redis does not answer" in r.getMessage()]
+        assert len(warnings) == 1  # said once, not on every request
+    finally:
+        await gate.aclose()
