@@ -8,7 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPBearer
 
 from equa.accounts.models import User
-from equa.accounts.sessions import SESSION_COOKIE, enforce_csrf, read_session
+from equa.accounts.sessions import SESSION_COOKIE, enforce_csrf, read_session, session_user
 from equa.accounts.tokens import user_for_api_token
 from equa.db.read_cache import read_cache_for
 from equa.db.session import DbSession
@@ -51,8 +51,8 @@ async def current_user(
     browser_session = read_session(request)
     if browser_session is None:
         raise not_signed_in()
-    user = await session.get(User, browser_session.user_id)
-    if user is None or not user.is_active:
+    user = await session_user(session, browser_session, read_cache_for(request))
+    if user is None:
         raise not_signed_in("Your session has ended; sign in again.")
     await enforce_csrf(request, browser_session)
     request.state.auth_method = "session"

@@ -61,3 +61,19 @@ class ApiToken(Base):
 
     def __repr__(self) -> str:
         return f"ApiToken(id={self.id}, prefix={self.prefix!r}, user_id={self.user_id})"
+
+
+class BrowserSessionRecord(Base):
+    """One signed-in browser. The cookie names the row; signing out revokes it, so a copied cookie dies with it."""
+
+    __tablename__ = "browser_sessions"
+    __table_args__ = (Index("ix_browser_sessions_user_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    def __repr__(self) -> str:
+        return f"BrowserSessionRecord(id={self.id}, user_id={self.user_id})"

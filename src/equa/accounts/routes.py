@@ -33,14 +33,14 @@ async def sign_in(body: LoginIn, request: Request, response: Response, session: 
             "Check both and try again.",
             headers={"WWW-Authenticate": "Bearer"},
         )
-    csrf_token = start_session(request, response, user)
+    csrf_token = await start_session(request, response, user, session)
     return SessionOut(user=UserOut.of(user), csrf_token=csrf_token)
 
 
 @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
-async def sign_out(request: Request) -> Response:
+async def sign_out(request: Request, session: DbSession) -> Response:
     response = Response(status_code=status.HTTP_204_NO_CONTENT)
-    end_session(request, response)
+    await end_session(request, response, session)
     return response
 
 

@@ -1,4 +1,8 @@
-"""Browser sessions in a signed cookie, and the CSRF token that goes with each session."""
+"""Browser sessions: a signed cookie naming a server-side session row, and the CSRF token that goes with each.
+
+The signature keeps forged cookies out without a database read; the row lets signing out (or an operator) end a
+session for good, even if its cookie was copied before.
+"""
 
 from __future__ import annotations
 
@@ -6,11 +10,16 @@ import hmac
 import secrets
 import uuid
 from dataclasses import dataclass
+from datetime import timedelta
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
+from sqlalchemy import select, update
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from equa.accounts.models import User
+from equa.accounts.models import BrowserSessionRecord, User
+from equa.db.base import utcnow
+from equa.db.read_cache import ReadCache, detached_copy, read_through
 from equa.errors import AppError
 from equa.settings import Settings
 
@@ -23,6 +32,7 @@ SAFE_METHODS = frozenset({"GET", "HEAD", "OPTIONS", "TRACE"})
 
 @dataclass(frozen=True)
 class BrowserSession:
+    session_id: uuid.UUID
     user_id: uuid.UUID
     csrf_token: str
 
@@ -46,17 +56,24 @@ def read_session(request: Request) -> BrowserSession | None:
         return None
     try:
         data = _serializer(_settings(request)).loads(raw, max_age=SESSION_MAX_AGE_SECONDS)
-        browser_session = BrowserSession(user_id=uuid.UUID(data["u"]), csrf_token=str(data["c"]))
+        browser_session = BrowserSession(
+            session_id=uuid.UUID(data["s"]), user_id=uuid.UUID(data["u"]), csrf_token=str(data["c"])
+        )
     except (BadSignature, KeyError, TypeError, ValueError):
         return None
     request.scope["equa.browser_session"] = browser_session
     return browser_session
 
 
-def start_session(request: Request, response: Response, user: User) -> str:
+async def start_session(request: Request, response: Response, user: User, db: AsyncSession) -> str:
     """Sign `user` in on this browser; returns the CSRF token that state-changing requests must echo."""
+    record = BrowserSessionRecord(
+        user_id=user.id, expires_at=utcnow() + timedelta(seconds=SESSION_MAX_AGE_SECONDS)
+    )
+    db.add(record)
+    await db.flush()
     csrf_token = secrets.token_urlsafe(32)
-    value = _serializer(_settings(request)).dumps({"u": str(user.id), "c": csrf_token})
+    value = _serializer(_settings(request)).dumps({"s": str(record.id), "u": str(user.id), "c": csrf_token})
     response.set_cookie(
         SESSION_COOKIE,
         value,
@@ -66,15 +83,57 @@ def start_session(request: Request, response: Response, user: User) -> str:
         secure=request.url.scheme == "https",
         path="/",
     )
-    request.scope["equa.browser_session"] = BrowserSession(user_id=user.id, csrf_token=csrf_token)
+    request.scope["equa.browser_session"] = BrowserSession(
+        session_id=record.id, user_id=user.id, csrf_token=csrf_token
+    )
     return csrf_token
 
 
-def end_session(request: Request, response: Response) -> None:
+async def end_session(request: Request, response: Response, db: AsyncSession) -> None:
+    """Sign this browser out: the session row is revoked, so the cookie is refused even where it was copied."""
+    browser_session = read_session(request)
+    if browser_session is not None:
+        await db.execute(
+            update(BrowserSessionRecord)
+            .where(
+                BrowserSessionRecord.id == browser_session.session_id,
+                BrowserSessionRecord.revoked_at.is_(None),
+            )
+            .values(revoked_at=utcnow())
+        )
     response.delete_cookie(
         SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
     )
     request.scope.pop("equa.browser_session", None)
+
+
+SESSION_TABLES = (BrowserSessionRecord.__tablename__, User.__tablename__)
+
+
+async def session_user(
+    db: AsyncSession, browser_session: BrowserSession, cache: ReadCache | None = None
+) -> User | None:
+    """The active user of an unrevoked, unexpired session row, or None. `cache` may answer for a read-only request."""
+
+    async def load() -> User | None:
+        return await db.scalar(
+            select(User)
+            .join(BrowserSessionRecord, BrowserSessionRecord.user_id == User.id)
+            .where(
+                BrowserSessionRecord.id == browser_session.session_id,
+                BrowserSessionRecord.user_id == browser_session.user_id,
+                BrowserSessionRecord.revoked_at.is_(None),
+                BrowserSessionRecord.expires_at > utcnow(),
+                User.is_active.is_(True),
+            )
+        )
+
+    async def attach(copy: User) -> User:
+        return await db.merge(copy, load=False)
+
+    return await read_through(
+        cache, ("browser_session", browser_session.session_id), SESSION_TABLES, load, detached_copy, attach
+    )
 
 
 def csrf_token_for(request: Request) -> str | None:

@@ -88,15 +88,15 @@ async def login_submit(request: Request, session: DbSession) -> Response:
             message="The email or password is not correct. Check both and try again.",
         )
     response = see_other(next_url)
-    start_session(request, response, user)
+    await start_session(request, response, user, session)
     return response
 
 
 @router.post("/logout")
-async def logout(request: Request) -> Response:
+async def logout(request: Request, session: DbSession) -> Response:
     form = await request.form()
     response = see_other("/login")
     # Without the page's token this could be a forged cross-site sign-out; the session then stays as it is.
     if csrf_token_for(request) is not None and form_token_matches(request, form.get(CSRF_FORM_FIELD)):
-        end_session(request, response)
+        await end_session(request, response, session)
     return response

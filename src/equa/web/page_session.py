@@ -11,7 +11,8 @@ from fastapi.responses import RedirectResponse
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
-from equa.accounts.sessions import CSRF_FORM_FIELD, csrf_token_for, read_session
+from equa.accounts.sessions import CSRF_FORM_FIELD, csrf_token_for, read_session, session_user
+from equa.db.read_cache import read_cache_for
 
 # Sign-in happens before a session exists, so its form is protected by a double-submit cookie instead.
 LOGIN_CSRF_COOKIE = "equa_login_csrf"
@@ -22,10 +23,7 @@ async def page_user(request: Request, session: AsyncSession) -> User | None:
     browser_session = read_session(request)
     if browser_session is None:
         return None
-    user = await session.get(User, browser_session.user_id)
-    if user is None or not user.is_active:
-        return None
-    return user
+    return await session_user(session, browser_session, read_cache_for(request))
 
 
 def safe_next(target: str | None, default: str = "/organizations") -> str:

@@ -3,11 +3,15 @@
 from __future__ import annotations
 
 from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
 
 import httpx
+from sqlalchemy import update
 
-from equa.accounts.models import User
+from equa.accounts.models import BrowserSessionRecord, User
 from equa.accounts.sessions import SESSION_COOKIE
+from equa.db.base import utcnow
 
 MakeUser = Callable[..., Awaitable[User]]
 
@@ -119,4 +123,62 @@ async def test_tampered_cookie_is_not_a_session(
     value = client.cookies[SESSION_COOKIE]
     client.cookies.clear()
     client.cookies.set(SESSION_COOKIE, value[:-2] + ("AA" if not value.endswith("AA") else "BB"))
+    assert (await client.get("/api/v1/me")).status_code == 401
+
+
+async def test_a_copied_cookie_is_refused_once_its_session_signed_out(
+    client: httpx.AsyncClient, make_user: MakeUser, sign_in: Callable[[User, str], Awaitable[str]]
+) -> None:
+    user = await make_user(password="pw-123456")
+    await sign_in(user, "pw-123456")
+    copied = client.cookies[SESSION_COOKIE]  # e.g. lifted from a shared computer
+    assert (await client.delete("/api/v1/session")).status_code == 204
+
+    client.cookies.set(SESSION_COOKIE, copied)
+    api = await client.get("/api/v1/me")
+    assert api.status_code == 401
+    assert "sign in again" in api.json()["detail"].lower()
+    page = await client.get("/organizations")
+    assert page.status_code == 303 and page.headers["location"].startswith("/login")
+
+
+async def test_signing_out_one_browser_leaves_the_others_signed_in(app: object, make_user: MakeUser) -> None:
+    await make_user("two@example.com", password="pw-123456")
+    transport = httpx.ASGITransport(app=app)  # type: ignore[arg-type]
+    async with (
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as laptop,
+        httpx.AsyncClient(transport=transport, base_url="http://testserver") as phone,
+    ):
+        for browser in (laptop, phone):
+            signed_in = await browser.post(
+                "/api/v1/session", json={"email": "two@example.com", "password": "pw-123456"}
+            )
+            assert signed_in.status_code == 200
+        assert (await laptop.delete("/api/v1/session")).status_code == 204
+        assert (await laptop.get("/api/v1/me")).status_code == 401
+        assert (await phone.get("/api/v1/me")).status_code == 200
+
+
+async def test_an_expired_or_deactivated_session_is_refused(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    sign_in: Callable[[User, str], Awaitable[str]],
+    session_factory: Any,
+) -> None:
+    user = await make_user(password="pw-123456")
+    await sign_in(user, "pw-123456")
+    assert (await client.get("/api/v1/me")).status_code == 200
+    async with session_factory() as db:
+        await db.execute(
+            update(BrowserSessionRecord)
+            .where(BrowserSessionRecord.user_id == user.id)
+            .values(expires_at=utcnow() - timedelta(seconds=1))
+        )
+        await db.commit()
+    assert (await client.get("/api/v1/me")).status_code == 401
+
+    await sign_in(user, "pw-123456")
+    async with session_factory() as db:
+        await db.execute(update(User).where(User.id == user.id).values(is_active=False))
+        await db.commit()
     assert (await client.get("/api/v1/me")).status_code == 401

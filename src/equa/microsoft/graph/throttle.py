@@ -171,7 +171,9 @@ class RedisThrottleGate:
         key = self._key("in-flight", tenant)
         lease = uuid.uuid4().hex
         try:
-            while not await self._acquire_script(keys=[key], args=[self._max_in_flight, self._lease_ms, lease]):
+            while not await self._acquire_script(
+                keys=[key], args=[self._max_in_flight, self._lease_ms, lease]
+            ):
                 await asyncio.sleep(self._poll)
         except Exception as error:
             self._redis_failed(error)
