@@ -136,8 +136,16 @@ async def graph_endpoint(request: Request) -> Response:
         except GraphError as err:
             return _error(err.status, err.code, err.message, ids, err.headers)
         response.headers["Content-Type"] = "application/json"
-        return render(response, *ids)
-    return render(emu.execute(req), *ids)
+        return _answer_or_lose(emu, response, ids)
+    return _answer_or_lose(emu, emu.execute(req), ids)
+
+
+def _answer_or_lose(emu: Emulator, response: GraphResponse, ids: tuple[str, str | None]) -> Response:
+    """The answer, unless the lost-answer fault is due: the work is done, the connection closes unanswered."""
+    if emu.faults.should_lose_response():
+        emu.stats.fault("lost_response")
+        return DroppedResponse()  # type: ignore[return-value]
+    return render(response, *ids)
 
 
 def create_app(emu: Emulator) -> Any:

@@ -1,4 +1,9 @@
-"""Injected faults: latency, random 429/503/504, dropped connections, replication lag, token outages."""
+"""Injected faults: latency, random 429/503/504, dropped connections, lost answers, replication lag, token outages.
+
+`drop_rate` closes the connection before the request is looked at (nothing happened); `lost_response_rate` does the
+work first and then closes the connection (the change was made, the caller never hears so): the case a client must
+survive without duplicating what it asked for.
+"""
 
 from __future__ import annotations
 
@@ -17,6 +22,7 @@ class Faults:
     retry_after_seconds: int = 1
     retry_after_on_503: bool = False
     drop_rate: float = 0.0
+    lost_response_rate: float = 0.0
     replication_lag_seconds: float = 0.0
     token_outage: bool | str = False  # True or "503": answer 503; "drop": close the connection
     seed_random: int | None = None
@@ -29,7 +35,7 @@ class Faults:
         if unknown:
             raise ValueError(f"unknown fault settings: {', '.join(unknown)}")
         faults = cls(**data)
-        for name in ("rate_429", "rate_503", "rate_504", "drop_rate"):
+        for name in ("rate_429", "rate_503", "rate_504", "drop_rate", "lost_response_rate"):
             value = getattr(faults, name)
             if not 0.0 <= float(value) <= 1.0:
                 raise ValueError(f"{name} must be a probability between 0 and 1")
@@ -55,6 +61,10 @@ class FaultInjector:
 
     def should_drop(self) -> bool:
         return self.faults.drop_rate > 0 and self.rng.random() < self.faults.drop_rate
+
+    def should_lose_response(self) -> bool:
+        rate = self.faults.lost_response_rate
+        return rate > 0 and self.rng.random() < rate
 
     def pick_status(self) -> int | None:
         """An injected failure status for this Graph request or $batch item, if one is due."""

@@ -1,5 +1,6 @@
 """Chaos: an admin's whole working session (create, sync, members, flagged decisions, unlink, relink) while Graph
-throws 429/503/504, drops connections, spikes latency and lags replication; nothing is lost and no group doubles."""
+throws 429/503/504, drops connections, loses answers to work it did, spikes latency and lags replication; nothing
+is lost and no group doubles."""
 
 from __future__ import annotations
 
@@ -26,6 +27,7 @@ MIXED_FAULTS: dict[str, Any] = {
     "rate_503": 0.1,
     "rate_504": 0.05,
     "drop_rate": 0.05,
+    "lost_response_rate": 0.04,  # Graph did the work, the answer never came back
     "latency_ms": 10,
     "jitter_ms": 60,
     "replication_lag_seconds": 1.0,

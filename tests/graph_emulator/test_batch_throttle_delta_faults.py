@@ -185,6 +185,22 @@ def test_dropped_connections(graph, emulator):
     assert graph.get("/users?$top=1").status_code == 200
 
 
+def test_a_lost_answer_means_the_change_was_made(graph, emulator):
+    """drop_rate refuses before doing anything; lost_response_rate does the work and then hangs up."""
+    body = {"displayName": "Lost answer", "mailNickname": "lost-answer", "mailEnabled": True,
+            "securityEnabled": True, "groupTypes": ["Unified"]}  # fmt: skip
+    emulator.set_faults(drop_rate=1.0)
+    with pytest.raises(httpx.TransportError):
+        graph.post("/groups", json=body)
+    emulator.set_faults(lost_response_rate=1.0)
+    with pytest.raises(httpx.TransportError):
+        graph.post("/groups", json=body)
+    emulator.set_faults()
+    found = graph.get("/groups?$filter=mailNickname eq 'lost-answer'").json()["value"]
+    assert len(found) == 1  # made once: by the second request only, whose answer never arrived
+    assert emulator.stats()["faults_injected"]["lost_response"] == 1
+
+
 def test_controls_refuse_unknown_fault_settings(emulator):
     with pytest.raises(RuntimeError):
         emulator.set_faults(rate_999=1)
