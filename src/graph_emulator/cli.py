@@ -6,6 +6,7 @@ import argparse
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
 from . import seeds
 from .runtime import Emulator
@@ -27,10 +28,41 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     return parser.parse_args(argv)
 
 
+class SeedFileError(Exception):
+    """A --seed file that cannot be read, is not JSON, or does not have a seed's shape."""
+
+
+def read_seed_file(path: Path) -> dict[str, Any]:
+    """The seed in `path`, checked by loading it once, or SeedFileError with a one-line reason."""
+    try:
+        seed = json.loads(path.read_text(encoding="utf-8"))
+    except OSError as error:
+        raise SeedFileError(f"cannot read seed file {path}: {error.strerror or error}") from error
+    except UnicodeDecodeError as error:
+        raise SeedFileError(f"seed file {path} is not UTF-8 text") from error
+    except json.JSONDecodeError as error:
+        raise SeedFileError(
+            f"seed file {path} is not valid JSON: {error.msg} (line {error.lineno}, column {error.colno})"
+        ) from error
+    tenants = seed.get("tenants") if isinstance(seed, dict) else None
+    if not isinstance(tenants, list) or not all(isinstance(tenant, dict) for tenant in tenants):
+        raise SeedFileError(f'seed file {path} must hold a JSON object with a "tenants" list of objects')
+    try:
+        seeds.load_seed(seed)
+    except (KeyError, TypeError, ValueError, AttributeError) as error:
+        reason = f"missing {error}" if isinstance(error, KeyError) else str(error)
+        raise SeedFileError(f"seed file {path} is not a valid seed: {reason}") from error
+    return seed
+
+
 def main(argv: list[str] | None = None) -> int:
     args = parse_args(argv)
     if args.seed:
-        seed = json.loads(args.seed.read_text())
+        try:
+            seed = read_seed_file(args.seed)
+        except SeedFileError as error:
+            print(f"graph_emulator: error: {error}", file=sys.stderr, flush=True)
+            return 2
     elif args.users or args.groups:
         seed = seeds.generated_seed(args.users, args.groups)
     else:
