@@ -7,6 +7,7 @@ import asyncio
 import time
 import uuid
 from collections.abc import Awaitable, Callable, Iterator
+from dataclasses import dataclass
 from typing import Any
 
 import httpx
@@ -65,17 +66,32 @@ async def change_behind_the_orm(app: FastAPI, statement: Any) -> None:
         await connection.execute(statement)
 
 
-async def test_repeated_reads_do_not_query_the_token_or_membership_again(
+@dataclass
+class SignedInAdmin:
+    user: User
+    org: Organization
+    headers: dict[str, str]
+
+
+@pytest.fixture
+async def admin(
     client: httpx.AsyncClient,
     make_user: Callable[..., Awaitable[User]],
     make_org: Callable[..., Awaitable[Organization]],
     bearer: Callable[[User], Awaitable[dict[str, str]]],
-    statements: list[str],
+) -> SignedInAdmin:
+    """An organization's admin with an API token whose first use (a write) is already recorded."""
+    user = await make_user()
+    org = await make_org(user)
+    headers = await bearer(user)
+    assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
+    return SignedInAdmin(user, org, headers)
+
+
+async def test_repeated_reads_do_not_query_the_token_or_membership_again(
+    client: httpx.AsyncClient, admin: SignedInAdmin, statements: list[str]
 ) -> None:
-    admin = await make_user()
-    org = await make_org(admin)
-    headers = await bearer(admin)
-    await client.get("/api/v1/me", headers=headers)  # the token's first use is recorded (a write)
+    org, headers = admin.org, admin.headers
     statements.clear()
     for _ in range(5):
         response = await client.get(f"/api/v1/organizations/{org.id}", headers=headers)
@@ -175,21 +191,15 @@ async def test_with_the_cache_off_every_request_reads_the_database(
 
 
 async def test_writes_never_use_what_a_read_cached(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    make_user: Callable[..., Awaitable[User]],
-    make_org: Callable[..., Awaitable[Organization]],
-    bearer: Callable[[User], Awaitable[dict[str, str]]],
+    app: FastAPI, client: httpx.AsyncClient, admin: SignedInAdmin
 ) -> None:
-    admin = await make_user()
-    org = await make_org(admin)
-    headers = await bearer(admin)
+    org, headers = admin.org, admin.headers
     assert (await client.get(f"/api/v1/organizations/{org.id}", headers=headers)).status_code == 200
     # Demoted by "another process": reads may lag for the lifetime, a write must not.
     await change_behind_the_orm(
         app,
         update(Membership)
-        .where(Membership.organization_id == org.id, Membership.user_id == admin.id)
+        .where(Membership.organization_id == org.id, Membership.user_id == admin.user.id)
         .values(role="member"),
     )
     refused = await client.post(
@@ -201,17 +211,9 @@ async def test_writes_never_use_what_a_read_cached(
 
 
 async def test_concurrent_misses_share_one_read(
-    app: FastAPI,
-    client: httpx.AsyncClient,
-    make_user: Callable[..., Awaitable[User]],
-    make_org: Callable[..., Awaitable[Organization]],
-    bearer: Callable[[User], Awaitable[dict[str, str]]],
-    statements: list[str],
+    app: FastAPI, client: httpx.AsyncClient, admin: SignedInAdmin, statements: list[str]
 ) -> None:
-    admin = await make_user()
-    org = await make_org(admin)
-    headers = await bearer(admin)
-    await client.get("/api/v1/me", headers=headers)  # records the token's first use (a write) out of the way
+    org, headers = admin.org, admin.headers
     app.state.read_cache.clear()
     statements.clear()
     started = time.monotonic()
