@@ -130,7 +130,9 @@ async def graph_endpoint(request: Request) -> Response:
         if injected in FAULT_ERRORS:
             emu.stats.fault(str(injected))
             code, message = FAULT_ERRORS[injected]
-            return _error(injected, code, message, ids, {})
+            retry_after = injected == 503 and emu.faults.faults.retry_after_on_503
+            headers = {"Retry-After": str(emu.faults.faults.retry_after_seconds)} if retry_after else {}
+            return _error(injected, code, message, ids, headers)
         try:
             response = run_batch(emu, req, new_request_id)
         except GraphError as err:

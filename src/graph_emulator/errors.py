@@ -32,6 +32,7 @@ ON_PREMISES_MASTERED = (
     "currently undergoing migration."
 )
 THROTTLED = "Please retry again later."
+THROTTLED_INNER_MESSAGE = "Please retry after"
 METHOD_NOT_ALLOWED = "Specified HTTP method is not allowed for the request target."
 
 
@@ -45,6 +46,22 @@ def error_body(code: str, message: str, request_id: str, client_request_id: str 
     inner: dict[str, Any] = {"date": graph_date(), "request-id": request_id}
     inner["client-request-id"] = client_request_id or request_id
     return {"error": {"code": code, "message": message, "innerError": inner}}
+
+
+def throttled_body(request_id: str) -> dict[str, Any]:
+    """The 429 body of Microsoft's throttling guidance.
+
+    Unlike other errors, its innerError repeats the status as strings and has a message of its own, and it carries
+    no client-request-id (the response header still does).
+    """
+    inner = {
+        "code": "429",
+        "date": graph_date(),
+        "message": THROTTLED_INNER_MESSAGE,
+        "request-id": request_id,
+        "status": "429",
+    }
+    return {"error": {"code": "TooManyRequests", "message": THROTTLED, "innerError": inner}}
 
 
 class GraphError(Exception):

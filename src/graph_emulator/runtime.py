@@ -8,7 +8,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
-from .errors import THROTTLED, GraphError, error_body
+from .errors import GraphError, error_body, throttled_body
 from .faults import FaultInjector, Faults
 from .listing import JSON_CONTENT_TYPE
 from .router import GraphRequest, GraphResponse, match, resource_units
@@ -99,8 +99,12 @@ class Emulator:
 
     def throttled(self, req_ids: tuple[str, str | None], retry_after: int, units: int) -> GraphResponse:
         self.stats.throttled += 1
-        err = GraphError(429, "TooManyRequests", THROTTLED, {"Retry-After": str(retry_after)})
-        return self.error(req_ids, err, units)
+        headers = {
+            "Content-Type": "application/json",
+            "x-ms-resource-unit": str(units),
+            "Retry-After": str(retry_after),
+        }
+        return GraphResponse(429, throttled_body(req_ids[0]), headers)
 
     def execute(self, req: GraphRequest) -> GraphResponse:
         """Route, inject faults, throttle, authorise and run one Graph request or $batch item."""

@@ -60,6 +60,10 @@ def fetch_token(emu: RunningEmulator, client_id: str | None = None, secret: str 
     return str(response.json()["access_token"])
 
 
+# innerError of a 429, as in the sample of Microsoft's throttling guidance: no client-request-id, status repeated.
+THROTTLED_INNER_KEYS = {"code", "date", "message", "request-id", "status"}
+
+
 def error_of(response: httpx.Response) -> dict[str, Any]:
     """The error object, after checking it has Graph's exact shape and echoes the request ids."""
     body = response.json()
@@ -67,7 +71,11 @@ def error_of(response: httpx.Response) -> dict[str, Any]:
     error = body["error"]
     assert set(error) == {"code", "message", "innerError"}
     inner = error["innerError"]
-    assert set(inner) == {"date", "request-id", "client-request-id"}
+    if response.status_code == 429:
+        assert set(inner) == THROTTLED_INNER_KEYS
+        assert inner["code"] == inner["status"] == "429"
+    else:
+        assert set(inner) == {"date", "request-id", "client-request-id"}
     assert len(inner["date"]) == 19 and not inner["date"].endswith("Z")
     assert inner["request-id"] == response.headers["request-id"]
     return dict(error)
