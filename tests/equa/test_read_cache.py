@@ -14,9 +14,10 @@ import httpx
 import pytest
 from fastapi import FastAPI
 from sqlalchemy import event, update
-from sqlalchemy.ext.asyncio import AsyncEngine
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, create_async_engine
 
 from equa.accounts.models import ApiToken, User
+from equa.db.read_cache import ReadCache, read_through
 from equa.organizations.models import Membership, Organization
 from equa.settings import Settings
 
@@ -233,3 +234,54 @@ def _now() -> Any:
 
 
 __all__ = ["uuid"]
+
+
+async def _shared_fill(change_during_fill: bool) -> tuple[str, str, int]:
+    """Two misses of one key: the second arrives while the first is reading. Returns both answers and the number
+    of reads the second made."""
+    cache = ReadCache(10.0)
+    release = asyncio.Event()
+    second_reads = 0
+
+    async def slow_read() -> str:
+        await release.wait()
+        return "read before the change"
+
+    async def second_read() -> str:
+        nonlocal second_reads
+        second_reads += 1
+        return "read after the change"
+
+    async def same(value: str) -> str:
+        return value
+
+    first = asyncio.create_task(read_through(cache, "k", ["api_tokens"], slow_read, str, same))
+    await asyncio.sleep(0)  # the first read is in progress
+    if change_during_fill:
+        await change_tables_in_this_process()
+    second = asyncio.create_task(read_through(cache, "k", ["api_tokens"], second_read, str, same))
+    await asyncio.sleep(0)
+    release.set()
+    return await first, await second, second_reads
+
+
+async def change_tables_in_this_process() -> None:
+    """An ORM change to api_tokens, committed (the generations of the table move on)."""
+    engine = create_async_engine("sqlite+aiosqlite://")
+    async with engine.begin() as connection:
+        await connection.run_sync(ApiToken.__table__.create)  # type: ignore[attr-defined]
+    async with AsyncSession(engine) as session:
+        await session.execute(update(ApiToken).values(name="renamed"))
+        await session.commit()
+    await engine.dispose()
+
+
+async def test_a_miss_waiting_on_a_read_in_progress_shares_its_answer() -> None:
+    first, second, reads = await _shared_fill(change_during_fill=False)
+    assert first == second == "read before the change" and reads == 0
+
+
+async def test_a_miss_never_shares_a_read_that_began_before_a_change() -> None:
+    first, second, reads = await _shared_fill(change_during_fill=True)
+    assert first == "read before the change"
+    assert second == "read after the change" and reads == 1  # e.g. a token revoked meanwhile is refused

@@ -106,7 +106,8 @@ class ReadCache:
         self._entries: dict[Hashable, _Entry] = {}
         # key -> the read in progress; requests that miss the same key meanwhile wait for it instead of each
         # reading (when an entry expires under load, dozens of requests would otherwise miss at once).
-        self._filling: dict[Hashable, asyncio.Future[Any]] = {}
+        # Each with the generations it started from: a waiter whose tables changed since then reads for itself.
+        self._filling: dict[Hashable, tuple[asyncio.Future[Any], tuple[tuple[str, int], ...]]] = {}
 
     @property
     def enabled(self) -> bool:
@@ -173,17 +174,21 @@ async def read_through(
     found, cached = cache.get(key)
     if found:
         return await attach(cached)
+    tables = tuple(tables)
     in_progress = cache._filling.get(key)
     if in_progress is not None:
-        shared = await asyncio.shield(in_progress)
-        if shared is not _FILL_FAILED and (shared is not None or cache_none):
+        future, started_from = in_progress
+        shared = await asyncio.shield(future)
+        # A change committed since that read began (a revoked token, say) may not be in what it found.
+        unchanged = cache.generations(tables) == started_from
+        if unchanged and shared is not _FILL_FAILED and (shared is not None or cache_none):
             return await attach(shared)
-        return await load()  # that read failed or found nothing it may share: read for ourselves
+        return await load()  # read for ourselves
     filled: asyncio.Future[Any] = asyncio.get_running_loop().create_future()
-    cache._filling[key] = filled
+    generations = cache.generations(tables)
+    cache._filling[key] = (filled, generations)
     shared = _FILL_FAILED
     try:
-        generations = cache.generations(tables)
         result = await load()
         shared = None if result is None else snapshot(result)
         if shared is not None or cache_none:
