@@ -14,7 +14,7 @@ from datetime import timedelta
 
 from fastapi import Request, Response
 from itsdangerous import BadSignature, URLSafeTimedSerializer
-from sqlalchemy import select, update
+from sqlalchemy import delete, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import BrowserSessionRecord, User
@@ -67,8 +67,16 @@ def read_session(request: Request) -> BrowserSession | None:
 
 async def start_session(request: Request, response: Response, user: User, db: AsyncSession) -> str:
     """Sign `user` in on this browser; returns the CSRF token that state-changing requests must echo."""
+    now = utcnow()
+    # The person's ended sessions are of no more use: tidy them here, so the table stays the size of who is signed in.
+    await db.execute(
+        delete(BrowserSessionRecord).where(
+            BrowserSessionRecord.user_id == user.id,
+            or_(BrowserSessionRecord.revoked_at.is_not(None), BrowserSessionRecord.expires_at <= now),
+        )
+    )
     record = BrowserSessionRecord(
-        user_id=user.id, expires_at=utcnow() + timedelta(seconds=SESSION_MAX_AGE_SECONDS)
+        user_id=user.id, expires_at=now + timedelta(seconds=SESSION_MAX_AGE_SECONDS)
     )
     db.add(record)
     await db.flush()

@@ -7,7 +7,7 @@ from datetime import timedelta
 from typing import Any
 
 import httpx
-from sqlalchemy import update
+from sqlalchemy import select, update
 
 from equa.accounts.models import BrowserSessionRecord, User
 from equa.accounts.sessions import SESSION_COOKIE
@@ -182,3 +182,21 @@ async def test_an_expired_or_deactivated_session_is_refused(
         await db.execute(update(User).where(User.id == user.id).values(is_active=False))
         await db.commit()
     assert (await client.get("/api/v1/me")).status_code == 401
+
+
+async def test_signing_in_again_tidies_the_persons_ended_sessions(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    sign_in: Callable[[User, str], Awaitable[str]],
+    session_factory: Any,
+) -> None:
+    user = await make_user(password="pw-123456")
+    for _ in range(3):
+        await sign_in(user, "pw-123456")
+        assert (await client.delete("/api/v1/session")).status_code == 204
+    await sign_in(user, "pw-123456")
+    async with session_factory() as db:
+        rows = list(
+            await db.scalars(select(BrowserSessionRecord).where(BrowserSessionRecord.user_id == user.id))
+        )
+    assert len(rows) == 1 and rows[0].revoked_at is None
