@@ -6,7 +6,6 @@ import datetime as dt
 import json
 import time
 import uuid
-from pathlib import Path
 from urllib.parse import parse_qs, urlsplit
 
 import jwt
@@ -21,8 +20,7 @@ from emulator_helpers import GRAPH_SCOPE, Graph, error_of, fetch_token, http_cli
 
 from graph_emulator import seeds
 from graph_emulator.testing import RunningEmulator
-
-REFERENCE = Path("/work/shared/graph-reference")
+from reference_examples import reference_dir
 
 
 def msal_app(
@@ -114,7 +112,7 @@ def test_wrong_secret_is_aadsts7000215(emulator):
     status, body = token_error(emulator, client_secret="not-the-secret")
     assert status == 401
     assert_aad_error(body, 7000215, "invalid_client")
-    reference = json.loads((REFERENCE / "observed-token-endpoint-errors.json").read_text())
+    reference = json.loads((reference_dir() / "observed-token-endpoint-errors.json").read_text())
     expected_start = reference["AADSTS7000215_invalid_secret"]["body"]["error_description"].split("{appId}")[
         0
     ]

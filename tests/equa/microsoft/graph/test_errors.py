@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import pytest
 
@@ -21,8 +20,8 @@ from equa.microsoft.graph.errors import (
     classify_graph_error,
     classify_token_error,
 )
+from reference_examples import reference_dir
 
-REFERENCE = Path("/work/shared/graph-reference")
 CONSENT_URL = "https://login.example/tenant/v2.0/adminconsent?client_id=abc"
 
 
@@ -125,7 +124,7 @@ def test_known_messages_map_to_what_the_caller_does_next(status: int, message: s
 
 
 def test_reference_observations_classify_as_documented() -> None:
-    observed = json.loads((REFERENCE / "observed-graph-errors.json").read_text())
+    observed = json.loads((reference_dir() / "observed-graph-errors.json").read_text())
     not_found = observed["resource_not_found_404"]
     error = classify_graph_error(not_found["http_status"], not_found["body"])
     assert isinstance(error, GraphNotFound)
@@ -150,7 +149,7 @@ def test_unparseable_body_still_classifies_by_status() -> None:
     ],
 )
 def test_token_endpoint_errors_carry_the_aadsts_code_and_remedy(key: str, code: str, phrase: str) -> None:
-    observed = json.loads((REFERENCE / "observed-token-endpoint-errors.json").read_text())[key]
+    observed = json.loads((reference_dir() / "observed-token-endpoint-errors.json").read_text())[key]
     error = classify_token_error(observed["body"], status=observed["http_status"])
     assert isinstance(error, GraphAuthenticationFailed)
     assert error.code == code
