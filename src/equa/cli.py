@@ -180,6 +180,30 @@ async def _user_by_email_or_fail(session: AsyncSession, email: str) -> object:
     return user
 
 
+@users_app.command("sign-out")
+def users_sign_out(
+    email: str,
+    tokens: Annotated[bool, typer.Option(help="Also revoke every API token of the user.")] = False,
+) -> None:
+    """End every browser session of a user at once (and with --tokens their API tokens): a lost laptop, a leaver."""
+    settings = settings_or_exit()
+    from equa.accounts.models import User
+    from equa.accounts.sessions import end_all_sessions
+    from equa.accounts.tokens import revoke_all_api_tokens
+
+    async def work(session: AsyncSession) -> str:
+        user = await _user_by_email_or_fail(session, email)
+        assert isinstance(user, User)
+        ended = await end_all_sessions(session, user)
+        revoked = await revoke_all_api_tokens(session, user) if tokens else None
+        summary = f"{user.email}: {ended} browser session(s) ended"
+        return summary + (f", {revoked} API token(s) revoked" if revoked is not None else "")
+
+    typer.echo(run_in_session(settings, work))
+    if settings.effective_read_cache_seconds:
+        typer.echo(f"Running API processes refuse them within {settings.effective_read_cache_seconds:g} s.")
+
+
 @orgs_app.command("create")
 def orgs_create(
     name: str,

@@ -2,15 +2,21 @@
 
 from __future__ import annotations
 
+import asyncio
 import subprocess
 import sys
 import time
 from pathlib import Path
 
+import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from typer.testing import CliRunner
 
+from equa.accounts.sessions import SESSION_COOKIE
+from equa.app import create_app
 from equa.cli import app
+from equa.settings import load_settings
 
 EQUA = str(Path(sys.executable).with_name("equa"))
 
@@ -82,3 +88,50 @@ def test_accounts_and_organizations_from_the_command_line(cli_env: dict[str, str
 
     token = equa("tokens", "create", "ann@example.com")
     assert token.startswith("equa_")
+
+
+def test_an_operator_signs_a_person_out_everywhere(cli_env: dict[str, str]) -> None:
+    runner = CliRunner()
+
+    def equa(*args: str) -> str:
+        result = runner.invoke(app, list(args))
+        assert result.exit_code == 0, result.output
+        return result.stdout.strip()
+
+    equa("db", "upgrade")
+    equa("users", "create", "lost-laptop@example.com", "--password", "pw-123456")
+    token = equa("tokens", "create", "lost-laptop@example.com")
+    web = create_app(load_settings())
+    login = {"email": "lost-laptop@example.com", "password": "pw-123456"}
+
+    async def answers(cookies: list[str]) -> list[int]:
+        """/me for each browser cookie, then for the API token."""
+        async with httpx.AsyncClient(transport=httpx.ASGITransport(app=web), base_url="http://t") as client:
+            by_cookie = [
+                (await client.get("/api/v1/me", cookies={SESSION_COOKIE: c})).status_code for c in cookies
+            ]
+            by_token = await client.get("/api/v1/me", headers={"Authorization": f"Bearer {token}"})
+        return [*by_cookie, by_token.status_code]
+
+    async def sign_in_on_two_browsers() -> list[str]:
+        cookies = []
+        async with LifespanManager(web):
+            for _ in range(2):
+                async with httpx.AsyncClient(
+                    transport=httpx.ASGITransport(app=web), base_url="http://t"
+                ) as browser:
+                    assert (await browser.post("/api/v1/session", json=login)).status_code == 200
+                    cookies.append(browser.cookies[SESSION_COOKIE])
+            assert await answers(cookies) == [200, 200, 200]
+        return cookies
+
+    async def answers_now(cookies: list[str]) -> list[int]:
+        async with LifespanManager(web):
+            return await answers(cookies)
+
+    cookies = asyncio.run(sign_in_on_two_browsers())
+    said = equa("users", "sign-out", "lost-laptop@example.com", "--tokens")
+    assert "2 browser session(s) ended, 1 API token(s) revoked" in said
+    assert asyncio.run(answers_now(cookies)) == [401, 401, 401]
+    unknown = runner.invoke(app, ["users", "sign-out", "nobody@example.com"])
+    assert unknown.exit_code == 1 and "equa users create" in unknown.output

@@ -115,6 +115,20 @@ async def end_session(request: Request, response: Response, db: AsyncSession) ->
     request.scope.pop("equa.browser_session", None)
 
 
+async def end_all_sessions(db: AsyncSession, user: User) -> int:
+    """Sign `user` out of every browser (a lost laptop, a left employee); returns how many sessions ended."""
+    result = await db.execute(
+        update(BrowserSessionRecord)
+        .where(
+            BrowserSessionRecord.user_id == user.id,
+            BrowserSessionRecord.revoked_at.is_(None),
+            BrowserSessionRecord.expires_at > utcnow(),
+        )
+        .values(revoked_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
 SESSION_TABLES = (BrowserSessionRecord.__tablename__, User.__tablename__)
 
 

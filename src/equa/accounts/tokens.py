@@ -123,3 +123,13 @@ async def revoke_api_token(session: AsyncSession, user: User, token_id: uuid.UUI
         row.revoked_at = utcnow()
         await session.flush()
     return row
+
+
+async def revoke_all_api_tokens(session: AsyncSession, user: User) -> int:
+    """Revoke every live token of `user`; returns how many."""
+    result = await session.execute(
+        update(ApiToken)
+        .where(ApiToken.user_id == user.id, ApiToken.revoked_at.is_(None))
+        .values(revoked_at=utcnow())
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
