@@ -18,67 +18,38 @@ from typing import Any
 import httpx
 import pytest
 
+from emulator_support import fresh_emulator, integration_settings, member_users, running_emulator
+from emulator_support import seed_group_id as seed_group_id
 from equa.settings import Settings
 
 FINAL_RUN_STATUSES = frozenset({"succeeded", "partial", "failed", "abandoned"})
 
 
-def tenant_users() -> list[dict[str, Any]]:
-    from graph_emulator.seeds import default_seed
-
-    users: list[dict[str, Any]] = default_seed()["tenants"][0]["users"]
-    return users
-
-
 def tenant_members() -> list[dict[str, Any]]:
     """Member (not guest) users of the default tenant that have a mailbox."""
-    return [u for u in tenant_users() if u["userType"] == "Member" and u.get("mail")]
-
-
-def seed_group_id(key: str) -> str:
-    from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
-
-    return stable_id(DEFAULT_TENANT_DOMAIN, "seed-group", key)
+    return member_users(with_mailbox=True)
 
 
 @pytest.fixture(scope="module")
 def chaos_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
-    running = testing.start_emulator(tmp_path_factory.mktemp("chaos-emulator"), throttling=False)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_emulator(tmp_path_factory, "chaos-emulator")
 
 
 @pytest.fixture
 def cemu(chaos_emulator: Any) -> Iterator[Any]:
     """The emulator on its default tenant, without faults, statistics zeroed."""
-    chaos_emulator.reset()
-    chaos_emulator.set_faults()
-    chaos_emulator.reset_stats()
-    yield chaos_emulator
-    chaos_emulator.set_faults()
+    yield from fresh_emulator(chaos_emulator)
 
 
 def chaos_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:
     """Settings pointed at the emulator, with retry budgets small enough that a chaos run takes seconds."""
-    values: dict[str, Any] = {
-        "ms_auth_enabled": True,
-        "ms_auth_client_id": emu.client_id,
-        "ms_auth_tenant_id": emu.tenant_id,
-        "ms_auth_secret": emu.client_secret,
-        "ms_authority_host": emu.base_url,
-        "ms_graph_url": emu.graph_url,
-        "ms_ca_bundle": emu.ca_path,
-        "graph_max_attempts": 6,
+    budgets: dict[str, Any] = {
         "graph_max_retry_wait_seconds": 6.0,
         "graph_timeout_seconds": 5.0,
         "status_cache_seconds": 1.0,
         "sync_interval_seconds": 3600,
     }
-    values.update(overrides)
-    return make_settings(**values)
+    return integration_settings(make_settings, emu, **{**budgets, **overrides})
 
 
 @pytest.fixture

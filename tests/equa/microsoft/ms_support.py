@@ -13,6 +13,8 @@ from typing import Any
 import httpx
 import pytest
 
+from emulator_support import default_tenant_users, fresh_emulator, integration_settings, running_emulator
+from emulator_support import seed_group_id as seed_group_id
 from equa.accounts.models import User
 from equa.organizations.models import Organization
 from equa.settings import Settings
@@ -20,17 +22,8 @@ from equa.settings import Settings
 PASSWORD = "correct horse battery staple"
 
 
-def seed_group_id(key: str) -> str:
-    from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
-
-    return stable_id(DEFAULT_TENANT_DOMAIN, "seed-group", key)
-
-
 def seed_users() -> list[dict[str, Any]]:
-    from graph_emulator.seeds import default_seed
-
-    users: list[dict[str, Any]] = default_seed()["tenants"][0]["users"]
-    return users
+    return default_tenant_users()
 
 
 def tenant_members() -> list[dict[str, Any]]:
@@ -43,34 +36,20 @@ def tenant_guests() -> list[dict[str, Any]]:
 
 @pytest.fixture(scope="session")
 def ms_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
-    running = testing.start_emulator(tmp_path_factory.mktemp("ms-emulator"), throttling=False)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_emulator(tmp_path_factory, "ms-emulator")
 
 
 @pytest.fixture
 def emu(ms_emulator: Any) -> Iterator[Any]:
     """The emulator on its default tenant, without faults, statistics zeroed."""
-    ms_emulator.reset()
-    ms_emulator.set_faults()
-    ms_emulator.reset_stats()
-    yield ms_emulator
-    ms_emulator.set_faults()
+    yield from fresh_emulator(ms_emulator)
 
 
 @pytest.fixture
 def settings(make_settings: Callable[..., Settings], emu: Any) -> Settings:
-    return make_settings(
-        ms_auth_enabled=True,
-        ms_auth_client_id=emu.client_id,
-        ms_auth_tenant_id=emu.tenant_id,
-        ms_auth_secret=emu.client_secret,
-        ms_authority_host=emu.base_url,
-        ms_graph_url=emu.graph_url,
-        ms_ca_bundle=emu.ca_path,
+    return integration_settings(
+        make_settings,
+        emu,
         graph_max_attempts=5,
         graph_max_retry_wait_seconds=4.0,
         graph_timeout_seconds=10.0,

@@ -14,6 +14,7 @@ from typing import Any
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from emulator_support import fresh_emulator, integration_settings, running_emulator
 from equa.accounts.models import User
 from equa.organizations.models import Membership, Organization, Role
 from equa.settings import Settings
@@ -23,40 +24,22 @@ DOMAIN = "contoso.onmicrosoft.com"  # the emulator's default tenant
 
 @pytest.fixture(scope="session")
 def sync_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
-    running = testing.start_emulator(tmp_path_factory.mktemp("sync-emulator"), throttling=False)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_emulator(tmp_path_factory, "sync-emulator")
 
 
 @pytest.fixture
 def semu(sync_emulator: Any) -> Iterator[Any]:
     """The emulator, reset to its default tenant, without faults, statistics zeroed."""
-    sync_emulator.reset()
-    sync_emulator.set_faults()
-    sync_emulator.reset_stats()
-    yield sync_emulator
-    sync_emulator.set_faults()
+    yield from fresh_emulator(sync_emulator)
 
 
 def emulator_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:
-    values: dict[str, Any] = {
-        "ms_auth_enabled": True,
-        "ms_auth_client_id": emu.client_id,
-        "ms_auth_tenant_id": emu.tenant_id,
-        "ms_auth_secret": emu.client_secret,
-        "ms_authority_host": emu.base_url,
-        "ms_graph_url": emu.graph_url,
-        "ms_ca_bundle": emu.ca_path,
-        "graph_max_attempts": 6,
+    budgets: dict[str, Any] = {
         "graph_max_retry_wait_seconds": 20.0,
         "graph_timeout_seconds": 10.0,
         "sync_interval_seconds": 3600,
     }
-    values.update(overrides)
-    return make_settings(**values)
+    return integration_settings(make_settings, emu, **{**budgets, **overrides})
 
 
 @pytest.fixture
