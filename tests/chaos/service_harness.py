@@ -17,6 +17,7 @@ import subprocess
 import sys
 import time
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Protocol
@@ -267,6 +268,28 @@ def seed_group_id(key: str) -> str:
     from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
 
     return stable_id(DEFAULT_TENANT_DOMAIN, "seed-group", key)
+
+
+FINAL_RUN_STATUSES = frozenset({"succeeded", "partial", "failed", "abandoned"})
+
+
+def wait_for(predicate: Callable[[], Any], timeout: float, what: str) -> Any:
+    """Poll `predicate` every 0.1 s until it returns something truthy, which is returned; fail after `timeout`."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        value = predicate()
+        if value:
+            return value
+        time.sleep(0.1)
+    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
+
+
+def sync_run(http: httpx.Client, org_url: str, run_id: str) -> dict[str, Any]:
+    """A sync run as the API shows it (`org_url` is the organization's .../microsoft prefix)."""
+    response = http.get(f"{org_url}/sync-runs/{run_id}")
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
 
 
 def sqlite_path(database_url: str) -> Path:

@@ -11,45 +11,27 @@ from typing import Any
 import httpx
 import pytest
 from service_harness import (
+    FINAL_RUN_STATUSES,
     ServedApp,
     seed_group_id,
     seed_organization_sync,
     service_environment,
     sqlite_integrity_check,
+    sync_run,
     tenant_member_emails,
+    wait_for,
 )
+
+from emulator_support import running_emulator
 
 pytestmark = pytest.mark.chaos
 
 LEASE_SECONDS = 10  # the smallest EQUA_SYNC_LEASE allows, so abandonment shows quickly
-FINAL = {"succeeded", "partial", "failed", "abandoned"}
 
 
 @pytest.fixture(scope="module")
 def crash_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
-    running = testing.start_emulator(tmp_path_factory.mktemp("crash-emulator"), throttling=False)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def _run(http: httpx.Client, org: str, run_id: str) -> dict[str, Any]:
-    response = http.get(f"{org}/sync-runs/{run_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
+    yield from running_emulator(tmp_path_factory, "crash-emulator")
 
 
 def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, crash_emulator: Any) -> None:
@@ -72,7 +54,7 @@ def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, crash_emula
             started = http.post(f"{org}/sync-members", json={})
             assert started.status_code == 202, started.text
             run_id = started.json()["id"]
-            _wait_for(lambda: _run(http, org, run_id)["status"] == "running", 20, "the run to start")
+            wait_for(lambda: sync_run(http, org, run_id)["status"] == "running", 20, "the run to start")
             time.sleep(1.0)
         app.kill()
     finally:
@@ -91,11 +73,13 @@ def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, crash_emula
             assert again.status_code in (200, 202), again.text
             second_id = again.json()["id"]
             assert second_id != run_id
-            interrupted = _run(http, org, run_id)
+            interrupted = sync_run(http, org, run_id)
             assert interrupted["status"] == "abandoned", interrupted
             assert interrupted["error"]["code"] == "run_abandoned"
-            final = _wait_for(
-                lambda: (run := _run(http, org, second_id))["status"] in FINAL and run, 60, "the second run"
+            final = wait_for(
+                lambda: (run := sync_run(http, org, second_id))["status"] in FINAL_RUN_STATUSES and run,
+                60,
+                "the second run",
             )
             assert final["status"] == "succeeded", final
     finally:

@@ -18,32 +18,30 @@ from typing import Any
 import httpx
 import pytest
 from service_harness import (
+    FINAL_RUN_STATUSES,
     ServedApp,
     Worker,
     clear_redis_keys,
     seed_group_id,
     seed_organization_sync,
     service_environment,
+    sync_run,
     tenant_member_emails,
+    wait_for,
 )
 
+from emulator_support import running_emulator
 from pg_databases import create_postgres_database, drop_postgres_database
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
 LEASE_SECONDS = 10  # the smallest EQUA_SYNC_LEASE allows
-FINAL = {"succeeded", "partial", "failed", "abandoned"}
 REDIS_KEYS = ("equa:sync*", "equa:graph:*")
 
 
 @pytest.fixture(scope="module")
 def worker_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
-    running = testing.start_emulator(tmp_path_factory.mktemp("crash-worker-emulator"), throttling=False)
-    try:
-        yield running
-    finally:
-        running.stop()
+    yield from running_emulator(tmp_path_factory, "crash-worker-emulator")
 
 
 @pytest.fixture
@@ -69,23 +67,6 @@ def postgres_url() -> Iterator[str]:
         yield url
     finally:
         asyncio.run(drop_postgres_database(base, url))
-
-
-def _wait_for(predicate: Any, timeout: float, what: str) -> Any:
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        value = predicate()
-        if value:
-            return value
-        time.sleep(0.1)
-    raise AssertionError(f"timed out after {timeout} s waiting for {what}")
-
-
-def _run(http: httpx.Client, org: str, run_id: str) -> dict[str, Any]:
-    response = http.get(f"{org}/sync-runs/{run_id}")
-    assert response.status_code == 200, response.text
-    body: dict[str, Any] = response.json()
-    return body
 
 
 def test_kill_9_of_a_worker_mid_sync_then_a_new_worker_converges(
@@ -118,7 +99,9 @@ def test_kill_9_of_a_worker_mid_sync_then_a_new_worker_converges(
             first = http.post(f"{org}/sync-members", json={})
             assert first.status_code == 202, first.text
             run_id = first.json()["id"]
-            _wait_for(lambda: _run(http, org, run_id)["status"] == "running", 30, "a worker to take the run")
+            wait_for(
+                lambda: sync_run(http, org, run_id)["status"] == "running", 30, "a worker to take the run"
+            )
             time.sleep(1.0)
             workers[0].kill()
             emulator.set_faults()
@@ -134,12 +117,14 @@ def test_kill_9_of_a_worker_mid_sync_then_a_new_worker_converges(
             assert again.status_code in (200, 202), again.text
             second_id = again.json()["id"]
             assert second_id != run_id
-            interrupted = _run(http, org, run_id)
+            interrupted = sync_run(http, org, run_id)
             assert interrupted["status"] == "abandoned", interrupted
             assert interrupted["error"]["code"] == "run_abandoned"
             assert interrupted["error"]["action"], interrupted
-            final = _wait_for(
-                lambda: (run := _run(http, org, second_id))["status"] in FINAL and run, 60, "the second run"
+            final = wait_for(
+                lambda: (run := sync_run(http, org, second_id))["status"] in FINAL_RUN_STATUSES and run,
+                60,
+                "the second run",
             )
             assert final["status"] == "succeeded", final
             statuses = [r["status"] for r in http.get(f"{org}/sync-runs").json()["items"]]
