@@ -23,6 +23,13 @@ class LogFormat(StrEnum):
     JSON = "json"
 
 
+class OrgCreation(StrEnum):
+    """Who may create an organization through the API and the pages (operators always can, with the CLI)."""
+
+    ANYONE = "anyone"
+    PLATFORM_ADMINS = "platform-admins"
+
+
 class SettingsError(ValueError):
     """A configuration problem, reported as one line naming the variable to fix."""
 
@@ -72,12 +79,26 @@ class Settings(BaseSettings):
     # PostgreSQL (several replicas, where another replica's change would show only after the lifetime).
     read_cache_seconds: float | None = Field(None, alias="EQUA_READ_CACHE_SECONDS", ge=0, le=60)
     platform_admins: str = Field("", alias="EQUA_PLATFORM_ADMINS")
+    org_creation: OrgCreation = Field(OrgCreation.ANYONE, alias="EQUA_ORG_CREATION")
     public_url: str | None = Field(None, alias="EQUA_PUBLIC_URL")
 
     @field_validator("ms_authority_host", "ms_graph_url")
     @classmethod
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
+
+    @field_validator("platform_admins")
+    @classmethod
+    def _platform_admins_are_addresses(cls, value: str) -> str:
+        for position, entry in enumerate(value.split(","), start=1):
+            entry = entry.strip()
+            # The entry itself is not repeated: it is somebody's address, and this message may reach a log.
+            if entry and ("@" not in entry or entry.startswith("@") or entry.endswith("@")):
+                raise SettingsError(
+                    f"EQUA_PLATFORM_ADMINS: entry {position} is not an email address "
+                    "(give a comma-separated list of addresses)"
+                )
+        return value
 
     @model_validator(mode="after")
     def _require_microsoft_settings(self) -> Settings:
@@ -124,6 +145,11 @@ class Settings(BaseSettings):
         if self.read_cache_seconds is not None:
             return self.read_cache_seconds
         return 2.0 if self.resolved_database_url.startswith("sqlite") else 0.0
+
+    @cached_property
+    def platform_admin_emails(self) -> frozenset[str]:
+        """EQUA_PLATFORM_ADMINS as normalized addresses (trimmed, lower case, as accounts store them)."""
+        return frozenset(e.strip().lower() for e in self.platform_admins.split(",") if e.strip())
 
     def client_secret(self) -> SecretStr | None:
         """The client secret, from MS_AUTH_SECRET or read from MS_AUTH_SECRET_FILE (rotation-friendly)."""

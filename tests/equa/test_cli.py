@@ -90,6 +90,28 @@ def test_accounts_and_organizations_from_the_command_line(cli_env: dict[str, str
     assert token.startswith("equa_")
 
 
+def test_users_create_platform_admin_makes_an_operator(cli_env: dict[str, str]) -> None:
+    runner = CliRunner()
+    assert runner.invoke(app, ["db", "upgrade"]).exit_code == 0
+    for email, flags in (("op@example.com", ["--platform-admin"]), ("plain@example.com", [])):
+        created = runner.invoke(app, ["users", "create", email, "--password", "pw-123456", *flags])
+        assert created.exit_code == 0, created.output
+    web = create_app(load_settings())
+
+    async def operators(emails: list[str]) -> list[bool]:
+        answers = []
+        async with LifespanManager(web):
+            for email in emails:
+                transport = httpx.ASGITransport(app=web)
+                async with httpx.AsyncClient(transport=transport, base_url="http://t") as client:
+                    login = {"email": email, "password": "pw-123456"}
+                    assert (await client.post("/api/v1/session", json=login)).status_code == 200
+                    answers.append(bool((await client.get("/api/v1/me")).json()["isPlatformAdmin"]))
+        return answers
+
+    assert asyncio.run(operators(["op@example.com", "plain@example.com"])) == [True, False]
+
+
 def test_an_operator_signs_a_person_out_everywhere(cli_env: dict[str, str]) -> None:
     runner = CliRunner()
 

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 from fastapi.security import APIKeyCookie, HTTPBearer
 
 from equa.accounts.models import User
+from equa.accounts.platform_admins import is_platform_admin, platform_admin_required
 from equa.accounts.sessions import SESSION_COOKIE, enforce_csrf, read_session, session_user
 from equa.accounts.tokens import user_for_api_token
 from equa.db.read_cache import read_cache_for
@@ -60,3 +61,13 @@ async def current_user(
 
 
 CurrentUser = Annotated[User, Depends(current_user)]
+
+
+async def require_platform_admin(request: Request, user: CurrentUser) -> User:
+    """The signed-in user, if they operate this installation; 403 for everyone else."""
+    if not is_platform_admin(user, request.app.state.settings):
+        raise platform_admin_required()
+    return user
+
+
+PlatformAdmin = Annotated[User, Depends(require_platform_admin)]

@@ -7,6 +7,7 @@ import uuid
 from fastapi import APIRouter, Request, Response, status
 
 from equa.accounts.deps import CurrentUser
+from equa.accounts.platform_admins import is_platform_admin
 from equa.accounts.schemas import LoginIn, SessionOut, TokenCreatedOut, TokenCreateIn, TokenOut, UserOut
 from equa.accounts.service import authenticate
 from equa.accounts.sessions import end_session, start_session
@@ -34,7 +35,8 @@ async def sign_in(body: LoginIn, request: Request, response: Response, session: 
             headers={"WWW-Authenticate": "Bearer"},
         )
     csrf_token = await start_session(request, response, user, session)
-    return SessionOut(user=UserOut.of(user), csrf_token=csrf_token)
+    platform_admin = is_platform_admin(user, request.app.state.settings)
+    return SessionOut(user=UserOut.of(user, platform_admin=platform_admin), csrf_token=csrf_token)
 
 
 @router.delete("/session", status_code=status.HTTP_204_NO_CONTENT)
@@ -45,8 +47,8 @@ async def sign_out(request: Request, session: DbSession) -> Response:
 
 
 @router.get("/me", response_model=UserOut, responses=problem_responses(401))
-async def me(user: CurrentUser) -> UserOut:
-    return UserOut.of(user)
+async def me(request: Request, user: CurrentUser) -> UserOut:
+    return UserOut.of(user, platform_admin=is_platform_admin(user, request.app.state.settings))
 
 
 @router.post(

@@ -33,12 +33,12 @@ class UserOut(CamelModel):
     created_at: datetime
 
     @classmethod
-    def of(cls, user: User) -> UserOut:
+    def of(cls, user: User, *, platform_admin: bool) -> UserOut:
         return cls(
             id=user.id,
             email=user.email,
             display_name=user.display_name,
-            is_platform_admin=user.is_platform_admin,
+            is_platform_admin=platform_admin,
             has_password=user.password_hash is not None,
             created_at=user.created_at,
         )

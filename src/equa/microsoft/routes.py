@@ -18,9 +18,10 @@ from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.deps import CurrentUser
+from equa.accounts.platform_admins import is_platform_admin, platform_admin_required
 from equa.db.read_cache import read_cache_for
 from equa.db.session import DbSession, release_connection
-from equa.errors import AppError, problem_response
+from equa.errors import problem_response
 from equa.microsoft import groups
 from equa.microsoft.deps import Graph, MicrosoftAdmin, require_microsoft_enabled
 from equa.microsoft.graph import GraphClient, GraphError
@@ -436,12 +437,9 @@ async def audit(
 )
 async def admin_consent_url(request: Request, user: CurrentUser) -> AdminConsentOut:
     """The URL a tenant administrator opens to grant the app its Graph permissions (platform admins only)."""
-    if not user.is_platform_admin:
-        raise AppError(
-            403,
-            "platform_admin_required",
-            "Only an operator of this Equa installation can see the app registration's consent URL.",
-            "Ask your Equa operator.",
+    if not is_platform_admin(user, request.app.state.settings):
+        raise platform_admin_required(
+            "Only an operator of this Equa installation can see the app registration's consent URL."
         )
     settings = request.app.state.settings
     return AdminConsentOut(

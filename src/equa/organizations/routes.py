@@ -4,11 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from fastapi import APIRouter, Response, status
+from fastapi import APIRouter, Request, Response, status
 
 from equa.accounts.deps import CurrentUser
 from equa.db.session import DbSession
 from equa.errors import problem_responses
+from equa.organizations.creation_policy import ensure_may_create_organization
 from equa.organizations.deps import OrgAdmin, OrgMember
 from equa.organizations.schemas import (
     MemberAddIn,
@@ -40,7 +41,10 @@ ADMIN_ERRORS = problem_responses(401, 403, 404, 409, 422)
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(401, 403, 422),
 )
-async def create(body: OrganizationCreateIn, user: CurrentUser, session: DbSession) -> OrganizationOut:
+async def create(
+    body: OrganizationCreateIn, request: Request, user: CurrentUser, session: DbSession
+) -> OrganizationOut:
+    ensure_may_create_organization(user, request.app.state.settings)
     organization = await create_organization(session, body.name, user)
     membership = await get_membership(session, organization.id, user.id)
     assert membership is not None

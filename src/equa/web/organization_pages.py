@@ -13,6 +13,7 @@ from equa.accounts.models import User
 from equa.accounts.sessions import csrf_token_for
 from equa.db.session import DbSession
 from equa.errors import AppError
+from equa.organizations.creation_policy import ensure_may_create_organization, may_create_organization
 from equa.organizations.deps import OrgContext, membership_context
 from equa.organizations.models import Role
 from equa.organizations.service import (
@@ -48,6 +49,12 @@ def _base_context(request: Request, user: User) -> dict[str, Any]:
     return {"user": user, "csrf_token": csrf_token_for(request)}
 
 
+def _organizations_context(request: Request, user: User) -> dict[str, Any]:
+    return _base_context(request, user) | {
+        "may_create": may_create_organization(user, request.app.state.settings)
+    }
+
+
 def _error_page(request: Request, user: User | None, error: AppError) -> Response:
     context = {"user": user, "csrf_token": csrf_token_for(request), "error": error}
     return render(request, "error.html", context, status_code=error.status)
@@ -63,7 +70,7 @@ async def my_organizations(request: Request, session: DbSession, notice: str | N
     if user is None:
         return to_login(request)
     rows = await organizations_of(session, user)
-    context = _base_context(request, user) | {
+    context = _organizations_context(request, user) | {
         "organizations": rows,
         "errors": {},
         "name": "",
@@ -80,10 +87,14 @@ async def create_organization_page(request: Request, session: DbSession) -> Resp
     form = await request.form()
     if not form_token_matches(request, form.get(CSRF_FORM_FIELD)):
         return _error_page(request, user, _stale_form())
+    try:
+        ensure_may_create_organization(user, request.app.state.settings)
+    except AppError as refused:
+        return _error_page(request, user, refused)
     errors: forms.FieldErrors = {}
     name = forms.organization_name(form.get("name"), errors)
     if errors:
-        context = _base_context(request, user) | {
+        context = _organizations_context(request, user) | {
             "organizations": await organizations_of(session, user),
             "errors": errors,
             "name": name,

@@ -77,6 +77,27 @@ async def test_operator_consent_url_is_for_platform_admins_only(
     assert emu.client_secret not in response.text
 
 
+async def test_operators_named_in_the_setting_read_the_consent_url(
+    settings: Settings,
+    client: httpx.AsyncClient,
+    make_user: Callable[..., Awaitable[User]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    named = await make_user("Named-Op@example.com")
+    plain = await make_user("not-an-op@example.com")
+    application = create_app(settings.model_copy(update={"platform_admins": "named-op@example.com"}))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as http:
+            url = "/api/v1/microsoft/admin-consent-url"
+            assert (await http.get(url, headers=await bearer(named))).status_code == 200
+            refused = await http.get(url, headers=await bearer(plain))
+            assert refused.status_code == 403
+            assert refused.json()["code"] == "platform_admin_required"
+    # The same users, on a process where nobody is named: only the stored flag counts there.
+    assert (await client.get(url, headers=await bearer(named))).status_code == 403
+
+
 async def test_organization_b_cannot_reach_organization_a_group_by_any_path(
     client: httpx.AsyncClient, team: Team, emu: Any
 ) -> None:
