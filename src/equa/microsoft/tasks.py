@@ -19,13 +19,15 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from equa.db.base import utcnow
 from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.runs import (
+    PENDING_ENQUEUE_KEY,
     abandon_stale_runs,
     active_run,
     configure_lease,
@@ -102,6 +104,28 @@ def build_broker(settings: Settings) -> AsyncBroker:
 def set_broker(broker: AsyncBroker | None) -> None:
     global _broker
     _broker = broker
+
+
+@event.listens_for(Session, "after_commit")
+def _enqueue_committed_runs(session: Session) -> None:
+    """The broker side of runs.request_sync: runs marked in a transaction are enqueued once it has committed."""
+    run_ids: list[uuid.UUID] = session.info.pop(PENDING_ENQUEUE_KEY, [])
+    if not run_ids:
+        return
+    # The commit runs on the event loop's thread (SQLAlchemy's async bridge), so the loop is at hand.
+    task = asyncio.get_running_loop().create_task(enqueue_sync_runs(run_ids))
+    _ENQUEUEING.add(task)
+    task.add_done_callback(_ENQUEUEING.discard)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back_runs(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+        session.info.pop(PENDING_ENQUEUE_KEY, None)
+
+
+# Strong references to the enqueue tasks in flight, so they are not collected before they finish.
+_ENQUEUEING: set[asyncio.Task[Any]] = set()
 
 
 async def enqueue_sync_runs(run_ids: Sequence[uuid.UUID]) -> None:
