@@ -57,9 +57,16 @@ def fresh_emulator(running: Any) -> Iterator[Any]:
     running.set_faults()
 
 
-def integration_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:
-    """Settings with the integration on and pointed at `emu`; `overrides` set each suite's retry budgets."""
+def integration_settings(
+    make_settings: Callable[..., Settings], emu: Any, *, tenant_wide: bool = True, **overrides: Any
+) -> Settings:
+    """Settings with the integration on and pointed at `emu`; `overrides` set each suite's retry budgets.
+
+    tenant_wide (MS_GROUP_SCOPE=tenant) lets the suites about linking, members and sync use any seeded group; the
+    scope tests pass tenant_wide=False (or ms_group_scope=...) to run in the default `granted` mode.
+    """
     values: dict[str, Any] = {
+        "ms_group_scope": "tenant" if tenant_wide else "granted",
         "ms_auth_enabled": True,
         "ms_auth_client_id": emu.client_id,
         "ms_auth_tenant_id": emu.tenant_id,

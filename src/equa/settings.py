@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import re
 import secrets
 from enum import StrEnum
 from functools import cached_property
@@ -28,6 +29,17 @@ class OrgCreation(StrEnum):
 
     ANYONE = "anyone"
     PLATFORM_ADMINS = "platform-admins"
+
+
+class GroupScopeMode(StrEnum):
+    """MS_GROUP_SCOPE: which tenant groups an organization may reach (equa.microsoft.scope)."""
+
+    GRANTED = "granted"
+    ADMINISTRATIVE_UNIT = "administrative-unit"
+    TENANT = "tenant"
+
+
+_GUID = re.compile(r"[0-9a-fA-F]{8}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{4}-[0-9a-fA-F]{12}")
 
 
 class SettingsError(ValueError):
@@ -81,6 +93,10 @@ class Settings(BaseSettings):
     platform_admins: str = Field("", alias="EQUA_PLATFORM_ADMINS")
     org_creation: OrgCreation = Field(OrgCreation.ANYONE, alias="EQUA_ORG_CREATION")
     public_url: str | None = Field(None, alias="EQUA_PUBLIC_URL")
+    # Which Microsoft 365 groups an organization admin may link and manage (docs/security.md): `granted`,
+    # `administrative-unit:<id>` or `tenant`.
+    ms_group_scope: str = Field("granted", alias="MS_GROUP_SCOPE")
+    group_create_limit: int = Field(5, alias="EQUA_GROUP_CREATE_LIMIT", ge=0, le=10_000)
 
     @field_validator("ms_authority_host", "ms_graph_url")
     @classmethod
@@ -99,6 +115,24 @@ class Settings(BaseSettings):
                     "(give a comma-separated list of addresses)"
                 )
         return value
+
+    @field_validator("ms_group_scope")
+    @classmethod
+    def _group_scope_is_known(cls, value: str) -> str:
+        value = value.strip()
+        mode, _, unit = value.partition(":")
+        mode = mode.strip().lower()
+        if mode in (GroupScopeMode.GRANTED, GroupScopeMode.TENANT) and not unit:
+            return mode
+        if mode == GroupScopeMode.ADMINISTRATIVE_UNIT:
+            unit = unit.strip()
+            if not _GUID.fullmatch(unit):
+                raise SettingsError(
+                    "MS_GROUP_SCOPE: administrative-unit needs the unit's object id, a GUID "
+                    "(administrative-unit:00000000-0000-0000-0000-000000000000)"
+                )
+            return f"{mode}:{unit.lower()}"
+        raise SettingsError("MS_GROUP_SCOPE must be granted, administrative-unit:<unit object id> or tenant")
 
     @model_validator(mode="after")
     def _require_microsoft_settings(self) -> Settings:
@@ -145,6 +179,15 @@ class Settings(BaseSettings):
         if self.read_cache_seconds is not None:
             return self.read_cache_seconds
         return 2.0 if self.resolved_database_url.startswith("sqlite") else 0.0
+
+    @property
+    def group_scope_mode(self) -> GroupScopeMode:
+        return GroupScopeMode(self.ms_group_scope.partition(":")[0])
+
+    @property
+    def group_scope_unit(self) -> str | None:
+        """The administrative unit's object id in `administrative-unit:<id>` mode, else None."""
+        return self.ms_group_scope.partition(":")[2] or None
 
     @cached_property
     def platform_admin_emails(self) -> frozenset[str]:

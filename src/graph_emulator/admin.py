@@ -9,7 +9,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
-from .seeds import complete_group, complete_user
+from .seeds import complete_group, complete_unit, complete_user
 from .state import Tenant, iso_now
 
 if TYPE_CHECKING:
@@ -76,6 +76,7 @@ async def info(request: Request) -> Response:
                 ],
                 "users": len(tenant.users),
                 "groups": len(tenant.groups),
+                "administrativeUnits": len(tenant.units),
             }
         )
     return JSONResponse(
@@ -170,6 +171,39 @@ async def find_groups(request: Request) -> Response:
     return JSONResponse({"value": found})
 
 
+def _unit_view(tenant: Tenant, unit_id: str) -> dict[str, Any]:
+    return {**tenant.units[unit_id], "members": list(tenant.unit_members[unit_id].ordered())}
+
+
+async def administrative_units(request: Request) -> Response:
+    """GET: every unit with its member ids. POST: create a unit (any Graph properties, plus "members": [ids])."""
+    tenant = _tenant(request)
+    assert tenant is not None
+    if request.method == "POST":
+        body = await _json(request)
+        unit = complete_unit(body)
+        tenant.put_unit(unit)
+        for member_id in body.get("members", []):
+            tenant.unit_members[unit["id"]].add(member_id)
+        return JSONResponse(_unit_view(tenant, unit["id"]), status_code=201)
+    return JSONResponse({"value": [_unit_view(tenant, unit_id) for unit_id in sorted(tenant.units)]})
+
+
+async def administrative_unit_members(request: Request) -> Response:
+    """GET: the unit's member ids. POST {"ids": [...]}: add objects to the unit, without Graph's permission checks."""
+    tenant = _tenant(request)
+    assert tenant is not None
+    unit_id = request.path_params["unit_id"]
+    if unit_id not in tenant.units:
+        return _problem(404, f"no administrative unit {unit_id}")
+    if request.method == "POST":
+        body = await _json(request)
+        for object_id in body.get("ids", []):
+            tenant.unit_members[unit_id].add(object_id)
+        return Response(status_code=204)
+    return JSONResponse({"ids": list(tenant.unit_members[unit_id].ordered())})
+
+
 async def revoke_tokens(request: Request) -> Response:
     _emulator(request).tokens.revoke_all()
     return Response(status_code=204)
@@ -223,6 +257,8 @@ def control_routes() -> list[Route]:
         r("/groups", find_groups, ["GET"]),
         r("/groups/{group_id}", one_group, ["GET", "DELETE"]),
         r("/groups/{group_id}/members", group_members, ["GET", "POST"]),
+        r("/administrative-units", administrative_units, ["GET", "POST"]),
+        r("/administrative-units/{unit_id}/members", administrative_unit_members, ["GET", "POST"]),
         r("/revoke-tokens", revoke_tokens, ["POST"]),
         r("/apps/{client_id}/roles", app_roles, ["PUT"]),
         r("/tenant-policy", tenant_policy, ["PUT"]),

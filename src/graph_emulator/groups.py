@@ -23,7 +23,7 @@ from .router import (
     route,
 )
 from .seeds import GROUP_DEFAULT_PROPERTIES, GROUP_EXTRA_PROPERTIES, complete_group
-from .state import Tenant, is_guid, iso_now
+from .state import MemberSet, Tenant, is_guid, iso_now
 from .users import USER_PROPERTIES, render_user
 
 if TYPE_CHECKING:
@@ -183,7 +183,22 @@ def count_groups(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
 @route("POST", "/groups", "write")
 def create_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(CREATE_GROUP)
-    body = req.body
+    candidate = new_group(req, req.body)
+    odata_id = group_odata_id(req.tenant, candidate["id"])
+    out = {
+        "@odata.context": f"{req.graph_base}/$metadata#groups/$entity",
+        "@odata.id": odata_id,
+        **project(candidate, None, GROUP_DEFAULT_PROPERTIES),
+    }
+    return GraphResponse(201, out, {"Location": odata_id})
+
+
+def group_odata_id(tenant: Tenant, group_id: str) -> str:
+    return f"https://graph.microsoft.com/v2/{tenant.id}/directoryObjects/{group_id}/Microsoft.DirectoryServices.Group"
+
+
+def new_group(req: GraphRequest, body: Any) -> dict[str, Any]:
+    """Validate a group body as POST /groups does and store the group; the caller has checked permissions."""
     if not isinstance(body, dict):
         raise bad_request("Empty Payload. JSON content expected.")
     for name in REQUIRED_ON_CREATE:
@@ -246,13 +261,7 @@ def create_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
         tenant.owners[candidate["id"]].add(owner_id)
     for member_id in member_ids:
         tenant.add_member(candidate["id"], member_id)
-    odata_id = f"https://graph.microsoft.com/v2/{tenant.id}/directoryObjects/{candidate['id']}/Microsoft.DirectoryServices.Group"
-    out = {
-        "@odata.context": f"{req.graph_base}/$metadata#groups/$entity",
-        "@odata.id": odata_id,
-        **project(candidate, None, GROUP_DEFAULT_PROPERTIES),
-    }
-    return GraphResponse(201, out, {"Location": odata_id})
+    return candidate
 
 
 # ---- single group ------------------------------------------------------------------------------
@@ -350,6 +359,14 @@ def _list_links(
     req: GraphRequest, emu: Emulator, group_id: str, relation: str, cast: str | None
 ) -> GraphResponse:
     req.require(READ_GROUP)
+    group = lookup_group(req, emu, group_id)
+    tenant = req.tenant
+    links = (tenant.members if relation == "members" else tenant.owners)[group["id"]]
+    return list_directory_objects(req, links, cast)
+
+
+def list_directory_objects(req: GraphRequest, links: MemberSet, cast: str | None) -> GraphResponse:
+    """One page of a directoryObject collection (members, owners), optionally cast to users or groups."""
     allowed = USER_PROPERTIES | GROUP_PROPERTIES
     opts = parse_options(
         req.query,
@@ -358,9 +375,7 @@ def _list_links(
         type_name="microsoft.graph.directoryObject",
         filter_needs_advanced=True,
     )
-    group = lookup_group(req, emu, group_id)
     tenant = req.tenant
-    links = (tenant.members if relation == "members" else tenant.owners)[group["id"]]
     ordered = links.ordered()
     entity_set = "users" if cast == "user" else ("groups" if cast == "group" else "directoryObjects")
     context = context_suffix(entity_set, opts.select)
@@ -400,7 +415,10 @@ def _count_links(req: GraphRequest, emu: Emulator, group_id: str, cast: str | No
     req.require(READ_GROUP)
     require_count_header(req.headers)
     group = lookup_group(req, emu, group_id)
-    members = req.tenant.members[group["id"]]
+    return count_directory_objects(req, req.tenant.members[group["id"]], cast)
+
+
+def count_directory_objects(req: GraphRequest, members: MemberSet, cast: str | None) -> GraphResponse:
     if cast == "user":
         total = sum(1 for i in members.ids() if i in req.tenant.users)
     elif cast == "group":

@@ -37,6 +37,21 @@ READ_USERS = frozenset(
 )
 WRITE_USERS = frozenset({"User.ReadWrite.All", "Directory.ReadWrite.All"})
 ROLE_ASSIGNABLE_MEMBERS = "RoleManagement.ReadWrite.Directory"
+# Administrative units, as "directory-list-administrativeunits" and "administrativeunit-post-members" list them.
+READ_UNITS = frozenset(
+    {
+        "AdministrativeUnit.Read.All",
+        "AdministrativeUnit.ReadWrite.All",
+        "Directory.Read.All",
+        "Directory.ReadWrite.All",
+    }
+)
+WRITE_UNIT_MEMBERS = frozenset({"AdministrativeUnit.ReadWrite.All"})
+# Creating a group inside a unit: a group-creating permission AND the right to read the unit.
+CREATE_GROUP_IN_UNIT = (
+    frozenset({"Group.Create", "Group.ReadWrite.All"}),
+    frozenset({"AdministrativeUnit.Read.All", "AdministrativeUnit.ReadWrite.All"}),
+)
 
 
 @dataclass

@@ -23,7 +23,13 @@ UNCONSENTED_CLIENT_ID = "9a8b7c6d-5e4f-4a3b-8c2d-1e0f9a8b7c6d"
 UNCONSENTED_CLIENT_SECRET = "emu~Zk4.unconsented-app-secret-value-0002"
 EXPIRED_CLIENT_ID = "5c4b3a29-1807-4f6e-8d5c-4b3a29180706"
 EXPIRED_CLIENT_SECRET = "emu~Ex9.expired-app-secret-value-0003"
-APP_ROLES = ["Group.ReadWrite.All", "GroupMember.ReadWrite.All", "User.Read.All", "Group.Create"]
+APP_ROLES = [
+    "Group.ReadWrite.All",
+    "GroupMember.ReadWrite.All",
+    "User.Read.All",
+    "Group.Create",
+    "AdministrativeUnit.Read.All",
+]
 
 GROUP_DEFAULT_PROPERTIES = [
     "id",
@@ -74,6 +80,18 @@ GROUP_EXTRA_PROPERTIES = [
     "isManagementRestricted",
     "members",
     "owners",
+]
+# What GET /directory/administrativeUnits returns by default: every v1.0 property of the type.
+UNIT_DEFAULT_PROPERTIES = [
+    "id",
+    "deletedDateTime",
+    "displayName",
+    "description",
+    "isMemberManagementRestricted",
+    "membershipRule",
+    "membershipRuleProcessingState",
+    "membershipType",
+    "visibility",
 ]
 USER_DEFAULT_PROPERTIES = [
     "businessPhones",
@@ -440,6 +458,18 @@ def default_seed() -> dict[str, Any]:
             owners=[],
         ),
         group(
+            "leadership-council",
+            displayName="Leadership Council",
+            description="Hidden membership: only members and owners see who belongs",
+            groupTypes=["Unified"],
+            mailEnabled=True,
+            securityEnabled=False,
+            mailNickname="leadership-council",
+            visibility="HiddenMembership",
+            members=members[:4],
+            owners=members[:1],
+        ),
+        group(
             "role-assignable",
             displayName="Helpdesk Administrators",
             description="Role-assignable group",
@@ -453,6 +483,24 @@ def default_seed() -> dict[str, Any]:
             owners=members[:1],
         ),
     ]
+    group_ids = {g["displayName"]: g["id"] for g in groups}
+    units = [
+        {
+            "id": stable_id(domain, "seed-unit", "equa-managed-groups"),
+            "displayName": "Equa managed groups",
+            "description": "Groups the Equa integration may link and manage",
+            "members": [
+                group_ids[name]
+                for name in ("Engineering", "Marketing", "Project Falcon", "Leadership Council")
+            ],
+        },
+        {
+            "id": stable_id(domain, "seed-unit", "network-access"),
+            "displayName": "Network access",
+            "description": "Security groups that grant network access",
+            "members": [group_ids["VPN Users"]],
+        },
+    ]
     return {
         "tenants": [
             {
@@ -463,6 +511,7 @@ def default_seed() -> dict[str, Any]:
                 "apps": default_apps(),
                 "users": users,
                 "groups": groups,
+                "administrativeUnits": units,
             }
         ]
     }
@@ -555,6 +604,15 @@ def complete_group(
     return out
 
 
+def complete_unit(unit: dict[str, Any]) -> dict[str, Any]:
+    out = {k: v for k, v in unit.items() if k != "members"}
+    out.setdefault("id", str(uuid.uuid4()))
+    out.setdefault("membershipType", "Assigned")
+    for name in UNIT_DEFAULT_PROPERTIES:
+        out.setdefault(name, None)
+    return out
+
+
 # ---- loading -----------------------------------------------------------------------------------
 
 
@@ -611,5 +669,10 @@ def load_seed(seed: dict[str, Any]) -> Directory:
                 tenant.members[group["id"]].add(member_id)
             for owner_id in raw.get("owners", []):
                 tenant.owners[group["id"]].add(owner_id)
+        for raw in entry.get("administrativeUnits", []):
+            unit = complete_unit(raw)
+            tenant.put_unit(unit)
+            for member_id in raw.get("members", []):
+                tenant.unit_members[unit["id"]].add(member_id)
         directory.add(tenant)
     return directory

@@ -110,6 +110,8 @@ class Tenant:
     members: dict[str, MemberSet] = field(default_factory=dict)
     owners: dict[str, MemberSet] = field(default_factory=dict)
     deleted_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    units: dict[str, dict[str, Any]] = field(default_factory=dict)  # administrative units by id
+    unit_members: dict[str, MemberSet] = field(default_factory=dict)
     upn_index: dict[str, str] = field(default_factory=dict)
     mail_index: dict[str, str] = field(default_factory=dict)
     proxy_index: dict[str, set[str]] = field(default_factory=dict)
@@ -183,7 +185,14 @@ class Tenant:
             if group_id in members:
                 members.discard(group_id)
                 self.record(other_id, "remove", group_id)
+        for unit_members in self.unit_members.values():
+            unit_members.discard(group_id)
         return group
+
+    # ---- administrative units ----------------------------------------------------------------
+    def put_unit(self, unit: dict[str, Any]) -> None:
+        self.units[unit["id"]] = unit
+        self.unit_members.setdefault(unit["id"], MemberSet())
 
     def find_object(self, object_id: str) -> tuple[str, dict[str, Any]] | None:
         if object_id in self.users:

@@ -90,6 +90,21 @@ class EmulatorControl:
     def delete_group_behind_app(self, group_id: str) -> None:
         self._call("DELETE", f"/groups/{group_id}")
 
+    def administrative_units(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/administrative-units")["value"]  # type: ignore[no-any-return]
+
+    def add_administrative_unit(
+        self, members: list[str] | tuple[str, ...] = (), **graph_unit: Any
+    ) -> dict[str, Any]:
+        body = {**graph_unit, "members": list(members)}
+        return self._call("POST", "/administrative-units", body)  # type: ignore[no-any-return]
+
+    def add_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
+        self._call("POST", f"/administrative-units/{unit_id}/members", {"ids": list(object_ids)})
+
+    def unit_members(self, unit_id: str) -> list[str]:
+        return self._call("GET", f"/administrative-units/{unit_id}/members")["ids"]  # type: ignore[no-any-return]
+
     def revoke_tokens(self) -> None:
         self._call("POST", "/revoke-tokens")
 
@@ -182,6 +197,20 @@ class RunningEmulator:
 
     def delete_group_behind_app(self, group_id: str) -> None:
         self.control.delete_group_behind_app(group_id)
+
+    def administrative_units(self) -> list[dict[str, Any]]:
+        return self.control.administrative_units()
+
+    def add_administrative_unit(
+        self, members: list[str] | tuple[str, ...] = (), **graph_unit: Any
+    ) -> dict[str, Any]:
+        return self.control.add_administrative_unit(members, **graph_unit)
+
+    def add_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
+        self.control.add_unit_members(unit_id, object_ids)
+
+    def unit_members(self, unit_id: str) -> list[str]:
+        return self.control.unit_members(unit_id)
 
     def revoke_tokens(self) -> None:
         self.control.revoke_tokens()

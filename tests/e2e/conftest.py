@@ -113,7 +113,9 @@ async def web_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     return url
 
 
-def _settings(database_url: str, data_dir: Path, emulator: RunningEmulator | None) -> Settings:
+def _settings(
+    database_url: str, data_dir: Path, emulator: RunningEmulator | None, group_scope: str = "tenant"
+) -> Settings:
     # No status cache: one server serves every test while the emulator is reset between them.
     values: dict[str, Any] = {
         "database_url": database_url,
@@ -130,6 +132,8 @@ def _settings(database_url: str, data_dir: Path, emulator: RunningEmulator | Non
             ms_authority_host=emulator.base_url,
             ms_graph_url=emulator.graph_url,
             ms_ca_bundle=emulator.ca_path,
+            # The older browser tests link any seeded group; test_web_scope serves its own app in `granted` mode.
+            ms_group_scope=group_scope,
         )
     return Settings(**values)
 

@@ -4,8 +4,11 @@ from __future__ import annotations
 
 import typer
 
+from equa.microsoft.grants_cli import register_grant_commands
+
 microsoft_app = typer.Typer(
-    help="Microsoft 365 connection: check credentials, consent and Graph access.", no_args_is_help=True
+    help="Microsoft 365 connection (check credentials, consent and Graph access) and the groups granted to organizations.",
+    no_args_is_help=True,
 )
 
 
@@ -34,3 +37,6 @@ def check() -> None:
     if not diagnosis.ok:
         raise typer.Exit(code=1)
     console.print("The Microsoft 365 connection works.")
+
+
+register_grant_commands(microsoft_app)

@@ -8,6 +8,7 @@ from fastapi import Depends, Request
 
 from equa.errors import AppError
 from equa.microsoft.graph import GraphClient
+from equa.microsoft.scope import GroupScope
 from equa.organizations.deps import OrgContext, require_org_admin
 
 
@@ -39,3 +40,11 @@ async def get_graph_client(request: Request) -> GraphClient:
 
 MicrosoftAdmin = Annotated[OrgContext, Depends(require_microsoft_admin)]
 Graph = Annotated[GraphClient, Depends(get_graph_client)]
+
+
+async def get_group_scope(request: Request) -> GroupScope:
+    """MS_GROUP_SCOPE as read at start-up: which groups the organization may reach."""
+    return GroupScope.from_settings(request.app.state.settings)
+
+
+Scope = Annotated[GroupScope, Depends(get_group_scope)]

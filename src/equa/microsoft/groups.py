@@ -24,7 +24,7 @@ import unicodedata
 import uuid
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, TypeVar
 
 from sqlalchemy import select
@@ -35,6 +35,7 @@ from equa.accounts.models import User, normalize_email
 from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.microsoft.audit import FAILURE, SUCCESS, record_audit
+from equa.microsoft.create_limit import check_create_limit
 from equa.microsoft.graph import (
     GraphAlreadyExists,
     GraphClient,
@@ -42,8 +43,16 @@ from equa.microsoft.graph import (
     GraphNotFound,
     GraphTransient,
 )
-from equa.microsoft.models import GroupCreation, MicrosoftMember
+from equa.microsoft.models import GrantOrigin, GroupCreation, MicrosoftGroupGrant, MicrosoftMember
+from equa.microsoft.scope import (
+    GroupScope,
+    grant_of,
+    granted_elsewhere,
+    granted_group_ids,
+    normalize_group_id,
+)
 from equa.organizations.models import Membership, Organization
+from equa.settings import GroupScopeMode
 
 log = logging.getLogger("equa.microsoft.groups")
 
@@ -68,6 +77,9 @@ MAIL_NICKNAME_MAX = 64
 IMPLICIT_KEY_PREFIX = "implicit:"
 IMPLICIT_RETRY_WINDOW = timedelta(hours=1)
 NICKNAME_SUFFIX_TRIES = 20
+# A retry adopts a group found by its alias only if Graph made it after the attempt began; this much clock
+# difference between Microsoft and this service is tolerated.
+ADOPTION_CLOCK_SKEW = timedelta(minutes=5)
 # Characters Microsoft does not allow in a mailNickname (plus "." which Exchange rejects at the ends, and which we
 # keep out altogether so a derived alias is valid everywhere).
 _NICKNAME_FORBIDDEN = set('@()\\[]";:<>,. ')
@@ -112,6 +124,13 @@ def linkability(group: dict[str, Any]) -> LinkRefusal | None:
             "distribution_list",
             "It is a distribution list; Microsoft Graph cannot change its members.",
             "Manage it in Exchange, or link or create a Microsoft 365 group.",
+        )
+    if group.get("visibility") == "HiddenMembership":
+        return LinkRefusal(
+            "hidden_membership",
+            "Its membership is hidden: only its owners and members may see who is in it, and listing or "
+            "changing its members here would show them to the organization's admins.",
+            "Link or create a group whose membership is not hidden.",
         )
     if group.get("isAssignableToRole"):
         return LinkRefusal(
@@ -219,11 +238,37 @@ async def clear_stale_link(
     return group_id
 
 
-async def _linked_group(
-    session: AsyncSession, graph: GraphClient, organization: Organization, actor: User | None, found_by: str
-) -> dict[str, Any]:
-    """The linked group from Graph; GroupMissing (after clearing the link) when Graph no longer has it."""
+async def require_linked_in_scope(
+    session: AsyncSession, graph: GraphClient, organization: Organization, scope: GroupScope
+) -> str:
+    """The linked group's id, once MS_GROUP_SCOPE says the organization may still reach it.
+
+    A linked group can leave the scope after it was linked (removed from the administrative unit, the scope
+    narrowed by the operator): every Graph call on it asks again, and the admin gets the 403 and its action.
+    """
     group_id = _require_linked(organization)
+    await scope.check(session, graph, organization.id, group_id)
+    return group_id
+
+
+async def _linked_group(
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    actor: User | None,
+    found_by: str,
+    *,
+    scope: GroupScope | None,
+) -> dict[str, Any]:
+    """The linked group from Graph; GroupMissing (after clearing the link) when Graph no longer has it.
+
+    `scope` None only where the caller has just checked it.
+    """
+    group_id = (
+        _require_linked(organization)
+        if scope is None
+        else await require_linked_in_scope(session, graph, organization, scope)
+    )
     recent = recently_linked(organization)
     try:
         return await _tolerating_replication_lag(lambda: fetch_group(graph, group_id), recent=recent)
@@ -296,17 +341,26 @@ class LinkResult:
 
 
 async def link_group(
-    session: AsyncSession, graph: GraphClient, organization: Organization, actor: User, group_id: uuid.UUID
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    actor: User,
+    group_id: uuid.UUID,
+    *,
+    scope: GroupScope,
 ) -> LinkResult:
     """Link an existing group to `organization`.
 
-    Raises AppError: 409 when this organization is linked to another group (unlink first) or the group serves
-    another organization; 404 when the tenant has no such group; 422 (code microsoft_group_unlinkable, extra
-    `reason`) for groups whose membership Equa cannot manage. Linking the same group again changes nothing.
+    Raises AppError: 403 microsoft_group_out_of_scope when MS_GROUP_SCOPE does not reach the group (checked
+    before Graph is asked about it); 409 when this organization is linked to another group (unlink first) or the
+    group serves another organization; 404 when the tenant has no such group; 422 (code
+    microsoft_group_unlinkable, extra `reason`) for groups whose membership Equa cannot manage. Linking the same
+    group again changes nothing.
     """
     current = linked_group_id(organization)
     if current is not None and current != str(group_id):
         raise _already_linked_to_other(current)
+    await scope.check(session, graph, organization.id, group_id)
     if await _organization_linked_to(session, group_id, organization.id) is not None:
         raise _linked_elsewhere()
     try:
@@ -484,6 +538,8 @@ async def create_group(
     description: str | None = None,
     mail_nickname: str | None = None,
     idempotency_key: str | None = None,
+    scope: GroupScope,
+    daily_limit: int,
 ) -> CreateResult:
     """Create a private Microsoft 365 group (Unified, mailEnabled, securityEnabled) and link it.
 
@@ -492,6 +548,9 @@ async def create_group(
     address resolves to a tenant user. Safe to retry: with the same idempotency_key the same group is returned
     (replayed=True); after a network failure the group is looked up by its mailNickname before creating again,
     and a keyless repeat of a failed request (same alias, within IMPLICIT_RETRY_WINDOW) adopts what it made.
+    Those retry paths adopt only a group this attempt made (see `_adoptable`). The group is recorded as created
+    for this organization (it stays in its scope after an unlink); in the administrative-unit scope it is created
+    inside the unit. At most `daily_limit` attempts per organization per day (429 with Retry-After beyond).
     Commits `session` once before calling Graph (see the module docstring).
     """
     if idempotency_key is None:
@@ -502,6 +561,7 @@ async def create_group(
         previous = await _existing_creation(session, organization, idempotency_key)
     if previous is not None and previous.group_id is not None:
         if linked_group_id(organization) == previous.group_id:
+            await scope.check(session, graph, organization.id, previous.group_id)
             replayed = await _tolerating_replication_lag(
                 lambda: fetch_group(graph, previous.group_id or ""), recent=True
             )
@@ -537,8 +597,10 @@ async def create_group(
         # An earlier attempt with this key may have created the group before failing: adopt it.
         adopted = await find_group_by_nickname(graph, nickname)
         if adopted is not None:
+            await _require_adoptable(session, organization, previous, adopted)
             return await _finish_creation(session, organization, actor, adopted, previous, adopted_from=True)
     else:
+        await check_create_limit(session, organization.id, daily_limit)
         nickname = await _free_nickname(graph, nickname, explicit=explicit)
 
     owner = await find_tenant_user(graph, actor.email)
@@ -557,15 +619,22 @@ async def create_group(
     if owner is not None:
         body["owners@odata.bind"] = [graph.url_for(f"directoryObjects/{owner['id']}")]
 
+    create_path = "groups"
+    if scope.mode is GroupScopeMode.ADMINISTRATIVE_UNIT and scope.unit_id:
+        # Created inside the unit, so the group stays in the scope it was made for.
+        create_path = f"directory/administrativeUnits/{scope.unit_id}/members"
+        body = {"@odata.type": "#microsoft.graph.group", **body}
+
     for _ in range(NICKNAME_SUFFIX_TRIES):
         try:
-            response = await graph.post("groups", json=body)
+            response = await graph.post(create_path, json=body)
         except GraphAlreadyExists:
             # Taken between our lookup and the create (or by a mailbox, which the group lookup cannot see).
             if previous is not None:
                 # Perhaps by the earlier attempt this request repeats, still finishing in Microsoft 365.
                 adopted = await find_group_by_nickname(graph, body["mailNickname"])
-                if adopted is not None:
+                if adopted is not None and creation is not None:
+                    await _require_adoptable(session, organization, creation, adopted)
                     return await _finish_creation(
                         session, organization, actor, adopted, creation, adopted_from=True
                     )
@@ -593,6 +662,8 @@ async def create_group(
                     request_id=error.request_id,
                 )
                 raise
+            if creation is not None:
+                await _require_adoptable(session, organization, creation, adopted)
             return await _finish_creation(session, organization, actor, adopted, creation, adopted_from=True)
         group: dict[str, Any] = response.json() or {}
         return await _finish_creation(
@@ -620,6 +691,76 @@ async def _free_nickname(graph: GraphClient, nickname: str, explicit: bool) -> s
     raise _nickname_taken(nickname)
 
 
+def _created_at(group: dict[str, Any]) -> datetime | None:
+    value = group.get("createdDateTime")
+    if not isinstance(value, str):
+        return None
+    try:
+        parsed = datetime.fromisoformat(value.replace("Z", "+00:00"))
+    except ValueError:
+        return None
+    return parsed if parsed.tzinfo else parsed.replace(tzinfo=UTC)
+
+
+async def _require_adoptable(
+    session: AsyncSession, organization: Organization, creation: GroupCreation, group: dict[str, Any]
+) -> None:
+    """Refuse to adopt a group found by its alias unless this creation attempt can have made it.
+
+    The alias alone proves nothing: another group (a VPN security group, another organization's group) may carry
+    it. Adopted are only groups made after the attempt began, recorded for no one else (or for this attempt), and
+    of a kind a link would accept; anything else is answered as an alias in use.
+    """
+    group_id = str(group.get("id") or "")
+    created = _created_at(group)
+    made_after_attempt = created is not None and created >= creation.created_at - ADOPTION_CLOCK_SKEW
+    grant = await grant_of(session, group_id) if group_id else None
+    recorded_elsewhere = grant is not None and (
+        grant.organization_id != organization.id
+        or (grant.creation_id is not None and grant.creation_id != creation.id)
+        or grant.origin != GrantOrigin.CREATED.value
+    )
+    try:
+        linked_elsewhere = (
+            await _organization_linked_to(session, uuid.UUID(group_id), organization.id) is not None
+        )
+    except ValueError:
+        linked_elsewhere = True
+    if not made_after_attempt or recorded_elsewhere or linked_elsewhere or linkability(group) is not None:
+        log.warning(
+            "organization %s: create-group retry found alias %s on a group it did not make; not adopted",
+            organization.id,
+            creation.mail_nickname,
+        )
+        raise _nickname_taken(creation.mail_nickname)
+
+
+async def _record_created(
+    session: AsyncSession,
+    organization: Organization,
+    actor: User,
+    group: dict[str, Any],
+    creation: GroupCreation | None,
+) -> None:
+    """Provenance: the group was made here for this organization, so it stays in its scope after an unlink."""
+    group_id = normalize_group_id(str(group["id"]))
+    grant = await grant_of(session, group_id)
+    if grant is not None:
+        if grant.organization_id != organization.id:
+            raise granted_elsewhere()
+        return
+    session.add(
+        MicrosoftGroupGrant(
+            organization_id=organization.id,
+            group_id=group_id,
+            origin=GrantOrigin.CREATED.value,
+            group_name=str(group.get("displayName") or "")[:256] or None,
+            granted_by=actor.id,
+            creation_id=creation.id if creation is not None else None,
+        )
+    )
+
+
 async def _finish_creation(
     session: AsyncSession,
     organization: Organization,
@@ -637,6 +778,7 @@ async def _finish_creation(
     await session.execute(select(Organization.id).where(Organization.id == organization.id).with_for_update())
     if creation is not None:
         creation.group_id = group_id
+    await _record_created(session, organization, actor, group, creation)
     _set_link(organization, uuid.UUID(group_id), actor)
     record_audit(
         session,
@@ -670,10 +812,15 @@ async def member_count(graph: GraphClient, group_id: str) -> int:
 
 
 async def group_details(
-    session: AsyncSession, graph: GraphClient, organization: Organization, actor: User | None
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    actor: User | None,
+    *,
+    scope: GroupScope,
 ) -> GroupDetails:
     """The linked group as Graph has it now. GroupMissing when it was deleted outside Equa (link cleared)."""
-    group_id = _require_linked(organization)
+    group_id = await require_linked_in_scope(session, graph, organization, scope)
     # The group and its member count are two Graph round trips; ask for both at once.
     counting = asyncio.create_task(
         _tolerating_replication_lag(
@@ -681,7 +828,7 @@ async def group_details(
         )
     )
     try:
-        group = await _linked_group(session, graph, organization, actor, "reading the group")
+        group = await _linked_group(session, graph, organization, actor, "reading the group", scope=None)
     except BaseException:
         counting.cancel()
         await asyncio.gather(counting, return_exceptions=True)
@@ -776,11 +923,12 @@ async def list_group_members(
     organization: Organization,
     actor: User | None,
     *,
+    scope: GroupScope,
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
 ) -> MembersPage:
     """One page of the linked group's members (one Graph page, never the whole group), each matched to Equa."""
-    group_id = _require_linked(organization)
+    group_id = await require_linked_in_scope(session, graph, organization, scope)
     members_url = graph.url_for(f"groups/{group_id}/members")
     limit = max(1, min(MAX_PAGE_SIZE, limit))
 
@@ -796,7 +944,7 @@ async def list_group_members(
     try:
         response = await _tolerating_replication_lag(read_page, recent=recently_linked(organization))
     except GraphNotFound:
-        await _linked_group(session, graph, organization, actor, "listing members")
+        await _linked_group(session, graph, organization, actor, "listing members", scope=None)
         raise
     body = response.json() or {}
     by_email, by_directory_id = await team_directory(session, organization)
@@ -886,6 +1034,7 @@ async def add_group_member(
     organization: Organization,
     actor: User,
     *,
+    scope: GroupScope,
     user_id: uuid.UUID | None = None,
     email: str | None = None,
     equa_user_id: uuid.UUID | None = None,
@@ -895,7 +1044,7 @@ async def add_group_member(
     added=False when they already were a member (not an error). 404 when the tenant has no such user, 422 for
     guests the tenant's policy keeps out (via GraphGuestBlocked) and for groups whose members cannot change.
     """
-    group = await _linked_group(session, graph, organization, actor, "adding a member")
+    group = await _linked_group(session, graph, organization, actor, "adding a member", scope=scope)
     refusal = linkability(group)
     if refusal is not None:
         raise _unmanageable(refusal)
@@ -935,10 +1084,16 @@ async def add_group_member(
 
 
 async def remove_group_member(
-    session: AsyncSession, graph: GraphClient, organization: Organization, actor: User, member_id: uuid.UUID
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    actor: User,
+    member_id: uuid.UUID,
+    *,
+    scope: GroupScope,
 ) -> bool:
     """Remove a member from the linked group; True when they were a member (either way they are not now)."""
-    group = await _linked_group(session, graph, organization, actor, "removing a member")
+    group = await _linked_group(session, graph, organization, actor, "removing a member", scope=scope)
     refusal = linkability(group)
     if refusal is not None:
         raise _unmanageable(refusal)
@@ -1017,29 +1172,54 @@ async def search_groups(
     graph: GraphClient,
     organization: Organization,
     *,
+    scope: GroupScope,
     search: str | None = None,
     cursor: str | None = None,
     limit: int = SEARCH_PAGE_SIZE,
 ) -> GroupSearchPage:
-    """Tenant groups whose displayName matches `search` (all groups without it), each marked linkable or not."""
-    groups_url = graph.url_for("groups")
+    """The group picker: groups the organization may link under MS_GROUP_SCOPE, each marked linkable or not.
+
+    `granted`: its granted and created groups. `administrative-unit`: those (first page), then the unit's groups.
+    `tenant`: every group of the tenant. `search` keeps groups with a word of the displayName starting with it.
+    Groups out of scope are never listed, whatever the search text or cursor.
+    """
     limit = max(1, min(MAX_PAGE_SIZE, limit))
-    eventual = {"ConsistencyLevel": "eventual"}
-    if cursor is not None:
-        next_link = decode_cursor(cursor)
-        if not next_link.startswith(groups_url + "?"):
-            raise invalid_cursor()
-        response = await graph.get(next_link, headers=eventual)
-    else:
-        params: dict[str, str] = {"$select": GROUP_FIELDS, "$top": str(limit)}
-        term = (search or "").replace('"', " ").replace("\\", " ").strip()
-        if term:
-            params["$search"] = f'"displayName:{term}"'
-            params["$orderby"] = "displayName"
-            params["$count"] = "true"
-        response = await graph.get(groups_url, params=params, headers=eventual)
-    body = response.json() or {}
-    groups: list[dict[str, Any]] = body.get("value") or []
+    term = (search or "").replace('"', " ").replace("\\", " ").strip()
+    if scope.tenant_wide:
+        return await _search_tenant(session, graph, organization, term, cursor, limit)
+    if scope.mode is GroupScopeMode.ADMINISTRATIVE_UNIT:
+        return await _search_unit(session, graph, organization, scope, term, cursor, limit)
+    return await _search_granted(session, graph, organization, term, cursor, limit)
+
+
+def _matches(group: dict[str, Any], term: str) -> bool:
+    """Graph's displayName search, approximately: a word of the name starts with the term (case-insensitive)."""
+    if not term:
+        return True
+    name = str(group.get("displayName") or "").casefold()
+    wanted = term.casefold()
+    return name.startswith(wanted) or any(
+        word.startswith(wanted) for word in re.split(r"[\s\-_.,:;()]+", name)
+    )
+
+
+async def _granted_groups(graph: GraphClient, group_ids: list[str]) -> list[dict[str, Any]]:
+    """The groups as Graph has them now, in the order given; those deleted in Microsoft 365 are left out."""
+
+    async def one(group_id: str) -> dict[str, Any] | None:
+        try:
+            return await fetch_group(graph, group_id)
+        except GraphNotFound:
+            return None
+
+    found = await asyncio.gather(*(one(group_id) for group_id in group_ids))
+    return [group for group in found if group is not None]
+
+
+async def _choices(
+    session: AsyncSession, organization: Organization, groups: list[dict[str, Any]]
+) -> list[GroupChoice]:
+    """Each group with why it cannot be linked (its kind, or another organization has it), or None."""
     ids: list[uuid.UUID] = []
     for group in groups:
         try:
@@ -1050,11 +1230,115 @@ async def search_groups(
         select(Organization.microsoft_group, Organization.id).where(Organization.microsoft_group.in_(ids))
     )
     linked_to = {str(group_id): org_id for group_id, org_id in linked_rows}
+    grant_rows = await session.execute(
+        select(MicrosoftGroupGrant.group_id, MicrosoftGroupGrant.organization_id).where(
+            MicrosoftGroupGrant.group_id.in_([str(i) for i in ids])
+        )
+    )
+    granted_to = {group_id: org_id for group_id, org_id in grant_rows}
     items = []
     for group in groups:
-        owner = linked_to.get(str(group.get("id")))
+        key = str(group.get("id")).lower()
+        owner = linked_to.get(key)
+        holder = granted_to.get(key)
         here = owner == organization.id
-        refusal = linkability(group) or (_LINKED_ELSEWHERE if owner is not None and not here else None)
+        elsewhere = (owner is not None and not here) or (holder is not None and holder != organization.id)
+        refusal = linkability(group) or (_LINKED_ELSEWHERE if elsewhere else None)
         items.append(GroupChoice(group, refusal, here))
+    return items
+
+
+async def _search_tenant(
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    term: str,
+    cursor: str | None,
+    limit: int,
+) -> GroupSearchPage:
+    groups_url = graph.url_for("groups")
+    eventual = {"ConsistencyLevel": "eventual"}
+    if cursor is not None:
+        next_link = decode_cursor(cursor)
+        if not next_link.startswith(groups_url + "?"):
+            raise invalid_cursor()
+        response = await graph.get(next_link, headers=eventual)
+    else:
+        params: dict[str, str] = {"$select": GROUP_FIELDS, "$top": str(limit)}
+        if term:
+            params["$search"] = f'"displayName:{term}"'
+            params["$orderby"] = "displayName"
+            params["$count"] = "true"
+        response = await graph.get(groups_url, params=params, headers=eventual)
+    body = response.json() or {}
+    groups: list[dict[str, Any]] = body.get("value") or []
     search_next: str | None = body.get("@odata.nextLink")
-    return GroupSearchPage(items, encode_cursor(search_next) if search_next else None)
+    return GroupSearchPage(
+        await _choices(session, organization, groups), encode_cursor(search_next) if search_next else None
+    )
+
+
+GRANTED_CURSOR_PREFIX = "granted:"
+
+
+async def _search_granted(
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    term: str,
+    cursor: str | None,
+    limit: int,
+) -> GroupSearchPage:
+    """The organization's granted and created groups, oldest grant first, paged by position."""
+    offset = 0
+    if cursor is not None:
+        raw = decode_cursor(cursor)
+        if not raw.startswith(GRANTED_CURSOR_PREFIX) or not raw[len(GRANTED_CURSOR_PREFIX) :].isdigit():
+            raise invalid_cursor()
+        offset = int(raw[len(GRANTED_CURSOR_PREFIX) :])
+    group_ids = await granted_group_ids(session, organization.id)
+    if term:
+        # A search has to read every granted group to compare names; an organization has a handful.
+        matching = [group for group in await _granted_groups(graph, group_ids) if _matches(group, term)]
+        page = matching[offset : offset + limit]
+        more = offset + limit < len(matching)
+    else:
+        page = await _granted_groups(graph, group_ids[offset : offset + limit])
+        more = offset + limit < len(group_ids)
+    next_cursor = encode_cursor(f"{GRANTED_CURSOR_PREFIX}{offset + limit}") if more else None
+    return GroupSearchPage(await _choices(session, organization, page), next_cursor)
+
+
+async def _search_unit(
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    scope: GroupScope,
+    term: str,
+    cursor: str | None,
+    limit: int,
+) -> GroupSearchPage:
+    """The first page starts with the organization's granted and created groups, then the unit's groups follow."""
+    unit_url = graph.url_for(scope.unit_members_path())
+    own_ids = await granted_group_ids(session, organization.id)
+    first: list[dict[str, Any]] = []
+    if cursor is not None:
+        next_link = decode_cursor(cursor)
+        if not next_link.startswith(unit_url + "?"):
+            raise invalid_cursor()
+        response = await graph.get(next_link)
+    else:
+        first = [group for group in await _granted_groups(graph, own_ids) if _matches(group, term)]
+        response = await graph.get(unit_url, params={"$select": GROUP_FIELDS, "$top": str(limit)})
+    body = response.json() or {}
+    own = set(own_ids)
+    unit_groups = [
+        group
+        for group in body.get("value") or []
+        if str(group.get("id", "")).lower() not in own and _matches(group, term)
+    ]
+    choices = await _choices(session, organization, first + unit_groups)
+    # A unit group another organization holds is out of this organization's reach: not listed at all.
+    visible = [choice for choice in choices if choice.refusal is not _LINKED_ELSEWHERE or choice.linked_here]
+    unit_next: str | None = body.get("@odata.nextLink")
+    return GroupSearchPage(visible, encode_cursor(unit_next) if unit_next else None)

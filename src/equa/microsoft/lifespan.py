@@ -15,6 +15,9 @@ async def open_graph_client(app: FastAPI, stack: AsyncExitStack) -> None:
     if not settings.ms_auth_enabled:
         return
     from equa.microsoft.graph import build_graph_client
+    from equa.microsoft.scope import log_scope_at_start_up
+
+    log_scope_at_start_up(settings)
 
     # Building the client does no network I/O: MSAL is constructed lazily on the first token request,
     # so the service starts even while Microsoft is unreachable and reports it through status/health.

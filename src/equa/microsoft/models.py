@@ -191,3 +191,37 @@ class GroupCreation(Base):
     mail_nickname: Mapped[str] = mapped_column(String(64))
     group_id: Mapped[str | None] = mapped_column(String(DIRECTORY_ID_LENGTH), default=None)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class GrantOrigin(StrEnum):
+    OPERATOR = (
+        "operator"  # an operator granted an existing group (equa microsoft grant-group, the grants API)
+    )
+    CREATED = "created"  # create-group made it for this organization
+
+
+class MicrosoftGroupGrant(Base):
+    """A tenant group an organization may link and manage in the `granted` (and administrative-unit) scope.
+
+    One row per group (the unique group_id): a group belongs to at most one organization, so two organizations'
+    admins can never manage each other's members.
+    """
+
+    __tablename__ = "microsoft_group_grants"
+    __table_args__ = (Index("ix_microsoft_group_grants_organization_id", "organization_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # Lower-case GUID text, as Graph writes object ids.
+    group_id: Mapped[str] = mapped_column(String(DIRECTORY_ID_LENGTH), unique=True)
+    origin: Mapped[str] = mapped_column(String(16))
+    # The group's displayName when granted (untrusted text from Microsoft; shown escaped, never trusted).
+    group_name: Mapped[str | None] = mapped_column(String(256), default=None)
+    granted_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # For origin `created`: the create-group attempt that made the group.
+    creation_id: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("microsoft_group_creations.id", ondelete="SET NULL"), default=None
+    )

@@ -23,7 +23,7 @@ from equa.db.read_cache import read_cache_for
 from equa.db.session import DbSession, release_connection
 from equa.errors import problem_response
 from equa.microsoft import groups
-from equa.microsoft.deps import Graph, MicrosoftAdmin, require_microsoft_enabled
+from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.graph import GraphClient, GraphError
 from equa.microsoft.models import AuditEvent
 from equa.microsoft.problems import graph_problem
@@ -173,11 +173,17 @@ async def link(
     session: DbSession,
     graph: Graph,
     cache: Cache,
+    scope: Scope,
 ) -> GroupOut | JSONResponse:
-    """Link an existing group by id; 200 also when it already is this organization's group (no change)."""
+    """Link an existing group by id; 200 also when it already is this organization's group (no change).
+
+    403 microsoft_group_out_of_scope for a group outside MS_GROUP_SCOPE (its action names the grant command).
+    """
 
     async def work() -> GroupOut:
-        result = await groups.link_group(session, graph, context.organization, context.user, body.group_id)
+        result = await groups.link_group(
+            session, graph, context.organization, context.user, body.group_id, scope=scope
+        )
         cache.forget(graph, str(body.group_id))
         return group_out(result.group, None)
 
@@ -185,7 +191,10 @@ async def link(
 
 
 @router.post(
-    "/create-group", response_model=GroupOut, status_code=status.HTTP_201_CREATED, responses=WRITE_ERRORS
+    "/create-group",
+    response_model=GroupOut,
+    status_code=status.HTTP_201_CREATED,
+    responses={**WRITE_ERRORS, **problem_responses(429)},
 )
 async def create(
     request: Request,
@@ -193,6 +202,7 @@ async def create(
     context: MicrosoftAdmin,
     session: DbSession,
     graph: Graph,
+    scope: Scope,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -215,6 +225,8 @@ async def create(
             description=body.description,
             mail_nickname=body.mail_nickname,
             idempotency_key=idempotency_key,
+            scope=scope,
+            daily_limit=request.app.state.settings.group_create_limit,
         )
         return group_out(result.group, None)
 
@@ -236,14 +248,16 @@ async def unlink(context: MicrosoftAdmin, session: DbSession, graph: Graph, cach
 
 @router.get("/group", response_model=GroupOut, responses=READ_ERRORS)
 async def read_group(
-    request: Request, context: MicrosoftAdmin, session: DbSession, graph: Graph, cache: Cache
+    request: Request, context: MicrosoftAdmin, session: DbSession, graph: Graph, cache: Cache, scope: Scope
 ) -> GroupOut | JSONResponse:
     """The linked group as Microsoft 365 has it now; 409 microsoft_group_missing (link cleared) if it was deleted."""
 
     async def work() -> GroupOut:
         group_id = groups.linked_group_id(context.organization)
         try:
-            details = await groups.group_details(session, graph, context.organization, context.user)
+            details = await groups.group_details(
+                session, graph, context.organization, context.user, scope=scope
+            )
         except groups.GroupMissing:
             cache.forget(graph, group_id)
             raise
@@ -258,6 +272,7 @@ async def read_members(
     context: MicrosoftAdmin,
     session: DbSession,
     graph: Graph,
+    scope: Scope,
     cursor: Annotated[
         str | None, Query(max_length=4096, description="nextCursor of the previous page")
     ] = None,
@@ -267,7 +282,7 @@ async def read_members(
 
     async def work() -> GroupMembersPageOut:
         page = await groups.list_group_members(
-            session, graph, context.organization, context.user, cursor=cursor, limit=limit
+            session, graph, context.organization, context.user, scope=scope, cursor=cursor, limit=limit
         )
         return GroupMembersPageOut(items=[member_out(m) for m in page.items], next_cursor=page.next_cursor)
 
@@ -291,6 +306,7 @@ async def add_member(
     session: DbSession,
     graph: Graph,
     cache: Cache,
+    scope: Scope,
 ) -> MemberChangeOut | JSONResponse:
     """Add a user by directory id, address or Equa team member: 201 added, 200 already a member."""
 
@@ -302,6 +318,7 @@ async def add_member(
             graph,
             context.organization,
             context.user,
+            scope=scope,
             user_id=body.user_id,
             email=str(body.email) if body.email else None,
             equa_user_id=body.equa_user_id,
@@ -326,12 +343,15 @@ async def remove_member(
     session: DbSession,
     graph: Graph,
     cache: Cache,
+    scope: Scope,
 ) -> Response:
     """Remove a member; 204 also when they were not one (the result the admin wanted holds)."""
 
     async def work() -> Response:
         cache.expire(graph, groups.linked_group_id(context.organization))
-        await groups.remove_group_member(session, graph, context.organization, context.user, member_id)
+        await groups.remove_group_member(
+            session, graph, context.organization, context.user, member_id, scope=scope
+        )
         return Response(status_code=status.HTTP_204_NO_CONTENT)
 
     return await rendered(request, session, work())
@@ -343,17 +363,19 @@ async def search(
     context: MicrosoftAdmin,
     session: DbSession,
     graph: Graph,
+    scope: Scope,
     search: Annotated[
         str | None, Query(max_length=256, description="Start of a word of the displayName")
     ] = None,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
     limit: Annotated[int, Query(ge=1, le=groups.MAX_PAGE_SIZE)] = groups.SEARCH_PAGE_SIZE,
 ) -> GroupSearchPageOut | JSONResponse:
-    """Groups of the tenant for the group picker; each says whether it can be linked, and why not."""
+    """The group picker: only groups this organization may link (MS_GROUP_SCOPE); each says whether it can
+    be linked, and why not."""
 
     async def work() -> GroupSearchPageOut:
         page = await groups.search_groups(
-            session, graph, context.organization, search=search, cursor=cursor, limit=limit
+            session, graph, context.organization, scope=scope, search=search, cursor=cursor, limit=limit
         )
         return GroupSearchPageOut(
             items=[

@@ -16,7 +16,7 @@ GroupDisplayName = Annotated[str, StringConstraints(strip_whitespace=True, min_l
 GroupDescription = Annotated[str, StringConstraints(strip_whitespace=True, max_length=1024)]
 MailNickname = Annotated[str, StringConstraints(strip_whitespace=True, min_length=1, max_length=64)]
 
-Health = Literal["ok", "group_missing", "permission_missing", "auth_failed", "unreachable"]
+Health = Literal["ok", "group_missing", "permission_missing", "auth_failed", "unreachable", "out_of_scope"]
 
 
 class LinkGroupIn(CamelModel):
@@ -157,6 +157,37 @@ class AuditPageOut(CamelModel):
     next_cursor: str | None
 
 
+class GrantIn(CamelModel):
+    organization_id: uuid.UUID = Field(
+        description="The Equa organization that may link and manage the group."
+    )
+    group_id: uuid.UUID = Field(description="The Microsoft 365 group's object id (a GUID).")
+
+
+class GrantOut(CamelModel):
+    organization_id: uuid.UUID
+    group_id: uuid.UUID
+    origin: Literal["operator", "created"] = Field(
+        description="operator: granted by an operator; created: create-group made it for the organization."
+    )
+    group_name: str | None = Field(description="The group's displayName when it was granted or created.")
+    granted_by: uuid.UUID | None
+    granted_at: datetime
+    linked: bool = Field(description="The organization has this group linked now.")
+
+
+class GrantListOut(CamelModel):
+    items: list[GrantOut]
+
+
+class GrantRevokedOut(CamelModel):
+    organization_id: uuid.UUID
+    group_id: uuid.UUID
+    unlinked: bool = Field(
+        description="The group was linked and has been unlinked (it stays in Microsoft 365)."
+    )
+
+
 class AdminConsentOut(CamelModel):
     url: str | None
     tenant_id: str | None
@@ -167,10 +198,11 @@ class AdminConsentOut(CamelModel):
 # What each status means on the Microsoft endpoints, for the OpenAPI document.
 _MICROSOFT_STATUS_MEANINGS = {
     "s401": "Not signed in",
-    "s403": "Not an admin of this organization",
+    "s403": "Not an admin of this organization, or the group is outside the groups it may use",
     "s404": "No such organization (or not a member), feature disabled, or not found in Microsoft 365",
     "s409": "Conflict with the current link",
     "s422": "Invalid input, or a group Microsoft Graph cannot manage",
+    "s429": "Too many groups created today (EQUA_GROUP_CREATE_LIMIT); see Retry-After",
     "s502": "Microsoft 365 refused the app (permission, sign-in)",
     "s503": "Microsoft 365 is throttling or unavailable; see Retry-After",
 }

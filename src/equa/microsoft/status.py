@@ -23,6 +23,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from equa.db.base import utcnow
 from equa.db.read_cache import ReadCache, detached_copy, read_through
 from equa.db.session import release_connection
+from equa.errors import AppError
 from equa.microsoft.graph import (
     GraphAuthenticationFailed,
     GraphClient,
@@ -32,6 +33,7 @@ from equa.microsoft.graph import (
 )
 from equa.microsoft.groups import linked_group_id
 from equa.microsoft.models import SyncRun
+from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
 from equa.settings import Settings
 
@@ -46,6 +48,7 @@ GROUP_MISSING = "group_missing"
 PERMISSION_MISSING = "permission_missing"
 AUTH_FAILED = "auth_failed"
 UNREACHABLE = "unreachable"
+OUT_OF_SCOPE = "out_of_scope"  # the linked group is no longer within MS_GROUP_SCOPE; nothing is read from it
 
 
 @dataclass(frozen=True)
@@ -244,6 +247,15 @@ async def get_status(
             None,
             None,
         )
+    if group_id is not None:
+        try:
+            await GroupScope.from_settings(settings).check(session, graph, organization.id, group_id)
+        except AppError as refused:
+            return Status(
+                True, True, group_id, None, last, OUT_OF_SCOPE, refused.action, consent_url, False, None, None
+            )
+        except GraphError:
+            pass  # the unit could not be read now; the snapshot below reports Graph's health
     cache = cache or StatusCache(settings.status_cache_seconds)
     if not cache.is_fresh(graph, group_id):
         await release_connection(session)  # about to wait on Graph: let other requests have the connection

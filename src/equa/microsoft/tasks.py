@@ -25,6 +25,7 @@ from sqlalchemy.orm import Session
 
 from equa.db.base import utcnow
 from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.runs import (
     PENDING_ENQUEUE_KEY,
@@ -79,6 +80,7 @@ async def run_sync_task(run_id: str) -> str | None:
         _resources.session_factory,
         _resources.graph,
         uuid.UUID(run_id),
+        scope=GroupScope.from_settings(_resources.settings),
         lease_seconds=_resources.settings.sync_lease_seconds,
     )
 
@@ -384,7 +386,9 @@ async def run_in_foreground(
             await session.commit()
             run_id = run.id
         async with build_graph_client(settings) as graph:
-            await execute_run(session_factory, graph, run_id, progress=progress)
+            await execute_run(
+                session_factory, graph, run_id, scope=GroupScope.from_settings(settings), progress=progress
+            )
         async with session_factory() as session:
             finished = await session.get(SyncRun, run_id)
             assert finished is not None

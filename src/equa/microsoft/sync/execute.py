@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
+from equa.errors import AppError
 from equa.metrics import record_sync_run
 from equa.microsoft.audit import FAILURE, SUCCESS
 from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound, GraphUsage, measure_usage
@@ -35,6 +36,7 @@ from equa.microsoft.models import (
     SyncOutcome,
     SyncRun,
 )
+from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync import apply as applying
 from equa.microsoft.sync.plan import (
     DirectoryUser,
@@ -526,6 +528,7 @@ async def execute_run(
     graph: GraphClient,
     run_id: uuid.UUID,
     *,
+    scope: GroupScope,
     progress: Progress | None = None,
     lease_seconds: int | None = None,
 ) -> str | None:
@@ -561,7 +564,7 @@ async def execute_run(
         status = RunStatus.FAILED.value
         started = time.monotonic()
         try:
-            status = await _run(session_factory, graph, run, progress, usage)
+            status = await _run(session_factory, graph, run, progress, usage, scope)
             return status
         except asyncio.CancelledError:
             if lost.is_set():
@@ -638,9 +641,17 @@ async def _run(
     run: SyncRun,
     progress: Progress,
     usage: GraphUsage,
+    scope: GroupScope,
 ) -> str:
     async with session_factory() as session:
         inputs = await load_inputs(session, run)
+        if inputs is not None:
+            try:
+                # Scheduled runs too: a group that left the scope since it was linked is not touched.
+                await scope.check(session, graph, inputs.organization_id, inputs.group_id)
+            except AppError as refused:
+                await _finish_failed(session_factory, run.id, refused.code, refused.message, refused.action)
+                return RunStatus.FAILED.value
     if inputs is None:
         await _finish_failed(
             session_factory,

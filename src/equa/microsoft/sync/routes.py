@@ -10,7 +10,7 @@ from fastapi.responses import JSONResponse
 
 from equa.db.session import DbSession
 from equa.errors import problem_responses
-from equa.microsoft.deps import MicrosoftAdmin, require_microsoft_enabled
+from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.models import FlagStatus, Outcome
 from equa.microsoft.sync import flagged, runs, sync_settings
 from equa.microsoft.sync.schemas import (
@@ -61,6 +61,8 @@ async def sync_members(
     context: MicrosoftAdmin,
     session: DbSession,
     request: Request,
+    graph: Graph,
+    scope: Scope,
     body: SyncMembersIn | None = None,
     wait: Annotated[
         float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for the run to finish.")
@@ -68,6 +70,9 @@ async def sync_members(
 ) -> JSONResponse:
     """Start a sync (or get the one already queued or running). 202 with the run; 200 if it finished in time."""
     dry_run = body.dry_run if body is not None else False
+    if context.organization.microsoft_group is not None:
+        # Refused now rather than as a failed run: the group is outside MS_GROUP_SCOPE (the job checks again).
+        await scope.check(session, graph, context.organization.id, context.organization.microsoft_group)
     run = await runs.request_sync(session, context.organization, context.user, dry_run, "api")
     # Committed here, not at the end of the request: the task is handed to the broker on commit, and a worker
     # (or `wait` below) must see the run.

@@ -208,6 +208,7 @@
   const HEALTH_TEXT = {
     group_missing: "The group was deleted in Microsoft 365.",
     permission_missing: "The app is missing its Microsoft Graph permissions (admin consent).",
+    out_of_scope: "The linked group is outside the groups this organization may use.",
     auth_failed: "This service could not sign in to Microsoft 365.",
     unreachable: "Microsoft 365 could not be reached.",
   };

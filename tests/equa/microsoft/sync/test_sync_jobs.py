@@ -158,6 +158,7 @@ def test_equa_sync_in_the_foreground_prints_the_outcome_and_exits_by_status(
         "MS_AUTHORITY_HOST": semu.base_url,
         "MS_GRAPH_URL": semu.graph_url,
         "MS_CA_BUNDLE": str(semu.ca_path),
+        "MS_GROUP_SCOPE": "tenant",  # the organization is linked to a seeded group directly, without a grant
     }
     for name, value in env.items():
         monkeypatch.setenv(name, value)

@@ -1,0 +1,155 @@
+"""Administrative units: the seeded units, their group members, creating a group inside one, and permissions."""
+
+from __future__ import annotations
+
+from emulator_helpers import Graph, error_of, fetch_token
+
+from graph_emulator import seeds
+
+DOMAIN = seeds.DEFAULT_TENANT_DOMAIN
+MANAGED = seeds.stable_id(DOMAIN, "seed-unit", "equa-managed-groups")
+NETWORK = seeds.stable_id(DOMAIN, "seed-unit", "network-access")
+UNITS = "/directory/administrativeUnits"
+GROUP_BODY = {
+    "@odata.type": "#microsoft.graph.group",
+    "displayName": "Unit Team",
+    "description": "Created inside the unit",
+    "groupTypes": ["Unified"],
+    "mailEnabled": True,
+    "mailNickname": "unit-team",
+    "securityEnabled": False,
+}
+
+
+def graph_with_roles(emulator, roles: list[str]) -> Graph:
+    emulator.set_app_roles(emulator.client_id, roles)
+    return Graph(emulator, fetch_token(emulator))
+
+
+def without(*roles: str) -> list[str]:
+    return [role for role in seeds.APP_ROLES if role not in roles]
+
+
+def test_seeded_units_are_listed_and_read_by_id(graph):
+    listed = graph.get(UNITS)
+    assert listed.status_code == 200
+    names = {unit["displayName"]: unit for unit in listed.json()["value"]}
+    assert set(names) == {"Equa managed groups", "Network access"}
+    assert names["Equa managed groups"]["id"] == MANAGED
+    assert names["Network access"]["membershipType"] == "Assigned"
+
+    one = graph.get(f"{UNITS}/{MANAGED}", params={"$select": "id,displayName"})
+    assert one.status_code == 200
+    assert {k: v for k, v in one.json().items() if not k.startswith("@")} == {
+        "id": MANAGED,
+        "displayName": "Equa managed groups",
+    }
+    missing = graph.get(f"{UNITS}/{seeds.stable_id('nowhere')}")
+    assert missing.status_code == 404
+    assert error_of(missing)["code"] == "Request_ResourceNotFound"
+
+
+def test_unit_groups_cast_lists_the_units_groups_with_paging(graph):
+    seen: list[dict] = []
+    url = f"{UNITS}/{MANAGED}/members/microsoft.graph.group?$top=3&$select=id,displayName,visibility"
+    pages = 0
+    while url:
+        response = graph.get(url)
+        assert response.status_code == 200
+        body = response.json()
+        seen.extend(body["value"])
+        url = body.get("@odata.nextLink")
+        pages += 1
+    assert pages == 2
+    by_name = {group["displayName"]: group for group in seen}
+    assert set(by_name) == {"Engineering", "Marketing", "Project Falcon", "Leadership Council"}
+    assert by_name["Leadership Council"]["visibility"] == "HiddenMembership"
+
+    network = graph.get(f"{UNITS}/{NETWORK}/members").json()["value"]
+    assert [(m["@odata.type"], m["displayName"]) for m in network] == [
+        ("#microsoft.graph.group", "VPN Users")
+    ]
+
+
+def test_reading_units_needs_an_administrative_unit_or_directory_permission(emulator):
+    denied = graph_with_roles(emulator, without("AdministrativeUnit.Read.All"))
+    for path in (UNITS, f"{UNITS}/{MANAGED}", f"{UNITS}/{MANAGED}/members/microsoft.graph.group"):
+        response = denied.get(path)
+        assert response.status_code == 403, path
+        assert error_of(response)["code"] == "Authorization_RequestDenied"
+    directory_reader = graph_with_roles(emulator, ["Directory.Read.All"])
+    assert directory_reader.get(UNITS).status_code == 200
+
+
+def test_a_group_created_inside_a_unit_lands_in_it(graph, emulator):
+    created = graph.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
+    assert created.status_code == 201, created.text
+    group = created.json()
+    assert group["@odata.type"] == "#microsoft.graph.group"
+    assert group["displayName"] == "Unit Team" and group["mail"] == f"unit-team@{DOMAIN}"
+    assert group["id"] in emulator.unit_members(MANAGED)
+    listed = graph.get(f"{UNITS}/{MANAGED}/members/microsoft.graph.group", params={"$select": "id"})
+    assert group["id"] in {g["id"] for g in listed.json()["value"]}
+    assert graph.get(f"/groups/{group['id']}").json()["displayName"] == "Unit Team"
+
+
+def test_creating_in_a_unit_needs_group_creation_and_unit_reading(emulator):
+    cases = {
+        "no unit permission": without("AdministrativeUnit.Read.All"),
+        "no group creation": without("Group.Create", "Group.ReadWrite.All"),
+    }
+    for label, roles in cases.items():
+        response = graph_with_roles(emulator, roles).post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
+        assert response.status_code == 403, label
+        assert error_of(response)["code"] == "Authorization_RequestDenied"
+    assert emulator.find_groups(displayName="Unit Team") == []
+    assert (
+        graph_with_roles(emulator, ["Group.Create", "AdministrativeUnit.ReadWrite.All"])
+        .post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
+        .status_code
+        == 201
+    )
+
+
+def test_creating_in_a_unit_needs_the_group_type(graph, emulator):
+    body = {k: v for k, v in GROUP_BODY.items() if k != "@odata.type"}
+    response = graph.post(f"{UNITS}/{MANAGED}/members", json=body)
+    assert response.status_code == 400
+    assert "@odata.type" in error_of(response)["message"]
+    assert emulator.find_groups(displayName="Unit Team") == []
+
+
+def test_adding_an_existing_group_by_ref_needs_unit_write(graph, emulator):
+    all_company = seeds.stable_id(DOMAIN, "seed-group", "all-company")
+    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{all_company}"}
+    denied = graph.post(f"{UNITS}/{NETWORK}/members/$ref", json=ref)
+    assert denied.status_code == 403
+    assert all_company not in emulator.unit_members(NETWORK)
+
+    writer = graph_with_roles(emulator, [*seeds.APP_ROLES, "AdministrativeUnit.ReadWrite.All"])
+    assert writer.post(f"{UNITS}/{NETWORK}/members/$ref", json=ref).status_code == 204
+    assert all_company in emulator.unit_members(NETWORK)
+    again = writer.post(f"{UNITS}/{NETWORK}/members/$ref", json=ref)
+    assert again.status_code == 400
+    assert "already exist" in error_of(again)["message"]
+    assert writer.delete(f"{UNITS}/{NETWORK}/members/{all_company}/$ref").status_code == 204
+    assert all_company not in emulator.unit_members(NETWORK)
+
+
+def test_control_api_creates_units_and_adds_members(graph, emulator):
+    falcon = seeds.stable_id(DOMAIN, "seed-group", "empty-team")
+    unit = emulator.add_administrative_unit(displayName="Test unit", members=[falcon])
+    assert unit["members"] == [falcon]
+    marketing = seeds.stable_id(DOMAIN, "seed-group", "marketing")
+    emulator.add_unit_members(unit["id"], [marketing])
+    assert {u["displayName"] for u in emulator.administrative_units()} >= {"Test unit", "Equa managed groups"}
+    listed = graph.get(
+        f"{UNITS}/{unit['id']}/members/microsoft.graph.group", params={"$select": "displayName"}
+    )
+    assert sorted(g["displayName"] for g in listed.json()["value"]) == ["Marketing", "Project Falcon"]
+
+
+def test_a_deleted_group_leaves_its_unit(graph, emulator):
+    falcon = seeds.stable_id(DOMAIN, "seed-group", "empty-team")
+    assert graph.delete(f"/groups/{falcon}").status_code == 204
+    assert falcon not in emulator.unit_members(MANAGED)
