@@ -60,11 +60,11 @@ def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[
     """Run `work` in one session committed at the end, like a request; AppErrors become one-line errors."""
     import asyncio
 
-    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.db.engine import create_engine_for_settings, create_session_factory
     from equa.errors import AppError
 
     async def main() -> T:
-        engine = create_engine_for(settings.resolved_database_url)
+        engine = create_engine_for_settings(settings)
         try:
             async with create_session_factory(engine)() as session:
                 result = await work(session)

@@ -282,11 +282,11 @@ async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
 @contextlib.asynccontextmanager
 async def job_process(settings: Settings) -> Any:
     """Engine, Graph client, broker and job resources for a worker or scheduler process."""
-    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.db.engine import create_engine_for_settings, create_session_factory
     from equa.microsoft.graph import build_graph_client
 
     async with AsyncExitStack() as stack:
-        engine = create_engine_for(settings.resolved_database_url)
+        engine = create_engine_for_settings(settings)
         stack.push_async_callback(engine.dispose)
         graph = build_graph_client(settings)
         stack.push_async_callback(graph.aclose)
@@ -330,11 +330,11 @@ async def run_in_foreground(
     settings: Settings, organization_id: uuid.UUID, *, dry_run: bool, progress: Progress
 ) -> SyncRun:
     """`equa sync`: create a run and execute it in this process, whatever the broker."""
-    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.db.engine import create_engine_for_settings, create_session_factory
     from equa.errors import AppError
     from equa.microsoft.graph import build_graph_client
 
-    engine = create_engine_for(settings.resolved_database_url)
+    engine = create_engine_for_settings(settings)
     try:
         session_factory = create_session_factory(engine)
         configure_lease(settings.sync_lease_seconds)
