@@ -24,6 +24,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.db.base import utcnow
 from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
+from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.runs import (
     abandon_stale_runs,
@@ -164,7 +166,14 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
     stack.callback(set_broker, None)
     stack.push_async_callback(_shutdown_broker, broker)
     if not settings.broker_url:
-        scheduler = asyncio.create_task(run_scheduler(stop=None, first_tick_delay=_tick_seconds(settings)))
+        # Several API replicas sharing EQUA_REDIS_URL each embed a scheduler; the lock lets one of them lead.
+        leadership = scheduler_leadership(settings)
+        if leadership is not None:
+            await leadership.start()
+            stack.push_async_callback(leadership.stop)
+        scheduler = asyncio.create_task(
+            run_scheduler(stop=None, first_tick_delay=_tick_seconds(settings), leadership=leadership)
+        )
         stack.push_async_callback(_cancel, scheduler)
 
 
@@ -240,8 +249,17 @@ async def _health_check(resources: JobResources) -> None:
         log.exception("health check of linked groups failed")
 
 
-async def run_scheduler(stop: asyncio.Event | None, *, first_tick_delay: float = 0.0) -> None:
-    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check."""
+async def run_scheduler(
+    stop: asyncio.Event | None,
+    *,
+    first_tick_delay: float = 0.0,
+    leadership: SchedulerLeadership | None = None,
+) -> None:
+    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check.
+
+    With `leadership` (a Redis lock shared by every scheduler) only the leader ticks; the others stand by and
+    check often enough to take over within EQUA_SCHEDULER_LOCK_SECONDS of the leader's end.
+    """
     if _resources is None:
         raise RuntimeError("scheduler started before the process set its job resources")
     resources = _resources
@@ -252,6 +270,10 @@ async def run_scheduler(stop: asyncio.Event | None, *, first_tick_delay: float =
     if first_tick_delay and await _sleep_or_stop(stop, first_tick_delay):
         return
     while stop is None or not stop.is_set():
+        if leadership is not None and not leadership.leading:
+            if await _sleep_or_stop(stop, min(tick, leadership.lock_seconds / 3)):
+                return
+            continue
         try:
             async with resources.session_factory() as session:
                 started = await schedule_due_syncs(session, interval)
@@ -317,12 +339,27 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, concurrency: in
             await broker.shutdown()
 
 
-async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
+def scheduler_leadership(settings: Settings, key: str = DEFAULT_LOCK_KEY) -> SchedulerLeadership | None:
+    """The leader lock when a Redis is shared (EQUA_REDIS_URL, else the broker's); None for a lone process."""
+    redis_url = settings.redis_url or settings.broker_url
+    if not redis_url:
+        return None
+    return SchedulerLeadership(redis_url, settings.scheduler_lock_seconds, key=key)
+
+
+async def run_scheduler_process(
+    settings: Settings, stop: asyncio.Event, *, lock_key: str = DEFAULT_LOCK_KEY
+) -> None:
     async with job_process(settings) as broker:
         await broker.startup()
+        leadership = scheduler_leadership(settings, lock_key)
         try:
-            await run_scheduler(stop)
+            if leadership is not None:
+                await leadership.start()
+            await run_scheduler(stop, leadership=leadership)
         finally:
+            if leadership is not None:
+                await leadership.stop()
             await broker.shutdown()
 
 
