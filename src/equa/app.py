@@ -8,7 +8,7 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 import equa
-from equa.db.engine import create_engine_for, create_session_factory
+from equa.db.engine import create_engine_for_settings, create_session_factory
 from equa.db.read_cache import ReadCache
 from equa.errors import install_error_handlers
 from equa.metrics import HttpMetricsMiddleware
@@ -69,7 +69,7 @@ async def _open_database(app: FastAPI, stack: AsyncExitStack) -> None:
     problem = await migration_problem(url)
     if problem is not None:
         raise DatabaseNotMigrated(problem)
-    engine = create_engine_for(url)
+    engine = create_engine_for_settings(settings)
     stack.push_async_callback(engine.dispose)
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)

@@ -109,9 +109,16 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
     handler._equa_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # httpx logs every Graph call at INFO; the app's own request lines (uvicorn.access) are what a terminal needs,
+    # and each Graph call is already counted in the metrics. The calls show with EQUA_LOG_LEVEL=DEBUG.
+    debug = root.getEffectiveLevel() <= logging.DEBUG
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would bypass the filter; let its records reach the root handler instead.
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        # An in-process uvicorn started earlier (the demo's emulator, quiet by design) set these to WARNING.
+        logger.setLevel(logging.NOTSET)
     return handler

@@ -57,14 +57,18 @@ async def me(request: Request, user: CurrentUser) -> UserOut:
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(401, 403, 422),
 )
-async def create_token(body: TokenCreateIn, user: CurrentUser, session: DbSession) -> TokenCreatedOut:
+async def create_token(
+    request: Request, body: TokenCreateIn, user: CurrentUser, session: DbSession
+) -> TokenCreatedOut:
     row, token = await create_api_token(session, user, body.name)
-    return TokenCreatedOut(**TokenOut.of(row).model_dump(), token=token)
+    max_age = request.app.state.settings.api_token_max_age
+    return TokenCreatedOut(**TokenOut.of(row, max_age).model_dump(), token=token)
 
 
 @router.get("/me/tokens", response_model=list[TokenOut], responses=problem_responses(401))
-async def list_tokens(user: CurrentUser, session: DbSession) -> list[TokenOut]:
-    return [TokenOut.of(t) for t in await list_api_tokens(session, user)]
+async def list_tokens(request: Request, user: CurrentUser, session: DbSession) -> list[TokenOut]:
+    max_age = request.app.state.settings.api_token_max_age
+    return [TokenOut.of(t, max_age) for t in await list_api_tokens(session, user)]
 
 
 @router.delete(
