@@ -81,6 +81,16 @@ class Settings(BaseSettings):
     platform_admins: str = Field("", alias="EQUA_PLATFORM_ADMINS")
     org_creation: OrgCreation = Field(OrgCreation.ANYONE, alias="EQUA_ORG_CREATION")
     public_url: str | None = Field(None, alias="EQUA_PUBLIC_URL")
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto uvicorn trusts (its --forwarded-allow-ips).
+    forwarded_allow_ips: str = Field("127.0.0.1", alias="EQUA_FORWARDED_ALLOW_IPS")
+
+    # --- Abuse resistance ---
+    # Sign-in failures allowed per account and per client address before each next try must wait (doubling).
+    login_free_failures: int = Field(5, alias="EQUA_LOGIN_FREE_FAILURES", ge=1, le=1000)
+    login_max_wait_seconds: float = Field(900.0, alias="EQUA_LOGIN_MAX_WAIT", ge=1, le=86_400)
+    # Password hashes computed at once (each argon2 hash takes ~64 MiB and a core for tens of milliseconds).
+    password_hash_concurrency: int = Field(2, alias="EQUA_PASSWORD_HASH_CONCURRENCY", ge=1, le=64)
+    max_body_bytes: int = Field(1_048_576, alias="EQUA_MAX_BODY_BYTES", ge=1024)
 
     @field_validator("ms_authority_host", "ms_graph_url")
     @classmethod
