@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import secrets
 from enum import StrEnum
 from functools import cached_property
@@ -88,8 +89,14 @@ class Settings(BaseSettings):
     # Sign-in failures allowed per account and per client address before each next try must wait (doubling).
     login_free_failures: int = Field(5, alias="EQUA_LOGIN_FREE_FAILURES", ge=1, le=1000)
     login_max_wait_seconds: float = Field(900.0, alias="EQUA_LOGIN_MAX_WAIT", ge=1, le=86_400)
-    # Password hashes computed at once (each argon2 hash takes ~64 MiB and a core for tens of milliseconds).
-    password_hash_concurrency: int = Field(2, alias="EQUA_PASSWORD_HASH_CONCURRENCY", ge=1, le=64)
+    # Password hashes computed at once (each argon2 hash takes ~64 MiB and a core for tens of milliseconds). One
+    # core is left to the event loop, or a sign-in flood slows every other request of the process.
+    password_hash_concurrency: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) - 1),
+        alias="EQUA_PASSWORD_HASH_CONCURRENCY",
+        ge=1,
+        le=64,
+    )
     max_body_bytes: int = Field(1_048_576, alias="EQUA_MAX_BODY_BYTES", ge=1024)
 
     @field_validator("ms_authority_host", "ms_graph_url")

@@ -14,7 +14,7 @@ from functools import lru_cache
 from argon2 import PasswordHasher
 from argon2.exceptions import InvalidHashError, VerificationError
 
-DEFAULT_CONCURRENCY = 2
+DEFAULT_CONCURRENCY = 1
 
 _hasher = PasswordHasher()
 _executor: ThreadPoolExecutor | None = None

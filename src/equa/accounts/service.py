@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User, normalize_email
 from equa.accounts.passwords import hash_password, needs_rehash, verify_password
+from equa.db.session import release_connection
 from equa.errors import AppError
 
 
@@ -66,6 +67,9 @@ async def set_password(session: AsyncSession, user: User, password: str) -> None
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """The active user with this email and password, or None (the same answer for every kind of failure)."""
     user = await get_user_by_email(session, email)
+    # The check can queue behind other hashes for a while: give the connection back meanwhile, or a sign-in flood
+    # holds the whole pool and every other request waits for a connection.
+    await release_connection(session)
     if not await verify_password(user.password_hash if user else None, password):
         return None
     assert user is not None  # verify_password is only true for an existing hash

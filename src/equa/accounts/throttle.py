@@ -17,13 +17,14 @@ import hmac
 import logging
 import math
 import time
+from collections import OrderedDict
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import UTC, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any, Protocol
 
 from fastapi import FastAPI, Request
-from sqlalchemy import case, delete, func, select, update
+from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import SignInThrottle, normalize_email
@@ -34,6 +35,7 @@ from equa.settings import Settings
 log = logging.getLogger("equa.accounts.throttle")
 
 FIRST_WAIT_SECONDS = 1.0
+KNOWN_BLOCKS_LIMIT = 10_000
 
 
 @dataclass(frozen=True)
@@ -55,11 +57,13 @@ class Backoff:
 
 
 class ThrottleStore(Protocol):
-    async def blocked_until(self, keys: list[str]) -> float:
-        """The latest epoch second until which one of `keys` is blocked (0 when none is)."""
+    async def blocked_until(self, keys: list[str]) -> dict[str, float]:
+        """For each of `keys` that has a count: the epoch second until which it is blocked (0: not blocked)."""
         ...
 
-    async def record_failure(self, key: str, backoff: Backoff) -> None: ...
+    async def record_failure(self, key: str, backoff: Backoff) -> float:
+        """Count one failure; returns the epoch second until which `key` is now blocked (0: not blocked)."""
+        ...
 
     async def clear(self, key: str) -> None: ...
 
@@ -75,18 +79,14 @@ class DatabaseThrottleStore:
     def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
         self._sessions = session_factory
 
-    async def blocked_until(self, keys: list[str]) -> float:
+    async def blocked_until(self, keys: list[str]) -> dict[str, float]:
         async with self._sessions() as session:
-            latest = await session.scalar(
-                select(func.max(SignInThrottle.blocked_until)).where(SignInThrottle.key.in_(keys))
+            rows = await session.execute(
+                select(SignInThrottle.key, SignInThrottle.blocked_until).where(SignInThrottle.key.in_(keys))
             )
-        if latest is None:
-            return 0.0
-        if latest.tzinfo is None:  # an aggregate skips the column type's conversion on SQLite
-            latest = datetime.fromisoformat(str(latest)).replace(tzinfo=UTC)
-        return latest.timestamp()
+        return {key: until.timestamp() if until else 0.0 for key, until in rows}
 
-    async def record_failure(self, key: str, backoff: Backoff) -> None:
+    async def record_failure(self, key: str, backoff: Backoff) -> float:
         now = utcnow()
         forget_before = now - timedelta(seconds=backoff.forget_after_seconds)
         async with self._sessions() as session, session.begin():
@@ -105,12 +105,13 @@ class DatabaseThrottleStore:
                 .returning(SignInThrottle.failures)
             )
             wait = backoff.wait_after(int(failures or 0))
-            if wait > 0:
-                await session.execute(
-                    update(SignInThrottle)
-                    .where(SignInThrottle.key == key)
-                    .values(blocked_until=now + timedelta(seconds=wait))
-                )
+            if wait <= 0:
+                return 0.0
+            blocked_until = now + timedelta(seconds=wait)
+            await session.execute(
+                update(SignInThrottle).where(SignInThrottle.key == key).values(blocked_until=blocked_until)
+            )
+            return blocked_until.timestamp()
 
     async def clear(self, key: str) -> None:
         async with self._sessions() as session, session.begin():
@@ -146,7 +147,7 @@ if failures >= free then
 end
 redis.call('HSET', KEYS[1], 'failures', failures, 'last', now, 'blocked', blocked)
 redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) + tonumber(ARGV[5])))
-return failures
+return blocked
 """
 
 
@@ -173,17 +174,19 @@ class RedisThrottleStore:
             "sign-in throttle: Redis unavailable (%s); counting in the database", type(error).__name__
         )
 
-    async def blocked_until(self, keys: list[str]) -> float:
+    async def blocked_until(self, keys: list[str]) -> dict[str, float]:
         try:
             values = [await self._redis.hget(self._key(key), "blocked") for key in keys]
         except Exception as error:
             self._unavailable(error)
             return await self._fallback.blocked_until(keys)
-        return max([float(value) / 1000 for value in values if value is not None], default=0.0)
+        return {
+            key: float(value) / 1000 for key, value in zip(keys, values, strict=True) if value is not None
+        }
 
-    async def record_failure(self, key: str, backoff: Backoff) -> None:
+    async def record_failure(self, key: str, backoff: Backoff) -> float:
         try:
-            await self._script(
+            blocked_ms = await self._script(
                 keys=[self._key(key)],
                 args=[
                     int(time.time() * 1000),
@@ -195,7 +198,8 @@ class RedisThrottleStore:
             )
         except Exception as error:
             self._unavailable(error)
-            await self._fallback.record_failure(key, backoff)
+            return await self._fallback.record_failure(key, backoff)
+        return float(blocked_ms) / 1000
 
     async def clear(self, key: str) -> None:
         try:
@@ -218,12 +222,37 @@ class SignInKeys:
 
 
 class SignInThrottler:
-    """The policy in front of a store: who must wait, and how long."""
+    """The policy in front of a store: who must wait, and how long.
+
+    Blocks this process has seen are remembered here until they end, so a flood against a blocked account or
+    from a blocked address is refused without a round trip to the store. That is safe because a block only ever
+    grows while it lasts: a success, the one thing that clears a count, is refused during the block.
+    """
 
     def __init__(self, store: ThrottleStore, backoff: Backoff, secret: str) -> None:
         self.store = store
         self.backoff = backoff
         self._secret = secret.encode()
+        self._known_blocks: OrderedDict[str, float] = OrderedDict()
+
+    def _remember_block(self, key: str, until: float) -> None:
+        if until <= time.time():
+            return
+        self._known_blocks[key] = max(until, self._known_blocks.get(key, 0.0))
+        self._known_blocks.move_to_end(key)
+        while len(self._known_blocks) > KNOWN_BLOCKS_LIMIT:
+            self._known_blocks.popitem(last=False)
+
+    def _known_block(self, keys: SignInKeys) -> float:
+        now = time.time()
+        latest = 0.0
+        for key in keys.both():
+            until = self._known_blocks.get(key)
+            if until is not None and until <= now:
+                del self._known_blocks[key]
+            elif until is not None:
+                latest = max(latest, until)
+        return latest
 
     def _hash(self, kind: str, value: str) -> str:
         digest = hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
@@ -237,16 +266,22 @@ class SignInThrottler:
 
     async def seconds_to_wait(self, keys: SignInKeys) -> int:
         """Whole seconds before this account may try again from this address (0: it may now)."""
-        remaining = await self.store.blocked_until(keys.both()) - time.time()
+        until = self._known_block(keys)
+        if not until:
+            for key, key_until in (await self.store.blocked_until(keys.both())).items():
+                self._remember_block(key, key_until)
+                until = max(until, key_until)
+        remaining = until - time.time()
         return math.ceil(remaining) if remaining > 0 else 0
 
     async def failed(self, keys: SignInKeys) -> None:
         for key in keys.both():
-            await self.store.record_failure(key, self.backoff)
+            self._remember_block(key, await self.store.record_failure(key, self.backoff))
 
     async def succeeded(self, keys: SignInKeys) -> None:
         # Only the account's counter: clearing the address's would let someone with an account of their own
         # wash out the address's count between guesses at other people's passwords.
+        self._known_blocks.pop(keys.account, None)
         await self.store.clear(keys.account)
 
 
