@@ -9,6 +9,7 @@ from fastapi import APIRouter, FastAPI
 
 import equa
 from equa.accounts.passwords import set_hash_concurrency
+from equa.body_limit import BodySizeLimitMiddleware
 from equa.db.engine import create_engine_for, create_session_factory
 from equa.db.read_cache import ReadCache
 from equa.errors import install_error_handlers
@@ -97,6 +98,8 @@ def create_app(settings: Settings | None = None) -> FastAPI:
     app.state.settings = settings
     set_hash_concurrency(settings.password_hash_concurrency)
     app.state.read_cache = ReadCache(settings.effective_read_cache_seconds)
+    # Added first, so it runs inside the metrics middleware and refused bodies are counted too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     install_error_handlers(app)
     install_graph_error_handler(app)
