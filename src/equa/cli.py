@@ -108,7 +108,14 @@ def serve(
 
     configure_logging(settings)
     # log_config=None keeps the redacting handler configured above instead of uvicorn's own.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
 
 
 @db_app.command("upgrade")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
 from datetime import timedelta
@@ -104,6 +105,22 @@ class Settings(BaseSettings):
     db_pool_size: int = Field(5, alias="EQUA_DB_POOL_SIZE", ge=1, le=200)
     # How long the scheduler's leader lock in Redis lives without renewal: a dead leader is replaced after this.
     scheduler_lock_seconds: int = Field(30, alias="EQUA_SCHEDULER_LOCK_SECONDS", ge=5, le=3600)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto uvicorn trusts (its --forwarded-allow-ips).
+    forwarded_allow_ips: str = Field("127.0.0.1", alias="EQUA_FORWARDED_ALLOW_IPS")
+
+    # --- Abuse resistance ---
+    # Sign-in failures allowed per account and per client address before each next try must wait (doubling).
+    login_free_failures: int = Field(5, alias="EQUA_LOGIN_FREE_FAILURES", ge=1, le=1000)
+    login_max_wait_seconds: float = Field(900.0, alias="EQUA_LOGIN_MAX_WAIT", ge=1, le=86_400)
+    # Password hashes computed at once (each argon2 hash takes ~64 MiB and a core for tens of milliseconds). One
+    # core is left to the event loop, or a sign-in flood slows every other request of the process.
+    password_hash_concurrency: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) - 1),
+        alias="EQUA_PASSWORD_HASH_CONCURRENCY",
+        ge=1,
+        le=64,
+    )
+    max_body_bytes: int = Field(1_048_576, alias="EQUA_MAX_BODY_BYTES", ge=1024)
 
     @field_validator("ms_authority_host", "ms_graph_url")
     @classmethod
