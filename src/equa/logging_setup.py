@@ -91,9 +91,24 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class _StderrOfTheMomentHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is when a record is emitted, not as it was at configuration: whoever swaps stderr
+    (a command run in-process, a test runner) must not leave the root logger writing into a closed stream."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:
     """Route all logging (ours, uvicorn's, libraries') through one redacting handler on the root logger."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler = (  # type: ignore[type-arg]
+        logging.StreamHandler(stream) if stream is not None else _StderrOfTheMomentHandler()
+    )
     handler.setFormatter(
         JsonFormatter() if settings.log_format == LogFormat.JSON else logging.Formatter(TEXT_FORMAT)
     )
