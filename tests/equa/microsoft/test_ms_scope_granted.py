@@ -340,3 +340,17 @@ async def test_granting_checks_the_group_with_graph(
         headers=operator,
     )
     assert no_org.status_code == 404
+
+
+async def test_a_create_limit_of_zero_turns_group_creation_off(
+    client: httpx.AsyncClient, team: Team, emu: Any, app: Any
+) -> None:
+    app.state.settings.group_create_limit = 0
+    groups_before = len(emu.find_groups())
+    response = await client.post(
+        team.url("create-group"), json={"displayName": "No"}, headers=team.admin_headers
+    )
+    assert response.status_code == 429
+    assert response.json()["code"] == "microsoft_group_create_limit"
+    assert "turned off" in response.json()["detail"]
+    assert len(emu.find_groups()) == groups_before
