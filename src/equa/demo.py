@@ -4,6 +4,10 @@ This is the one place equa imports graph_emulator (ARCHITECTURE rule 8): it star
 its default seeded tenant (40 users including guests, groups of every kind including a dynamic and a
 role-assignable one), migrates an SQLite database in the demo data directory, creates an organization whose team
 partly matches the tenant plus an admin login, points the MS_* settings at the emulator and serves the app.
+
+The demo runs in the default group scope, `granted`, with one seeded group ("Engineering") granted to the demo
+organization as an operator would (`equa microsoft grant-group`): a new user sees both ways a group becomes the
+organization's, granted and created here, and that the rest of the tenant is out of reach.
 """
 
 from __future__ import annotations
@@ -20,6 +24,7 @@ DEMO_ORGANIZATION = "Contoso (demo)"
 # Team members who are not in the tenant: a sync flags nobody for them, it reports them as not in the tenant.
 OUTSIDE_ADDRESSES = ("pat.outside@equa-demo.example", "sam.contractor@equa-demo.example")
 TENANT_TEAM_SIZE = 8
+GRANTED_GROUP = "Engineering"
 
 
 DEMO_TOKEN_NAME = "demo"
@@ -47,11 +52,15 @@ def demo_settings(data_dir: Path, emulator: Any) -> Settings:
         ms_graph_url=emulator.graph_url,
         ms_ca_bundle=Path(emulator.ca_path),
         ms_admin_consent_redirect_uri=None,
+        ms_group_scope="granted",
     )
 
 
-async def seed_demo_organization(settings: Settings, tenant_users: list[dict[str, Any]]) -> DemoLogin:
-    """The demo organization and its admin (created once, password renewed on every start)."""
+async def seed_demo_organization(
+    settings: Settings, tenant_users: list[dict[str, Any]], granted_group_id: str | None = None
+) -> DemoLogin:
+    """The demo organization and its admin (created once, password renewed on every start), and the group an
+    operator granted it (through the grants service, as `equa microsoft grant-group` does)."""
     from sqlalchemy import select, update
 
     from equa.accounts.models import ApiToken
@@ -93,10 +102,24 @@ async def seed_demo_organization(settings: Settings, tenant_users: list[dict[str
                 .values(revoked_at=utcnow())
             )
             _, token = await create_api_token(session, admin, DEMO_TOKEN_NAME)
+            if granted_group_id is not None:
+                await _grant_demo_group(settings, session, organization.id, granted_group_id)
             await session.commit()
             return DemoLogin(admin.email, password, str(organization.id), token)
     finally:
         await engine.dispose()
+
+
+async def _grant_demo_group(settings: Settings, session: Any, organization_id: Any, group_id: str) -> None:
+    from equa.microsoft.grants import grant_group
+    from equa.microsoft.graph import build_graph_client
+
+    async with build_graph_client(settings) as graph:
+        await grant_group(session, graph, organization_id, group_id, None)  # already granted: nothing changes
+
+
+def granted_group_id(seed: dict[str, Any]) -> str:
+    return str(next(g["id"] for g in seed["tenants"][0]["groups"] if g["displayName"] == GRANTED_GROUP))
 
 
 def run_demo(host: str, port: int, data_dir: Path) -> None:
@@ -115,7 +138,9 @@ def run_demo(host: str, port: int, data_dir: Path) -> None:
     try:
         settings = demo_settings(data_dir, emulator)
         upgrade_database(settings.resolved_database_url)
-        login = asyncio.run(seed_demo_organization(settings, seed["tenants"][0]["users"]))
+        login = asyncio.run(
+            seed_demo_organization(settings, seed["tenants"][0]["users"], granted_group_id(seed))
+        )
         configure_logging(settings)
         base = f"http://{host}:{port}"
         print(
@@ -132,6 +157,8 @@ def run_demo(host: str, port: int, data_dir: Path) -> None:
                     f"          curl -H 'Authorization: Bearer {login.api_token}' "
                     f"{base}/api/v1/organizations/{login.organization_id}/microsoft/status",
                     f"CLI       equa --data-dir {data_dir} tokens list {login.email}",
+                    f"Groups    {GRANTED_GROUP} is granted to the demo organization (MS_GROUP_SCOPE=granted); "
+                    "create another from the settings page.",
                     "Stop with Ctrl+C.",
                     "",
                 ]

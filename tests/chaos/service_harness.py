@@ -145,6 +145,8 @@ def service_environment(
             "EQUA_SECRET_KEY": SECRET_KEY,
             "EQUA_LOG_LEVEL": "WARNING",
             "EQUA_GRAPH_MAX_RETRY_WAIT": "20",
+            # These suites link seeded groups directly; the group scope has its own tests.
+            "MS_GROUP_SCOPE": "tenant",
         }
     )
     env.update(extra)

@@ -4,7 +4,8 @@ Debian's chromium through Playwright.
 Fixtures
   web_emulator        session-scoped emulator (default seed); reset before every test by `web`.
   web                 function-scoped: a clean database and emulator, and a WebWorld with the base URLs of two
-                      servers (Microsoft 365 enabled / disabled), factories for users and organizations, and
+                      servers (Microsoft 365 enabled / disabled; a third in the `granted` group scope, the
+                      others tenant-wide), factories for users and organizations, and
                       `page(...)` to open a fresh browser context.
 Helpers for the tests themselves are in web_support.py.
 """
@@ -146,7 +147,11 @@ def served_apps(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, ServedApp]]:
     data_dir = tmp_path_factory.mktemp("web-data")
+    # Sync jobs find their settings in one per-process slot, which the last app started with the integration on
+    # takes: the `granted` app starts first so that syncs run with the settings of the "enabled" app.
+    granted = serve(_settings(web_database_url, data_dir, web_emulator, group_scope="granted"))
     apps = {
+        "granted": granted,
         "enabled": serve(_settings(web_database_url, data_dir, web_emulator)),
         "disabled": serve(_settings(web_database_url, data_dir, None)),
     }
@@ -193,6 +198,7 @@ async def web(
     world = WebWorld(
         url=served_apps["enabled"].base_url,
         url_disabled=served_apps["disabled"].base_url,
+        url_granted=served_apps["granted"].base_url,
         emulator=web_emulator,
         sessions=create_session_factory(web_engine),
         browser=browser,

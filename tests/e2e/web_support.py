@@ -27,6 +27,7 @@ class WebWorld:
 
     url: str
     url_disabled: str
+    url_granted: str  # MS_GROUP_SCOPE=granted (the other enabled server is tenant-wide)
     emulator: RunningEmulator
     sessions: async_sessionmaker[AsyncSession]
     browser: Any

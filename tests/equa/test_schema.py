@@ -45,3 +45,42 @@ async def test_app_refuses_an_unmigrated_database(tmp_path: Path) -> None:
     with pytest.raises(DatabaseNotMigrated, match="equa db upgrade"):
         async with LifespanManager(app):
             pass
+
+
+def test_migration_0004_records_groups_created_before_it_as_created_for_their_organization(
+    tmp_path: Path,
+) -> None:
+    """Upgrading keeps create-group's groups linkable by their organization in the `granted` scope."""
+    import sqlite3
+    import uuid
+
+    from alembic import command
+
+    from equa.db.migrate import alembic_config
+
+    path = tmp_path / "upgrade.db"
+    config = alembic_config(f"sqlite+aiosqlite:///{path}")
+    command.upgrade(config, "0003")
+    org, creation, group = uuid.uuid4(), uuid.uuid4(), "ABCDEF00-0000-4000-8000-000000000001"
+    with sqlite3.connect(path) as db:
+        db.execute(
+            "INSERT INTO organizations (id, name, created_at, microsoft_auto_sync, microsoft_remove_departed) "
+            "VALUES (?, 'Before', '2026-11-30 10:00:00.000000', 0, 0)",
+            (org.hex,),
+        )
+        db.execute(
+            "INSERT INTO microsoft_group_creations (id, organization_id, idempotency_key, mail_nickname, group_id, "
+            "created_at) VALUES (?, ?, 'implicit:before', 'before', ?, '2026-11-30 10:00:00.000000')",
+            (creation.hex, org.hex, group),
+        )
+        db.execute(  # an attempt that never made a group is not a grant
+            "INSERT INTO microsoft_group_creations (id, organization_id, idempotency_key, mail_nickname, created_at) "
+            "VALUES (?, ?, 'implicit:failed', 'failed', '2026-11-30 11:00:00.000000')",
+            (uuid.uuid4().hex, org.hex),
+        )
+    command.upgrade(config, "head")
+    with sqlite3.connect(path) as db:
+        rows = db.execute(
+            "SELECT organization_id, group_id, origin, creation_id FROM microsoft_group_grants"
+        ).fetchall()
+    assert rows == [(org.hex, group.lower(), "created", creation.hex)]

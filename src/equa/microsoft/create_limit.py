@@ -29,6 +29,15 @@ async def check_create_limit(session: AsyncSession, organization_id: uuid.UUID, 
     count = await session.scalar(select(func.count()).select_from(GroupCreation).where(*recent)) or 0
     if count < limit:
         return
+    if limit == 0:
+        raise AppError(
+            429,
+            "microsoft_group_create_limit",
+            "Creating Microsoft 365 groups is turned off on this service (EQUA_GROUP_CREATE_LIMIT=0).",
+            "Link an existing group instead, or ask an operator to allow group creation.",
+            headers={"Retry-After": str(int(WINDOW.total_seconds()))},
+            extra={"limit": 0, "retryAfterSeconds": int(WINDOW.total_seconds())},
+        )
     oldest = await session.scalar(select(func.min(GroupCreation.created_at)).where(*recent))
     wait = WINDOW.total_seconds() if oldest is None else (oldest + WINDOW - utcnow()).total_seconds()
     retry_after = max(1, math.ceil(wait))

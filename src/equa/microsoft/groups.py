@@ -522,8 +522,10 @@ async def _unfinished_implicit_creation(
         return None
     if previous.group_id is None and utcnow() - previous.created_at < IMPLICIT_RETRY_WINDOW:
         return previous
-    # Finished (this is a new request, not a repeat) or too old to trust: start afresh under the same key.
-    await session.delete(previous)
+    # Finished (this is a new request, not a repeat) or too old to trust: start afresh under the same key. The old
+    # record is kept under a retired key, not deleted: it still counts towards EQUA_GROUP_CREATE_LIMIT, and a
+    # created group's provenance still names its attempt.
+    previous.idempotency_key = f"{key}#{previous.id}"
     await session.flush()
     return None
 

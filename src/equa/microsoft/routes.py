@@ -47,6 +47,7 @@ from equa.microsoft.schemas import (
     problem_responses,
 )
 from equa.microsoft.status import StatusCache, get_status
+from equa.settings import GroupScopeMode, Settings
 
 T = TypeVar("T")
 
@@ -468,7 +469,16 @@ async def admin_consent_url(request: Request, user: CurrentUser) -> AdminConsent
         url=settings.admin_consent_url(),
         tenant_id=settings.ms_auth_tenant_id,
         client_id=settings.ms_auth_client_id,
-        permissions=MICROSOFT_SCOPES,
+        permissions=[*MICROSOFT_SCOPES, *unit_permissions(settings)],
+    )
+
+
+def unit_permissions(settings: Settings) -> list[str]:
+    """MS_GROUP_SCOPE=administrative-unit:<id> reads the unit's members, which needs one more permission."""
+    return (
+        ["AdministrativeUnit.Read.All"]
+        if settings.group_scope_mode is GroupScopeMode.ADMINISTRATIVE_UNIT
+        else []
     )
 
 

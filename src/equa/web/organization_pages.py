@@ -13,6 +13,7 @@ from equa.accounts.models import User
 from equa.accounts.sessions import csrf_token_for
 from equa.db.session import DbSession
 from equa.errors import AppError
+from equa.microsoft.scope import GroupScope
 from equa.organizations.creation_policy import ensure_may_create_organization, may_create_organization
 from equa.organizations.deps import OrgContext, membership_context
 from equa.organizations.models import Role
@@ -38,6 +39,11 @@ NOTICES = {
     "removed": "The person was removed from the team.",
     "created": "The organization was created. You are its admin.",
 }
+
+
+def group_scope_of(request: Request) -> GroupScope:
+    """MS_GROUP_SCOPE, for the section's sentence about which groups can be linked."""
+    return GroupScope.from_settings(request.app.state.settings)
 
 
 def microsoft_section_visible(request: Request, context: OrgContext) -> bool:
@@ -139,6 +145,7 @@ async def _settings_page(
         "notice": notice,
         "problem": problem,
         "show_microsoft": microsoft_section_visible(request, context),
+        "group_scope": group_scope_of(request),
     }
     return render(request, "settings.html", page, status_code=status_code)
 
@@ -169,7 +176,10 @@ async def microsoft_fragment(org_id: uuid.UUID, request: Request, session: DbSes
         return Response("Not found", status_code=404, media_type="text/plain")
     if not microsoft_section_visible(request, context):
         return Response("Not found", status_code=404, media_type="text/plain")
-    page = _base_context(request, user) | {"org": context.organization}
+    page = _base_context(request, user) | {
+        "org": context.organization,
+        "group_scope": group_scope_of(request),
+    }
     return render(request, "_microsoft.html", page)
 
 

@@ -12,6 +12,8 @@ from pathlib import Path
 
 import httpx
 
+from graph_emulator.seeds import default_seed
+
 
 def free_port() -> int:
     with socket.socket() as sock:
@@ -67,6 +69,20 @@ def test_demo_starts_serves_and_signs_in(tmp_path: Path) -> None:
             assert status.json()["enabled"] is True and status.json()["health"] == "ok"
             members = http.get(f"/api/v1/organizations/{org['id']}/members").json()
             assert len(members) >= 10
+            # The demo runs in the `granted` scope with Engineering granted: the picker offers it and nothing
+            # else of the tenant, and another tenant group is out of reach.
+            picker = http.get(f"/api/v1/organizations/{org['id']}/microsoft/groups").json()["items"]
+            assert [item["displayName"] for item in picker] == ["Engineering"]
+            vpn = next(
+                g["id"] for g in default_seed()["tenants"][0]["groups"] if g["displayName"] == "VPN Users"
+            )
+            refused = http.post(
+                f"/api/v1/organizations/{org['id']}/microsoft/link-group",
+                json={"groupId": vpn},
+                headers={"X-CSRF-Token": session.json()["csrfToken"]},
+            )
+            assert refused.status_code == 403, refused.text
+            assert refused.json()["code"] == "microsoft_group_out_of_scope"
 
         # The printed API token works on its own, and the printed CLI line reaches the demo's database.
         token = re.search(r"^Token\s+(equa_\S+)", text, re.M)

@@ -10,6 +10,7 @@ from equa.microsoft.graph.config import GraphConfig
 from equa.microsoft.graph.errors import GraphAuthenticationFailed, GraphError, GraphPermissionDenied
 
 if TYPE_CHECKING:
+    from equa.microsoft.graph.client import GraphClient
     from equa.settings import Settings
 
 
@@ -116,4 +117,41 @@ async def diagnose(settings: Settings) -> Diagnosis:
             count = len((response.json() or {}).get("value", []))
             diagnosis.add("Microsoft Graph reachable", True, f"{config.graph_url} answered")
             diagnosis.add("read groups", True, f"read one page of groups ({count} shown)")
+            if settings.group_scope_unit:
+                await _check_unit(client, settings.group_scope_unit, diagnosis)
     return diagnosis
+
+
+async def _check_unit(client: GraphClient, unit_id: str, diagnosis: Diagnosis) -> None:
+    """MS_GROUP_SCOPE=administrative-unit:<id>: the unit exists and the app may read its groups."""
+    from equa.microsoft.graph.errors import GraphNotFound
+
+    name = "administrative unit (MS_GROUP_SCOPE)"
+    try:
+        unit = (
+            await client.get(
+                f"/directory/administrativeUnits/{unit_id}", params={"$select": "id,displayName"}
+            )
+        ).json()
+        await client.get(
+            f"/directory/administrativeUnits/{unit_id}/members/microsoft.graph.group",
+            params={"$top": "1", "$select": "id"},
+        )
+    except GraphNotFound as error:
+        diagnosis.add(
+            name,
+            False,
+            f"the tenant has no administrative unit {unit_id}: {_error_detail(error)}",
+            "Copy the unit's object id from Microsoft Entra admin center > Roles & admins > Admin units.",
+        )
+    except GraphPermissionDenied as error:
+        diagnosis.add(
+            name,
+            False,
+            _error_detail(error),
+            "Add the application permission AdministrativeUnit.Read.All and grant admin consent again.",
+        )
+    except GraphError as error:
+        diagnosis.add(name, False, _error_detail(error), error.action)
+    else:
+        diagnosis.add(name, True, f"read the groups of unit {(unit or {}).get('displayName')!r} ({unit_id})")

@@ -400,35 +400,43 @@
     const search = section.querySelector('[data-role="group-search"]');
     const results = section.querySelector('[data-role="group-results"]');
     const searchStatus = section.querySelector('[data-role="search-status"]');
+    // Outside the tenant-wide scope the organization's linkable groups are few: list them at once.
+    const listsAll = section.dataset.scope !== "tenant";
     let timer = null;
     let latest = 0;
+    const showGroups = async (query) => {
+      const ticket = ++latest;
+      if (!query && !listsAll) {
+        results.replaceChildren();
+        searchStatus.textContent = "";
+        return;
+      }
+      searchStatus.textContent = "Searching…";
+      try {
+        const path = query ? `/groups?search=${encodeURIComponent(query)}` : "/groups";
+        const { data } = await api(section, "GET", path);
+        if (ticket !== latest) return; // a newer search is on its way; its answer wins
+        const items = data.items || [];
+        results.replaceChildren(...items.map((choice) => groupResult(section, choice)));
+        if (items.length) {
+          searchStatus.textContent = `${plural(items.length, "group", "groups")} ${query ? "found" : "can be linked"}${data.nextCursor ? " (refine the name to see others)" : ""}.`;
+        } else {
+          searchStatus.textContent = query
+            ? "No group you can link has a name starting like this."
+            : "No group has been granted to this organization yet: create one, or ask an operator to grant one.";
+        }
+      } catch (problem) {
+        if (ticket !== latest) return;
+        results.replaceChildren();
+        searchStatus.textContent = "";
+        results.append(el("li", {}, problemBox(problem)));
+      }
+    };
     search?.addEventListener("input", () => {
       clearTimeout(timer);
-      timer = setTimeout(async () => {
-        const query = search.value.trim();
-        const ticket = ++latest;
-        if (!query) {
-          results.replaceChildren();
-          searchStatus.textContent = "";
-          return;
-        }
-        searchStatus.textContent = "Searching…";
-        try {
-          const { data } = await api(section, "GET", `/groups?search=${encodeURIComponent(query)}`);
-          if (ticket !== latest) return; // a newer search is on its way; its answer wins
-          const items = data.items || [];
-          results.replaceChildren(...items.map((choice) => groupResult(section, choice)));
-          searchStatus.textContent = items.length
-            ? `${plural(items.length, "group", "groups")} found${data.nextCursor ? " (refine the name to see others)" : ""}.`
-            : "No group has a name starting like this.";
-        } catch (problem) {
-          if (ticket !== latest) return;
-          results.replaceChildren();
-          searchStatus.textContent = "";
-          results.append(el("li", {}, problemBox(problem)));
-        }
-      }, 250);
+      timer = setTimeout(() => showGroups(search.value.trim()), 250);
     });
+    if (search && listsAll) showGroups("");
     results?.addEventListener("click", (event) => {
       const button = event.target.closest('[data-action="link-choice"]');
       if (!button || button.disabled) return;

@@ -73,3 +73,38 @@ def test_cli_check_passes_on_a_working_connection(emu: Any) -> None:
     result = CliRunner().invoke(microsoft_app, ["check"], env=_env(emu))
     assert result.exit_code == 0, result.output
     assert "FAILED" not in result.output
+
+
+async def test_the_administrative_unit_of_the_group_scope_is_checked(emu: Any) -> None:
+    from graph_emulator.seeds import APP_ROLES
+
+    def settings_for(unit: str) -> Any:
+        return load_settings(
+            ms_auth_client_id=emu.client_id,
+            ms_auth_tenant_id=emu.tenant_id,
+            ms_auth_secret=emu.client_secret,
+            ms_authority_host=emu.base_url,
+            ms_graph_url=emu.graph_url,
+            ms_ca_bundle=emu.ca_path,
+            ms_group_scope=f"administrative-unit:{unit}",
+        )
+
+    name = "administrative unit (MS_GROUP_SCOPE)"
+    unit = emu.add_administrative_unit(displayName="Diagnosed unit")["id"]
+    good = await diagnose(settings_for(unit))
+    assert good.ok, good.checks
+    assert "Diagnosed unit" in next(c for c in good.checks if c.name == name).detail
+
+    missing = await diagnose(settings_for("0b0b0b0b-0000-4000-8000-000000000000"))
+    assert "Admin units" in (next(c for c in missing.checks if c.name == name and not c.ok).action or "")
+
+    emu.set_app_roles(
+        emu.client_id, [r for r in APP_ROLES if not r.startswith(("AdministrativeUnit", "Directory"))]
+    )
+    try:
+        denied = await diagnose(settings_for(unit))
+    finally:
+        emu.set_app_roles(emu.client_id, list(APP_ROLES))
+    assert "AdministrativeUnit.Read.All" in (
+        next(c for c in denied.checks if c.name == name and not c.ok).action or ""
+    )

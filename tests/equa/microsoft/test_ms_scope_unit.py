@@ -1,0 +1,84 @@
+"""MS_GROUP_SCOPE=administrative-unit:<id>: only the unit's groups (and granted or created ones) are reachable."""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from typing import Any
+
+import httpx
+import pytest
+from ms_support import Team, emu, ms_emulator, seed_group_id, team
+
+from emulator_support import integration_settings
+from equa.settings import Settings
+from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
+
+__all__ = ["emu", "ms_emulator", "team"]
+
+UNIT = stable_id(DEFAULT_TENANT_DOMAIN, "seed-unit", "equa-managed-groups")
+OTHER_UNIT = stable_id(DEFAULT_TENANT_DOMAIN, "seed-unit", "network-access")
+
+
+@pytest.fixture
+def settings(make_settings: Callable[..., Settings], emu: Any) -> Settings:
+    return integration_settings(
+        make_settings, emu, ms_group_scope=f"administrative-unit:{UNIT}", status_cache_seconds=0
+    )
+
+
+async def test_only_the_units_groups_are_listed_and_linkable(client: httpx.AsyncClient, team: Team) -> None:
+    picker = (await client.get(team.url("groups"), headers=team.admin_headers)).json()["items"]
+    listed = {item["displayName"]: item for item in picker}
+    assert set(listed) == {"Engineering", "Marketing", "Project Falcon", "Leadership Council"}
+    assert listed["Leadership Council"]["linkable"] is False
+    assert listed["Leadership Council"]["reasonCode"] == "hidden_membership"
+    searched = (
+        await client.get(team.url("groups"), params={"search": "mark"}, headers=team.admin_headers)
+    ).json()["items"]
+    assert [item["displayName"] for item in searched] == ["Marketing"]
+
+    vpn = seed_group_id("security")  # in the other unit, "Network access"
+    refused = await client.post(team.url("link-group"), json={"groupId": vpn}, headers=team.admin_headers)
+    assert refused.status_code == 403
+    assert refused.json()["code"] == "microsoft_group_out_of_scope"
+    assert refused.json()["action"].endswith(f"equa microsoft grant-group {team.org.id} {vpn}")
+    assert "administrative unit" in refused.json()["action"]
+
+    hidden = await client.post(
+        team.url("link-group"),
+        json={"groupId": seed_group_id("leadership-council")},
+        headers=team.admin_headers,
+    )
+    assert hidden.status_code == 422 and hidden.json()["reason"] == "hidden_membership"
+
+    marketing = seed_group_id("marketing")
+    linked = await client.post(
+        team.url("link-group"), json={"groupId": marketing}, headers=team.admin_headers
+    )
+    assert linked.status_code == 200, linked.text
+    assert (await client.get(team.url("group/members"), headers=team.admin_headers)).status_code == 200
+
+
+async def test_a_created_group_lands_in_the_unit(client: httpx.AsyncClient, team: Team, emu: Any) -> None:
+    response = await client.post(
+        team.url("create-group"), json={"displayName": "Unit made"}, headers=team.admin_headers
+    )
+    assert response.status_code == 201, response.text
+    group_id = response.json()["id"]
+    assert group_id in emu.unit_members(UNIT)
+    assert group_id not in emu.unit_members(OTHER_UNIT)
+    assert (await client.get(team.url("group"), headers=team.admin_headers)).status_code == 200
+
+
+async def test_a_group_added_to_the_unit_becomes_reachable(
+    client: httpx.AsyncClient, team: Team, emu: Any
+) -> None:
+    vpn = seed_group_id("security")
+    body = {"groupId": vpn}
+    assert (
+        await client.post(team.url("link-group"), json=body, headers=team.admin_headers)
+    ).status_code == 403
+    emu.add_unit_members(UNIT, [vpn])
+    assert (
+        await client.post(team.url("link-group"), json=body, headers=team.admin_headers)
+    ).status_code == 200
