@@ -71,6 +71,12 @@ pytest: $(STAMP)
 test: lint typecheck	@scripts/ensure-browser.sh
 	@source scripts/test-services.sh && $(BIN)/pytest $(PYTEST_ARGS)
 
+# Refresh the README's screenshots (docs/screenshots) from the browser tests that take them; `make test` writes
+# its own to test-results/screenshots, outside the tracked tree.
+screenshots: $(STAMP)
+	@scripts/ensure-browser.sh
+	@source scripts/test-services.sh && EQUA_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest tests/e2e
+
 fuzz: $(STAMP)
 	@source scripts/test-services.sh && EQUA_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/fuzz -p no:cacheprovider
 
