@@ -7,24 +7,56 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo serve test lint typecheck pytest fuzz bench install clean
+# Exact versions: requirements/runtime.txt (the service) and requirements/dev.txt (plus tests and tools), made by
+# pip-compile from pyproject.toml with `make lock`. Installs use them, so every machine runs the same versions.
+RUNTIME_LOCK := requirements/runtime.txt
+DEV_LOCK := requirements/dev.txt
+# The production install lives in a venv of its own, so it holds the runtime dependencies and nothing else.
+PROD_VENV ?= .venv-prod
+PROD_BIN := $(PROD_VENV)/bin
+PROD_STAMP := $(PROD_VENV)/.installed
+PIP_TOOLS := pip-tools==7.6.2
+
+.PHONY: demo serve test lint typecheck pytest fuzz bench install install-prod lock screenshots clean
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
 	$(BIN)/pip install --quiet --upgrade pip
 
-$(STAMP): pyproject.toml | $(BIN)/python
-	$(BIN)/pip install --quiet -e '.[dev]'
+$(STAMP): pyproject.toml $(DEV_LOCK) | $(BIN)/python
+	$(BIN)/pip install --quiet -r $(DEV_LOCK)
+	$(BIN)/pip install --quiet --no-deps -e .
 	touch $(STAMP)
 
 install: $(STAMP)
 
+# A production install: the runtime dependencies only, at the locked versions, and equa from this checkout
+# (editable, so `git pull` plus a restart is an upgrade of the code; see docs/operations.md).
+$(PROD_BIN)/python:
+	$(PY) -m venv $(PROD_VENV)
+	$(PROD_BIN)/pip install --quiet --upgrade pip
+
+$(PROD_STAMP): pyproject.toml $(RUNTIME_LOCK) | $(PROD_BIN)/python
+	$(PROD_BIN)/pip install --quiet -r $(RUNTIME_LOCK)
+	$(PROD_BIN)/pip install --quiet --no-deps -e .
+	touch $(PROD_STAMP)
+
+install-prod: $(PROD_STAMP)
+
+# Regenerate both lockfiles from pyproject.toml (after changing a dependency, or to take newer versions).
+lock: | $(BIN)/python
+	$(BIN)/pip install --quiet $(PIP_TOOLS)
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --upgrade --strip-extras --no-emit-index-url \
+		--no-emit-find-links --no-emit-options -o $(RUNTIME_LOCK) pyproject.toml
+	CUSTOM_COMPILE_COMMAND="make lock" $(BIN)/pip-compile --quiet --upgrade --strip-extras --no-emit-index-url \
+		--no-emit-find-links --no-emit-options --extra dev -c $(RUNTIME_LOCK) -o $(DEV_LOCK) pyproject.toml
+
 demo: $(STAMP)
 	$(BIN)/equa demo --host $(HOST) --port $(PORT)
 
-serve: $(STAMP)
-	$(BIN)/equa db upgrade
-	$(BIN)/equa serve --host $(HOST) --port $(PORT)
+serve: $(PROD_STAMP)
+	$(PROD_BIN)/equa db upgrade
+	$(PROD_BIN)/equa serve --host $(HOST) --port $(PORT)
 
 lint: $(STAMP)
 	$(BIN)/ruff check .
@@ -36,9 +68,14 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	@source scripts/test-services.sh && $(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck
-	@scripts/ensure-browser.sh
+test: lint typecheck	@scripts/ensure-browser.sh
 	@source scripts/test-services.sh && $(BIN)/pytest $(PYTEST_ARGS)
+
+# Refresh the README's screenshots (docs/screenshots) from the browser tests that take them; `make test` writes
+# its own to test-results/screenshots, outside the tracked tree.
+screenshots: $(STAMP)
+	@scripts/ensure-browser.sh
+	@source scripts/test-services.sh && EQUA_SCREENSHOTS_DIR=$(CURDIR)/docs/screenshots $(BIN)/pytest tests/e2e
 
 fuzz: $(STAMP)
 	@source scripts/test-services.sh && EQUA_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/fuzz -p no:cacheprovider
@@ -47,4 +84,4 @@ bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PROD_VENV) .pytest_cache .mypy_cache .ruff_cache

@@ -217,8 +217,16 @@ def main() -> int:
         default="polling,closed",
         help="polling (each client on a fixed schedule) and/or closed (each client as fast as answered)",
     )
+    parser.epilog = (
+        "Expected duration: about 20 s of set-up plus --duration per phase (2 min 20 s by default)."
+    )
     args = parser.parse_args()
     phases = [phase.strip() for phase in args.phases.split(",") if phase.strip()]
+    print(
+        f"Expected duration: about {20 + len(phases) * args.duration:.0f} s "
+        f"(20 s of set-up, then {len(phases)} phase(s) of {args.duration:g} s).",
+        flush=True,
+    )
 
     outcomes: dict[str, tuple[float, int]] = {}
     with tempfile.TemporaryDirectory(prefix="equa-load-") as tmp:

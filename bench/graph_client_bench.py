@@ -94,7 +94,10 @@ def main() -> None:
     parser.add_argument("--requests", type=int, default=1000)
     parser.add_argument("--concurrency", type=int, default=1)
     parser.add_argument("--rounds", type=int, default=3)
+    parser.epilog = "Expected duration: about 8 s with the defaults; it grows with --requests x --rounds."
     args = parser.parse_args()
+    seconds = 3 + args.requests * args.rounds * 2 * 0.0008 / max(1, min(args.concurrency, 8))
+    print(f"Expected duration: about {seconds:.0f} s.", flush=True)
     asyncio.run(run(args.requests, args.concurrency, args.rounds))
 
 

@@ -122,9 +122,14 @@ def serve(
 def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] = "head") -> None:
     """Create or update the database schema."""
     settings = settings_or_exit()
+    from alembic.util.exc import CommandError
+
     from equa.db.migrate import upgrade_database
 
-    upgrade_database(settings.resolved_database_url, revision)
+    try:
+        upgrade_database(settings.resolved_database_url, revision)
+    except CommandError as exc:  # e.g. a revision this version does not know: the database is newer
+        raise fail(f"{exc} (see docs/operations.md, Upgrades and rollback)") from None
     typer.echo(f"Database is at revision {revision}.")
 
 
@@ -137,12 +142,16 @@ def db_downgrade(
 ) -> None:
     """Undo migrations: the rollback after an upgrade (stop the new version first; see docs/operations.md)."""
     settings = settings_or_exit()
+    from alembic.util.exc import CommandError
+
     from equa.db.migrate import MigrationRefused, downgrade_database
 
     try:
         reached = downgrade_database(settings.resolved_database_url, revision)
     except MigrationRefused as exc:
         raise fail(str(exc)) from None
+    except CommandError as exc:  # an unknown target revision
+        raise fail(f"{exc} (see docs/operations.md, Upgrades and rollback)") from None
     typer.echo(f"Database is at revision {reached}.")
 
 

@@ -122,6 +122,18 @@ def granted_group_id(seed: dict[str, Any]) -> str:
     return str(next(g["id"] for g in seed["tenants"][0]["groups"] if g["displayName"] == GRANTED_GROUP))
 
 
+def _equa_command() -> str:
+    """How this terminal runs equa: `equa` when that is on PATH, else the path it was started by (.venv/bin/equa)."""
+    import shutil
+    import sys
+
+    started_as = Path(sys.argv[0])
+    on_path = shutil.which("equa")
+    if on_path and started_as.name == "equa" and Path(on_path).resolve() == started_as.resolve():
+        return "equa"
+    return str(started_as) if started_as.name == "equa" else "equa"
+
+
 def run_demo(host: str, port: int, data_dir: Path) -> None:
     """Start the emulator, prepare the database and organization, print the login, serve until interrupted."""
     import uvicorn
@@ -156,7 +168,7 @@ def run_demo(host: str, port: int, data_dir: Path) -> None:
                     f"Token     {login.api_token}",
                     f"          curl -H 'Authorization: Bearer {login.api_token}' "
                     f"{base}/api/v1/organizations/{login.organization_id}/microsoft/status",
-                    f"CLI       equa --data-dir {data_dir} tokens list {login.email}",
+                    f"CLI       {_equa_command()} --data-dir {data_dir} tokens list {login.email}",
                     f"Groups    {GRANTED_GROUP} is granted to the demo organization (MS_GROUP_SCOPE=granted); "
                     "create another from the settings page.",
                     "Stop with Ctrl+C.",

@@ -127,7 +127,8 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
     # httpx logs every Graph call at INFO; the app's own request lines (uvicorn.access) are what a terminal needs,
     # and each Graph call is already counted in the metrics. The calls show with EQUA_LOG_LEVEL=DEBUG.
     debug = root.getEffectiveLevel() <= logging.DEBUG
-    for name in ("httpx", "httpcore"):
+    # Alembic's start-up chatter (plugins, context) comes from the migration check each process makes.
+    for name in ("httpx", "httpcore", "alembic"):
         logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would bypass the filter; let its records reach the root handler instead.

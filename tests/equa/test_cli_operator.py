@@ -217,3 +217,17 @@ def test_api_tokens_expire_after_the_maximum_age(
         assert datetime.fromisoformat(str(token["expiresAt"])) - created == timedelta(days=30)
     created_now = _equa(runner, "tokens", "create", "ann@example.com")
     assert "expires in 30 day(s)" in created_now
+
+
+def test_command_modules_do_not_import_the_command_line_that_registers_them() -> None:
+    """equa.cli registers the Microsoft and sync commands; they share helpers through equa.cli_support only."""
+    code = (
+        "import sys, equa.microsoft.cli, equa.microsoft.sync.cli, equa.cli_support\n"
+        "assert 'equa.cli' not in sys.modules, 'a command module imports equa.cli'\n"
+    )
+    result = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
+    assert result.returncode == 0, result.stderr
+    # ...and the functions they call at run time come from there, not from equa.cli.
+    for module in ("microsoft/cli.py", "microsoft/sync/cli.py"):
+        source = (Path(__file__).resolve().parents[2] / "src" / "equa" / module).read_text()
+        assert "from equa.cli import" not in source

@@ -193,3 +193,30 @@ def test_the_pool_size_setting_sizes_every_process_engine(
 
     with pytest.raises(SettingsError, match="EQUA_DB_POOL_SIZE"):
         load_settings()
+
+
+def test_the_previous_version_keeps_working_on_a_schema_a_newer_version_extended(database: Database) -> None:
+    """A rolling upgrade: the new version added a table and a nullable column; old processes carry on."""
+    database.ok("db", "upgrade")
+    database.ok("users", "create", "ann@example.com")
+
+    async def newer_schema() -> None:
+        engine = create_engine_for(database.url)
+        try:
+            async with engine.begin() as connection:
+                await connection.exec_driver_sql("CREATE TABLE future_things (id INTEGER PRIMARY KEY)")
+                await connection.exec_driver_sql("ALTER TABLE users ADD COLUMN future_note VARCHAR(20)")
+                await connection.exec_driver_sql("UPDATE alembic_version SET version_num = 'f00d_future'")
+        finally:
+            await engine.dispose()
+
+    asyncio.run(newer_schema())
+    created = database.equa("users", "create", "bob@example.com")
+    assert created.returncode == 0, created.stderr
+    assert "newer than this version of equa knows" in created.stderr
+    token = database.ok("tokens", "create", "bob@example.com").strip()
+    assert token.startswith("equa_")
+    assert token[:12] in database.ok("tokens", "list", "bob@example.com")
+    # Rolling back is the newer version's job: it knows how to undo its own migration.
+    refused = database.equa("db", "downgrade")
+    assert refused.returncode == 1 and "downgrade with that version" in refused.stderr

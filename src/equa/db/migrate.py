@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import logging
 from pathlib import Path
 
 from alembic import command
@@ -12,6 +13,8 @@ from alembic.script import ScriptDirectory
 from sqlalchemy.engine import Connection
 
 from equa.db.engine import create_engine_for
+
+log = logging.getLogger("equa.db.migrate")
 
 ALEMBIC_INI = Path(__file__).with_name("alembic.ini")
 
@@ -50,16 +53,35 @@ async def current_revisions(database_url: str) -> set[str]:
         await engine.dispose()
 
 
+def _known(revision: str) -> bool:
+    try:
+        return ScriptDirectory.from_config(alembic_config("")).get_revision(revision) is not None
+    except Exception:  # alembic raises for a revision id it has never seen
+        return False
+
+
 async def migration_problem(database_url: str) -> str | None:
-    """None when the database is at the latest revision, else one line saying what to run."""
+    """None when this version can run on the database, else one line saying what to run.
+
+    A database migrated by a newer version is accepted with a warning: migrations within a minor version only add
+    (tables, nullable columns, indexes), so the processes of the previous version keep working during a rolling
+    upgrade, and one of them restarting mid-upgrade is not locked out (docs/operations.md).
+    """
     current = await current_revisions(database_url)
     heads = head_revisions()
     if current == heads:
         return None
     if not current:
         return "The database has no tables yet. Run `equa db upgrade` first."
-    if current - heads and not (heads - current):
-        return "The database was migrated by a newer version of equa; upgrade equa before serving."
+    newer = {revision for revision in current if not _known(revision)}
+    if newer:
+        log.warning(
+            "the database is at revision %s, newer than this version of equa knows (%s): running on it, as "
+            "migrations within a minor version are additive; upgrade this process soon",
+            ", ".join(sorted(newer)),
+            ", ".join(sorted(heads)),
+        )
+        return None
     return "The database schema is out of date. Run `equa db upgrade` first."
 
 
@@ -80,7 +102,8 @@ def previous_revision(current: set[str]) -> str:
             f"The database is at several heads ({', '.join(sorted(current))}); name the target revision."
         )
     script = ScriptDirectory.from_config(alembic_config(""))
-    revision = script.get_revision(next(iter(current)))
+    (current_revision,) = current
+    revision = script.get_revision(current_revision) if _known(current_revision) else None
     if revision is None:
         raise MigrationRefused(
             "The database was migrated by a newer version of equa; downgrade with that version."

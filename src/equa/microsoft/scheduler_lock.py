@@ -36,7 +36,11 @@ class SchedulerLeadership:
     def __init__(self, redis_url: str, lock_seconds: float, *, key: str = DEFAULT_KEY) -> None:
         import redis.asyncio as redis_asyncio
 
-        self._redis: Any = redis_asyncio.from_url(redis_url, socket_timeout=max(1.0, lock_seconds / 6))
+        # Short timeouts: an answer that comes later than a sixth of the lock's life is no use to a renewal.
+        timeout = max(1.0, lock_seconds / 6)
+        self._redis: Any = redis_asyncio.from_url(
+            redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
+        )
         self.key = key
         self.lock_seconds = lock_seconds
         self.identity = uuid.uuid4().hex

@@ -86,7 +86,7 @@ def test_demo_starts_serves_and_signs_in(tmp_path: Path) -> None:
 
         # The printed API token works on its own, and the printed CLI line reaches the demo's database.
         token = re.search(r"^Token\s+(equa_\S+)", text, re.M)
-        cli = re.search(r"^CLI\s+equa (.+)$", text, re.M)
+        cli = re.search(r"^CLI\s+(\S*equa) (--data-dir .+)$", text, re.M)
         assert token and cli, text
         with httpx.Client(base_url=base, timeout=10) as api:
             by_token = api.get(
@@ -95,7 +95,7 @@ def test_demo_starts_serves_and_signs_in(tmp_path: Path) -> None:
             )
             assert by_token.status_code == 200, by_token.text
         listed = subprocess.run(
-            [str(equa), *cli.group(1).split()],
+            [cli.group(1), *cli.group(2).split()],
             capture_output=True,
             text=True,
             env=env,

@@ -144,3 +144,18 @@ async def test_a_standby_scheduler_schedules_nothing_until_it_leads(
         await asyncio.wait_for(scheduler, timeout=10)
         await standby.stop()
         await other.aclose()
+
+
+async def test_a_scheduler_that_cannot_reach_redis_stands_by_without_failing(
+    caplog: pytest.LogCaptureFixture,
+) -> None:
+    # Nothing listens on port 1: every attempt fails at once. Scheduling without the lock could double up.
+    caplog.set_level("WARNING", logger="equa.microsoft.scheduler")
+    unreachable = SchedulerLeadership("redis://127.0.0.1:1/0", 6.0, key="equa-test:unreachable")
+    started = time.monotonic()
+    await unreachable.start()
+    await asyncio.sleep(2.2)  # one more attempt in the background
+    assert not unreachable.leading
+    await unreachable.stop()
+    assert time.monotonic() - started < 5
+    assert any("Redis unavailable" in record.getMessage() for record in caplog.records)
