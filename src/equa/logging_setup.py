@@ -88,6 +88,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -109,6 +110,10 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
     handler._equa_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    for name in QUIET_LIBRARIES:
+        # httpx logs every URL at INFO, query included: Graph $filter and $search values name people. Our Graph
+        # client logs each request itself, by path template and status.
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would bypass the filter; let its records reach the root handler instead.
         logger = logging.getLogger(name)
