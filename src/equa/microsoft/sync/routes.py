@@ -24,6 +24,7 @@ from equa.microsoft.sync.schemas import (
     SyncSettingsIn,
     SyncSettingsOut,
 )
+from equa.settings import Settings
 
 PREFIX = "/api/v1/organizations/{org_id}/microsoft"
 MAX_WAIT_SECONDS = 60.0
@@ -45,7 +46,9 @@ router = APIRouter(prefix=PREFIX, tags=["microsoft sync"], dependencies=[Depends
 
 
 def _run_location(request: Request, org_id: uuid.UUID, run_id: uuid.UUID) -> str:
-    return str(request.url_for("get_sync_run", org_id=str(org_id), run_id=str(run_id)).path)
+    path = str(request.url_for("get_sync_run", org_id=str(org_id), run_id=str(run_id)).path)
+    settings: Settings = request.app.state.settings
+    return settings.public_link(path)
 
 
 @router.post(
