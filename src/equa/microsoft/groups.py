@@ -16,8 +16,6 @@ rendering GroupMissing as a response instead of letting it roll the request back
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 import unicodedata
@@ -44,6 +42,7 @@ from equa.microsoft.graph import (
 )
 from equa.microsoft.models import GroupCreation, MicrosoftMember
 from equa.organizations.models import Membership, Organization
+from equa.pagination import Cursors, invalid_cursor, skip_token_of
 
 log = logging.getLogger("equa.microsoft.groups")
 
@@ -707,27 +706,6 @@ class MembersPage:
     next_cursor: str | None
 
 
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, field: str = "cursor") -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise invalid_cursor(field) from None
-
-
-def invalid_cursor(field: str = "cursor") -> AppError:
-    return AppError(
-        422,
-        "validation_failed",
-        f"{field}: is not a cursor this list gave out",
-        "Start again from the first page (no cursor).",
-        extra={"errors": [{"field": field, "message": "is not a cursor this list gave out"}]},
-    )
-
-
 async def team_directory(
     session: AsyncSession, organization: Organization
 ) -> tuple[dict[str, uuid.UUID], ...]:
@@ -776,6 +754,7 @@ async def list_group_members(
     organization: Organization,
     actor: User | None,
     *,
+    cursors: Cursors,
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
 ) -> MembersPage:
@@ -783,15 +762,17 @@ async def list_group_members(
     group_id = _require_linked(organization)
     members_url = graph.url_for(f"groups/{group_id}/members")
     limit = max(1, min(MAX_PAGE_SIZE, limit))
+    params = {"$select": MEMBER_FIELDS, "$top": str(limit)}
+    if cursor is not None:
+        # The next request is ours, rebuilt from the signed skip token and page size; nothing else is taken.
+        position = cursors.read(cursor, max_size=MAX_PAGE_SIZE)
+        if position.skip_token is None:
+            raise invalid_cursor()
+        limit = position.size
+        params = {"$select": MEMBER_FIELDS, "$top": str(limit), "$skiptoken": position.skip_token}
 
     async def read_page() -> Any:
-        if cursor is not None:
-            next_link = decode_cursor(cursor)
-            # A cursor only ever continues the listing of this organization's group.
-            if not next_link.startswith(members_url + "?"):
-                raise invalid_cursor()
-            return await graph.get(next_link)
-        return await graph.get(members_url, params={"$select": MEMBER_FIELDS, "$top": str(limit)})
+        return await graph.get(members_url, params=params)
 
     try:
         response = await _tolerating_replication_lag(read_page, recent=recently_linked(organization))
@@ -801,8 +782,8 @@ async def list_group_members(
     body = response.json() or {}
     by_email, by_directory_id = await team_directory(session, organization)
     items = [_member_from_graph(item, by_email, by_directory_id) for item in body.get("value") or []]
-    next_link = body.get("@odata.nextLink")
-    return MembersPage(items, encode_cursor(next_link) if next_link else None)
+    skip_token = skip_token_of(body.get("@odata.nextLink"))
+    return MembersPage(items, cursors.sign(size=limit, skip_token=skip_token) if skip_token else None)
 
 
 def _unmanageable(refusal: LinkRefusal) -> AppError:
@@ -1017,6 +998,7 @@ async def search_groups(
     graph: GraphClient,
     organization: Organization,
     *,
+    cursors: Cursors,
     search: str | None = None,
     cursor: str | None = None,
     limit: int = SEARCH_PAGE_SIZE,
@@ -1025,19 +1007,22 @@ async def search_groups(
     groups_url = graph.url_for("groups")
     limit = max(1, min(MAX_PAGE_SIZE, limit))
     eventual = {"ConsistencyLevel": "eventual"}
+    skip_token = None
     if cursor is not None:
-        next_link = decode_cursor(cursor)
-        if not next_link.startswith(groups_url + "?"):
+        # A next page continues the search the cursor was signed for, whatever `search` says now.
+        position = cursors.read(cursor, max_size=MAX_PAGE_SIZE)
+        if position.skip_token is None:
             raise invalid_cursor()
-        response = await graph.get(next_link, headers=eventual)
-    else:
-        params: dict[str, str] = {"$select": GROUP_FIELDS, "$top": str(limit)}
-        term = (search or "").replace('"', " ").replace("\\", " ").strip()
-        if term:
-            params["$search"] = f'"displayName:{term}"'
-            params["$orderby"] = "displayName"
-            params["$count"] = "true"
-        response = await graph.get(groups_url, params=params, headers=eventual)
+        limit, search, skip_token = position.size, position.search, position.skip_token
+    params: dict[str, str] = {"$select": GROUP_FIELDS, "$top": str(limit)}
+    term = (search or "").replace('"', " ").replace("\\", " ").strip()
+    if term:
+        params["$search"] = f'"displayName:{term}"'
+        params["$orderby"] = "displayName"
+        params["$count"] = "true"
+    if skip_token is not None:
+        params["$skiptoken"] = skip_token
+    response = await graph.get(groups_url, params=params, headers=eventual)
     body = response.json() or {}
     groups: list[dict[str, Any]] = body.get("value") or []
     ids: list[uuid.UUID] = []
@@ -1056,5 +1041,6 @@ async def search_groups(
         here = owner == organization.id
         refusal = linkability(group) or (_LINKED_ELSEWHERE if owner is not None and not here else None)
         items.append(GroupChoice(group, refusal, here))
-    search_next: str | None = body.get("@odata.nextLink")
-    return GroupSearchPage(items, encode_cursor(search_next) if search_next else None)
+    next_token = skip_token_of(body.get("@odata.nextLink"))
+    next_cursor = cursors.sign(size=limit, skip_token=next_token, search=term) if next_token else None
+    return GroupSearchPage(items, next_cursor)

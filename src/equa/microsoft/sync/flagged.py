@@ -11,9 +11,10 @@ from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.microsoft.models import FlaggedMember, FlagStatus
-from equa.microsoft.sync.runs import PAGE_SIZE_MAX, decode_cursor, encode_cursor
+from equa.microsoft.sync.runs import PAGE_SIZE_MAX
 from equa.organizations.models import Organization, Role
 from equa.organizations.service import add_member, get_membership
+from equa.pagination import Cursors, invalid_cursor
 
 
 def _not_found() -> AppError:
@@ -29,6 +30,7 @@ async def list_flagged(
     session: AsyncSession,
     organization_id: uuid.UUID,
     *,
+    cursors: Cursors,
     status: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
@@ -47,22 +49,19 @@ async def list_flagged(
             )
         statement = statement.where(FlaggedMember.status == status)
     if cursor:
+        position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
+        limit = position.size
         try:
-            after = uuid.UUID(decode_cursor(cursor))
+            (after_text,) = position.position
+            after = uuid.UUID(after_text)
         except ValueError:
-            raise AppError(
-                422,
-                "validation_failed",
-                "cursor: is not a cursor this API returned",
-                "Start again without a cursor.",
-                extra={"errors": [{"field": "cursor", "message": "is not a cursor this API returned"}]},
-            ) from None
+            raise invalid_cursor() from None
         statement = statement.where(FlaggedMember.id > after)
     rows = list(await session.scalars(statement.order_by(FlaggedMember.id).limit(limit + 1)))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(str(rows[-1].id))
+        next_cursor = cursors.sign(size=limit, position=(str(rows[-1].id),))
     return rows, next_cursor
 
 

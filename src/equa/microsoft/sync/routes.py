@@ -24,6 +24,7 @@ from equa.microsoft.sync.schemas import (
     SyncSettingsIn,
     SyncSettingsOut,
 )
+from equa.pagination import cursors_for
 from equa.settings import Settings
 
 PREFIX = "/api/v1/organizations/{org_id}/microsoft"
@@ -89,12 +90,19 @@ async def sync_members(
 
 @router.get("/sync-runs", response_model=SyncRunPageOut, responses=_errors())
 async def list_sync_runs(
+    request: Request,
     context: MicrosoftAdmin,
     session: DbSession,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = 20,
 ) -> SyncRunPageOut:
-    rows, next_cursor = await runs.list_runs(session, context.organization.id, cursor=cursor, limit=limit)
+    rows, next_cursor = await runs.list_runs(
+        session,
+        context.organization.id,
+        cursors=cursors_for(request, "sync-runs", context.organization.id),
+        cursor=cursor,
+        limit=limit,
+    )
     return SyncRunPageOut(items=[SyncRunOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -105,6 +113,7 @@ async def get_sync_run(context: MicrosoftAdmin, session: DbSession, run_id: uuid
 
 @router.get("/sync-runs/{run_id}/outcomes", response_model=OutcomePageOut, responses=_errors())
 async def list_sync_outcomes(
+    request: Request,
     context: MicrosoftAdmin,
     session: DbSession,
     run_id: uuid.UUID,
@@ -114,13 +123,19 @@ async def list_sync_outcomes(
 ) -> OutcomePageOut:
     run = await runs.get_run(session, context.organization.id, run_id)
     rows, next_cursor = await runs.list_outcomes(
-        session, run, outcome=outcome.value if outcome else None, cursor=cursor, limit=limit
+        session,
+        run,
+        cursors=cursors_for(request, "sync-outcomes", run.id),
+        outcome=outcome.value if outcome else None,
+        cursor=cursor,
+        limit=limit,
     )
     return OutcomePageOut(items=[OutcomeOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/flagged-members", response_model=FlaggedMemberPageOut, responses=_errors())
 async def list_flagged_members(
+    request: Request,
     context: MicrosoftAdmin,
     session: DbSession,
     status: Annotated[FlagStatus | None, Query(description="Only flags with this status.")] = None,
@@ -128,7 +143,12 @@ async def list_flagged_members(
     limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = 50,
 ) -> FlaggedMemberPageOut:
     rows, next_cursor = await flagged.list_flagged(
-        session, context.organization.id, status=status.value if status else None, cursor=cursor, limit=limit
+        session,
+        context.organization.id,
+        cursors=cursors_for(request, "flagged-members", context.organization.id),
+        status=status.value if status else None,
+        cursor=cursor,
+        limit=limit,
     )
     return FlaggedMemberPageOut(items=[FlaggedMemberOut.of(f) for f in rows], next_cursor=next_cursor)
 
