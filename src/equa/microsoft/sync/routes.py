@@ -24,6 +24,7 @@ from equa.microsoft.sync.schemas import (
     SyncSettingsIn,
     SyncSettingsOut,
 )
+from equa.organizations.routes import public_link
 from equa.pagination import cursors_for
 from equa.settings import Settings
 
@@ -155,11 +156,14 @@ async def list_flagged_members(
 
 @router.post("/flagged-members/{flag_id}/invite", response_model=FlaggedMemberOut, responses=_errors(409))
 async def invite_flagged_member(
-    context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
+    request: Request, context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
 ) -> FlaggedMemberOut:
-    return FlaggedMemberOut.of(
-        await flagged.invite_flagged(session, context.organization, flag_id, context.user)
-    )
+    """Invite the person to the team (a single-use link in `invitationUrl`, shown only here)."""
+    flag, issued = await flagged.invite_flagged(session, context.organization, flag_id, context.user)
+    out = FlaggedMemberOut.of(flag)
+    if issued is not None:
+        out.invitation_url = public_link(request, issued.path)
+    return out
 
 
 @router.post("/flagged-members/{flag_id}/dismiss", response_model=FlaggedMemberOut, responses=_errors())
