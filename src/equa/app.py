@@ -31,6 +31,7 @@ def routers(settings: Settings | None = None) -> list[APIRouter]:
     from equa.accounts.routes import router as accounts_router
     from equa.health import router as health_router
     from equa.metrics_routes import router as metrics_router
+    from equa.organizations.routes import invitation_router
     from equa.organizations.routes import router as organizations_router
     from equa.web.routes import router as web_router
 
@@ -39,6 +40,7 @@ def routers(settings: Settings | None = None) -> list[APIRouter]:
         metrics_router,
         accounts_router,
         organizations_router,
+        invitation_router,
         web_router,
         *microsoft_routers(settings),
     ]

@@ -209,6 +209,56 @@ async def _user_by_email_or_fail(session: AsyncSession, email: str) -> object:
     return user
 
 
+@users_app.command("set-password")
+def users_set_password(
+    email: str,
+    password: Annotated[
+        str,
+        typer.Option(
+            prompt=True, hide_input=True, confirmation_prompt=True, help="The new password (asked for)."
+        ),
+    ],
+) -> None:
+    """Set a user's password (a forgotten password, or a member added without one); their sessions stay."""
+    settings = settings_or_exit()
+    from equa.accounts.models import User
+    from equa.accounts.service import set_password
+
+    if len(password) < 10:
+        raise fail("password: use at least 10 characters")
+
+    async def work(session: AsyncSession) -> str:
+        user = await _user_by_email_or_fail(session, email)
+        assert isinstance(user, User)
+        await set_password(session, user, password)
+        return f"{user.email}: password set"
+
+    typer.echo(run_in_session(settings, work))
+
+
+@users_app.command("invite-link")
+def users_invite_link(email: str) -> None:
+    """Make a new invitation link for each organization this address was invited to (the old links stop working)."""
+    settings = settings_or_exit()
+    from equa.organizations.invitations import new_links_for
+
+    async def work(session: AsyncSession) -> str:
+        issued = await new_links_for(session, email)
+        if not issued:
+            from equa.errors import AppError
+
+            raise AppError(
+                404,
+                "invitation_not_found",
+                f"No organization has invited {email}; an organization admin invites them from the team settings.",
+            )
+        return "\n".join(f"{org.name}: {settings.public_link(i.path)}" for org, i in issued)
+
+    typer.echo(run_in_session(settings, work))
+    if not settings.public_url:
+        typer.echo("Set EQUA_PUBLIC_URL to print full links; prefix these paths with the service's address.")
+
+
 @users_app.command("sign-out")
 def users_sign_out(
     email: str,

@@ -88,6 +88,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
+QUIET_LIBRARIES = ("httpx", "httpcore", "alembic")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -124,12 +125,11 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
     handler._equa_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
-    # httpx logs every Graph call at INFO; the app's own request lines (uvicorn.access) are what a terminal needs,
-    # and each Graph call is already counted in the metrics. The calls show with EQUA_LOG_LEVEL=DEBUG.
-    debug = root.getEffectiveLevel() <= logging.DEBUG
-    # Alembic's start-up chatter (plugins, context) comes from the migration check each process makes.
-    for name in ("httpx", "httpcore", "alembic"):
-        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
+    for name in QUIET_LIBRARIES:
+        # httpx logs every URL at INFO, query included: Graph $filter and $search values name people. Our Graph
+        # client logs each request itself, by path template and status (at DEBUG). Alembic's start-up chatter
+        # comes from the migration check each process makes.
+        logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would bypass the filter; let its records reach the root handler instead.
         logger = logging.getLogger(name)

@@ -127,6 +127,32 @@ class Settings(BaseSettings):
     def _strip_trailing_slash(cls, value: str) -> str:
         return value.rstrip("/")
 
+    @field_validator("ms_graph_url")
+    @classmethod
+    def _graph_over_https(cls, value: str) -> str:
+        # Tokens and people's data travel on this connection; the emulator serves https too.
+        if not value.lower().startswith("https://"):
+            raise SettingsError(
+                "MS_GRAPH_URL must be an https:// URL (Microsoft Graph is only served over https)"
+            )
+        return value
+
+    @field_validator("public_url")
+    @classmethod
+    def _public_url_is_an_origin(cls, value: str | None) -> str | None:
+        if value is None or not value.strip():
+            return None
+        from urllib.parse import urlsplit
+
+        value = value.strip().rstrip("/")
+        parts = urlsplit(value)
+        if parts.scheme not in ("http", "https") or not parts.hostname or parts.query or parts.fragment:
+            raise SettingsError(
+                "EQUA_PUBLIC_URL must be the http(s) address users open, like https://equa.example.com "
+                "(no query or fragment)"
+            )
+        return value
+
     @field_validator("platform_admins")
     @classmethod
     def _platform_admins_are_addresses(cls, value: str) -> str:
@@ -193,6 +219,11 @@ class Settings(BaseSettings):
             )
         if self.ms_ca_bundle is not None and not self.ms_ca_bundle.is_file():
             raise SettingsError(f"MS_CA_BUNDLE points to {self.ms_ca_bundle}, which is not a file")
+        redirect = self.ms_admin_consent_redirect_uri
+        if redirect and redirect.startswith("/") and not self.public_url:
+            raise SettingsError(
+                "MS_ADMIN_CONSENT_REDIRECT_URI is a path; set EQUA_PUBLIC_URL so it can be made a full address"
+            )
         if not self.ms_authority_host.startswith("https://"):
             raise SettingsError(
                 "MS_AUTHORITY_HOST must be an https:// URL (MSAL accepts only https authorities)"
@@ -252,6 +283,19 @@ class Settings(BaseSettings):
         path.write_text(value)
         return SecretStr(value)
 
+    def public_link(self, path: str) -> str:
+        """An absolute link to `path` at EQUA_PUBLIC_URL, or the path alone when the public address is not set."""
+        if self.public_url and path.startswith("/"):
+            return f"{self.public_url}{path}"
+        return path
+
+    def cookies_secure(self, request_scheme: str) -> bool:
+        """Whether cookies carry Secure: decided by EQUA_PUBLIC_URL's scheme when set, since behind a proxy the
+        scheme uvicorn sees can be plain http even though users come over https."""
+        if self.public_url:
+            return self.public_url.startswith("https://")
+        return request_scheme == "https"
+
     @property
     def graph_scope(self) -> str:
         """The token scope for Graph: MS_GRAPH_SCOPE, else the `.default` scope of MS_GRAPH_URL's national cloud.
@@ -280,6 +324,7 @@ class Settings(BaseSettings):
         params = {"client_id": self.ms_auth_client_id, "scope": self.graph_scope}
         redirect = redirect_uri or self.ms_admin_consent_redirect_uri
         if redirect:
+            redirect = self.public_link(redirect)
             params["redirect_uri"] = redirect
         if state:
             params["state"] = state

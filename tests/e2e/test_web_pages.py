@@ -73,10 +73,22 @@ async def test_general_and_team_settings(web: WebWorld) -> None:
 
     await page.locator("#team").get_by_label("Email address").fill("linus@equa.example")
     await page.locator("#team").get_by_role("button", name="Invite").click()
-    await expect(page.get_by_role("status")).to_contain_text("added to the team")
-    row = page.locator("#team tr", has_text="linus@equa.example")
-    await expect(row.get_by_text("Invited")).to_be_visible()
+    await expect(page.get_by_role("status")).to_contain_text("Invitation made")
+    await expect(page.locator("[data-role=pending-invitations]")).to_contain_text("linus@equa.example")
+    assert "linus@equa.example" in await web.invitation_emails(organization.id)
+    assert "linus@equa.example" not in await web.team_emails(organization.id)
+    link = (await page.locator("[data-role=invitation-link]").inner_text()).strip()
+
+    # The person opens the link in their own browser, chooses a name and password, and is in.
+    newcomer = await web.page()
+    await newcomer.goto(link)
+    await newcomer.get_by_label("Your name").fill("Linus T")
+    await newcomer.get_by_label("Choose a password").fill("a long passphrase 1")
+    await newcomer.get_by_label("The same password again").fill("a long passphrase 1")
+    await newcomer.get_by_role("button", name="Create my account and join").click()
+    await expect(newcomer).to_have_url(f"{web.url}/organizations/{organization.id}/settings")
     assert "linus@equa.example" in await web.team_emails(organization.id)
+    await page.goto(f"{web.url}/organizations/{organization.id}/settings")
 
     await page.get_by_label("Role of grace@equa.example").select_option("admin")
     await page.locator("#team tr", has_text="grace@equa.example").get_by_role("button", name="Change").click()

@@ -64,9 +64,10 @@ async def test_preview_then_sync_then_invite_a_flagged_member(web: WebWorld) -> 
 
     invited = flagged[0]
     await section.get_by_role("button", name=f"Invite {invited['displayName']} to the team").click()
-    await expect(section.locator("[data-role=notice]")).to_contain_text("added to the Equa team")
+    await expect(section.locator("[data-role=notice]")).to_contain_text("is invited. Send them this link")
+    await expect(section.locator("[data-role=notice]")).to_contain_text("/invitations/inv_")
     await expect(flagged_list).to_have_count(len(flagged) - 1)
-    assert invited["mail"].lower() in await web.team_emails(organization.id)
+    assert invited["mail"].lower() in await web.invitation_emails(organization.id)
 
     dismissed = flagged[1]
     await section.get_by_role("button", name=f"Dismiss {dismissed['displayName']}").first.click()

@@ -82,6 +82,18 @@ class WebWorld:
             )
             return set(rows)
 
+    async def invitation_emails(self, organization_id: uuid.UUID) -> set[str]:
+        """Addresses with an unused invitation to the organization."""
+        from equa.organizations.models import Invitation
+
+        async with self.sessions() as session:
+            rows = await session.scalars(
+                select(Invitation.email_normalized).where(
+                    Invitation.organization_id == organization_id, Invitation.used_at.is_(None)
+                )
+            )
+            return set(rows)
+
     async def page(self, *, width: int = 1280, height: int = 900) -> Any:
         context = await self.browser.new_context(viewport={"width": width, "height": height})
         context.set_default_timeout(10_000)

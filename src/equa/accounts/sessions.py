@@ -88,7 +88,7 @@ async def start_session(request: Request, response: Response, user: User, db: As
         max_age=SESSION_MAX_AGE_SECONDS,
         httponly=True,
         samesite="lax",
-        secure=request.url.scheme == "https",
+        secure=_settings(request).cookies_secure(request.url.scheme),
         path="/",
     )
     request.scope["equa.browser_session"] = BrowserSession(
@@ -110,7 +110,11 @@ async def end_session(request: Request, response: Response, db: AsyncSession) ->
             .values(revoked_at=utcnow())
         )
     response.delete_cookie(
-        SESSION_COOKIE, path="/", httponly=True, samesite="lax", secure=request.url.scheme == "https"
+        SESSION_COOKIE,
+        path="/",
+        httponly=True,
+        samesite="lax",
+        secure=_settings(request).cookies_secure(request.url.scheme),
     )
     request.scope.pop("equa.browser_session", None)
 

@@ -16,8 +16,6 @@ rendering GroupMissing as a response instead of letting it roll the request back
 from __future__ import annotations
 
 import asyncio
-import base64
-import binascii
 import logging
 import re
 import unicodedata
@@ -52,6 +50,7 @@ from equa.microsoft.scope import (
     normalize_group_id,
 )
 from equa.organizations.models import Membership, Organization
+from equa.pagination import Cursor, Cursors, invalid_cursor, skip_token_of
 from equa.settings import GroupScopeMode
 
 log = logging.getLogger("equa.microsoft.groups")
@@ -856,27 +855,6 @@ class MembersPage:
     next_cursor: str | None
 
 
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str, field: str = "cursor") -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except (binascii.Error, ValueError, UnicodeDecodeError):
-        raise invalid_cursor(field) from None
-
-
-def invalid_cursor(field: str = "cursor") -> AppError:
-    return AppError(
-        422,
-        "validation_failed",
-        f"{field}: is not a cursor this list gave out",
-        "Start again from the first page (no cursor).",
-        extra={"errors": [{"field": field, "message": "is not a cursor this list gave out"}]},
-    )
-
-
 async def team_directory(
     session: AsyncSession, organization: Organization
 ) -> tuple[dict[str, uuid.UUID], ...]:
@@ -926,6 +904,7 @@ async def list_group_members(
     actor: User | None,
     *,
     scope: GroupScope,
+    cursors: Cursors,
     cursor: str | None = None,
     limit: int = DEFAULT_PAGE_SIZE,
 ) -> MembersPage:
@@ -933,15 +912,17 @@ async def list_group_members(
     group_id = await require_linked_in_scope(session, graph, organization, scope)
     members_url = graph.url_for(f"groups/{group_id}/members")
     limit = max(1, min(MAX_PAGE_SIZE, limit))
+    params = {"$select": MEMBER_FIELDS, "$top": str(limit)}
+    if cursor is not None:
+        # The next request is ours, rebuilt from the signed skip token and page size; nothing else is taken.
+        position = cursors.read(cursor, max_size=MAX_PAGE_SIZE)
+        if position.skip_token is None:
+            raise invalid_cursor()
+        limit = position.size
+        params = {"$select": MEMBER_FIELDS, "$top": str(limit), "$skiptoken": position.skip_token}
 
     async def read_page() -> Any:
-        if cursor is not None:
-            next_link = decode_cursor(cursor)
-            # A cursor only ever continues the listing of this organization's group.
-            if not next_link.startswith(members_url + "?"):
-                raise invalid_cursor()
-            return await graph.get(next_link)
-        return await graph.get(members_url, params={"$select": MEMBER_FIELDS, "$top": str(limit)})
+        return await graph.get(members_url, params=params)
 
     try:
         response = await _tolerating_replication_lag(read_page, recent=recently_linked(organization))
@@ -951,8 +932,8 @@ async def list_group_members(
     body = response.json() or {}
     by_email, by_directory_id = await team_directory(session, organization)
     items = [_member_from_graph(item, by_email, by_directory_id) for item in body.get("value") or []]
-    next_link = body.get("@odata.nextLink")
-    return MembersPage(items, encode_cursor(next_link) if next_link else None)
+    skip_token = skip_token_of(body.get("@odata.nextLink"))
+    return MembersPage(items, cursors.sign(size=limit, skip_token=skip_token) if skip_token else None)
 
 
 def _unmanageable(refusal: LinkRefusal) -> AppError:
@@ -1175,6 +1156,7 @@ async def search_groups(
     organization: Organization,
     *,
     scope: GroupScope,
+    cursors: Cursors,
     search: str | None = None,
     cursor: str | None = None,
     limit: int = SEARCH_PAGE_SIZE,
@@ -1186,12 +1168,40 @@ async def search_groups(
     Groups out of scope are never listed, whatever the search text or cursor.
     """
     limit = max(1, min(MAX_PAGE_SIZE, limit))
+    position: Cursor | None = None
+    if cursor is not None:
+        # A next page continues the search the cursor was signed for, whatever `search` says now.
+        position = cursors.read(cursor, max_size=MAX_PAGE_SIZE)
+        limit, search = position.size, position.search
     term = (search or "").replace('"', " ").replace("\\", " ").strip()
+    page = _PickerPage(cursors, term, position, limit)
     if scope.tenant_wide:
-        return await _search_tenant(session, graph, organization, term, cursor, limit)
+        return await _search_tenant(session, graph, organization, page)
     if scope.mode is GroupScopeMode.ADMINISTRATIVE_UNIT:
-        return await _search_unit(session, graph, organization, scope, term, cursor, limit)
-    return await _search_granted(session, graph, organization, term, cursor, limit)
+        return await _search_unit(session, graph, organization, scope, page)
+    return await _search_granted(session, graph, organization, page)
+
+
+@dataclass(frozen=True)
+class _PickerPage:
+    """Which page of the picker is asked for: the signed cursor's position (None on the first page) and the term."""
+
+    cursors: Cursors
+    term: str
+    position: Cursor | None
+    limit: int
+
+    def skip_token(self) -> str | None:
+        """Graph's skip token of a next page (None on the first page); a cursor without one was not ours."""
+        if self.position is None:
+            return None
+        if self.position.skip_token is None:
+            raise invalid_cursor()
+        return self.position.skip_token
+
+    def next_from_graph(self, body: dict[str, Any]) -> str | None:
+        token = skip_token_of(body.get("@odata.nextLink"))
+        return self.cursors.sign(size=self.limit, skip_token=token, search=self.term) if token else None
 
 
 def _matches(group: dict[str, Any], term: str) -> bool:
@@ -1251,64 +1261,47 @@ async def _choices(
 
 
 async def _search_tenant(
-    session: AsyncSession,
-    graph: GraphClient,
-    organization: Organization,
-    term: str,
-    cursor: str | None,
-    limit: int,
+    session: AsyncSession, graph: GraphClient, organization: Organization, page: _PickerPage
 ) -> GroupSearchPage:
-    groups_url = graph.url_for("groups")
-    eventual = {"ConsistencyLevel": "eventual"}
-    if cursor is not None:
-        next_link = decode_cursor(cursor)
-        if not next_link.startswith(groups_url + "?"):
-            raise invalid_cursor()
-        response = await graph.get(next_link, headers=eventual)
-    else:
-        params: dict[str, str] = {"$select": GROUP_FIELDS, "$top": str(limit)}
-        if term:
-            params["$search"] = f'"displayName:{term}"'
-            params["$orderby"] = "displayName"
-            params["$count"] = "true"
-        response = await graph.get(groups_url, params=params, headers=eventual)
+    params: dict[str, str] = {"$select": GROUP_FIELDS, "$top": str(page.limit)}
+    if page.term:
+        params["$search"] = f'"displayName:{page.term}"'
+        params["$orderby"] = "displayName"
+        params["$count"] = "true"
+    skip_token = page.skip_token()
+    if skip_token is not None:
+        params["$skiptoken"] = skip_token
+    response = await graph.get(
+        graph.url_for("groups"), params=params, headers={"ConsistencyLevel": "eventual"}
+    )
     body = response.json() or {}
     groups: list[dict[str, Any]] = body.get("value") or []
-    search_next: str | None = body.get("@odata.nextLink")
-    return GroupSearchPage(
-        await _choices(session, organization, groups), encode_cursor(search_next) if search_next else None
-    )
-
-
-GRANTED_CURSOR_PREFIX = "granted:"
+    return GroupSearchPage(await _choices(session, organization, groups), page.next_from_graph(body))
 
 
 async def _search_granted(
-    session: AsyncSession,
-    graph: GraphClient,
-    organization: Organization,
-    term: str,
-    cursor: str | None,
-    limit: int,
+    session: AsyncSession, graph: GraphClient, organization: Organization, page: _PickerPage
 ) -> GroupSearchPage:
     """The organization's granted and created groups, oldest grant first, paged by position."""
     offset = 0
-    if cursor is not None:
-        raw = decode_cursor(cursor)
-        if not raw.startswith(GRANTED_CURSOR_PREFIX) or not raw[len(GRANTED_CURSOR_PREFIX) :].isdigit():
+    if page.position is not None:
+        if len(page.position.position) != 1 or not page.position.position[0].isdigit():
             raise invalid_cursor()
-        offset = int(raw[len(GRANTED_CURSOR_PREFIX) :])
+        offset = int(page.position.position[0])
+    limit, term = page.limit, page.term
     group_ids = await granted_group_ids(session, organization.id)
     if term:
         # A search has to read every granted group to compare names; an organization has a handful.
         matching = [group for group in await _granted_groups(graph, group_ids) if _matches(group, term)]
-        page = matching[offset : offset + limit]
+        found = matching[offset : offset + limit]
         more = offset + limit < len(matching)
     else:
-        page = await _granted_groups(graph, group_ids[offset : offset + limit])
+        found = await _granted_groups(graph, group_ids[offset : offset + limit])
         more = offset + limit < len(group_ids)
-    next_cursor = encode_cursor(f"{GRANTED_CURSOR_PREFIX}{offset + limit}") if more else None
-    return GroupSearchPage(await _choices(session, organization, page), next_cursor)
+    next_cursor = (
+        page.cursors.sign(size=limit, position=(str(offset + limit),), search=term) if more else None
+    )
+    return GroupSearchPage(await _choices(session, organization, found), next_cursor)
 
 
 async def _search_unit(
@@ -1316,31 +1309,26 @@ async def _search_unit(
     graph: GraphClient,
     organization: Organization,
     scope: GroupScope,
-    term: str,
-    cursor: str | None,
-    limit: int,
+    page: _PickerPage,
 ) -> GroupSearchPage:
     """The first page starts with the organization's granted and created groups, then the unit's groups follow."""
-    unit_url = graph.url_for(scope.unit_members_path())
     own_ids = await granted_group_ids(session, organization.id)
     first: list[dict[str, Any]] = []
-    if cursor is not None:
-        next_link = decode_cursor(cursor)
-        if not next_link.startswith(unit_url + "?"):
-            raise invalid_cursor()
-        response = await graph.get(next_link)
+    params = {"$select": GROUP_FIELDS, "$top": str(page.limit)}
+    skip_token = page.skip_token()
+    if skip_token is not None:
+        params["$skiptoken"] = skip_token
     else:
-        first = [group for group in await _granted_groups(graph, own_ids) if _matches(group, term)]
-        response = await graph.get(unit_url, params={"$select": GROUP_FIELDS, "$top": str(limit)})
+        first = [group for group in await _granted_groups(graph, own_ids) if _matches(group, page.term)]
+    response = await graph.get(graph.url_for(scope.unit_members_path()), params=params)
     body = response.json() or {}
     own = set(own_ids)
     unit_groups = [
         group
         for group in body.get("value") or []
-        if str(group.get("id", "")).lower() not in own and _matches(group, term)
+        if str(group.get("id", "")).lower() not in own and _matches(group, page.term)
     ]
     choices = await _choices(session, organization, first + unit_groups)
     # A unit group another organization holds is out of this organization's reach: not listed at all.
     visible = [choice for choice in choices if choice.refusal is not _LINKED_ELSEWHERE or choice.linked_here]
-    unit_next: str | None = body.get("@odata.nextLink")
-    return GroupSearchPage(visible, encode_cursor(unit_next) if unit_next else None)
+    return GroupSearchPage(visible, page.next_from_graph(body))

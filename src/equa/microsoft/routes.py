@@ -25,6 +25,7 @@ from equa.errors import problem_response
 from equa.microsoft import groups
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.graph import GraphClient, GraphError
+from equa.microsoft.graph.permissions import group_scope_of, permission_names
 from equa.microsoft.models import AuditEvent
 from equa.microsoft.problems import graph_problem
 from equa.microsoft.schemas import (
@@ -47,12 +48,11 @@ from equa.microsoft.schemas import (
     problem_responses,
 )
 from equa.microsoft.status import StatusCache, get_status
-from equa.settings import GroupScopeMode, Settings
+from equa.pagination import cursors_for, invalid_cursor
 
 T = TypeVar("T")
 
 PREFIX = "/api/v1/organizations/{org_id}/microsoft"
-MICROSOFT_SCOPES = ["Group.ReadWrite.All", "GroupMember.ReadWrite.All", "User.Read.All"]
 
 router = APIRouter(prefix=PREFIX, tags=["microsoft"], dependencies=[Depends(require_microsoft_enabled)])
 operator_router = APIRouter(
@@ -283,7 +283,14 @@ async def read_members(
 
     async def work() -> GroupMembersPageOut:
         page = await groups.list_group_members(
-            session, graph, context.organization, context.user, scope=scope, cursor=cursor, limit=limit
+            session,
+            graph,
+            context.organization,
+            context.user,
+            scope=scope,
+            cursors=cursors_for(request, "group-members", context.organization.id),
+            cursor=cursor,
+            limit=limit,
         )
         return GroupMembersPageOut(items=[member_out(m) for m in page.items], next_cursor=page.next_cursor)
 
@@ -376,7 +383,14 @@ async def search(
 
     async def work() -> GroupSearchPageOut:
         page = await groups.search_groups(
-            session, graph, context.organization, scope=scope, search=search, cursor=cursor, limit=limit
+            session,
+            graph,
+            context.organization,
+            scope=scope,
+            cursors=cursors_for(request, "group-search", context.organization.id),
+            search=search,
+            cursor=cursor,
+            limit=limit,
         )
         return GroupSearchPageOut(
             items=[
@@ -400,30 +414,29 @@ async def search(
     return await rendered(request, session, work())
 
 
-def _audit_cursor(event: AuditEvent) -> str:
-    return groups.encode_cursor(f"{event.created_at.isoformat()}|{event.id}")
-
-
-def _audit_position(cursor: str) -> tuple[datetime, uuid.UUID]:
-    raw = groups.decode_cursor(cursor)
-    when, _, event_id = raw.partition("|")
+def _audit_position(position: tuple[str, ...]) -> tuple[datetime, uuid.UUID]:
     try:
+        when, event_id = position
         return datetime.fromisoformat(when), uuid.UUID(event_id)
     except ValueError:
-        raise groups.invalid_cursor() from None
+        raise invalid_cursor() from None
 
 
 @router.get("/audit", response_model=AuditPageOut, responses=problem_responses(401, 403, 404, 422))
 async def audit(
+    request: Request,
     context: MicrosoftAdmin,
     session: DbSession,
     cursor: Annotated[str | None, Query(max_length=512)] = None,
     limit: Annotated[int, Query(ge=1, le=groups.MAX_PAGE_SIZE)] = groups.DEFAULT_PAGE_SIZE,
 ) -> AuditPageOut:
     """The organization's audit trail of Microsoft 365 changes, newest first."""
+    cursors = cursors_for(request, "audit", context.organization.id)
     query = select(AuditEvent).where(AuditEvent.organization_id == context.organization.id)
     if cursor is not None:
-        when, event_id = _audit_position(cursor)
+        position = cursors.read(cursor, max_size=groups.MAX_PAGE_SIZE)
+        limit = position.size
+        when, event_id = _audit_position(position.position)
         query = query.where(
             or_(
                 AuditEvent.created_at < when,
@@ -451,7 +464,11 @@ async def audit(
             )
             for e in events
         ],
-        next_cursor=_audit_cursor(events[-1]) if more and events else None,
+        next_cursor=(
+            cursors.sign(size=limit, position=(events[-1].created_at.isoformat(), str(events[-1].id)))
+            if more and events
+            else None
+        ),
     )
 
 
@@ -469,16 +486,7 @@ async def admin_consent_url(request: Request, user: CurrentUser) -> AdminConsent
         url=settings.admin_consent_url(),
         tenant_id=settings.ms_auth_tenant_id,
         client_id=settings.ms_auth_client_id,
-        permissions=[*MICROSOFT_SCOPES, *unit_permissions(settings)],
-    )
-
-
-def unit_permissions(settings: Settings) -> list[str]:
-    """MS_GROUP_SCOPE=administrative-unit:<id> reads the unit's members, which needs one more permission."""
-    return (
-        ["AdministrativeUnit.Read.All"]
-        if settings.group_scope_mode is GroupScopeMode.ADMINISTRATIVE_UNIT
-        else []
+        permissions=permission_names(group_scope_of(settings)),
     )
 
 

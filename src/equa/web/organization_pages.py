@@ -16,9 +16,10 @@ from equa.errors import AppError
 from equa.microsoft.scope import GroupScope
 from equa.organizations.creation_policy import ensure_may_create_organization, may_create_organization
 from equa.organizations.deps import OrgContext, membership_context
+from equa.organizations.invitations import invite, pending_invitations
 from equa.organizations.models import Role
+from equa.organizations.routes import public_link as page_link
 from equa.organizations.service import (
-    add_member,
     change_role,
     create_organization,
     list_members,
@@ -34,7 +35,7 @@ router = APIRouter(include_in_schema=False)
 # Notices after a redirect are chosen from this list by key, so a crafted URL cannot put words in the page.
 NOTICES = {
     "renamed": "The organization's name was saved.",
-    "invited": "The person was added to the team. They can sign in once they set a password.",
+    "invited": "Invitation made. Send the person this link: it works once, for 7 days, and is not shown again.",
     "role": "The role was changed.",
     "removed": "The person was removed from the team.",
     "created": "The organization was created. You are its admin.",
@@ -130,14 +131,18 @@ async def _settings_page(
     values: dict[str, str] | None = None,
     notice: str | None = None,
     problem: AppError | None = None,
+    invitation_link: str | None = None,
     status_code: int = 200,
 ) -> Response:
     members = await list_members(session, context.organization)
+    invitations = await pending_invitations(session, context.organization) if context.is_admin else []
     page = _base_context(request, user) | {
         "org": context.organization,
         "membership": context.membership,
         "is_admin": context.is_admin,
         "members": members,
+        "invitations": invitations,
+        "invitation_link": invitation_link,
         "admin_count": sum(1 for m in members if m.role == Role.ADMIN),
         "roles": list(Role),
         "errors": errors or {},
@@ -232,17 +237,27 @@ async def invite_member(org_id: uuid.UUID, request: Request, session: DbSession)
     email = forms.email_address(form.get("email"), errors)
     chosen_role = forms.role(form.get("role"), errors)
     values = {"email": email, "role": chosen_role.value}
+    issued = None
     if not errors:
         try:
-            await add_member(session, context.organization, email, chosen_role)
+            issued = await invite(session, context.organization, email, chosen_role, user)
         except AppError as error:
             # The service names the field in its message ("email: ..."); show the rest next to that field.
             errors["email"] = error.message.split(": ", 1)[-1]
-    if errors:
+    if errors or issued is None:
         return await _settings_page(
             request, session, user, context, errors=errors, values=values, status_code=422
         )
-    return see_other(f"/organizations/{org_id}/settings?notice=invited#team")
+    # The link is shown on this answer only (it is not stored), so the page is rendered here, not redirected to.
+    return await _settings_page(
+        request,
+        session,
+        user,
+        context,
+        notice=NOTICES["invited"],
+        invitation_link=page_link(request, issued.path),
+        status_code=201,
+    )
 
 
 @router.post("/organizations/{org_id}/settings/team/{member_id}/role")

@@ -60,7 +60,7 @@ def issue_login_token(request: Request, response: Response) -> str:
         max_age=3600,
         httponly=True,
         samesite="strict",
-        secure=request.url.scheme == "https",
+        secure=request.app.state.settings.cookies_secure(request.url.scheme),
         path="/login",
     )
     return token

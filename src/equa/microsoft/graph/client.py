@@ -46,6 +46,7 @@ from equa.microsoft.graph.pacing import (
     build_request_pacer,
     request_cost,
 )
+from equa.microsoft.graph.permissions import feature_of
 from equa.microsoft.graph.retry import (
     RETRYABLE_STATUSES,
     RetryPolicy,
@@ -354,6 +355,8 @@ class GraphClient:
                 headers=response.headers,
                 request_id=request_id,
                 admin_consent_url=self._config.admin_consent_url,
+                group_scope=self._config.group_scope,
+                feature=feature_of(method, route),
             )
             if (
                 status in (401, 403)
@@ -592,6 +595,7 @@ class GraphClient:
                 body if body is not None else {},
                 headers=headers,
                 admin_consent_url=self._config.admin_consent_url,
+                group_scope=self._config.group_scope,
             )
         return BatchResult(request_id, status, headers, body, error)
 

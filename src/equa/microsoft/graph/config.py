@@ -9,6 +9,7 @@ from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
 from equa.microsoft.graph.pacing import RESOURCE_UNITS, WRITES, Budget
+from equa.microsoft.graph.permissions import DEFAULT_SCOPE, ScopeSetting, group_scope_of
 
 if TYPE_CHECKING:
     from equa.settings import Settings
@@ -52,6 +53,7 @@ class GraphConfig:
     dry_run: bool = False
     redis_url: str | None = field(default=None, repr=False)
     admin_consent_url: str | None = None
+    group_scope: ScopeSetting = DEFAULT_SCOPE
     # Per-tenant budgets every request takes from before it is sent (shared through Redis when redis_url is set).
     write_budget: Budget = WRITES
     resource_unit_budget: Budget = RESOURCE_UNITS
@@ -76,6 +78,7 @@ class GraphConfig:
             dry_run=settings.graph_dry_run,
             redis_url=settings.redis_url,
             admin_consent_url=settings.admin_consent_url(),
+            group_scope=group_scope_of(settings),
             write_budget=replace(WRITES, capacity=settings.graph_write_budget),
             resource_unit_budget=replace(RESOURCE_UNITS, capacity=settings.graph_resource_unit_budget),
         )

@@ -8,6 +8,7 @@ from typing import TYPE_CHECKING
 
 from equa.microsoft.graph.config import GraphConfig
 from equa.microsoft.graph.errors import GraphAuthenticationFailed, GraphError, GraphPermissionDenied
+from equa.microsoft.graph.permissions import missing_permissions
 
 if TYPE_CHECKING:
     from equa.microsoft.graph.client import GraphClient
@@ -91,16 +92,25 @@ async def diagnose(settings: Settings) -> Diagnosis:
         diagnosis.add("credentials", True, f"signed in as app {config.client_id} with a {credential}")
 
         roles = sorted(str(role) for role in claims.get("roles") or [])
-        consent_action = (
-            "A tenant administrator grants admin consent for the app's Microsoft Graph application "
-            f"permissions: {config.admin_consent_url or 'App registration > API permissions > Grant admin consent'}"
-        )
-        diagnosis.add(
-            "admin consent",
-            bool(roles),
-            f"application permissions granted: {', '.join(roles)}" if roles else "the token carries no roles",
-            None if roles else consent_action,
-        )
+        lacking = missing_permissions(roles, config.group_scope)
+        if not roles:
+            detail = "the token carries no roles"
+        elif lacking:
+            detail = (
+                f"granted: {', '.join(roles)}; missing for group scope `{config.group_scope}`: "
+                f"{', '.join(p.name for p in lacking)}"
+            )
+        else:
+            detail = f"application permissions granted: {', '.join(roles)}"
+        action = None
+        if lacking:
+            needed = ", ".join(p.name for p in lacking)
+            where = config.admin_consent_url or "App registration > API permissions > Grant admin consent"
+            action = (
+                f"Add the Microsoft Graph application permissions {needed} to the app registration (group scope "
+                f"`{config.group_scope}`), then a tenant administrator grants admin consent: {where}"
+            )
+        diagnosis.add("admin consent", not lacking, detail, action)
 
         try:
             response = await client.get("/groups", params={"$top": "1", "$select": "id,displayName"})

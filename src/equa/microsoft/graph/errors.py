@@ -21,6 +21,8 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
+from equa.microsoft.graph.permissions import Feature, ScopeKind, ScopeSetting, consent_action
+
 
 class GraphError(Exception):
     """A failed call to Microsoft; never carries a token or a secret."""
@@ -142,9 +144,10 @@ _TOKEN_ACTIONS: dict[str, tuple[str, str]] = {
         "(https://login.microsoftonline.com for the public cloud).",
     ),
     "AADSTS700027": (
-        "The certificate was not accepted.",
+        "The certificate was not accepted (the client assertion's signature did not match).",
         "Upload the public part of the certificate in MS_AUTH_CERTIFICATE_PATH to the app registration "
-        "(Certificates & secrets > Certificates), or check it has not expired.",
+        "(Certificates & secrets > Certificates); if it is there, check it has not expired and that the PEM file "
+        "holds the private key of that same certificate.",
     ),
     "AADSTS700024": (
         "The client assertion is not within its valid time range.",
@@ -153,6 +156,33 @@ _TOKEN_ACTIONS: dict[str, tuple[str, str]] = {
     "AADSTS65004": (
         "An administrator declined consent.",
         "Ask a tenant administrator to grant admin consent to the app.",
+    ),
+    "AADSTS70011": (
+        "The requested scope is not valid.",
+        "An app signing in as itself asks for a resource's `.default` scope (https://graph.microsoft.com/.default "
+        "in the public cloud): unset MS_GRAPH_SCOPE, or set it to the `.default` scope of MS_GRAPH_URL's cloud.",
+    ),
+    "AADSTS500011": (
+        "Microsoft Graph was not found in the tenant for the requested resource.",
+        "Check that MS_GRAPH_URL (and MS_GRAPH_SCOPE, if set) is the Graph host of the tenant's cloud and that "
+        "MS_AUTHORITY_HOST is the same cloud's sign-in host; a national-cloud tenant cannot use the public "
+        "cloud's Graph, nor the other way round.",
+    ),
+    "AADSTS7000112": (
+        "The application is disabled in the tenant.",
+        "A tenant administrator enables it again: Entra admin center > Enterprise applications > the app > "
+        "Properties > Enabled for users to sign in: Yes.",
+    ),
+    "AADSTS53003": (
+        "Conditional Access blocked the app's sign-in.",
+        "A tenant administrator reviews the Conditional Access policies that apply to workload identities "
+        "(Entra admin center > Protection > Conditional Access; the service principal's sign-in log names the "
+        "policy) and allows this server's network location, or excludes the app.",
+    ),
+    "AADSTS7000229": (
+        "The application has no service principal in the tenant (it was never consented there).",
+        "A tenant administrator grants admin consent, which creates the app's enterprise application in the "
+        "tenant: `equa microsoft check` prints the admin consent URL.",
     ),
     "AADSTS650057": (
         "The app asks for a permission that is not configured.",
@@ -216,10 +246,10 @@ DYNAMIC_MEMBERSHIP = "dynamic"
 REFERENCED_OBJECT_MISSING = "one of the objects being referenced don't exist"
 SAME_VALUE_EXISTS = "another object with the same value for property"
 
-_CONSENT_ACTION = (
-    "Grant admin consent for the app's Microsoft Graph application permissions (Group.ReadWrite.All, "
-    "GroupMember.ReadWrite.All, User.Read.All): a tenant administrator opens {url}"
-)
+# Variants of Authorization_RequestDenied other than a missing permission (the guest policy is above).
+ROLE_ASSIGNABLE = ("role-assignable", "roleassignable", "isassignabletorole", "role assignable")
+RESTRICTED_MANAGEMENT = "restricted management"
+NO_ROLES_IN_TOKEN = "either scp or roles claim need to be present"
 
 
 def parse_error_body(body: Any) -> tuple[str | None, str, str | None]:
@@ -250,8 +280,13 @@ def classify_graph_error(
     request_id: str | None = None,
     admin_consent_url: str | None = None,
     default_retry_after: float | None = None,
+    group_scope: ScopeSetting | None = None,
+    feature: Feature | None = None,
 ) -> GraphError:
-    """Classify one Graph error answer (a whole response, or one $batch item) into the GraphError tree."""
+    """Classify one Graph error answer (a whole response, or one $batch item) into the GraphError tree.
+
+    `group_scope` and `feature` (what the request was for) let a missing permission name exactly which one.
+    """
     from equa.microsoft.graph.retry import parse_retry_after
 
     code, message, body_request_id = parse_error_body(body)
@@ -305,12 +340,9 @@ def classify_graph_error(
                 "guests in the group settings, or the person can join with a member account.",
                 **common,
             )
-        if code == "Authorization_RequestDenied" or "insufficient privileges" in lowered:
-            url = admin_consent_url or "the admin consent page of the app registration"
-            return GraphPermissionDenied(message, action=_CONSENT_ACTION.format(url=url), **common)
-        return GraphPermissionDenied(
-            message, action="Check the app's Microsoft Graph permissions and grant admin consent.", **common
-        )
+        return _request_denied(message, lowered, common, admin_consent_url, group_scope, feature)
+    if status == 401 and NO_ROLES_IN_TOKEN in lowered:
+        return _request_denied(message, lowered, common, admin_consent_url, group_scope, None)
     if status == 401:
         return GraphAuthenticationFailed(
             message,
@@ -342,3 +374,31 @@ def classify_graph_error(
         action="Microsoft Graph refused the request as sent; report it with the request-id.",
         **common,
     )
+
+
+def _request_denied(
+    message: str,
+    lowered: str,
+    common: dict[str, Any],
+    admin_consent_url: str | None,
+    group_scope: ScopeSetting | None,
+    feature: Feature | None,
+) -> GraphPermissionDenied:
+    """The kinds of Authorization_RequestDenied, each with what to do about it."""
+    scope = group_scope or ScopeSetting(ScopeKind.GRANTED)
+    if any(marker in lowered for marker in ROLE_ASSIGNABLE):
+        action = (
+            "This group is role-assignable: changing its members needs RoleManagement.ReadWrite.Directory, which "
+            "this service deliberately does not hold. Link a group that is not role-assignable."
+        )
+    elif RESTRICTED_MANAGEMENT in lowered:
+        action = (
+            "The object is in a restricted management administrative unit: only administrators assigned to that "
+            "unit can change it, whatever the app's permissions. Manage it in the unit, or link another group."
+        )
+    elif NO_ROLES_IN_TOKEN in lowered:
+        action = consent_action(scope, admin_consent_url)
+        action = f"The access token carries no application permission. {action}"
+    else:
+        action = consent_action(scope, admin_consent_url, feature)
+    return GraphPermissionDenied(message, action=action, **common)

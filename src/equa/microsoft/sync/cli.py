@@ -104,6 +104,7 @@ async def _print_outcome(settings: Settings, run: SyncRun) -> None:
 
     from equa.db.engine import create_engine_for, create_session_factory
     from equa.microsoft.sync.runs import list_outcomes
+    from equa.pagination import Cursors, cursor_key
 
     console = Console()
     title = f"{'Dry run' if run.dry_run else 'Sync'} {run.id}: {run.status}"
@@ -118,7 +119,10 @@ async def _print_outcome(settings: Settings, run: SyncRun) -> None:
     engine = create_engine_for(settings.resolved_database_url)
     try:
         async with create_session_factory(engine)() as session:
-            rows, more = await list_outcomes(session, run, limit=ROWS_SHOWN)
+            cursors = Cursors(
+                cursor_key(settings.session_secret.get_secret_value()), "sync-outcomes", str(run.id)
+            )
+            rows, more = await list_outcomes(session, run, cursors=cursors, limit=ROWS_SHOWN)
     finally:
         await engine.dispose()
     if rows:

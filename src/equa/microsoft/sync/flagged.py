@@ -11,9 +11,10 @@ from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.microsoft.models import FlaggedMember, FlagStatus
-from equa.microsoft.sync.runs import PAGE_SIZE_MAX, decode_cursor, encode_cursor
+from equa.microsoft.sync.runs import PAGE_SIZE_MAX
+from equa.organizations.invitations import IssuedInvitation, invite
 from equa.organizations.models import Organization, Role
-from equa.organizations.service import add_member, get_membership
+from equa.pagination import Cursors, invalid_cursor
 
 
 def _not_found() -> AppError:
@@ -29,6 +30,7 @@ async def list_flagged(
     session: AsyncSession,
     organization_id: uuid.UUID,
     *,
+    cursors: Cursors,
     status: str | None = None,
     cursor: str | None = None,
     limit: int = 50,
@@ -47,22 +49,19 @@ async def list_flagged(
             )
         statement = statement.where(FlaggedMember.status == status)
     if cursor:
+        position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
+        limit = position.size
         try:
-            after = uuid.UUID(decode_cursor(cursor))
+            (after_text,) = position.position
+            after = uuid.UUID(after_text)
         except ValueError:
-            raise AppError(
-                422,
-                "validation_failed",
-                "cursor: is not a cursor this API returned",
-                "Start again without a cursor.",
-                extra={"errors": [{"field": "cursor", "message": "is not a cursor this API returned"}]},
-            ) from None
+            raise invalid_cursor() from None
         statement = statement.where(FlaggedMember.id > after)
     rows = list(await session.scalars(statement.order_by(FlaggedMember.id).limit(limit + 1)))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(str(rows[-1].id))
+        next_cursor = cursors.sign(size=limit, position=(str(rows[-1].id),))
     return rows, next_cursor
 
 
@@ -84,10 +83,11 @@ def invitation_address(flag: FlaggedMember) -> str | None:
 
 async def invite_flagged(
     session: AsyncSession, organization: Organization, flag_id: uuid.UUID, actor: User
-) -> FlaggedMember:
-    """Add the person to the organization as an invited member; the next sync matches them and clears the flag.
+) -> tuple[FlaggedMember, IssuedInvitation | None]:
+    """Invite the person to the organization, as the team form does; the next sync after they join matches them.
 
-    Also undoes a dismissal. Inviting someone already invited (or already on the team) changes nothing.
+    Also undoes a dismissal. For someone already on the team no invitation is made; asking again for someone
+    invited makes a new link (the old one stops working).
     """
     flag = await get_flagged(session, organization.id, flag_id)
     address = invitation_address(flag)
@@ -98,14 +98,17 @@ async def invite_flagged(
             "This group member has no email address to invite.",
             "Give them a mailbox in Microsoft 365, or add them to the team by address yourself.",
         )
-    existing = await session.scalar(select(User).where(User.email_normalized == address.strip().lower()))
-    if existing is None or await get_membership(session, organization.id, existing.id) is None:
-        await add_member(session, organization, address, Role.MEMBER, flag.display_name)
+    issued: IssuedInvitation | None = None
+    try:
+        issued = await invite(session, organization, address, Role.MEMBER, actor)
+    except AppError as error:
+        if error.code != "already_member":
+            raise
     flag.status = FlagStatus.INVITED.value
     flag.decided_by = actor.id
     flag.decided_at = utcnow()
     await session.flush()
-    return flag
+    return flag, issued
 
 
 async def dismiss_flagged(

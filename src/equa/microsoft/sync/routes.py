@@ -24,6 +24,9 @@ from equa.microsoft.sync.schemas import (
     SyncSettingsIn,
     SyncSettingsOut,
 )
+from equa.organizations.routes import public_link
+from equa.pagination import cursors_for
+from equa.settings import Settings
 
 PREFIX = "/api/v1/organizations/{org_id}/microsoft"
 MAX_WAIT_SECONDS = 60.0
@@ -45,7 +48,9 @@ router = APIRouter(prefix=PREFIX, tags=["microsoft sync"], dependencies=[Depends
 
 
 def _run_location(request: Request, org_id: uuid.UUID, run_id: uuid.UUID) -> str:
-    return str(request.url_for("get_sync_run", org_id=str(org_id), run_id=str(run_id)).path)
+    path = str(request.url_for("get_sync_run", org_id=str(org_id), run_id=str(run_id)).path)
+    settings: Settings = request.app.state.settings
+    return settings.public_link(path)
 
 
 @router.post(
@@ -91,12 +96,19 @@ async def sync_members(
 
 @router.get("/sync-runs", response_model=SyncRunPageOut, responses=_errors())
 async def list_sync_runs(
+    request: Request,
     context: MicrosoftAdmin,
     session: DbSession,
     cursor: str | None = None,
     limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = 20,
 ) -> SyncRunPageOut:
-    rows, next_cursor = await runs.list_runs(session, context.organization.id, cursor=cursor, limit=limit)
+    rows, next_cursor = await runs.list_runs(
+        session,
+        context.organization.id,
+        cursors=cursors_for(request, "sync-runs", context.organization.id),
+        cursor=cursor,
+        limit=limit,
+    )
     return SyncRunPageOut(items=[SyncRunOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
@@ -107,6 +119,7 @@ async def get_sync_run(context: MicrosoftAdmin, session: DbSession, run_id: uuid
 
 @router.get("/sync-runs/{run_id}/outcomes", response_model=OutcomePageOut, responses=_errors())
 async def list_sync_outcomes(
+    request: Request,
     context: MicrosoftAdmin,
     session: DbSession,
     run_id: uuid.UUID,
@@ -116,13 +129,19 @@ async def list_sync_outcomes(
 ) -> OutcomePageOut:
     run = await runs.get_run(session, context.organization.id, run_id)
     rows, next_cursor = await runs.list_outcomes(
-        session, run, outcome=outcome.value if outcome else None, cursor=cursor, limit=limit
+        session,
+        run,
+        cursors=cursors_for(request, "sync-outcomes", run.id),
+        outcome=outcome.value if outcome else None,
+        cursor=cursor,
+        limit=limit,
     )
     return OutcomePageOut(items=[OutcomeOut.of(r) for r in rows], next_cursor=next_cursor)
 
 
 @router.get("/flagged-members", response_model=FlaggedMemberPageOut, responses=_errors())
 async def list_flagged_members(
+    request: Request,
     context: MicrosoftAdmin,
     session: DbSession,
     status: Annotated[FlagStatus | None, Query(description="Only flags with this status.")] = None,
@@ -130,18 +149,26 @@ async def list_flagged_members(
     limit: Annotated[int, Query(ge=1, le=runs.PAGE_SIZE_MAX)] = 50,
 ) -> FlaggedMemberPageOut:
     rows, next_cursor = await flagged.list_flagged(
-        session, context.organization.id, status=status.value if status else None, cursor=cursor, limit=limit
+        session,
+        context.organization.id,
+        cursors=cursors_for(request, "flagged-members", context.organization.id),
+        status=status.value if status else None,
+        cursor=cursor,
+        limit=limit,
     )
     return FlaggedMemberPageOut(items=[FlaggedMemberOut.of(f) for f in rows], next_cursor=next_cursor)
 
 
 @router.post("/flagged-members/{flag_id}/invite", response_model=FlaggedMemberOut, responses=_errors(409))
 async def invite_flagged_member(
-    context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
+    request: Request, context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
 ) -> FlaggedMemberOut:
-    return FlaggedMemberOut.of(
-        await flagged.invite_flagged(session, context.organization, flag_id, context.user)
-    )
+    """Invite the person to the team (a single-use link in `invitationUrl`, shown only here)."""
+    flag, issued = await flagged.invite_flagged(session, context.organization, flag_id, context.user)
+    out = FlaggedMemberOut.of(flag)
+    if issued is not None:
+        out.invitation_url = public_link(request, issued.path)
+    return out
 
 
 @router.post("/flagged-members/{flag_id}/dismiss", response_model=FlaggedMemberOut, responses=_errors())

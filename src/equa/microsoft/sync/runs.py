@@ -7,7 +7,6 @@ processes and workers can ask for a run at once: the loser of the race gets the 
 from __future__ import annotations
 
 import asyncio
-import base64
 import logging
 import uuid
 from dataclasses import dataclass
@@ -23,6 +22,7 @@ from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.microsoft.models import ACTIVE_RUN_STATUSES, Outcome, RunStatus, SyncOutcome, SyncRun
 from equa.organizations.models import Organization
+from equa.pagination import Cursors, invalid_cursor
 
 log = logging.getLogger("equa.microsoft.sync.runs")
 
@@ -166,27 +166,6 @@ async def _expire_if_stale(session: AsyncSession, run: SyncRun) -> bool:
 # --- reading runs ------------------------------------------------------------------------------------------
 
 
-def _bad_cursor() -> AppError:
-    return AppError(
-        422,
-        "validation_failed",
-        "cursor: is not a cursor this API returned",
-        "Start again without a cursor.",
-        extra={"errors": [{"field": "cursor", "message": "is not a cursor this API returned"}]},
-    )
-
-
-def encode_cursor(value: str) -> str:
-    return base64.urlsafe_b64encode(value.encode()).decode().rstrip("=")
-
-
-def decode_cursor(cursor: str) -> str:
-    try:
-        return base64.urlsafe_b64decode(cursor + "=" * (-len(cursor) % 4)).decode()
-    except ValueError:
-        raise _bad_cursor() from None
-
-
 async def get_run(session: AsyncSession, organization_id: uuid.UUID, run_id: uuid.UUID) -> SyncRun:
     """The run, if it belongs to the organization; AppError 404 otherwise."""
     run = await session.get(SyncRun, run_id, populate_existing=True)
@@ -210,18 +189,24 @@ async def last_run(session: AsyncSession, organization_id: uuid.UUID) -> SyncRun
 
 
 async def list_runs(
-    session: AsyncSession, organization_id: uuid.UUID, *, cursor: str | None = None, limit: int = 20
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    cursors: Cursors,
+    cursor: str | None = None,
+    limit: int = 20,
 ) -> tuple[list[SyncRun], str | None]:
     """Newest first; returns the page and the cursor of the next page (None at the end)."""
     limit = max(1, min(limit, PAGE_SIZE_MAX))
     statement = select(SyncRun).where(SyncRun.organization_id == organization_id)
     if cursor:
-        raw = decode_cursor(cursor)
+        position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
+        limit = position.size
         try:
-            stamp_text, id_text = raw.split("|", 1)
+            stamp_text, id_text = position.position
             stamp, after_id = datetime.fromisoformat(stamp_text), uuid.UUID(id_text)
         except ValueError:
-            raise _bad_cursor() from None
+            raise invalid_cursor() from None
         statement = statement.where(
             or_(SyncRun.created_at < stamp, and_(SyncRun.created_at == stamp, SyncRun.id < after_id))
         )
@@ -234,7 +219,7 @@ async def list_runs(
     if len(rows) > limit:
         rows = rows[:limit]
         last = rows[-1]
-        next_cursor = encode_cursor(f"{last.created_at.isoformat()}|{last.id}")
+        next_cursor = cursors.sign(size=limit, position=(last.created_at.isoformat(), str(last.id)))
     return rows, next_cursor
 
 
@@ -242,6 +227,7 @@ async def list_outcomes(
     session: AsyncSession,
     run: SyncRun,
     *,
+    cursors: Cursors,
     outcome: str | None = None,
     cursor: str | None = None,
     limit: int = PAGE_SIZE_DEFAULT,
@@ -260,16 +246,19 @@ async def list_outcomes(
             )
         statement = statement.where(SyncOutcome.outcome == outcome)
     if cursor:
+        position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
+        limit = position.size
         try:
-            after = int(decode_cursor(cursor))
+            (after_text,) = position.position
+            after = int(after_text)
         except ValueError:
-            raise _bad_cursor() from None
+            raise invalid_cursor() from None
         statement = statement.where(SyncOutcome.seq > after)
     rows = list(await session.scalars(statement.order_by(SyncOutcome.seq).limit(limit + 1)))
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
-        next_cursor = encode_cursor(str(rows[-1].seq))
+        next_cursor = cursors.sign(size=limit, position=(str(rows[-1].seq),))
     return rows, next_cursor
 
 

@@ -137,6 +137,8 @@ class FlaggedMemberOut(CamelModel):
     last_seen_at: datetime
     decided_by: uuid.UUID | None
     decided_at: datetime | None
+    # Only in the answer to an invite: the invitation's single-use link.
+    invitation_url: str | None = None
 
     @classmethod
     def of(cls, flag: FlaggedMember) -> FlaggedMemberOut:

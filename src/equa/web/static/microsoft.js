@@ -777,12 +777,14 @@
       const invite = button.dataset.action === "invite";
       await busy(button, async () => {
         try {
-          await api(section, "POST", `/flagged-members/${button.dataset.flaggedId}/${invite ? "invite" : "dismiss"}`);
+          const answer = await api(section, "POST", `/flagged-members/${button.dataset.flaggedId}/${invite ? "invite" : "dismiss"}`);
           notify(
             section,
-            invite
-              ? `${button.dataset.name} was added to the Equa team as an invited member.`
-              : `${button.dataset.name} is no longer flagged.`,
+            !invite
+              ? `${button.dataset.name} is no longer flagged.`
+              : answer.data && answer.data.invitationUrl
+                ? `${button.dataset.name} is invited. Send them this link (it works once, for 7 days, and is not shown again): ${answer.data.invitationUrl}`
+                : `${button.dataset.name} is already on the Equa team.`,
           );
           await loadFlagged(section);
         } catch (problem) {

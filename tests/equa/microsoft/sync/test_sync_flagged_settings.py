@@ -40,6 +40,13 @@ async def test_invited_flag_clears_on_the_next_sync_and_a_dismissed_one_stays_qu
         url(org.id, f"flagged-members/{by_mail[users[1]['mail']]['id']}/invite"), headers=headers
     )
     assert invited.status_code == 200 and invited.json()["status"] == "invited"
+    # The person joins through the invitation's link, as the team form's invitations do.
+    token = invited.json()["invitationUrl"].rsplit("/invitations/", 1)[1]
+    joined = await client.post(
+        f"/api/v1/invitations/{token}", json={"displayName": "Person 1", "password": "a long passphrase 1"}
+    )
+    assert joined.status_code == 201, joined.text
+    client.cookies.clear()
     dismissed = await client.post(
         url(org.id, f"flagged-members/{by_mail[users[2]['mail']]['id']}/dismiss"), headers=headers
     )

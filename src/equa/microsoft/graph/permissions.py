@@ -1,0 +1,181 @@
+"""The one list of Microsoft Graph application permissions the service needs, per feature and per group scope mode.
+
+The action messages of permission errors, the consent page text, `equa microsoft check` and
+docs/entra-app-registration.md all read this list (a test compares the docs with it), so they cannot disagree.
+
+The group scope mode is MS_GROUP_SCOPE: `granted` (the default: groups created here or granted by an operator),
+`tenant` (any group of the tenant) or `administrative-unit:<id>` (also the groups of one Microsoft Entra
+administrative unit). The unit mode reads the unit's groups and creates groups inside the unit, which takes two more
+permissions. In every mode the app's Graph permissions are tenant-wide; the scope is what Equa lets an
+organization reach with them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterable
+from dataclasses import dataclass
+from enum import StrEnum
+
+from equa.settings import GroupScopeMode, Settings
+
+# One vocabulary of modes with the setting (and equa.microsoft.scope, the policy that applies it).
+ScopeKind = GroupScopeMode
+
+
+@dataclass(frozen=True)
+class ScopeSetting:
+    """MS_GROUP_SCOPE as the permission list needs it: the mode, and the unit in the administrative-unit mode."""
+
+    kind: ScopeKind
+    unit_id: str | None = None
+
+    def __str__(self) -> str:
+        return f"{self.kind}:{self.unit_id}" if self.unit_id else str(self.kind)
+
+
+DEFAULT_SCOPE = ScopeSetting(ScopeKind.GRANTED)
+
+
+class GroupScopeError(ValueError):
+    pass
+
+
+def parse_group_scope(value: str | None) -> ScopeSetting:
+    """`granted` | `tenant` | `administrative-unit:<id>` (empty: granted)."""
+    text = (value or "").strip()
+    if not text or text.lower() == ScopeKind.GRANTED:
+        return ScopeSetting(ScopeKind.GRANTED)
+    if text.lower() == ScopeKind.TENANT:
+        return ScopeSetting(ScopeKind.TENANT)
+    kind, _, unit_id = text.partition(":")
+    if kind.lower() == ScopeKind.ADMINISTRATIVE_UNIT and unit_id.strip():
+        return ScopeSetting(ScopeKind.ADMINISTRATIVE_UNIT, unit_id.strip())
+    raise GroupScopeError(
+        "MS_GROUP_SCOPE must be `granted`, `tenant` or `administrative-unit:<id>` (the unit's object id)"
+    )
+
+
+def group_scope_of(settings: Settings) -> ScopeSetting:
+    """The configured scope; `granted` where the setting does not exist or does not parse (start-up checks it)."""
+    try:
+        return parse_group_scope(getattr(settings, "ms_group_scope", None))
+    except GroupScopeError:
+        return ScopeSetting(ScopeKind.GRANTED)
+
+
+class Feature(StrEnum):
+    READ_GROUPS = "read and choose groups"
+    MANAGE_MEMBERS = "list, add and remove members"
+    LOOK_UP_USERS = "look up team members"
+    CREATE_GROUPS = "create groups"
+
+
+@dataclass(frozen=True)
+class Permission:
+    name: str
+    feature: Feature
+    why: str
+    # Broader permissions that include this one: a token holding any of them lacks nothing.
+    covered_by: tuple[str, ...] = ()
+
+
+_BASE = (
+    Permission(
+        "GroupMember.ReadWrite.All",
+        Feature.MANAGE_MEMBERS,
+        "add and remove members of the linked group (single adds, `members@odata.bind` in batches of 20, "
+        "`DELETE .../members/{id}/$ref`), and list its members for the members page and for sync",
+        ("Group.ReadWrite.All", "Directory.ReadWrite.All"),
+    ),
+    Permission(
+        "Group.Read.All",
+        Feature.READ_GROUPS,
+        "read the linked group's properties (name, kind, `isAssignableToRole`, dynamic membership rule, "
+        "on-premises sync) to decide whether it can be managed, and search groups by name or `mailNickname` "
+        "when linking or before creating one",
+        ("Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    ),
+    Permission(
+        "Group.Create",
+        Feature.CREATE_GROUPS,
+        "create a new private Microsoft 365 group from the settings page; without it everything else works and "
+        "creating a group answers `microsoft_permission_missing`",
+        ("Group.ReadWrite.All", "Directory.ReadWrite.All"),
+    ),
+    Permission(
+        "User.Read.All",
+        Feature.LOOK_UP_USERS,
+        "look team members up in the directory by email address (`mail`, `userPrincipalName`, proxy "
+        "addresses), to know which directory user each Equa member is, and to make the creating admin an owner "
+        "of a new group",
+        ("User.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    ),
+)
+
+_ADMINISTRATIVE_UNIT = (
+    Permission(
+        "AdministrativeUnit.Read.All",
+        Feature.READ_GROUPS,
+        "list the groups of the administrative unit named by `MS_GROUP_SCOPE`, the groups organizations may link",
+        ("AdministrativeUnit.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    ),
+    Permission(
+        "AdministrativeUnit.ReadWrite.All",
+        Feature.CREATE_GROUPS,
+        "create new groups inside the administrative unit, so they stay in scope",
+        ("Directory.ReadWrite.All",),
+    ),
+)
+
+
+def required_permissions(scope: ScopeSetting) -> tuple[Permission, ...]:
+    """Every permission the service needs in this scope mode, in the order the docs list them."""
+    if scope.kind == ScopeKind.ADMINISTRATIVE_UNIT:
+        return _BASE + _ADMINISTRATIVE_UNIT
+    return _BASE
+
+
+def permission_names(scope: ScopeSetting, feature: Feature | None = None) -> list[str]:
+    return [p.name for p in required_permissions(scope) if feature is None or p.feature == feature]
+
+
+def feature_of(method: str, route: str) -> Feature | None:
+    """What a Graph request (method and path template, like `POST /groups/{id}/members/$ref`) is for."""
+    path = route.lower()
+    method = method.upper()
+    if path.startswith("/users"):
+        return Feature.LOOK_UP_USERS
+    if path.startswith("/groups/{id}/members") or path.startswith("/groups/{id}/owners"):
+        return Feature.MANAGE_MEMBERS
+    if method == "POST" and (path == "/groups" or path.startswith("/directory/administrativeunits")):
+        return Feature.CREATE_GROUPS
+    if path.startswith("/groups") or path.startswith("/directory/administrativeunits"):
+        return Feature.MANAGE_MEMBERS if method in ("PATCH", "DELETE") else Feature.READ_GROUPS
+    return None
+
+
+def missing_permissions(granted: Iterable[str], scope: ScopeSetting) -> list[Permission]:
+    """The required permissions that the granted roles (a token's `roles` claim) neither hold nor cover."""
+    held = {role.lower() for role in granted}
+    return [
+        p
+        for p in required_permissions(scope)
+        if p.name.lower() not in held and not any(c.lower() in held for c in p.covered_by)
+    ]
+
+
+def grant_instruction(scope: ScopeSetting, feature: Feature | None = None) -> str:
+    """`Group.Read.All, ... and User.Read.All`: what to add in the app registration (for one feature or all)."""
+    names = permission_names(scope, feature) or permission_names(scope)
+    return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
+
+
+def consent_action(scope: ScopeSetting, consent_url: str | None, feature: Feature | None = None) -> str:
+    """What a tenant administrator does when a permission is missing."""
+    where = consent_url or "the app registration > API permissions > Grant admin consent"
+    needed = grant_instruction(scope, feature)
+    which = "permission" if " and " not in needed else "permissions"
+    return (
+        f"Add the Microsoft Graph application {which} {needed} to the app registration "
+        f"(group scope `{scope}`), then a tenant administrator grants admin consent: {where}"
+    )
