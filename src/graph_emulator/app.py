@@ -14,6 +14,7 @@ from starlette.routing import Route
 from . import (  # noqa: F401 - registers the Graph routes
     delta,
     groups,
+    organization,
     units,
     users,
 )
@@ -21,7 +22,7 @@ from .admin import control_routes
 from .batch import run_batch
 from .errors import GraphError, error_body
 from .faults import DroppedResponse
-from .identity import admin_consent, jwks, openid_configuration, token
+from .identity import admin_consent, instance_discovery, jwks, openid_configuration, token
 from .router import GraphRequest, GraphResponse
 from .runtime import FAULT_ERRORS, new_request_id
 from .tokens import InvalidToken
@@ -160,6 +161,7 @@ def create_app(emu: Emulator) -> Any:
         Route("/{tenant}/.well-known/openid-configuration", openid_configuration, methods=["GET"]),
         Route("/{tenant}/oauth2/v2.0/token", token, methods=["POST"]),
         Route("/{tenant}/discovery/v2.0/keys", jwks, methods=["GET"]),
+        Route("/{tenant}/discovery/instance", instance_discovery, methods=["GET"]),
         Route("/{tenant}/v2.0/adminconsent", admin_consent, methods=["GET"]),
         Route("/{tenant}/adminconsent", admin_consent, methods=["GET"]),
     ]

@@ -19,6 +19,11 @@ def _batch_error(message: str) -> GraphError:
     return GraphError(400, "BadRequest", message)
 
 
+def _key(request_id: Any) -> str:
+    """Batch request ids compare case-insensitively, as Microsoft's JSON batching page says."""
+    return str(request_id).casefold()
+
+
 def _validate(body: Any) -> list[dict[str, Any]]:
     if not isinstance(body, dict) or not isinstance(body.get("requests"), list):
         raise _batch_error(INVALID_PAYLOAD)
@@ -30,15 +35,15 @@ def _validate(body: Any) -> list[dict[str, Any]]:
         if not isinstance(item, dict) or not item.get("id") or not item.get("method") or not item.get("url"):
             raise _batch_error(INVALID_PAYLOAD)
         item_id = str(item["id"])
-        if item_id in seen:
+        if _key(item_id) in seen:
             raise _batch_error(f"Request id {item_id} is not unique in the batch.")
-        seen.add(item_id)
+        seen.add(_key(item_id))
         headers = {str(k).lower(): v for k, v in (item.get("headers") or {}).items()}
         if "body" in item and item["body"] is not None and "content-type" not in headers:
             raise _batch_error(f"Write request id : {item_id} does not contain Content-Type header or body.")
     for item in items:
         for dependency in item.get("dependsOn") or []:
-            if str(dependency) not in seen or str(dependency) == str(item["id"]):
+            if _key(dependency) not in seen or _key(dependency) == _key(item["id"]):
                 raise _batch_error(INVALID_PAYLOAD)
     return items
 
@@ -84,12 +89,12 @@ def run_batch(emu: Emulator, outer: GraphRequest, new_request_id: Any) -> GraphR
     while pending:
         progressed = False
         for item in list(pending):
-            depends = [str(d) for d in item.get("dependsOn") or []]
+            depends = [_key(d) for d in item.get("dependsOn") or []]
             if any(d not in results for d in depends):
                 continue
             pending.remove(item)
             progressed = True
-            item_id = str(item["id"])
+            item_id = _key(item["id"])
             request_id = new_request_id()
             if any(results[d].status >= 400 for d in depends):
                 failed = GraphError(424, "FailedDependency", "The request depends on a request that failed.")
@@ -108,4 +113,4 @@ def run_batch(emu: Emulator, outer: GraphRequest, new_request_id: Any) -> GraphR
             raise _batch_error(INVALID_PAYLOAD)  # a dependency cycle
     order = [str(item["id"]) for item in items]
     emu.shuffle.shuffle(order)
-    return GraphResponse(200, {"responses": [_item(i, results[i]) for i in order]})
+    return GraphResponse(200, {"responses": [_item(i, results[_key(i)]) for i in order]})

@@ -129,8 +129,21 @@ def groups_delta(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
             raise bad_request("The skip token is no longer valid; start a new delta round.")
         return _page(req, emu, round_entries, str(state["r"]), int(state.get("p", 0)), state)
     select = parse_select(req.query.get("$select"), _delta_properties(), "microsoft.graph.group")
-    if "$deltatoken" in req.query:
-        state = decode_skiptoken(req.query["$deltatoken"])
+    # Query option names are case-insensitive: Microsoft documents $deltatoken, the SDKs send $deltaToken.
+    delta_token = next((v for k, v in req.query.items() if k.lower() == "$deltatoken"), None)
+    if delta_token is not None and delta_token.lower() == "latest":
+        # No data, only a deltaLink from now on: the documented way to skip the first full round.
+        ids = _filter_ids(req.query.get("$filter"))
+        state = {"s": tenant.next_seq - 1, "sel": select, "f": ids}
+        token = encode_skiptoken(state)
+        body = {
+            "@odata.context": f"{req.graph_base}/$metadata#groups",
+            "@odata.deltaLink": f"{req.graph_base}/groups/delta?$deltatoken={token}",
+            "value": [],
+        }
+        return GraphResponse(200, body)
+    if delta_token is not None:
+        state = decode_skiptoken(delta_token)
         ids = state.get("f")
         select = state.get("sel")
         entries = _changes(tenant, int(state.get("s", 0)), ids, select)

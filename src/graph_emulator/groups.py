@@ -22,14 +22,15 @@ from .router import (
     GraphResponse,
     route,
 )
-from .seeds import GROUP_DEFAULT_PROPERTIES, GROUP_EXTRA_PROPERTIES, complete_group
+from .seeds import GROUP_DEFAULT_PROPERTIES, complete_group
 from .state import MemberSet, Tenant, is_guid, iso_now
 from .users import USER_PROPERTIES, render_user
+from .v1_properties import GROUP_V1
 
 if TYPE_CHECKING:
     from .runtime import Emulator
 
-GROUP_PROPERTIES = (set(GROUP_DEFAULT_PROPERTIES) | set(GROUP_EXTRA_PROPERTIES)) - {"members", "owners"}
+GROUP_PROPERTIES = set(GROUP_V1)  # what $select and $filter accept: the v1.0 properties of group
 GROUP_TYPE = "microsoft.graph.group"
 MAX_LINKS = 20
 NICKNAME_FORBIDDEN = set('@()\\[]";:<>,. ')
@@ -51,7 +52,15 @@ UPDATABLE = {
     "expirationDateTime",
     "resourceBehaviorOptions",
 }
-REF_ID_RE = re.compile(r"/([^/]+?)/?$")
+REF_PATH_RE = re.compile(
+    r"^(?:directoryObjects|users|groups|servicePrincipals|devices|contacts)/(?P<id>[^/?#]+)$", re.IGNORECASE
+)
+GRAPH_HOSTS = (
+    "graph.microsoft.com",
+    "graph.microsoft.us",
+    "dod-graph.microsoft.us",
+    "microsoftgraph.chinacloudapi.cn",
+)
 
 
 # ---- helpers -----------------------------------------------------------------------------------
@@ -93,11 +102,21 @@ def check_membership_writable(req: GraphRequest, group: dict[str, Any]) -> None:
         raise forbidden()
 
 
-def ref_object_id(reference: Any) -> str:
+def ref_object_id(reference: Any, req: GraphRequest, field: str = "members") -> str:
+    """The object id in an @odata.bind or @odata.id URL, which must name a directory object on Graph itself."""
+    invalid = bad_request(f"Invalid URL format specified in @odata.bind for {field}")
     if not isinstance(reference, str) or not reference:
-        raise bad_request("Invalid URL format specified in @odata.bind for members")
-    found = REF_ID_RE.search(reference)
-    object_id = found.group(1) if found else reference
+        raise invalid
+    # Graph's hosts (global and national clouds) or this emulator's own base, which stands in for them.
+    bases = [f"https://{host}/{version}/" for host in GRAPH_HOSTS for version in ("v1.0", "beta")]
+    bases.append(req.graph_base.rstrip("/") + "/")
+    rest = next(
+        (reference[len(base) :] for base in bases if reference.lower().startswith(base.lower())), None
+    )
+    found = REF_PATH_RE.match(rest) if rest is not None else None
+    if found is None:
+        raise invalid
+    object_id = found.group("id")
     if not is_guid(object_id):
         raise bad_request(e.INVALID_ID.format(id=object_id))
     return object_id
@@ -129,8 +148,9 @@ def render_directory_object(
         return {"@odata.type": "#microsoft.graph.user", **body} if typed else body
     group = tenant.groups.get(object_id)
     if group is not None:
-        names = [n for n in select if n in group] if select else GROUP_DEFAULT_PROPERTIES
-        body = {name: group.get(name) for name in names}
+        body = project(
+            group, [n for n in select if n in GROUP_PROPERTIES] if select else None, GROUP_DEFAULT_PROPERTIES
+        )
         return {"@odata.type": "#microsoft.graph.group", **body} if typed else body
     body = {"id": object_id}
     return {"@odata.type": "#microsoft.graph.servicePrincipal", **body} if typed else body
@@ -246,10 +266,10 @@ def new_group(req: GraphRequest, body: Any) -> dict[str, Any]:
     known["id"] = str(uuid.uuid4())
     if body.get("isAssignableToRole") and known.get("visibility") is None:
         known["visibility"] = "Private"  # role-assignable groups are always private
-    candidate = complete_group(known, tenant.domain, created=iso_now(), created_by=req.app.client_id)
+    candidate = complete_group(known, tenant.domain, created=iso_now())
     candidate["organizationId"] = tenant.id
-    owner_ids = [ref_object_id(ref) for ref in owner_refs]
-    member_ids = [ref_object_id(ref) for ref in member_refs]
+    owner_ids = [ref_object_id(ref, req, "owners") for ref in owner_refs]
+    member_ids = [ref_object_id(ref, req) for ref in member_refs]
     for owner_id in owner_ids:
         if tenant.find_object(owner_id) is None:
             raise not_found(owner_id)
@@ -282,7 +302,11 @@ def update_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
         raise bad_request("Empty Payload. JSON content expected.")
     member_refs = body.get("members@odata.bind")
     owner_refs = body.get("owners@odata.bind")
-    properties = {k: v for k, v in body.items() if not k.endswith("@odata.bind")}
+    odata_type = body.get("@odata.type")
+    if odata_type is not None and str(odata_type).lower() != "#" + GROUP_TYPE.lower():
+        raise bad_request(f"Invalid value '{odata_type}' for '@odata.type': this resource is a group.")
+    # msgraph-sdk's Group() always names its type; the annotation describes the body and changes nothing.
+    properties = {k: v for k, v in body.items() if not k.endswith("@odata.bind") and k != "@odata.type"}
     req.require(WRITE_GROUP if properties or owner_refs else WRITE_MEMBERS)
     group = lookup_group(req, emu, params["id"], for_link_write=member_refs is not None)
     tenant = req.tenant
@@ -314,14 +338,14 @@ def update_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
         members = tenant.members[group["id"]]
         # All or nothing: any missing or existing member fails the whole request before anything changes.
         for ref in member_refs:
-            object_id = ref_object_id(ref)
+            object_id = ref_object_id(ref, req)
             check_can_join(tenant, group, object_id)
             if object_id in members or object_id in new_members:
                 raise bad_request(e.ALREADY_MEMBER)
             new_members.append(object_id)
     new_owners: list[str] = []
     for ref in owner_refs or []:
-        object_id = ref_object_id(ref)
+        object_id = ref_object_id(ref, req, "owners")
         if tenant.find_object(object_id) is None:
             raise not_found(object_id)
         if object_id in tenant.owners[group["id"]]:
@@ -453,6 +477,42 @@ def count_user_members(req: GraphRequest, emu: Emulator, params: dict[str, str])
     return _count_links(req, emu, params["id"], "user")
 
 
+def _list_refs(req: GraphRequest, emu: Emulator, group_id: str, relation: str) -> GraphResponse:
+    """GET .../members/$ref: the references alone, one @odata.id per object, paged like the objects."""
+    req.require(READ_GROUP)
+    opts = parse_options(req.query, req.headers, allowed=set(), type_name="microsoft.graph.directoryObject")
+    group = lookup_group(req, emu, group_id)
+    tenant = req.tenant
+    ordered = (tenant.members if relation == "members" else tenant.owners)[group["id"]].ordered()
+    after = (opts.skiptoken or {}).get("a")
+    start = bisect.bisect_right(ordered, after) if after else 0
+    chunk = ordered[start : start + opts.top]
+    body: dict[str, Any] = {"@odata.context": f"{req.graph_base}/$metadata#directoryObjects"}
+    if start + opts.top < len(ordered):
+        body["@odata.nextLink"] = next_link(req, {"a": chunk[-1]})
+    body["value"] = [{"@odata.id": _object_uri(tenant, object_id)} for object_id in chunk]
+    return GraphResponse(200, body)
+
+
+def _object_uri(tenant: Tenant, object_id: str) -> str:
+    kind = (
+        "User"
+        if object_id in tenant.users
+        else ("Group" if object_id in tenant.groups else "ServicePrincipal")
+    )
+    return f"https://graph.microsoft.com/v2/{tenant.id}/directoryObjects/{object_id}/Microsoft.DirectoryServices.{kind}"
+
+
+@route("GET", "/groups/{id}/members/$ref", "members")
+def list_member_refs(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _list_refs(req, emu, params["id"], "members")
+
+
+@route("GET", "/groups/{id}/owners/$ref", "read")
+def list_owner_refs(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    return _list_refs(req, emu, params["id"], "owners")
+
+
 @route("POST", "/groups/{id}/members/$ref", "write")
 def add_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(WRITE_MEMBERS)
@@ -461,7 +521,7 @@ def add_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Grap
     body = req.body
     if not isinstance(body, dict) or "@odata.id" not in body:
         raise bad_request("Invalid request body: '@odata.id' is required.")
-    object_id = ref_object_id(body["@odata.id"])
+    object_id = ref_object_id(body["@odata.id"], req)
     check_can_join(req.tenant, group, object_id)
     if object_id in req.tenant.members[group["id"]]:
         raise bad_request(e.ALREADY_MEMBER)
@@ -498,7 +558,7 @@ def add_owner(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Graph
     body = req.body
     if not isinstance(body, dict) or "@odata.id" not in body:
         raise bad_request("Invalid request body: '@odata.id' is required.")
-    object_id = ref_object_id(body["@odata.id"])
+    object_id = ref_object_id(body["@odata.id"], req)
     if req.tenant.find_object(object_id) is None:
         raise not_found(object_id)
     if object_id in req.tenant.owners[group["id"]]:

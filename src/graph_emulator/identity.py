@@ -8,7 +8,7 @@ import datetime as dt
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import urlencode
+from urllib.parse import unquote_plus, urlencode, urlsplit
 
 import jwt
 from cryptography import x509
@@ -23,6 +23,10 @@ if TYPE_CHECKING:
     from .runtime import Emulator
 
 GRAPH_DEFAULT_SCOPE = f"{GRAPH_AUDIENCE}/.default"
+GRAPH_APP_ID = "00000003-0000-0000-c000-000000000000"
+# Graph named by its URI or by its application id, as the SDKs and azure-identity may write it.
+GRAPH_SCOPES = {GRAPH_DEFAULT_SCOPE, f"{GRAPH_APP_ID}/.default"}
+MULTI_TENANT = {"common", "organizations", "consumers"}
 ASSERTION_TYPE = "urn:ietf:params:oauth:client-assertion-type:jwt-bearer"
 NO_STORE = {"Cache-Control": "no-store, no-cache", "Pragma": "no-cache"}
 
@@ -73,8 +77,10 @@ def tenant_not_found(tenant_ref: str, correlation_id: str | None, discovery: boo
     )
 
 
-def discovery_document(emu: Emulator, tenant: Tenant) -> dict[str, Any]:
-    base = f"{emu.base_url}/{tenant.id}"
+def discovery_document(emu: Emulator, tenant: Tenant | None, tenant_ref: str = "") -> dict[str, Any]:
+    """A tenant's OIDC metadata; for /common and /organizations, the multi-tenant form with a {tenantid} issuer."""
+    base = f"{emu.base_url}/{tenant.id if tenant else tenant_ref}"
+    issuer = f"{base}/v2.0" if tenant else f"{emu.base_url}/{{tenantid}}/v2.0"
     return {
         "token_endpoint": f"{base}/oauth2/v2.0/token",
         "token_endpoint_auth_methods_supported": [
@@ -88,7 +94,7 @@ def discovery_document(emu: Emulator, tenant: Tenant) -> dict[str, Any]:
         "id_token_signing_alg_values_supported": ["RS256"],
         "response_types_supported": ["code", "id_token", "code id_token", "id_token token"],
         "scopes_supported": ["openid", "profile", "email", "offline_access"],
-        "issuer": f"{base}/v2.0",
+        "issuer": issuer,
         "request_uri_parameter_supported": False,
         "userinfo_endpoint": f"{emu.base_url}/oidc/userinfo",
         "authorization_endpoint": f"{base}/oauth2/v2.0/authorize",
@@ -98,7 +104,7 @@ def discovery_document(emu: Emulator, tenant: Tenant) -> dict[str, Any]:
         "end_session_endpoint": f"{base}/oauth2/v2.0/logout",
         "claims_supported": ["sub", "iss", "aud", "exp", "iat", "auth_time", "acr", "nonce", "tid", "ver"],
         "kerberos_endpoint": f"{base}/kerberos",
-        "tenant_region_scope": "EU",
+        "tenant_region_scope": "EU" if tenant else None,
         "cloud_instance_name": "microsoftonline.com",
         "cloud_graph_host_name": "graph.windows.net",
         "msgraph_host": "graph.microsoft.com",
@@ -119,10 +125,42 @@ async def _apply_faults(emu: Emulator) -> Response | None:
 async def openid_configuration(request: Request) -> Response:
     emu: Emulator = request.app.state.emulator
     tenant_ref = request.path_params["tenant"]
+    if tenant_ref.lower() in MULTI_TENANT:
+        return JSONResponse(discovery_document(emu, None, tenant_ref.lower()))
     tenant = emu.directory.resolve(tenant_ref)
     if tenant is None:
         return tenant_not_found(tenant_ref, request.headers.get("client-request-id"), discovery=True)
     return JSONResponse(discovery_document(emu, tenant))
+
+
+async def instance_discovery(request: Request) -> Response:
+    """/common/discovery/instance: MSAL and azure-identity ask it whether the authority host is known."""
+    emu: Emulator = request.app.state.emulator
+    host = request.url.netloc
+    endpoint = request.query_params.get("authorization_endpoint", "")
+    # The tenant is the first path segment (MSAL drops the port from the host it sends).
+    tenant_ref = urlsplit(endpoint).path.strip("/").split("/", 1)[0] or "common"
+    body = {
+        "tenant_discovery_endpoint": f"{emu.base_url}/{tenant_ref}/v2.0/.well-known/openid-configuration",
+        "api-version": request.query_params.get("api-version", "1.1"),
+        "metadata": [{"preferred_network": host, "preferred_cache": host, "aliases": [host]}],
+    }
+    return JSONResponse(body)
+
+
+def basic_credentials(header: str) -> tuple[str, str] | None:
+    """client_secret_basic (RFC 6749 2.3.1): form-encoded id and secret, joined by a colon, in base64."""
+    scheme, _, value = header.partition(" ")
+    if scheme.lower() != "basic" or not value.strip():
+        return None
+    try:
+        decoded = base64.b64decode(value.strip(), validate=True).decode()
+    except (ValueError, UnicodeDecodeError):
+        return None
+    client_id, separator, secret = decoded.partition(":")
+    if not separator:
+        return None
+    return unquote_plus(client_id), unquote_plus(secret)
 
 
 async def jwks(request: Request) -> Response:
@@ -263,11 +301,32 @@ async def token(request: Request) -> Response:
             correlation,
         )
     tenant_ref = request.path_params["tenant"]
+    if tenant_ref.lower() in MULTI_TENANT:
+        # An app token names its tenant: Microsoft refuses the client-credentials grant on shared authorities.
+        return aad_error(
+            400,
+            "invalid_request",
+            9001023,
+            "The grant type is not supported over the /common or /consumers endpoints. Please use the "
+            "/organizations or tenant-specific endpoint.",
+            correlation,
+        )
     tenant = emu.directory.resolve(tenant_ref)
     if tenant is None:
         return tenant_not_found(tenant_ref, correlation, discovery=False)
     form = await request.form()
     fields = {key: str(value) for key, value in form.items()}
+    basic = basic_credentials(request.headers.get("authorization", ""))
+    if basic is not None:
+        if fields.get("client_id") and fields["client_id"] != basic[0]:
+            return aad_error(
+                400,
+                "invalid_request",
+                900144,
+                "The client_id in the request body does not match the one in the Authorization header.",
+                correlation,
+            )
+        fields["client_id"], fields["client_secret"] = basic
     for required in ("grant_type", "client_id", "scope"):
         if not fields.get(required):
             return aad_error(
@@ -298,7 +357,7 @@ async def token(request: Request) -> Response:
             correlation,
         )
     scope = fields["scope"].strip()
-    if scope != GRAPH_DEFAULT_SCOPE:
+    if scope not in GRAPH_SCOPES:
         if not scope.endswith("/.default"):
             return aad_error(
                 400,

@@ -110,6 +110,37 @@ def route(method: str, template: str, cost_kind: str) -> Callable[[Handler], Han
     return register
 
 
+# Type names a cast segment may carry with the `graph.` alias, as the SDKs write them (`/members/graph.user`).
+CAST_TYPES = {
+    "user",
+    "group",
+    "servicePrincipal",
+    "device",
+    "orgContact",
+    "application",
+    "administrativeUnit",
+}
+FUNCTIONS = {"delta"}
+
+
+def normalize_path(path: str) -> str:
+    """Graph's equivalent spellings, reduced to one: `graph.user` casts, `delta()` and `microsoft.graph.delta()`."""
+    segments = path.split("/")
+    for index, segment in enumerate(segments):
+        called = segment.endswith("()")
+        bare = segment[:-2] if called else segment
+        name = bare
+        for prefix in ("microsoft.graph.", "graph."):
+            if bare.startswith(prefix):
+                name = bare[len(prefix) :]
+                break
+        if name in FUNCTIONS and (called or name != bare):
+            segments[index] = name
+        elif not called and name != bare and name in CAST_TYPES:
+            segments[index] = f"microsoft.graph.{name}"
+    return "/".join(segments)
+
+
 def match(method: str, path: str) -> tuple[Route, dict[str, str]]:
     """Find the route; 405 when the path exists for another method, 400 for an unknown segment."""
     path_matched = False

@@ -11,7 +11,7 @@ from typing import Any
 from .errors import GraphError, error_body, throttled_body
 from .faults import FaultInjector, Faults
 from .listing import JSON_CONTENT_TYPE
-from .router import GraphRequest, GraphResponse, match, resource_units
+from .router import GraphRequest, GraphResponse, match, normalize_path, resource_units
 from .seeds import default_seed, load_seed
 from .state import Directory
 from .throttle import Throttle
@@ -109,6 +109,7 @@ class Emulator:
     def execute(self, req: GraphRequest) -> GraphResponse:
         """Route, inject faults, throttle, authorise and run one Graph request or $batch item."""
         ids = (req.request_id, req.client_request_id)
+        req.path = normalize_path(req.path)
         try:
             route_, params = match(req.method, req.path)
         except GraphError as err:

@@ -75,7 +75,6 @@ GROUP_EXTRA_PROPERTIES = [
     "unseenConversationsCount",
     "unseenCount",
     "unseenMessagesCount",
-    "createdByAppId",
     "organizationId",
     "isManagementRestricted",
     "members",
@@ -556,9 +555,7 @@ def complete_user(user: dict[str, Any], tenant_domain: str) -> dict[str, Any]:
     return out
 
 
-def complete_group(
-    group: dict[str, Any], tenant_domain: str, created: str | None = None, created_by: str | None = None
-) -> dict[str, Any]:
+def complete_group(group: dict[str, Any], tenant_domain: str, created: str | None = None) -> dict[str, Any]:
     out = {k: v for k, v in group.items() if k not in ("members", "owners")}
     out.setdefault("id", str(uuid.uuid4()))
     created = created or "2024-02-01T10:00:00Z"
@@ -591,7 +588,6 @@ def complete_group(
         "theme": None,
         "visibility": None,
         "onPremisesProvisioningErrors": [],
-        "createdByAppId": created_by,
     }
     for name, value in defaults.items():
         out.setdefault(name, value)

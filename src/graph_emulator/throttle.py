@@ -88,7 +88,7 @@ class Throttle:
             (
                 self._bucket(("ru", tenant_id, app_id), RU_QUOTA.get(tenant_size, RU_QUOTA["S"]), RU_WINDOW),
                 units,
-                f"Tenant_Application/ReadWrite/{tenant_id}/{app_id}",
+                f"Tenant_Application/ReadWrite/{app_id}/{tenant_id}",
                 "ResourceUnitLimitExceeded",
             ),
         ]
@@ -97,7 +97,7 @@ class Throttle:
                 (
                     self._bucket(("writes", tenant_id, app_id), *APP_WRITES),
                     1,
-                    f"Tenant_Application/Write/{tenant_id}/{app_id}",
+                    f"Tenant_Application/Write/{app_id}/{tenant_id}",
                     "WriteLimitExceeded",
                 )
             )

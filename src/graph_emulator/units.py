@@ -148,7 +148,7 @@ def add_unit_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) ->
     body = req.body
     if not isinstance(body, dict) or "@odata.id" not in body:
         raise bad_request("Invalid request body: '@odata.id' is required.")
-    object_id = ref_object_id(body["@odata.id"])
+    object_id = ref_object_id(body["@odata.id"], req)
     if object_id not in req.tenant.users and object_id not in req.tenant.groups:
         raise not_found(object_id)
     members = req.tenant.unit_members[unit["id"]]

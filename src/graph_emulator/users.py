@@ -10,13 +10,14 @@ from .errors import bad_request, not_found
 from .listing import entity, page
 from .odata import Node, QueryOptions, context_suffix, parse_options, project, require_count_header
 from .router import READ_USERS, WRITE_USERS, GraphRequest, GraphResponse, route
-from .seeds import USER_DEFAULT_PROPERTIES, USER_EXTRA_PROPERTIES, complete_user
+from .seeds import USER_DEFAULT_PROPERTIES, complete_user
 from .state import Tenant
+from .v1_properties import USER_V1
 
 if TYPE_CHECKING:
     from .runtime import Emulator
 
-USER_PROPERTIES = set(USER_DEFAULT_PROPERTIES) | set(USER_EXTRA_PROPERTIES)
+USER_PROPERTIES = set(USER_V1)
 USER_TYPE = "microsoft.graph.user"
 REQUIRED_ON_CREATE = ["accountEnabled", "displayName", "mailNickname", "userPrincipalName", "passwordProfile"]
 

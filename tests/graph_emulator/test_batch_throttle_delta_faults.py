@@ -117,7 +117,7 @@ def test_token_bucket_throttles_with_documented_headers(graph, emulator):
     assert saw_warning and throttled is not None
     assert int(throttled["headers"]["Retry-After"]) >= 1
     assert throttled["headers"]["x-ms-throttle-scope"] == (
-        f"Tenant_Application/ReadWrite/{emulator.tenant_id}/{emulator.client_id}"
+        f"Tenant_Application/ReadWrite/{emulator.client_id}/{emulator.tenant_id}"
     )
     assert throttled["headers"]["x-ms-throttle-information"] == "ResourceUnitLimitExceeded"
     assert throttled["body"]["error"]["message"] == "Please retry again later."

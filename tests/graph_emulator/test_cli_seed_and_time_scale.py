@@ -359,7 +359,7 @@ def test_time_scale_shortens_the_wait_after_throttling(tmp_path):
             try:
                 headers = exhaust_tenant_budget(graph)
                 assert headers["x-ms-throttle-scope"] == (
-                    f"Tenant_Application/ReadWrite/{emu.tenant_id}/{emu.client_id}"
+                    f"Tenant_Application/ReadWrite/{emu.client_id}/{emu.tenant_id}"
                 )
                 # Retry-After is in whole seconds and at least 1, whatever the scale.
                 assert int(headers["Retry-After"]) >= 1
