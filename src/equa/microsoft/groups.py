@@ -40,6 +40,7 @@ from equa.microsoft.graph import (
     GraphError,
     GraphNotFound,
     GraphTransient,
+    while_replicating,
 )
 from equa.microsoft.models import GrantOrigin, GroupCreation, MicrosoftGroupGrant, MicrosoftMember
 from equa.microsoft.scope import (
@@ -192,14 +193,7 @@ def recently_linked(organization: Organization) -> bool:
 
 async def _tolerating_replication_lag(call: Callable[[], Awaitable[T]], *, recent: bool) -> T:
     """Run `call`; when the group is new, retry a GraphNotFound a few times (bounded) while Graph replicates it."""
-    delays = REPLICATION_RETRY_DELAYS if recent else ()
-    for delay in delays:
-        try:
-            return await call()
-        except GraphNotFound:
-            log.info("group not visible yet, retrying in %.1f s (replication lag)", delay)
-            await asyncio.sleep(delay)
-    return await call()
+    return await while_replicating(call, REPLICATION_RETRY_DELAYS if recent else ())
 
 
 async def fetch_group(graph: GraphClient, group_id: str) -> dict[str, Any]:

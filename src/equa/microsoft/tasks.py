@@ -24,19 +24,13 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from equa.db.base import utcnow
-from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.models import SyncRun
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
-from equa.microsoft.sync.runs import (
-    PENDING_ENQUEUE_KEY,
-    abandon_stale_runs,
-    active_run,
-    configure_lease,
-    finish_run,
-    request_sync,
-)
+from equa.microsoft.sync.lifecycle import abandon_stale_runs, configure_lease, fail_queued_run
+from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
 from equa.organizations.models import Organization
 
 if TYPE_CHECKING:
@@ -145,25 +139,7 @@ async def enqueue_sync_runs(run_ids: Sequence[uuid.UUID]) -> None:
         except Exception as error:
             log.error("could not enqueue sync run %s: %s", run_id, type(error).__name__)
             if _resources is not None:
-                await _fail_queued(_resources.session_factory, run_id)
-
-
-async def _fail_queued(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> None:
-    async with session_factory() as session:
-        run = await session.get(SyncRun, run_id)
-        if run is None or run.status != RunStatus.QUEUED.value:
-            return
-        run.status = RunStatus.RUNNING.value  # finish_run only moves running runs
-        await session.flush()
-        await finish_run(
-            session,
-            run_id,
-            status=RunStatus.FAILED.value,
-            error_code="queue_unreachable",
-            error_message="The sync could not be handed to the task queue.",
-            error_action="Check that Redis at EQUA_BROKER_URL is reachable, then start the sync again.",
-        )
-        await session.commit()
+                await fail_queued_run(_resources.session_factory, run_id)
 
 
 async def _shutdown_broker(broker: AsyncBroker) -> None:

@@ -2,7 +2,7 @@
 
 from equa.microsoft.graph.auth import TokenProvider
 from equa.microsoft.graph.batch import BatchRequest, BatchResult
-from equa.microsoft.graph.client import GraphClient, GraphResponse, RecordedWrite, build_graph_client
+from equa.microsoft.graph.client import GraphClient, build_graph_client
 from equa.microsoft.graph.config import GraphConfig
 from equa.microsoft.graph.errors import (
     GraphAlreadyExists,
@@ -17,6 +17,8 @@ from equa.microsoft.graph.errors import (
     GraphUnmanageable,
     classify_graph_error,
 )
+from equa.microsoft.graph.replication import while_replicating
+from equa.microsoft.graph.responses import GraphResponse, RecordedWrite
 from equa.microsoft.graph.usage import GraphUsage, measure_usage
 
 __all__ = [
@@ -41,4 +43,5 @@ __all__ = [
     "build_graph_client",
     "classify_graph_error",
     "measure_usage",
+    "while_replicating",
 ]

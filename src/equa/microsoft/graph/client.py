@@ -3,13 +3,11 @@
 from __future__ import annotations
 
 import asyncio
-import json as jsonlib
 import logging
 import random
 import time
 import uuid
 from collections.abc import AsyncIterator, Mapping, Sequence
-from dataclasses import dataclass, field
 from typing import TYPE_CHECKING, Any
 
 import httpx
@@ -20,11 +18,14 @@ from equa.microsoft.graph.batch import (
     BatchRequest,
     BatchResult,
     assign_ids,
+    batch_item,
+    batch_result,
     chunk_indexes,
+    sort_answers,
+    status_of,
 )
 from equa.microsoft.graph.config import GraphConfig
 from equa.microsoft.graph.errors import (
-    GraphError,
     GraphGuestBlocked,
     GraphThrottled,
     GraphTransient,
@@ -32,12 +33,10 @@ from equa.microsoft.graph.errors import (
     classify_graph_error,
 )
 from equa.microsoft.graph.metrics import (
-    GRAPH_BATCH_ITEMS,
     GRAPH_DRY_RUN_WRITES,
     GRAPH_REQUEST_SECONDS,
     GRAPH_REQUESTS,
-    GRAPH_RESOURCE_UNITS,
-    GRAPH_RETRIES,
+    count_resource_units,
 )
 from equa.microsoft.graph.pacing import (
     FREE,
@@ -47,51 +46,26 @@ from equa.microsoft.graph.pacing import (
     request_cost,
 )
 from equa.microsoft.graph.permissions import feature_of
+from equa.microsoft.graph.responses import GraphResponse, RecordedWrite
 from equa.microsoft.graph.retry import (
     RETRYABLE_STATUSES,
+    Attempts,
     RetryPolicy,
+    TryAgain,
     is_safe_to_repeat,
     may_have_reached_graph,
     parse_retry_after,
+    retrying,
     should_retry_network_error,
 )
 from equa.microsoft.graph.routes import route_template
 from equa.microsoft.graph.throttle import ThrottleGate, build_throttle_gate
-from equa.microsoft.graph.usage import count_batch_answers, count_request, count_retries
+from equa.microsoft.graph.usage import count_batch_answers, count_request
 
 if TYPE_CHECKING:
     from equa.settings import Settings
 
 log = logging.getLogger("equa.microsoft.graph.client")
-
-
-@dataclass(frozen=True)
-class GraphResponse:
-    """A successful Graph answer (or, in dry-run, the echo of a write that was not sent)."""
-
-    status: int
-    headers: Mapping[str, str]
-    content: bytes
-    request_id: str | None = None
-    client_request_id: str | None = None
-    dry_run: bool = False
-
-    @property
-    def text(self) -> str:
-        return self.content.decode("utf-8", "replace")
-
-    def json(self) -> Any:
-        return jsonlib.loads(self.content) if self.content.strip() else None
-
-
-@dataclass(frozen=True)
-class RecordedWrite:
-    """A write that dry-run mode kept instead of sending."""
-
-    method: str
-    url: str
-    body: Any = None
-    headers: Mapping[str, str] = field(default_factory=dict)
 
 
 class GraphClient:
@@ -116,16 +90,7 @@ class GraphClient:
             None, writes=config.write_budget, resource_units=config.resource_unit_budget
         )
         self._owns_http = http is None
-        self._http = http or httpx.AsyncClient(
-            verify=config.ssl_context(),
-            timeout=httpx.Timeout(config.timeout_seconds),
-            limits=httpx.Limits(
-                max_connections=max(10, config.max_in_flight * 2),
-                max_keepalive_connections=max(10, config.max_in_flight * 2),
-            ),
-            headers={"User-Agent": "equa-microsoft"},
-            follow_redirects=False,
-        )
+        self._http = http or config.http_client()
         self._policy = policy or RetryPolicy(
             max_attempts=config.max_attempts, max_total_wait=config.max_retry_wait_seconds
         )
@@ -245,13 +210,7 @@ class GraphClient:
         self.recorded_writes.append(write)
         GRAPH_DRY_RUN_WRITES.labels(method, route_template(url)).inc()
         log.info("dry-run: not sending %s %s", method, route_template(url))
-        echo = {"dryRun": True, "method": method, "url": url, "body": body}
-        return GraphResponse(
-            status=202,
-            headers={"content-type": "application/json"},
-            content=jsonlib.dumps(echo).encode(),
-            dry_run=True,
-        )
+        return GraphResponse.dry_run_echo(method, url, body)
 
     async def _send(
         self,
@@ -268,11 +227,10 @@ class GraphClient:
         tenant = self.tenant
         route = route_template(url)
         client_request_id = str(uuid.uuid4())
-        attempt = 0
-        waited = 0.0
         refreshed_token = False
-        while True:
-            attempt += 1
+
+        async def attempt_once(tries: Attempts) -> GraphResponse | TryAgain:
+            nonlocal refreshed_token
             token: str | None = None
             # Paced before taking a slot, so a request waiting for its budget does not hold one idle.
             await self._pacer.pace(tenant, cost)
@@ -280,7 +238,7 @@ class GraphClient:
                 async with self._gate.slot(tenant):
                     # Checked after taking a slot: a caller queued for a slot must not slip out right after
                     # another caller's 429 closed the gate.
-                    waited += await self._gate.wait_turn(tenant)
+                    tries.waited += await self._gate.wait_turn(tenant)
                     token = await self._tokens.get_token()
                     request_headers = {
                         **(headers or {}),
@@ -294,13 +252,9 @@ class GraphClient:
                     content = await response.aread()
             except GraphTransient as token_error:
                 # The sign-in service itself is down or unreachable: same policy as a 503.
-                delay = self._policy.delay(attempt, token_error.retry_after, self._rng)
-                if not self._policy.may_retry(attempt, waited, delay):
-                    raise token_error.gave_up(attempt, waited) from None
-                GRAPH_RETRIES.labels("token_unavailable").inc()
-                await asyncio.sleep(delay)
-                waited += delay
-                continue
+                return TryAgain(
+                    "token_unavailable", token_error, retry_after=token_error.retry_after, counted=False
+                )
             except httpx.TransportError as exc:
                 GRAPH_REQUESTS.labels(method, route, "error").inc()
                 if may_have_reached_graph(exc):
@@ -320,15 +274,7 @@ class GraphClient:
                         client_request_id,
                     )
                     raise network_error from None
-                delay = self._policy.delay(attempt, None, self._rng)
-                if not self._policy.may_retry(attempt, waited, delay):
-                    raise network_error.gave_up(attempt, waited) from None
-                GRAPH_RETRIES.labels("network").inc()
-                count_retries()
-                log.info("%s %s: %s, retrying in %.2f s", method, route, type(exc).__name__, delay)
-                await asyncio.sleep(delay)
-                waited += delay
-                continue
+                return TryAgain("network", network_error, note=f"{method} {route}: {type(exc).__name__}")
 
             elapsed = time.monotonic() - started
             status = response.status_code
@@ -336,7 +282,7 @@ class GraphClient:
             GRAPH_REQUESTS.labels(method, route, str(status)).inc()
             count_request(status)
             GRAPH_REQUEST_SECONDS.labels(method, route).observe(elapsed)
-            _count_resource_units(response.headers, method, route)
+            count_resource_units(response.headers, method, route)
             log.debug(
                 "%s %s -> %d in %.3f s request-id=%s client-request-id=%s",
                 method,
@@ -366,8 +312,6 @@ class GraphClient:
                 # Spec: a rejected token is refreshed and the call tried once more; newly granted consent
                 # only shows up in a new token, hence 403 too.
                 refreshed_token = True
-                GRAPH_RETRIES.labels("token_refresh").inc()
-                count_retries()
                 log.info(
                     "%s %s -> %d (%s), refreshing the token and trying once more; request-id=%s",
                     method,
@@ -377,36 +321,24 @@ class GraphClient:
                     request_id,
                 )
                 await self._tokens.invalidate(token)
-                attempt -= 1
-                continue
+                return TryAgain("token_refresh", error, at_once=True)
             if status in RETRYABLE_STATUSES:
                 retry_after = (
                     error.retry_after
                     if isinstance(error, GraphThrottled)
                     else parse_retry_after(response.headers.get("retry-after"))
                 )
-                delay = self._policy.delay(attempt, retry_after, self._rng)
-                if not self._policy.may_retry(attempt, waited, delay):
-                    log.warning(
-                        "%s %s -> %d, giving up after %d attempts; request-id=%s client-request-id=%s",
-                        method,
-                        route,
-                        status,
-                        attempt,
-                        request_id,
-                        client_request_id,
-                    )
-                    raise error.gave_up(attempt, waited)
-                count_retries()
-                if status == 429:
-                    GRAPH_RETRIES.labels("throttled").inc()
-                    await self._gate.block(tenant, delay)
-                else:
-                    GRAPH_RETRIES.labels("unavailable").inc()
-                    log.info("%s %s -> %d, retrying in %.2f s", method, route, status, delay)
-                    await asyncio.sleep(delay)
-                    waited += delay
-                continue
+                return TryAgain(
+                    "throttled" if status == 429 else "unavailable",
+                    error,
+                    retry_after=retry_after,
+                    throttled=status == 429,
+                    note=None if status == 429 else f"{method} {route} -> {status}",
+                    given_up_note=(
+                        f"{method} {route} -> {status}, giving up after {tries.attempt} attempts; "
+                        f"request-id={request_id} client-request-id={client_request_id}"
+                    ),
+                )
             log.warning(
                 "%s %s -> %d %s; request-id=%s client-request-id=%s",
                 method,
@@ -417,6 +349,16 @@ class GraphClient:
                 client_request_id,
             )
             raise error
+
+        def give_up(last: TryAgain, tries: Attempts) -> GraphResponse:
+            assert last.error is not None
+            if last.given_up_note:
+                log.warning("%s", last.given_up_note)
+            raise last.error.gave_up(tries.attempt, tries.waited) from None
+
+        return await retrying(
+            attempt_once, give_up, policy=self._policy, gate=self._gate, tenant=tenant, rng=self._rng
+        )
 
     # --- paging and counting -----------------------------------------------------------------------------
 
@@ -485,12 +427,17 @@ class GraphClient:
                 results[index] = BatchResult(ids[index], echo.status, dict(echo.headers), echo.json())
             pending = [i for i in pending if not requests[i].is_write]
 
-        attempt = 0
-        waited = 0.0
-        while pending:
-            attempt += 1
+        if not pending:
+            return
+        retry: list[int] = []
+        answered: dict[str, Any] = {}
+
+        async def attempt_once(tries: Attempts) -> TryAgain | None:
+            nonlocal pending, retry, answered
             pending_ids = {ids[i] for i in pending}
-            items = [self._batch_item(requests[i], ids[i], pending_ids) for i in pending]
+            items = [
+                batch_item(requests[i], ids[i], pending_ids, self._relative(requests[i].url)) for i in pending
+            ]
             safe = all(is_safe_to_repeat(requests[i].method, self.url_for(requests[i].url)) for i in pending)
             # Microsoft prices each sub-request as if it were sent alone; the envelope itself is free.
             cost = sum((request_cost(item["method"], item["url"]) for item in items), FREE)
@@ -505,118 +452,51 @@ class GraphClient:
             )
             body = envelope.json() or {}
             answered = {str(item.get("id")): item for item in body.get("responses", [])}
-            count_batch_answers(len(items), sum(1 for item in answered.values() if _status_of(item) == 429))
+            count_batch_answers(len(items), sum(1 for item in answered.values() if status_of(item) == 429))
 
-            retry: list[int] = []
-            retry_ids: set[str] = set()
-            longest: float | None = None
-            throttled = False
-            failed_dependency: list[int] = []
-            for index in pending:
-                item = answered.get(ids[index])
-                status = int(item.get("status", 0)) if item else 503
-                GRAPH_BATCH_ITEMS.labels(str(status)).inc()
-                item_headers = {
-                    str(k).lower(): str(v) for k, v in ((item or {}).get("headers") or {}).items()
-                }
-                if status in RETRYABLE_STATUSES:
-                    retry.append(index)
-                    retry_ids.add(ids[index])
-                    throttled = throttled or status == 429
-                    after = parse_retry_after(item_headers.get("retry-after"))
-                    if after is not None:
-                        longest = after if longest is None else max(longest, after)
-                    results[index] = self._batch_result(ids[index], status, item_headers, item)
-                elif status == 424:
-                    failed_dependency.append(index)
-                else:
-                    results[index] = self._batch_result(ids[index], status, item_headers, item)
-            # A 424 caused by an item we are about to retry is retried with it; otherwise it is final.
-            for index in failed_dependency:
-                if any(d in retry_ids for d in requests[index].depends_on):
-                    retry.append(index)
-                    retry_ids.add(ids[index])
-                else:
-                    item = answered.get(ids[index]) or {}
-                    item_headers = {str(k).lower(): str(v) for k, v in (item.get("headers") or {}).items()}
-                    results[index] = self._batch_result(ids[index], 424, item_headers, item)
-            if not retry:
-                return
-            delay = self._policy.delay(attempt, longest, self._rng)
-            if not self._policy.may_retry(attempt, waited, delay):
-                for index in retry:
-                    result = results.get(index)
-                    if result is not None and result.error is not None:
-                        result.error.gave_up(attempt, waited)
-                    elif result is None:
-                        results[index] = self._batch_result(
-                            ids[index], 424, {}, answered.get(ids[index]) or {}
-                        )
-                return
-            retry.sort(key=lambda i: chunk.index(i))
-            log.info("$batch: %d of %d items to retry in %.2f s", len(retry), len(pending), delay)
-            GRAPH_RETRIES.labels("batch_item").inc(len(retry))
-            count_retries(len(retry))
-            if throttled:
-                await self._gate.block(self.tenant, delay)
-                waited += await self._gate.wait_turn(self.tenant)
-            else:
-                await asyncio.sleep(delay)
-                waited += delay
-            pending = retry
-
-    def _batch_item(self, request: BatchRequest, request_id: str, pending_ids: set[str]) -> dict[str, Any]:
-        item: dict[str, Any] = {
-            "id": request_id,
-            "method": request.method.upper(),
-            "url": self._relative(request.url),
-        }
-        headers = dict(request.headers or {})
-        if request.body is not None:
-            item["body"] = request.body
-            if not any(k.lower() == "content-type" for k in headers):
-                headers["Content-Type"] = "application/json"
-        if headers:
-            item["headers"] = headers
-        # Dependencies already answered successfully in an earlier round are dropped.
-        depends_on = [d for d in request.depends_on if d in pending_ids]
-        if depends_on:
-            item["dependsOn"] = depends_on
-        return item
-
-    def _batch_result(
-        self, request_id: str, status: int, headers: dict[str, str], item: Mapping[str, Any] | None
-    ) -> BatchResult:
-        body = (item or {}).get("body")
-        error: GraphError | None = None
-        if status >= 400:
-            error = classify_graph_error(
-                status,
-                body if body is not None else {},
-                headers=headers,
-                admin_consent_url=self._config.admin_consent_url,
-                group_scope=self._config.group_scope,
+            answers = sort_answers(
+                requests,
+                ids,
+                pending,
+                answered,
+                results,
+                self._config.admin_consent_url,
+                self._config.group_scope,
             )
-        return BatchResult(request_id, status, headers, body, error)
+            retry = answers.retry
+            if not retry:
+                return None
+            retry.sort(key=lambda i: chunk.index(i))
+            note = f"$batch: {len(retry)} of {len(pending)} items to retry"
+            pending = retry
+            return TryAgain(
+                "batch_item",
+                None,
+                retry_after=answers.longest_retry_after,
+                throttled=answers.throttled,
+                items=len(retry),
+                note=note,
+            )
 
+        def give_up(_: TryAgain, tries: Attempts) -> None:
+            # The items keep their last answer, marked as given up; an item never answered fails its dependency.
+            for index in retry:
+                result = results.get(index)
+                if result is not None and result.error is not None:
+                    result.error.gave_up(tries.attempt, tries.waited)
+                elif result is None:
+                    results[index] = batch_result(
+                        ids[index],
+                        424,
+                        {},
+                        answered.get(ids[index]) or {},
+                        self._config.admin_consent_url,
+                        self._config.group_scope,
+                    )
 
-def _status_of(item: Mapping[str, Any]) -> int:
-    try:
-        return int(item.get("status", 0) or 0)
-    except (TypeError, ValueError):
-        return 0
-
-
-def _count_resource_units(headers: httpx.Headers, method: str, route: str) -> None:
-    value = headers.get("x-ms-resource-unit")
-    if value is None:
-        return
-    try:
-        units = float(value)
-    except ValueError:
-        return
-    if units > 0:
-        GRAPH_RESOURCE_UNITS.labels(method, route).inc(units)
+        await retrying(
+            attempt_once, give_up, policy=self._policy, gate=self._gate, tenant=self.tenant, rng=self._rng
+        )
 
 
 def build_graph_client(settings: Settings, *, dry_run: bool | None = None) -> GraphClient:

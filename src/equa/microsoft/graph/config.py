@@ -8,6 +8,8 @@ from pathlib import Path
 from typing import TYPE_CHECKING
 from urllib.parse import urlsplit
 
+import httpx
+
 from equa.microsoft.graph.pacing import RESOURCE_UNITS, WRITES, Budget
 from equa.microsoft.graph.permissions import DEFAULT_SCOPE, ScopeSetting, group_scope_of
 
@@ -109,6 +111,19 @@ class GraphConfig:
         """Values that must never appear in logs, errors or metrics."""
         values = {self.client_secret, self.current_client_secret()}
         return [value for value in values if value]
+
+    def http_client(self) -> httpx.AsyncClient:
+        """The HTTP client a GraphClient uses when none is given: this config's CAs, timeout and pool size."""
+        return httpx.AsyncClient(
+            verify=self.ssl_context(),
+            timeout=httpx.Timeout(self.timeout_seconds),
+            limits=httpx.Limits(
+                max_connections=max(10, self.max_in_flight * 2),
+                max_keepalive_connections=max(10, self.max_in_flight * 2),
+            ),
+            headers={"User-Agent": "equa-microsoft"},
+            follow_redirects=False,
+        )
 
     def ssl_context(self) -> ssl.SSLContext:
         """Public CAs plus MS_CA_BUNDLE, given explicitly so REQUESTS_CA_BUNDLE and friends cannot override it."""

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+from collections.abc import Mapping
+
 from prometheus_client import Counter, Histogram
 
 GRAPH_REQUESTS = Counter(
@@ -56,3 +58,16 @@ GRAPH_PACING_WAIT_SECONDS = Counter(
     "equa_graph_pacing_wait_seconds",
     "Seconds requests spent waiting for their tenant's write or resource-unit budget.",
 )
+
+
+def count_resource_units(headers: Mapping[str, str], method: str, route: str) -> None:
+    """Add the resource units Graph charged for one answer (x-ms-resource-unit) to its route's counter."""
+    value = headers.get("x-ms-resource-unit")
+    if value is None:
+        return
+    try:
+        units = float(value)
+    except ValueError:
+        return
+    if units > 0:
+        GRAPH_RESOURCE_UNITS.labels(method, route).inc(units)

@@ -1,13 +1,27 @@
-"""The retry policy: which answers are retried, how long to wait, and when to give up."""
+"""The retry policy and the one retry loop: which answers are retried, how long to wait, and when to give up."""
 
 from __future__ import annotations
 
+import asyncio
+import logging
 import random
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 from email.utils import parsedate_to_datetime
+from typing import TYPE_CHECKING, TypeVar
 
 import httpx
+
+from equa.microsoft.graph.metrics import GRAPH_RETRIES
+from equa.microsoft.graph.usage import count_retries
+
+if TYPE_CHECKING:
+    from equa.microsoft.graph.errors import GraphError
+    from equa.microsoft.graph.throttle import ThrottleGate
+
+log = logging.getLogger("equa.microsoft.graph.client")
+T = TypeVar("T")
 
 RETRYABLE_STATUSES = frozenset({429, 503, 504})
 
@@ -84,3 +98,70 @@ class RetryPolicy:
     def may_retry(self, attempt: int, waited: float, next_delay: float) -> bool:
         """True when another attempt fits in both the attempt budget and the wait budget."""
         return attempt < self.max_attempts and waited + next_delay <= self.max_total_wait
+
+
+@dataclass
+class Attempts:
+    """One retry loop's count so far: attempts made, and seconds spent waiting between (or for) them."""
+
+    attempt: int = 0
+    waited: float = 0.0
+
+
+@dataclass(frozen=True)
+class TryAgain:
+    """An attempt that failed in a way another attempt may fix; the retry loop decides whether one fits."""
+
+    reason: str  # the graph_retries_total label
+    error: GraphError | None  # what the caller gets (marked as given up) when the budget is spent
+    retry_after: float | None = None  # the server's wait; None: jittered backoff
+    throttled: bool = False  # a 429: the whole tenant waits, not just this caller
+    items: int = 1  # retries this stands for ($batch items)
+    counted: bool = True  # counted in the run's Graph usage (a sign-in outage is not a Graph retry)
+    at_once: bool = False  # again at once, without counting an attempt (after refreshing a rejected token)
+    note: str | None = None  # logged with the delay before the next attempt
+    given_up_note: str | None = None  # logged as a warning when the budget is spent
+
+
+async def retrying(
+    attempt_once: Callable[[Attempts], Awaitable[T | TryAgain]],
+    give_up: Callable[[TryAgain, Attempts], T],
+    *,
+    policy: RetryPolicy,
+    gate: ThrottleGate,
+    tenant: str,
+    rng: random.Random | None = None,
+) -> T:
+    """The one retry loop of the Graph client, for single requests and $batch items alike.
+
+    `attempt_once` makes one attempt and returns its result, or a TryAgain saying why another attempt may help;
+    the loop waits (the server's Retry-After, else jittered backoff) while the policy's attempt and wait budgets
+    allow, and hands the last TryAgain to `give_up` when they do not.
+    """
+    tries = Attempts()
+    while True:
+        tries.attempt += 1
+        outcome = await attempt_once(tries)
+        if not isinstance(outcome, TryAgain):
+            return outcome
+        if outcome.at_once:
+            # Not a failure of the request (a token to refresh): again now, and it costs no attempt.
+            GRAPH_RETRIES.labels(outcome.reason).inc(outcome.items)
+            count_retries(outcome.items)
+            tries.attempt -= 1
+            continue
+        delay = policy.delay(tries.attempt, outcome.retry_after, rng)
+        if not policy.may_retry(tries.attempt, tries.waited, delay):
+            return give_up(outcome, tries)
+        GRAPH_RETRIES.labels(outcome.reason).inc(outcome.items)
+        if outcome.counted:
+            count_retries(outcome.items)
+        if outcome.note:
+            log.info("%s, retrying in %.2f s", outcome.note, delay)
+        if outcome.throttled:
+            # Graph throttles the whole tenant: hold every caller of it, then wait for our turn like them.
+            await gate.block(tenant, delay)
+            tries.waited += await gate.wait_turn(tenant)
+        else:
+            await asyncio.sleep(delay)
+            tries.waited += delay

@@ -19,12 +19,11 @@ from equa.microsoft.graph import (
     GraphError,
     GraphGuestBlocked,
     GraphNotFound,
-    GraphPermissionDenied,
     GraphTransient,
-    GraphUnmanageable,
 )
 from equa.microsoft.models import Outcome
 from equa.microsoft.sync.plan import DirectoryUser
+from equa.microsoft.sync.policy import OnError, fails_the_run, on_error
 from equa.microsoft.sync.resolve import directory_user
 
 MEMBERS_PER_PATCH = 20  # Graph's limit on references in one members@odata.bind
@@ -62,24 +61,17 @@ async def list_group_owner_ids(graph: GraphClient, group_id: str) -> set[str]:
     return {str(item["id"]) async for item in graph.paginate(f"/groups/{group_id}/owners", params)}
 
 
-def _is_fatal(error: GraphError) -> bool:
-    """Errors that every further write would hit too: stop the run and tell the admin what to fix."""
-    if isinstance(error, GraphGuestBlocked):
-        return False
-    return isinstance(error, GraphPermissionDenied | GraphUnmanageable) or (
-        error.status == 401 and not isinstance(error, GraphTransient)
-    )
-
-
 def _change_from_error(directory_id: str, error: GraphError | None, status: int) -> MemberChange:
+    """A failed add, as policy.py decides: MISSING to look up again and retry, else an outcome for this run."""
     if error is None:
         return MemberChange(directory_id, Outcome.FAILED.value, f"Microsoft Graph answered HTTP {status}.")
     if isinstance(error, GraphAlreadyExists):
+        # Not a failure for an add: the member is there.
         return MemberChange(directory_id, Outcome.ALREADY_MEMBER.value, None, error.request_id)
+    if on_error(error) is OnError.RETRY:
+        return MemberChange(directory_id, MISSING, error.message, error.request_id)
     if isinstance(error, GraphGuestBlocked):
         return MemberChange(directory_id, Outcome.BLOCKED_BY_POLICY.value, error.action, error.request_id)
-    if isinstance(error, GraphNotFound):
-        return MemberChange(directory_id, MISSING, error.message, error.request_id)
     return MemberChange(directory_id, Outcome.FAILED.value, str(error), error.request_id)
 
 
@@ -102,7 +94,8 @@ async def _send_in_batches(
 
 
 def _raise_if_fatal(result: BatchResult | GraphTransient) -> None:
-    if isinstance(result, BatchResult) and result.error is not None and _is_fatal(result.error):
+    """Stop the run on an error every further write would hit too (policy.py: FAIL_RUN)."""
+    if isinstance(result, BatchResult) and result.error is not None and fails_the_run(result.error):
         raise result.error
 
 

@@ -1,4 +1,6 @@
-"""SyncRun lifecycle: one active run per organization, claim, heartbeat, progress, abandonment, final state.
+"""Asking for and reading sync runs: one active run per organization, run pages, outcome pages, waiting for a run.
+
+A worker's side of a run (claim, heartbeat, finish, abandon) is in lifecycle.py.
 
 The database enforces "one queued-or-running run per organization" (partial unique index), so any number of API
 processes and workers can ask for a run at once: the loser of the race gets the winner's run back.
@@ -9,18 +11,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import uuid
-from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import Any
+from datetime import datetime
 
-from sqlalchemy import and_, or_, select, update
+from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
-from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.microsoft.models import ACTIVE_RUN_STATUSES, Outcome, RunStatus, SyncOutcome, SyncRun
+from equa.microsoft.sync.lifecycle import abandon_stale_runs
 from equa.organizations.models import Organization
 from equa.pagination import Cursors, invalid_cursor
 
@@ -37,20 +37,8 @@ FINISHED_STATUSES = (
 )
 
 
-@dataclass
-class LeaseConfig:
-    """How long a run may go without a heartbeat before it counts as abandoned (EQUA_SYNC_LEASE)."""
-
-    seconds: int = 120
-
-
-LEASE = LeaseConfig()
 # Session.info key under which a transaction collects the runs to enqueue after it commits.
 PENDING_ENQUEUE_KEY = "equa_sync_runs_to_enqueue"
-
-
-def configure_lease(seconds: int) -> None:
-    LEASE.seconds = seconds
 
 
 # --- asking for a run --------------------------------------------------------------------------------------
@@ -62,42 +50,6 @@ async def active_run(session: AsyncSession, organization_id: uuid.UUID) -> SyncR
             SyncRun.organization_id == organization_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES)
         )
     )
-
-
-def _stale_condition(now: datetime, lease_seconds: int) -> Any:
-    cutoff = now - timedelta(seconds=lease_seconds)
-    return or_(
-        and_(SyncRun.status == RunStatus.RUNNING.value, SyncRun.heartbeat_at < cutoff),
-        # Queued but never claimed within a lease: its message was lost (a broker restart, a failed enqueue).
-        and_(SyncRun.status == RunStatus.QUEUED.value, SyncRun.created_at < cutoff),
-    )
-
-
-async def abandon_stale_runs(
-    session: AsyncSession, organization_id: uuid.UUID | None = None, *, lease_seconds: int | None = None
-) -> int:
-    """Mark runs whose worker stopped answering (no heartbeat within the lease) as abandoned."""
-    now = utcnow()
-    condition = _stale_condition(now, lease_seconds or LEASE.seconds)
-    statement = (
-        update(SyncRun)
-        .where(condition)
-        .values(
-            status=RunStatus.ABANDONED.value,
-            finished_at=now,
-            error_code="run_abandoned",
-            error_message="The worker running this sync stopped sending heartbeats.",
-            error_action="Nothing was lost: start a new sync and it picks up where this one stopped.",
-        )
-        .execution_options(synchronize_session=False)
-    )
-    if organization_id is not None:
-        statement = statement.where(SyncRun.organization_id == organization_id)
-    result = await session.execute(statement)
-    count = int(getattr(result, "rowcount", 0) or 0)
-    if count:
-        log.warning("marked %d sync run(s) abandoned", count)
-    return count
 
 
 def _enqueue_after_commit(session: AsyncSession, run_id: uuid.UUID) -> None:
@@ -283,82 +235,3 @@ async def wait_for_run(
         if loop.time() >= deadline:
             return None
         await asyncio.sleep(min(poll_seconds, max(0.0, deadline - loop.time())))
-
-
-# --- a worker's side ---------------------------------------------------------------------------------------
-
-
-async def claim_run(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> SyncRun | None:
-    """queued -> running, for exactly one worker; None if someone else claimed it or it is gone/finished."""
-    now = utcnow()
-    async with session_factory() as session:
-        result = await session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED.value)
-            .values(status=RunStatus.RUNNING.value, started_at=now, heartbeat_at=now, phase="starting")
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
-        if int(getattr(result, "rowcount", 0) or 0) != 1:
-            return None
-        return await session.get(SyncRun, run_id)
-
-
-async def beat(
-    session_factory: async_sessionmaker[AsyncSession],
-    run_id: uuid.UUID,
-    *,
-    done: int,
-    total: int,
-    phase: str | None,
-) -> bool:
-    """Record liveness and progress; False if the run is no longer ours (abandoned meanwhile)."""
-    async with session_factory() as session:
-        result = await session.execute(
-            update(SyncRun)
-            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING.value)
-            .values(heartbeat_at=utcnow(), progress_done=done, progress_total=total, phase=phase)
-            .execution_options(synchronize_session=False)
-        )
-        await session.commit()
-        return int(getattr(result, "rowcount", 0) or 0) == 1
-
-
-async def finish_run(
-    session: AsyncSession,
-    run_id: uuid.UUID,
-    *,
-    status: str,
-    counts: dict[str, int] | None = None,
-    graph_stats: dict[str, Any] | None = None,
-    done: int | None = None,
-    total: int | None = None,
-    error_code: str | None = None,
-    error_message: str | None = None,
-    error_action: str | None = None,
-) -> bool:
-    """Write the final state (in the caller's transaction); False if the run had been marked abandoned."""
-    values: dict[str, Any] = {
-        "status": status,
-        "finished_at": utcnow(),
-        "heartbeat_at": utcnow(),
-        "phase": "finished",
-        "error_code": error_code,
-        "error_message": error_message,
-        "error_action": error_action,
-    }
-    if counts is not None:
-        values["counts"] = counts
-    if graph_stats is not None:
-        values["graph_stats"] = graph_stats
-    if done is not None:
-        values["progress_done"] = done
-    if total is not None:
-        values["progress_total"] = total
-    result = await session.execute(
-        update(SyncRun)
-        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING.value)
-        .values(**values)
-        .execution_options(synchronize_session=False)
-    )
-    return int(getattr(result, "rowcount", 0) or 0) == 1

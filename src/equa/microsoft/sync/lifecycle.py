@@ -1,0 +1,275 @@
+"""A sync run's lifecycle, on a worker's side: claim, heartbeat, finish, abandon.
+
+queued -> running (claim_run, exactly one worker) -> succeeded | partial | failed (finish_run). A running run beats
+(its heartbeat and progress) every quarter of the lease; one that misses a whole lease, or a queued run nobody
+claimed within one, is abandoned (abandon_stale_runs), and a run that learns it was abandoned stops quietly. A run
+the task queue never received is failed at once (fail_queued_run). Every write here is guarded by the status it
+expects, so two processes never both move the same run.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import uuid
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
+
+from sqlalchemy import and_, or_, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from equa.db.base import utcnow
+from equa.microsoft.graph import GraphUsage
+from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.sync.progress import Progress
+
+log = logging.getLogger("equa.microsoft.sync.runs")
+
+
+@dataclass
+class LeaseConfig:
+    """How long a run may go without a heartbeat before it counts as abandoned (EQUA_SYNC_LEASE)."""
+
+    seconds: int = 120
+
+
+LEASE = LeaseConfig()
+
+
+def configure_lease(seconds: int) -> None:
+    LEASE.seconds = seconds
+
+
+def _rowcount(result: Any) -> int:
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+# --- claim ---------------------------------------------------------------------------------------------------
+
+
+async def claim_run(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> SyncRun | None:
+    """queued -> running, for exactly one worker; None if someone else claimed it or it is gone/finished."""
+    now = utcnow()
+    async with session_factory() as session:
+        result = await session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED.value)
+            .values(status=RunStatus.RUNNING.value, started_at=now, heartbeat_at=now, phase="starting")
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        if _rowcount(result) != 1:
+            return None
+        return await session.get(SyncRun, run_id)
+
+
+# --- heartbeat -----------------------------------------------------------------------------------------------
+
+
+async def beat(
+    session_factory: async_sessionmaker[AsyncSession],
+    run_id: uuid.UUID,
+    *,
+    done: int,
+    total: int,
+    phase: str | None,
+) -> bool:
+    """Record liveness and progress; False if the run is no longer ours (abandoned meanwhile)."""
+    async with session_factory() as session:
+        result = await session.execute(
+            update(SyncRun)
+            .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING.value)
+            .values(heartbeat_at=utcnow(), progress_done=done, progress_total=total, phase=phase)
+            .execution_options(synchronize_session=False)
+        )
+        await session.commit()
+        return _rowcount(result) == 1
+
+
+class Heartbeat:
+    """Beats for a running run every quarter of the lease, in the background of the task that runs it.
+
+    When a beat finds the run abandoned (its heartbeat was late and someone marked it), `lost` is set and the
+    run's task is cancelled, so it stops quietly instead of writing over the abandonment.
+    """
+
+    def __init__(
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        run_id: uuid.UUID,
+        progress: Progress,
+        lease_seconds: int,
+    ) -> None:
+        self._session_factory = session_factory
+        self._run_id = run_id
+        self._progress = progress
+        self._interval = max(0.5, lease_seconds / 4)
+        self.lost = asyncio.Event()
+        self._task: asyncio.Task[None] | None = None
+
+    def start(self) -> None:
+        """Start beating on behalf of the current task (the one cancelled if the run is lost)."""
+        self._task = asyncio.create_task(self._beat(asyncio.current_task()))
+
+    async def stop(self) -> None:
+        if self._task is None:
+            return
+        self._task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self._task
+
+    async def _beat(self, work: asyncio.Task[Any] | None) -> None:
+        progress = self._progress
+        while True:
+            await asyncio.sleep(self._interval)
+            try:
+                alive = await beat(
+                    self._session_factory,
+                    self._run_id,
+                    done=progress.done,
+                    total=progress.total,
+                    phase=progress.phase,
+                )
+            except Exception:  # a missed heartbeat is not fatal; the next one may get through
+                log.warning("sync run %s: heartbeat failed", self._run_id, exc_info=True)
+                continue
+            if not alive:
+                self.lost.set()
+                if work is not None:
+                    work.cancel()
+                return
+
+
+# --- finish --------------------------------------------------------------------------------------------------
+
+
+def graph_stats_json(usage: GraphUsage) -> dict[str, int]:
+    """A run's Graph traffic as SyncRun.graph_stats stores it (and the API shows it)."""
+    return {
+        "requests": usage.requests,
+        "batchSubrequests": usage.batch_subrequests,
+        "throttled": usage.throttled,
+        "retries": usage.retries,
+    }
+
+
+async def finish_run(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    *,
+    status: str,
+    counts: dict[str, int] | None = None,
+    graph_stats: dict[str, Any] | None = None,
+    done: int | None = None,
+    total: int | None = None,
+    error_code: str | None = None,
+    error_message: str | None = None,
+    error_action: str | None = None,
+) -> bool:
+    """Write the final state (in the caller's transaction); False if the run had been marked abandoned."""
+    values: dict[str, Any] = {
+        "status": status,
+        "finished_at": utcnow(),
+        "heartbeat_at": utcnow(),
+        "phase": "finished",
+        "error_code": error_code,
+        "error_message": error_message,
+        "error_action": error_action,
+    }
+    if counts is not None:
+        values["counts"] = counts
+    if graph_stats is not None:
+        values["graph_stats"] = graph_stats
+    if done is not None:
+        values["progress_done"] = done
+    if total is not None:
+        values["progress_total"] = total
+    result = await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING.value)
+        .values(**values)
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
+
+
+async def finish_failed(
+    session_factory: async_sessionmaker[AsyncSession],
+    run_id: uuid.UUID,
+    code: str,
+    message: str,
+    action: str | None,
+    usage: GraphUsage | None = None,
+) -> None:
+    """Fail a running run in its own transaction, with what the admin should do next."""
+    async with session_factory() as session:
+        await finish_run(
+            session,
+            run_id,
+            status=RunStatus.FAILED.value,
+            graph_stats=graph_stats_json(usage) if usage is not None else None,
+            error_code=code,
+            error_message=message,
+            error_action=action,
+        )
+        await session.commit()
+
+
+async def fail_queued_run(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> None:
+    """A queued run the task queue never received: failed at once, not left queued until its lease runs out."""
+    async with session_factory() as session:
+        run = await session.get(SyncRun, run_id)
+        if run is None or run.status != RunStatus.QUEUED.value:
+            return
+        run.status = RunStatus.RUNNING.value  # finish_run only moves running runs
+        await session.flush()
+        await finish_run(
+            session,
+            run_id,
+            status=RunStatus.FAILED.value,
+            error_code="queue_unreachable",
+            error_message="The sync could not be handed to the task queue.",
+            error_action="Check that Redis at EQUA_BROKER_URL is reachable, then start the sync again.",
+        )
+        await session.commit()
+
+
+# --- abandon -------------------------------------------------------------------------------------------------
+
+
+def _stale_condition(now: datetime, lease_seconds: int) -> Any:
+    cutoff = now - timedelta(seconds=lease_seconds)
+    return or_(
+        and_(SyncRun.status == RunStatus.RUNNING.value, SyncRun.heartbeat_at < cutoff),
+        # Queued but never claimed within a lease: its message was lost (a broker restart, a failed enqueue).
+        and_(SyncRun.status == RunStatus.QUEUED.value, SyncRun.created_at < cutoff),
+    )
+
+
+async def abandon_stale_runs(
+    session: AsyncSession, organization_id: uuid.UUID | None = None, *, lease_seconds: int | None = None
+) -> int:
+    """Mark runs whose worker stopped answering (no heartbeat within the lease) as abandoned."""
+    now = utcnow()
+    condition = _stale_condition(now, lease_seconds or LEASE.seconds)
+    statement = (
+        update(SyncRun)
+        .where(condition)
+        .values(
+            status=RunStatus.ABANDONED.value,
+            finished_at=now,
+            error_code="run_abandoned",
+            error_message="The worker running this sync stopped sending heartbeats.",
+            error_action="Nothing was lost: start a new sync and it picks up where this one stopped.",
+        )
+        .execution_options(synchronize_session=False)
+    )
+    if organization_id is not None:
+        statement = statement.where(SyncRun.organization_id == organization_id)
+    result = await session.execute(statement)
+    count = _rowcount(result)
+    if count:
+        log.warning("marked %d sync run(s) abandoned", count)
+    return count
