@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 import uvicorn
+from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 from .app import create_app
 from .runtime import Emulator
@@ -23,6 +24,17 @@ def bind(port: int) -> socket.socket:
     sock.listen(2048)
     sock.setblocking(False)
     return sock
+
+
+class QuietHttpProtocol(HttpToolsProtocol):
+    """uvicorn's protocol without access lines. uvicorn decides per connection to log requests when the logger
+    "uvicorn.access" has a handler, its ancestors' included, whatever access_log says; an emulator served inside
+    another uvicorn app's process (the demo, tests) would then log every Graph URL it answers, query values
+    (people's addresses) included, through that app's logging."""
+
+    def __init__(self, *args: Any, **kwargs: Any) -> None:
+        super().__init__(*args, **kwargs)
+        self.access_log = False
 
 
 class EmulatorServer:
@@ -42,7 +54,7 @@ class EmulatorServer:
             log_level="warning",
             access_log=False,
             lifespan="off",
-            http="httptools",
+            http=QuietHttpProtocol,
             loop="uvloop",
             timeout_keep_alive=30,
             backlog=2048,
