@@ -183,7 +183,9 @@ async def run(port: int, clients: int, duration: float, email: str) -> None:
 
 def main() -> None:
     parser = argparse.ArgumentParser(
-        description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter
+        description=__doc__,
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+        epilog="Expected duration: about 3 x --duration plus 10 s of start-up (40 s by default).",
     )
     parser.add_argument("--clients", type=int, default=50, help="flooding clients (default 50)")
     parser.add_argument("--duration", type=float, default=10.0, help="seconds per phase (default 10)")
@@ -195,8 +197,8 @@ def main() -> None:
     )
     args = parser.parse_args()
     print(
-        f"login flood: {args.clients} clients, 3 phases of {args.duration:.0f} s; expected duration about "
-        f"{3 * args.duration + 10:.0f} s (start-up included)",
+        f"login flood: {args.clients} clients, 3 phases of {args.duration:.0f} s.\n"
+        f"Expected duration: about {3 * args.duration + 10:.0f} s (start-up included).",
         flush=True,
     )
 

@@ -77,6 +77,11 @@ class Permission:
     why: str
     # Broader permissions that include this one: a token holding any of them lacks nothing.
     covered_by: tuple[str, ...] = ()
+    # Other features that need this permission as well as their own.
+    also_for: tuple[Feature, ...] = ()
+
+    def serves(self, feature: Feature) -> bool:
+        return feature == self.feature or feature in self.also_for
 
 
 _BASE = (
@@ -116,14 +121,13 @@ _ADMINISTRATIVE_UNIT = (
     Permission(
         "AdministrativeUnit.Read.All",
         Feature.READ_GROUPS,
-        "list the groups of the administrative unit named by `MS_GROUP_SCOPE`, the groups organizations may link",
+        "list the groups of the administrative unit named by `MS_GROUP_SCOPE`, the groups organizations may link, "
+        "and, with `Group.Create`, create new groups inside the unit (`POST /directory/administrativeUnits/{id}/"
+        "members`), so they stay in scope",
         ("AdministrativeUnit.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
-    ),
-    Permission(
-        "AdministrativeUnit.ReadWrite.All",
-        Feature.CREATE_GROUPS,
-        "create new groups inside the administrative unit, so they stay in scope",
-        ("Directory.ReadWrite.All",),
+        # Microsoft's page for creating a group inside a unit asks for Group.Create and AdministrativeUnit.Read.All
+        # (not ReadWrite.All, which adding an existing object takes and this service never does).
+        also_for=(Feature.CREATE_GROUPS,),
     ),
 )
 
@@ -136,7 +140,7 @@ def required_permissions(scope: ScopeSetting) -> tuple[Permission, ...]:
 
 
 def permission_names(scope: ScopeSetting, feature: Feature | None = None) -> list[str]:
-    return [p.name for p in required_permissions(scope) if feature is None or p.feature == feature]
+    return [p.name for p in required_permissions(scope) if feature is None or p.serves(feature)]
 
 
 def feature_of(method: str, route: str) -> Feature | None:
