@@ -28,6 +28,7 @@ Passwords are hashed with cheap argon2 parameters in tests only; production keep
 
 from __future__ import annotations
 
+import logging
 import os
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
@@ -60,6 +61,19 @@ TEST_SECRET_KEY = "test-session-key-" + "k" * 32
 
 use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 import_all_models()
+
+
+@pytest.fixture(autouse=True)
+def _logging_as_each_test_found_it() -> Iterable[None]:
+    """A command run in-process (`equa sync`, `equa demo`) configures the root logger as its process would; put it
+    back, so a later test sees a fresh process's logging and not log lines meant for another command's terminal."""
+    root = logging.getLogger()
+    handlers, level = list(root.handlers), root.level
+    yield
+    for handler in list(root.handlers):
+        if handler not in handlers:
+            root.removeHandler(handler)
+    root.setLevel(level)
 
 
 @pytest_asyncio.fixture(scope="session", params=["sqlite", "postgres"])

@@ -8,7 +8,9 @@ from contextlib import AsyncExitStack, asynccontextmanager
 from fastapi import APIRouter, FastAPI
 
 import equa
-from equa.db.engine import create_engine_for, create_session_factory
+from equa.accounts.passwords import set_hash_concurrency
+from equa.body_limit import BodySizeLimitMiddleware
+from equa.db.engine import create_engine_for_settings, create_session_factory
 from equa.db.read_cache import ReadCache
 from equa.errors import install_error_handlers
 from equa.metrics import HttpMetricsMiddleware
@@ -55,10 +57,11 @@ def microsoft_routers(settings: Settings | None) -> list[APIRouter]:
 
 def lifespan_hooks() -> list[LifespanHook]:
     """Start-up resources beyond the database (Graph client, task broker...), in start order."""
+    from equa.accounts.throttle import open_sign_in_throttle
     from equa.microsoft.lifespan import open_graph_client
     from equa.microsoft.tasks import start_jobs
 
-    return [open_graph_client, start_jobs]
+    return [open_sign_in_throttle, open_graph_client, start_jobs]
 
 
 async def _open_database(app: FastAPI, stack: AsyncExitStack) -> None:
@@ -69,7 +72,7 @@ async def _open_database(app: FastAPI, stack: AsyncExitStack) -> None:
     problem = await migration_problem(url)
     if problem is not None:
         raise DatabaseNotMigrated(problem)
-    engine = create_engine_for(url)
+    engine = create_engine_for_settings(settings)
     stack.push_async_callback(engine.dispose)
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
@@ -94,7 +97,10 @@ def create_app(settings: Settings | None = None) -> FastAPI:
         openapi_url="/openapi.json",
     )
     app.state.settings = settings
+    set_hash_concurrency(settings.password_hash_concurrency)
     app.state.read_cache = ReadCache(settings.effective_read_cache_seconds)
+    # Added first, so it runs inside the metrics middleware and refused bodies are counted too.
+    app.add_middleware(BodySizeLimitMiddleware, max_bytes=settings.max_body_bytes)
     app.add_middleware(HttpMetricsMiddleware)
     install_error_handlers(app)
     install_graph_error_handler(app)

@@ -5,19 +5,17 @@ Heavy modules (FastAPI, SQLAlchemy, uvicorn) are imported inside commands so `eq
 
 from __future__ import annotations
 
-from collections.abc import Awaitable, Callable
+import os
 from enum import StrEnum
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, TypeVar
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 
+from equa.cli_support import fail, migrated_or_exit, run_in_session, settings_or_exit
+
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
-
-    from equa.settings import Settings
-
-T = TypeVar("T")
 
 app = typer.Typer(
     help="Equa's Microsoft 365 integration: serve the API, migrate the database, manage accounts.",
@@ -44,72 +42,54 @@ from equa.microsoft.sync.cli import register_sync_commands  # noqa: E402
 
 register_sync_commands(app)
 
+DEMO_DATA_DIR = Path(".equa-demo")
+
+
+@app.callback()
+def main_options(
+    context: typer.Context,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--data-dir",
+            help="Data directory (SQLite database, generated secret key) for every command; default "
+            "EQUA_DATA_DIR or .equa. EQUA_DATABASE_URL, when set, still names the database. "
+            "The demo's: --data-dir .equa-demo.",
+            show_default=False,
+        ),
+    ] = None,
+) -> None:
+    """Equa's Microsoft 365 integration: serve the API, migrate the database, manage accounts."""
+    context.obj = {"data_dir": data_dir}
+    if data_dir is not None:
+        # Every command reads its settings from the environment; this makes the option one of them.
+        os.environ["EQUA_DATA_DIR"] = str(data_dir)
+
 
 class RoleChoice(StrEnum):
     admin = "admin"
     member = "member"
 
 
-def fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
-def settings_or_exit() -> Settings:
-    from equa.settings import SettingsError, load_settings
-
-    try:
-        return load_settings()
-    except SettingsError as exc:
-        raise fail(str(exc), code=2) from None
-
-
-def migrated_or_exit(settings: Settings) -> None:
-    from equa.db.migrate import check_migrated
-
-    problem = check_migrated(settings.resolved_database_url)
-    if problem is not None:
-        raise fail(problem)
-
-
-def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
-    """Run `work` in one session committed at the end, like a request; AppErrors become one-line errors."""
-    import asyncio
-
-    from equa.db.engine import create_engine_for, create_session_factory
-    from equa.errors import AppError
-
-    async def main() -> T:
-        engine = create_engine_for(settings.resolved_database_url)
-        try:
-            async with create_session_factory(engine)() as session:
-                result = await work(session)
-                await session.commit()
-                return result
-        finally:
-            await engine.dispose()
-
-    migrated_or_exit(settings)
-    try:
-        return asyncio.run(main())
-    except AppError as exc:
-        raise fail(exc.message) from None
-
-
 @app.command()
 def demo(
+    context: typer.Context,
     host: Annotated[str, typer.Option(help="Interface to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="TCP port.")] = 8000,
     data_dir: Annotated[
-        Path, typer.Option(help="Where the demo keeps its database and the emulator's certificates.")
-    ] = Path(".equa-demo"),
+        Path | None,
+        typer.Option(
+            help="Where the demo keeps its database and the emulator's certificates "
+            "(default: the global --data-dir, else .equa-demo)."
+        ),
+    ] = None,
 ) -> None:
     """Try everything offline: a Microsoft 365 emulator, a seeded tenant and organization, and the app."""
     try:
         from equa.demo import run_demo
     except ImportError:
         raise fail("the demo needs the emulator package (graph_emulator), installed with equa") from None
-    run_demo(host, port, data_dir)
+    run_demo(host, port, data_dir or (context.obj or {}).get("data_dir") or DEMO_DATA_DIR)
 
 
 @app.command()
@@ -128,7 +108,14 @@ def serve(
 
     configure_logging(settings)
     # log_config=None keeps the redacting handler configured above instead of uvicorn's own.
-    uvicorn.run(create_app(settings), host=host, port=port, log_config=None, proxy_headers=True)
+    uvicorn.run(
+        create_app(settings),
+        host=host,
+        port=port,
+        log_config=None,
+        proxy_headers=True,
+        forwarded_allow_ips=settings.forwarded_allow_ips,
+    )
 
 
 @db_app.command("upgrade")
@@ -139,6 +126,39 @@ def db_upgrade(revision: Annotated[str, typer.Option(help="Target revision.")] =
 
     upgrade_database(settings.resolved_database_url, revision)
     typer.echo(f"Database is at revision {revision}.")
+
+
+@db_app.command("downgrade")
+def db_downgrade(
+    revision: Annotated[
+        str | None,
+        typer.Argument(help="Target revision (e.g. 0002, or base); default: the previous revision."),
+    ] = None,
+) -> None:
+    """Undo migrations: the rollback after an upgrade (stop the new version first; see docs/operations.md)."""
+    settings = settings_or_exit()
+    from equa.db.migrate import MigrationRefused, downgrade_database
+
+    try:
+        reached = downgrade_database(settings.resolved_database_url, revision)
+    except MigrationRefused as exc:
+        raise fail(str(exc)) from None
+    typer.echo(f"Database is at revision {reached}.")
+
+
+@db_app.command("backup")
+def db_backup(
+    path: Annotated[Path, typer.Argument(help="The backup file to write (must not exist).")],
+) -> None:
+    """Write a consistent backup while the service runs: SQLite online backup, or pg_dump for PostgreSQL."""
+    settings = settings_or_exit()
+    from equa.db.backup import BackupError, backup_database
+
+    try:
+        typer.echo(backup_database(settings.resolved_database_url, path))
+    except BackupError as exc:
+        raise fail(str(exc)) from None
+    typer.echo("Keep EQUA_SECRET_KEY and the Microsoft credential with it (they are not in the database).")
 
 
 @users_app.command("create")
@@ -276,6 +296,76 @@ def tokens_create(
         assert isinstance(user, User)
         _, token = await create_api_token(session, user, name)
         return token
+
+    typer.echo(run_in_session(settings, work))
+    if settings.api_token_max_age_days is not None:
+        typer.echo(
+            f"It expires in {settings.api_token_max_age_days} day(s) (EQUA_API_TOKEN_MAX_AGE_DAYS).", err=True
+        )
+
+
+@tokens_app.command("list")
+def tokens_list(email: str) -> None:
+    """List a user's API tokens: id, name, prefix, created, last used, expiry and state (never the token)."""
+    settings = settings_or_exit()
+    from equa.accounts.models import User
+    from equa.accounts.tokens import list_api_tokens, token_expires_at
+    from equa.db.base import utcnow
+
+    def when(value: object) -> str:
+        return "-" if value is None else f"{value:%Y-%m-%d %H:%M}Z"
+
+    async def work(session: AsyncSession) -> list[list[str]]:
+        user = await _user_by_email_or_fail(session, email)
+        assert isinstance(user, User)
+        now = utcnow()
+        rows = []
+        for token in await list_api_tokens(session, user):
+            expires = token_expires_at(token, settings.api_token_max_age)
+            state = "revoked" if token.revoked_at else "expired" if expires and expires <= now else "active"
+            rows.append(
+                [
+                    str(token.id),
+                    token.name,
+                    token.prefix + "…",
+                    when(token.created_at),
+                    when(token.last_used_at),
+                    "never" if expires is None else when(expires),
+                    state,
+                ]
+            )
+        return rows
+
+    rows = run_in_session(settings, work)
+    if not rows:
+        typer.echo(f"{email} has no API tokens.")
+        return
+    table = [["ID", "NAME", "PREFIX", "CREATED", "LAST USED", "EXPIRES", "STATE"], *rows]
+    widths = [max(len(row[column]) for row in table) for column in range(len(table[0]))]
+    for row in table:
+        typer.echo("  ".join(cell.ljust(width) for cell, width in zip(row, widths, strict=True)).rstrip())
+
+
+@tokens_app.command("revoke")
+def tokens_revoke(
+    token_id: Annotated[str, typer.Argument(metavar="TOKEN_ID", help="The id shown by `equa tokens list`.")],
+) -> None:
+    """Revoke an API token of any user at once (running API processes refuse it within the read cache's life)."""
+    settings = settings_or_exit()
+    import uuid
+
+    from equa.accounts.tokens import revoke_api_token_by_id
+
+    try:
+        parsed = uuid.UUID(token_id)
+    except ValueError:
+        raise fail("TOKEN_ID: not a token id (a UUID, as `equa tokens list EMAIL` shows)") from None
+
+    async def work(session: AsyncSession) -> str:
+        token, revoked_now = await revoke_api_token_by_id(session, parsed)
+        await session.refresh(token, ["user"])
+        label = f"API token {token.prefix}… ({token.name}) of {token.user.email}"
+        return f"{label} revoked" if revoked_now else f"{label} was already revoked"
 
     typer.echo(run_in_session(settings, work))
 

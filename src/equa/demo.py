@@ -27,18 +27,23 @@ TENANT_TEAM_SIZE = 8
 GRANTED_GROUP = "Engineering"
 
 
+DEMO_TOKEN_NAME = "demo"
+
+
 @dataclass(frozen=True)
 class DemoLogin:
     email: str
     password: str
     organization_id: str
+    api_token: str
 
 
 def demo_settings(data_dir: Path, emulator: Any) -> Settings:
     """Settings pointing at the running emulator and a SQLite database in `data_dir`; nothing read from files."""
     return load_settings(
         data_dir=data_dir,
-        database_url=f"sqlite+aiosqlite:///{(data_dir / 'equa-demo.db').resolve()}",
+        # The same file `equa --data-dir DIR` uses, so every command works against the demo's database.
+        database_url=f"sqlite+aiosqlite:///{(data_dir / 'equa.db').resolve()}",
         ms_auth_enabled=True,
         ms_auth_client_id=emulator.client_id,
         ms_auth_tenant_id=emulator.tenant_id,
@@ -56,9 +61,12 @@ async def seed_demo_organization(
 ) -> DemoLogin:
     """The demo organization and its admin (created once, password renewed on every start), and the group an
     operator granted it (through the grants service, as `equa microsoft grant-group` does)."""
-    from sqlalchemy import select
+    from sqlalchemy import select, update
 
+    from equa.accounts.models import ApiToken
     from equa.accounts.service import create_user, get_user_by_email, set_password
+    from equa.accounts.tokens import create_api_token
+    from equa.db.base import utcnow
     from equa.db.engine import create_engine_for, create_session_factory
     from equa.organizations.models import Organization, Role
     from equa.organizations.service import add_member, create_organization
@@ -85,8 +93,19 @@ async def seed_demo_organization(
                     await add_member(session, organization, address, Role.MEMBER)
             if granted_group_id is not None:
                 await _grant_demo_group(settings, session, organization.id, granted_group_id)
+            # A fresh API token on every start, like the password; the previous start's stops working.
+            await session.execute(
+                update(ApiToken)
+                .where(
+                    ApiToken.user_id == admin.id,
+                    ApiToken.name == DEMO_TOKEN_NAME,
+                    ApiToken.revoked_at.is_(None),
+                )
+                .values(revoked_at=utcnow())
+            )
+            _, token = await create_api_token(session, admin, DEMO_TOKEN_NAME)
             await session.commit()
-            return DemoLogin(admin.email, password, str(organization.id))
+            return DemoLogin(admin.email, password, str(organization.id), token)
     finally:
         await engine.dispose()
 
@@ -136,6 +155,10 @@ def run_demo(host: str, port: int, data_dir: Path) -> None:
                     f"API       {base}/api/v1/organizations/{login.organization_id}/microsoft/status",
                     f"Groups    {GRANTED_GROUP} is granted to the demo organization (MS_GROUP_SCOPE=granted); "
                     "create another from the settings page.",
+                    f"Token     {login.api_token}",
+                    f"          curl -H 'Authorization: Bearer {login.api_token}' "
+                    f"{base}/api/v1/organizations/{login.organization_id}/microsoft/status",
+                    f"CLI       equa --data-dir {data_dir} tokens list {login.email}",
                     "Stop with Ctrl+C.",
                     "",
                 ]

@@ -91,9 +91,24 @@ class JsonFormatter(logging.Formatter):
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
+class _StderrOfTheMomentHandler(logging.StreamHandler):  # type: ignore[type-arg]
+    """Writes to sys.stderr as it is when a record is emitted, not as it was at configuration: whoever swaps stderr
+    (a command run in-process, a test runner) must not leave the root logger writing into a closed stream."""
+
+    @property  # type: ignore[override]
+    def stream(self) -> IO[str]:
+        return sys.stderr
+
+    @stream.setter
+    def stream(self, _value: IO[str]) -> None:
+        pass
+
+
 def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logging.Handler:
     """Route all logging (ours, uvicorn's, libraries') through one redacting handler on the root logger."""
-    handler = logging.StreamHandler(stream or sys.stderr)
+    handler: logging.StreamHandler = (  # type: ignore[type-arg]
+        logging.StreamHandler(stream) if stream is not None else _StderrOfTheMomentHandler()
+    )
     handler.setFormatter(
         JsonFormatter() if settings.log_format == LogFormat.JSON else logging.Formatter(TEXT_FORMAT)
     )
@@ -109,9 +124,16 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
     handler._equa_handler = True  # type: ignore[attr-defined]
     root.addHandler(handler)
     root.setLevel(settings.log_level.upper())
+    # httpx logs every Graph call at INFO; the app's own request lines (uvicorn.access) are what a terminal needs,
+    # and each Graph call is already counted in the metrics. The calls show with EQUA_LOG_LEVEL=DEBUG.
+    debug = root.getEffectiveLevel() <= logging.DEBUG
+    for name in ("httpx", "httpcore"):
+        logging.getLogger(name).setLevel(logging.NOTSET if debug else logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would bypass the filter; let its records reach the root handler instead.
         logger = logging.getLogger(name)
         logger.handlers.clear()
         logger.propagate = True
+        # An in-process uvicorn started earlier (the demo's emulator, quiet by design) set these to WARNING.
+        logger.setLevel(logging.NOTSET)
     return handler

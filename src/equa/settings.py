@@ -2,8 +2,10 @@
 
 from __future__ import annotations
 
+import os
 import re
 import secrets
+from datetime import timedelta
 from enum import StrEnum
 from functools import cached_property
 from pathlib import Path
@@ -97,6 +99,28 @@ class Settings(BaseSettings):
     # `administrative-unit:<id>` or `tenant`.
     ms_group_scope: str = Field("granted", alias="MS_GROUP_SCOPE")
     group_create_limit: int = Field(5, alias="EQUA_GROUP_CREATE_LIMIT", ge=0, le=10_000)
+    # Unset: API tokens live until revoked. Set: a token stops working this many days after its creation.
+    api_token_max_age_days: int | None = Field(None, alias="EQUA_API_TOKEN_MAX_AGE_DAYS", ge=1, le=36_500)
+    # Connections each process keeps open to PostgreSQL (plus as many again in bursts); see docs/operations.md.
+    db_pool_size: int = Field(5, alias="EQUA_DB_POOL_SIZE", ge=1, le=200)
+    # How long the scheduler's leader lock in Redis lives without renewal: a dead leader is replaced after this.
+    scheduler_lock_seconds: int = Field(30, alias="EQUA_SCHEDULER_LOCK_SECONDS", ge=5, le=3600)
+    # Proxies whose X-Forwarded-For / X-Forwarded-Proto uvicorn trusts (its --forwarded-allow-ips).
+    forwarded_allow_ips: str = Field("127.0.0.1", alias="EQUA_FORWARDED_ALLOW_IPS")
+
+    # --- Abuse resistance ---
+    # Sign-in failures allowed per account and per client address before each next try must wait (doubling).
+    login_free_failures: int = Field(5, alias="EQUA_LOGIN_FREE_FAILURES", ge=1, le=1000)
+    login_max_wait_seconds: float = Field(900.0, alias="EQUA_LOGIN_MAX_WAIT", ge=1, le=86_400)
+    # Password hashes computed at once (each argon2 hash takes ~64 MiB and a core for tens of milliseconds). One
+    # core is left to the event loop, or a sign-in flood slows every other request of the process.
+    password_hash_concurrency: int = Field(
+        default_factory=lambda: max(1, (os.cpu_count() or 2) - 1),
+        alias="EQUA_PASSWORD_HASH_CONCURRENCY",
+        ge=1,
+        le=64,
+    )
+    max_body_bytes: int = Field(1_048_576, alias="EQUA_MAX_BODY_BYTES", ge=1024)
 
     @field_validator("ms_authority_host", "ms_graph_url")
     @classmethod
@@ -138,19 +162,27 @@ class Settings(BaseSettings):
     def _require_microsoft_settings(self) -> Settings:
         if not self.ms_auth_enabled:
             return self
-        if not self.ms_auth_client_id:
-            raise SettingsError("MS_AUTH_ENABLED is true but MS_AUTH_CLIENT_ID is not set")
-        if not self.ms_auth_tenant_id:
-            raise SettingsError("MS_AUTH_ENABLED is true but MS_AUTH_TENANT_ID is not set")
+        # Every missing variable in the one line, so a half-done setup is fixed in one go, not one per run.
+        missing = [
+            name
+            for name, value in (
+                ("MS_AUTH_CLIENT_ID", self.ms_auth_client_id),
+                ("MS_AUTH_TENANT_ID", self.ms_auth_tenant_id),
+            )
+            if not value
+        ]
         if (
             self.ms_auth_secret is None
             and self.ms_auth_secret_file is None
             and self.ms_auth_certificate_path is None
         ):
-            raise SettingsError(
-                "MS_AUTH_ENABLED is true but none of MS_AUTH_SECRET, MS_AUTH_SECRET_FILE or "
-                "MS_AUTH_CERTIFICATE_PATH is set"
+            missing.append(
+                "a credential (one of MS_AUTH_SECRET, MS_AUTH_SECRET_FILE or MS_AUTH_CERTIFICATE_PATH)"
             )
+        if missing:
+            listed = missing[0] if len(missing) == 1 else f"{', '.join(missing[:-1])} and {missing[-1]}"
+            verb = "is" if len(missing) == 1 else "are"
+            raise SettingsError(f"MS_AUTH_ENABLED is true but {listed} {verb} not set")
         if self.ms_auth_secret_file is not None and not self.ms_auth_secret_file.is_file():
             raise SettingsError(
                 f"MS_AUTH_SECRET_FILE points to {self.ms_auth_secret_file}, which is not a file"
@@ -173,6 +205,10 @@ class Settings(BaseSettings):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'equa.db').resolve()}"
+
+    @property
+    def api_token_max_age(self) -> timedelta | None:
+        return None if self.api_token_max_age_days is None else timedelta(days=self.api_token_max_age_days)
 
     @property
     def effective_read_cache_seconds(self) -> float:

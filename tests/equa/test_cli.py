@@ -56,7 +56,8 @@ def test_serve_reports_a_missing_microsoft_setting_in_one_line(cli_env: dict[str
     )
     assert result.returncode == 2
     assert result.stderr.strip().splitlines() == [
-        "error: MS_AUTH_ENABLED is true but MS_AUTH_CLIENT_ID is not set"
+        "error: MS_AUTH_ENABLED is true but MS_AUTH_CLIENT_ID, MS_AUTH_TENANT_ID and a credential "
+        "(one of MS_AUTH_SECRET, MS_AUTH_SECRET_FILE or MS_AUTH_CERTIFICATE_PATH) are not set"
     ]
 
 

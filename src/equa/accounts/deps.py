@@ -43,9 +43,10 @@ async def current_user(
         token = token.strip()
         if scheme.lower() != "bearer" or not token:
             raise not_signed_in("The Authorization header must be `Bearer <token>`.")
-        user = await user_for_api_token(session, token, read_cache_for(request))
+        settings = request.app.state.settings
+        user = await user_for_api_token(session, token, read_cache_for(request), settings.api_token_max_age)
         if user is None:
-            raise not_signed_in("The API token is not valid or was revoked.")
+            raise not_signed_in("The API token is not valid, was revoked or has expired.")
         request.state.auth_method = "token"
         return user
 

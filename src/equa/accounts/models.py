@@ -77,3 +77,20 @@ class BrowserSessionRecord(Base):
 
     def __repr__(self) -> str:
         return f"BrowserSessionRecord(id={self.id}, user_id={self.user_id})"
+
+
+class SignInThrottle(Base):
+    """Failed sign-ins of one account or one client address, and until when the next try must wait.
+
+    `key` is a keyed hash of the address or client address, so the table names nobody.
+    """
+
+    __tablename__ = "sign_in_throttles"
+
+    key: Mapped[str] = mapped_column(String(80), primary_key=True)
+    failures: Mapped[int] = mapped_column(default=0)
+    blocked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    last_failure_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+    def __repr__(self) -> str:
+        return f"SignInThrottle(failures={self.failures})"

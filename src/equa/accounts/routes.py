@@ -11,6 +11,7 @@ from equa.accounts.platform_admins import is_platform_admin
 from equa.accounts.schemas import LoginIn, SessionOut, TokenCreatedOut, TokenCreateIn, TokenOut, UserOut
 from equa.accounts.service import authenticate
 from equa.accounts.sessions import end_session, start_session
+from equa.accounts.throttle import client_address, sign_in_throttle, sign_in_throttled
 from equa.accounts.tokens import create_api_token, list_api_tokens, revoke_api_token
 from equa.db.session import DbSession
 from equa.errors import AppError, problem_responses
@@ -22,11 +23,17 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
     "/session",
     response_model=SessionOut,
     response_model_by_alias=True,
-    responses=problem_responses(401, 422),
+    responses=problem_responses(401, 422, 429),
 )
 async def sign_in(body: LoginIn, request: Request, response: Response, session: DbSession) -> SessionOut:
+    throttle = sign_in_throttle(request)
+    keys = throttle.keys_for(body.email, client_address(request))
+    wait = await throttle.seconds_to_wait(keys)
+    if wait:
+        raise sign_in_throttled(wait)
     user = await authenticate(session, body.email, body.password)
     if user is None:
+        await throttle.failed(keys)
         raise AppError(
             401,
             "invalid_credentials",
@@ -34,6 +41,7 @@ async def sign_in(body: LoginIn, request: Request, response: Response, session: 
             "Check both and try again.",
             headers={"WWW-Authenticate": "Bearer"},
         )
+    await throttle.succeeded(keys)
     csrf_token = await start_session(request, response, user, session)
     platform_admin = is_platform_admin(user, request.app.state.settings)
     return SessionOut(user=UserOut.of(user, platform_admin=platform_admin), csrf_token=csrf_token)
@@ -57,14 +65,18 @@ async def me(request: Request, user: CurrentUser) -> UserOut:
     status_code=status.HTTP_201_CREATED,
     responses=problem_responses(401, 403, 422),
 )
-async def create_token(body: TokenCreateIn, user: CurrentUser, session: DbSession) -> TokenCreatedOut:
+async def create_token(
+    request: Request, body: TokenCreateIn, user: CurrentUser, session: DbSession
+) -> TokenCreatedOut:
     row, token = await create_api_token(session, user, body.name)
-    return TokenCreatedOut(**TokenOut.of(row).model_dump(), token=token)
+    max_age = request.app.state.settings.api_token_max_age
+    return TokenCreatedOut(**TokenOut.of(row, max_age).model_dump(), token=token)
 
 
 @router.get("/me/tokens", response_model=list[TokenOut], responses=problem_responses(401))
-async def list_tokens(user: CurrentUser, session: DbSession) -> list[TokenOut]:
-    return [TokenOut.of(t) for t in await list_api_tokens(session, user)]
+async def list_tokens(request: Request, user: CurrentUser, session: DbSession) -> list[TokenOut]:
+    max_age = request.app.state.settings.api_token_max_age
+    return [TokenOut.of(t, max_age) for t in await list_api_tokens(session, user)]
 
 
 @router.delete(

@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import uuid
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Annotated
 
 from pydantic import BaseModel, ConfigDict, Field, StringConstraints
 from pydantic.alias_generators import to_camel
 
 from equa.accounts.models import DISPLAY_NAME_MAX_LENGTH, TOKEN_NAME_MAX_LENGTH, ApiToken, User
+from equa.accounts.tokens import token_expires_at
 
 
 class CamelModel(BaseModel):
@@ -66,9 +67,12 @@ class TokenOut(CamelModel):
     created_at: datetime
     last_used_at: datetime | None
     revoked_at: datetime | None
+    expires_at: datetime | None = Field(
+        description="When the token stops working (EQUA_API_TOKEN_MAX_AGE_DAYS); null: it never expires."
+    )
 
     @classmethod
-    def of(cls, token: ApiToken) -> TokenOut:
+    def of(cls, token: ApiToken, max_age: timedelta | None) -> TokenOut:
         return cls(
             id=token.id,
             name=token.name,
@@ -76,6 +80,7 @@ class TokenOut(CamelModel):
             created_at=token.created_at,
             last_used_at=token.last_used_at,
             revoked_at=token.revoked_at,
+            expires_at=token_expires_at(token, max_age),
         )
 
 

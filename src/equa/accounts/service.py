@@ -8,6 +8,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User, normalize_email
 from equa.accounts.passwords import hash_password, needs_rehash, verify_password
+from equa.db.session import release_connection
 from equa.errors import AppError
 
 
@@ -41,11 +42,12 @@ async def create_user(
     email = email.strip()
     if await get_user_by_email(session, email) is not None:
         raise email_taken(email)
+    password_hash = await hash_password(password) if password else None
     user = User(
         email=email,
         email_normalized=normalize_email(email),
         display_name=(display_name or "").strip() or display_name_from_email(email),
-        password_hash=hash_password(password) if password else None,
+        password_hash=password_hash,
         is_platform_admin=is_platform_admin,
     )
     session.add(user)
@@ -58,18 +60,21 @@ async def create_user(
 
 
 async def set_password(session: AsyncSession, user: User, password: str) -> None:
-    user.password_hash = hash_password(password)
+    user.password_hash = await hash_password(password)
     await session.flush()
 
 
 async def authenticate(session: AsyncSession, email: str, password: str) -> User | None:
     """The active user with this email and password, or None (the same answer for every kind of failure)."""
     user = await get_user_by_email(session, email)
-    if not verify_password(user.password_hash if user else None, password):
+    # The check can queue behind other hashes for a while: give the connection back meanwhile, or a sign-in flood
+    # holds the whole pool and every other request waits for a connection.
+    await release_connection(session)
+    if not await verify_password(user.password_hash if user else None, password):
         return None
     assert user is not None  # verify_password is only true for an existing hash
     if not user.is_active:
         return None
     if user.password_hash and needs_rehash(user.password_hash):
-        user.password_hash = hash_password(password)
+        user.password_hash = await hash_password(password)
     return user

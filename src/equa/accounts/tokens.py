@@ -30,6 +30,14 @@ def hash_token(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
+def token_expires_at(token: ApiToken, max_age: timedelta | None) -> datetime | None:
+    """When the token stops working under EQUA_API_TOKEN_MAX_AGE_DAYS (None: never).
+
+    Derived from the creation time rather than stored, so changing the setting applies to existing tokens too.
+    """
+    return None if max_age is None else token.created_at + max_age
+
+
 async def create_api_token(session: AsyncSession, user: User, name: str) -> tuple[ApiToken, str]:
     """Create a token for `user`; returns the row and the token, which is never retrievable again."""
     token = TOKEN_PREFIX + secrets.token_urlsafe(32)
@@ -45,9 +53,12 @@ TOKEN_TABLES = (ApiToken.__tablename__, User.__tablename__)
 
 
 async def user_for_api_token(
-    session: AsyncSession, token: str, cache: ReadCache | None = None
+    session: AsyncSession, token: str, cache: ReadCache | None = None, max_age: timedelta | None = None
 ) -> User | None:
-    """The active user owning an unrevoked token, or None. `cache` may answer for a request that writes nothing."""
+    """The active user owning an unrevoked, unexpired token, or None.
+
+    `cache` may answer for a request that writes nothing; `max_age` is EQUA_API_TOKEN_MAX_AGE_DAYS.
+    """
     token_hash = hash_token(token)
     now = utcnow()
 
@@ -75,6 +86,9 @@ async def user_for_api_token(
         return None
     api_token, user = found
     if not user.is_active:
+        return None
+    expires_at = token_expires_at(api_token, max_age)
+    if expires_at is not None and expires_at <= now:
         return None
     if _use_due(api_token, now):
         if session.new or session.dirty or session.deleted:
@@ -123,6 +137,18 @@ async def revoke_api_token(session: AsyncSession, user: User, token_id: uuid.UUI
         row.revoked_at = utcnow()
         await session.flush()
     return row
+
+
+async def revoke_api_token_by_id(session: AsyncSession, token_id: uuid.UUID) -> tuple[ApiToken, bool]:
+    """An operator revokes any token; returns it and whether this call revoked it (False: it already was)."""
+    row = await session.get(ApiToken, token_id)
+    if row is None:
+        raise not_found("API token")
+    if row.revoked_at is not None:
+        return row, False
+    row.revoked_at = utcnow()
+    await session.flush()
+    return row, True
 
 
 async def revoke_all_api_tokens(session: AsyncSession, user: User) -> int:

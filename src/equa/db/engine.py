@@ -2,11 +2,14 @@
 
 from __future__ import annotations
 
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+
+if TYPE_CHECKING:
+    from equa.settings import Settings
 
 SQLITE_BUSY_TIMEOUT_MS = 5000
 
@@ -41,6 +44,15 @@ def create_engine_for(url: str, **kwargs: Any) -> AsyncEngine:
         return engine
     kwargs.setdefault("pool_pre_ping", True)
     return create_async_engine(url, **kwargs)
+
+
+def create_engine_for_settings(settings: Settings) -> AsyncEngine:
+    """The engine of a serving, worker or scheduler process: the configured database and pool size."""
+    # EQUA_DB_POOL_SIZE connections stay open; SQLAlchemy's default overflow (10) absorbs bursts above it.
+    url = settings.resolved_database_url
+    if is_sqlite(url) and make_url(url).database in (None, "", ":memory:"):
+        return create_engine_for(url)  # one shared in-memory connection: no pool to size
+    return create_engine_for(url, pool_size=settings.db_pool_size)
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:

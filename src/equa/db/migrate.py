@@ -65,3 +65,36 @@ async def migration_problem(database_url: str) -> str | None:
 
 def check_migrated(database_url: str) -> str | None:
     return asyncio.run(migration_problem(database_url))
+
+
+class MigrationRefused(ValueError):
+    """A downgrade that cannot be done, with one line saying why."""
+
+
+def previous_revision(current: set[str]) -> str:
+    """The revision one step below the database's current one ("base" below the first migration)."""
+    if not current:
+        raise MigrationRefused("The database has no tables; there is nothing to downgrade.")
+    if len(current) > 1:
+        raise MigrationRefused(
+            f"The database is at several heads ({', '.join(sorted(current))}); name the target revision."
+        )
+    script = ScriptDirectory.from_config(alembic_config(""))
+    revision = script.get_revision(next(iter(current)))
+    if revision is None:
+        raise MigrationRefused(
+            "The database was migrated by a newer version of equa; downgrade with that version."
+        )
+    down = revision.down_revision
+    if down is None:
+        return "base"
+    if not isinstance(down, str):
+        raise MigrationRefused("The current revision merges several; name the target revision.")
+    return down
+
+
+def downgrade_database(database_url: str, revision: str | None = None) -> str:
+    """Undo migrations down to `revision` (default: the previous one); returns the revision reached."""
+    target = revision or previous_revision(asyncio.run(current_revisions(database_url)))
+    command.downgrade(alembic_config(database_url), target)
+    return target

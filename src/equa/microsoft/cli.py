@@ -24,11 +24,13 @@ def check() -> None:
 
     from rich.console import Console
 
+    from equa.cli_support import settings_or_exit
     from equa.microsoft.graph.diagnose import diagnose
-    from equa.settings import load_settings
 
+    # A half-configured setup (MS_AUTH_ENABLED=true, a variable missing) is one line and exit status 2, as `serve`.
+    settings = settings_or_exit()
     console = Console()
-    diagnosis = asyncio.run(diagnose(load_settings()))
+    diagnosis = asyncio.run(diagnose(settings))
     for item in diagnosis.checks:
         mark = "[green]ok[/green]    " if item.ok else "[red]FAILED[/red]"
         console.print(f"{mark} {item.name}: {item.detail}", highlight=False, markup=True, soft_wrap=True)

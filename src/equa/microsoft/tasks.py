@@ -19,14 +19,18 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import select
+from sqlalchemy import event, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.orm import Session
 
 from equa.db.base import utcnow
 from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
+from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.runs import (
+    PENDING_ENQUEUE_KEY,
     abandon_stale_runs,
     active_run,
     configure_lease,
@@ -106,6 +110,28 @@ def set_broker(broker: AsyncBroker | None) -> None:
     _broker = broker
 
 
+@event.listens_for(Session, "after_commit")
+def _enqueue_committed_runs(session: Session) -> None:
+    """The broker side of runs.request_sync: runs marked in a transaction are enqueued once it has committed."""
+    run_ids: list[uuid.UUID] = session.info.pop(PENDING_ENQUEUE_KEY, [])
+    if not run_ids:
+        return
+    # The commit runs on the event loop's thread (SQLAlchemy's async bridge), so the loop is at hand.
+    task = asyncio.get_running_loop().create_task(enqueue_sync_runs(run_ids))
+    _ENQUEUEING.add(task)
+    task.add_done_callback(_ENQUEUEING.discard)
+
+
+@event.listens_for(Session, "after_soft_rollback")
+def _forget_rolled_back_runs(session: Session, previous_transaction: Any) -> None:
+    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+        session.info.pop(PENDING_ENQUEUE_KEY, None)
+
+
+# Strong references to the enqueue tasks in flight, so they are not collected before they finish.
+_ENQUEUEING: set[asyncio.Task[Any]] = set()
+
+
 async def enqueue_sync_runs(run_ids: Sequence[uuid.UUID]) -> None:
     """Hand committed runs to the broker; a run that cannot be enqueued is failed at once, not left queued."""
     for run_id in run_ids:
@@ -166,7 +192,14 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
     stack.callback(set_broker, None)
     stack.push_async_callback(_shutdown_broker, broker)
     if not settings.broker_url:
-        scheduler = asyncio.create_task(run_scheduler(stop=None, first_tick_delay=_tick_seconds(settings)))
+        # Several API replicas sharing EQUA_REDIS_URL each embed a scheduler; the lock lets one of them lead.
+        leadership = scheduler_leadership(settings)
+        if leadership is not None:
+            await leadership.start()
+            stack.push_async_callback(leadership.stop)
+        scheduler = asyncio.create_task(
+            run_scheduler(stop=None, first_tick_delay=_tick_seconds(settings), leadership=leadership)
+        )
         stack.push_async_callback(_cancel, scheduler)
 
 
@@ -242,8 +275,17 @@ async def _health_check(resources: JobResources) -> None:
         log.exception("health check of linked groups failed")
 
 
-async def run_scheduler(stop: asyncio.Event | None, *, first_tick_delay: float = 0.0) -> None:
-    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check."""
+async def run_scheduler(
+    stop: asyncio.Event | None,
+    *,
+    first_tick_delay: float = 0.0,
+    leadership: SchedulerLeadership | None = None,
+) -> None:
+    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check.
+
+    With `leadership` (a Redis lock shared by every scheduler) only the leader ticks; the others stand by and
+    check often enough to take over within EQUA_SCHEDULER_LOCK_SECONDS of the leader's end.
+    """
     if _resources is None:
         raise RuntimeError("scheduler started before the process set its job resources")
     resources = _resources
@@ -254,6 +296,10 @@ async def run_scheduler(stop: asyncio.Event | None, *, first_tick_delay: float =
     if first_tick_delay and await _sleep_or_stop(stop, first_tick_delay):
         return
     while stop is None or not stop.is_set():
+        if leadership is not None and not leadership.leading:
+            if await _sleep_or_stop(stop, min(tick, leadership.lock_seconds / 3)):
+                return
+            continue
         try:
             async with resources.session_factory() as session:
                 started = await schedule_due_syncs(session, interval)
@@ -284,11 +330,11 @@ async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
 @contextlib.asynccontextmanager
 async def job_process(settings: Settings) -> Any:
     """Engine, Graph client, broker and job resources for a worker or scheduler process."""
-    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.db.engine import create_engine_for_settings, create_session_factory
     from equa.microsoft.graph import build_graph_client
 
     async with AsyncExitStack() as stack:
-        engine = create_engine_for(settings.resolved_database_url)
+        engine = create_engine_for_settings(settings)
         stack.push_async_callback(engine.dispose)
         graph = build_graph_client(settings)
         stack.push_async_callback(graph.aclose)
@@ -319,12 +365,27 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, concurrency: in
             await broker.shutdown()
 
 
-async def run_scheduler_process(settings: Settings, stop: asyncio.Event) -> None:
+def scheduler_leadership(settings: Settings, key: str = DEFAULT_LOCK_KEY) -> SchedulerLeadership | None:
+    """The leader lock when a Redis is shared (EQUA_REDIS_URL, else the broker's); None for a lone process."""
+    redis_url = settings.redis_url or settings.broker_url
+    if not redis_url:
+        return None
+    return SchedulerLeadership(redis_url, settings.scheduler_lock_seconds, key=key)
+
+
+async def run_scheduler_process(
+    settings: Settings, stop: asyncio.Event, *, lock_key: str = DEFAULT_LOCK_KEY
+) -> None:
     async with job_process(settings) as broker:
         await broker.startup()
+        leadership = scheduler_leadership(settings, lock_key)
         try:
-            await run_scheduler(stop)
+            if leadership is not None:
+                await leadership.start()
+            await run_scheduler(stop, leadership=leadership)
         finally:
+            if leadership is not None:
+                await leadership.stop()
             await broker.shutdown()
 
 
@@ -332,11 +393,11 @@ async def run_in_foreground(
     settings: Settings, organization_id: uuid.UUID, *, dry_run: bool, progress: Progress
 ) -> SyncRun:
     """`equa sync`: create a run and execute it in this process, whatever the broker."""
-    from equa.db.engine import create_engine_for, create_session_factory
+    from equa.db.engine import create_engine_for_settings, create_session_factory
     from equa.errors import AppError
     from equa.microsoft.graph import build_graph_client
 
-    engine = create_engine_for(settings.resolved_database_url)
+    engine = create_engine_for_settings(settings)
     try:
         session_factory = create_session_factory(engine)
         configure_lease(settings.sync_lease_seconds)

@@ -70,3 +70,42 @@ class Membership(Base):
 
     def __repr__(self) -> str:
         return f"Membership(organization_id={self.organization_id}, user_id={self.user_id}, role={self.role})"
+
+
+class Invitation(Base):
+    """A pending invitation to join an organization, for an address that has no account yet.
+
+    No user exists until the person opens the link and chooses their own name and password, so an invitation
+    never takes an address away from its owner. Only the SHA-256 of the link's token is stored.
+    """
+
+    __tablename__ = "invitations"
+    __table_args__ = (
+        Index("ix_invitations_email_normalized", "email_normalized"),
+        Index("ix_invitations_organization_id", "organization_id"),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    email: Mapped[str] = mapped_column(String(320))
+    email_normalized: Mapped[str] = mapped_column(String(320))
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    role: Mapped[Role] = mapped_column(
+        Enum(
+            Role,
+            name="membership_role",
+            native_enum=False,
+            length=16,
+            values_callable=lambda e: [m.value for m in e],
+        )
+    )
+    invited_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+
+    def __repr__(self) -> str:
+        # The address stays out: reprs reach logs.
+        return f"Invitation(id={self.id}, organization_id={self.organization_id})"

@@ -7,6 +7,7 @@ from fastapi.responses import Response
 
 from equa.accounts.service import authenticate
 from equa.accounts.sessions import csrf_token_for, end_session, start_session
+from equa.accounts.throttle import client_address, sign_in_throttle, wait_phrase
 from equa.db.session import DbSession
 from equa.web.page_session import (
     CSRF_FORM_FIELD,
@@ -78,8 +79,23 @@ async def login_submit(request: Request, session: DbSession) -> Response:
         errors["password"] = "Enter your password."
     if errors:
         return _render_login(request, status_code=422, email=email, next_url=next_url, errors=errors)
+    throttle = sign_in_throttle(request)
+    keys = throttle.keys_for(email, client_address(request))
+    wait = await throttle.seconds_to_wait(keys)
+    if wait:
+        response = _render_login(
+            request,
+            status_code=429,
+            email=email,
+            next_url=next_url,
+            message=f"Too many failed sign-ins. Wait {wait_phrase(wait)}, then try again.",
+            wait_seconds=wait,
+        )
+        response.headers["Retry-After"] = str(wait)
+        return response
     user = await authenticate(session, email, password)
     if user is None:
+        await throttle.failed(keys)
         return _render_login(
             request,
             status_code=401,
@@ -87,6 +103,7 @@ async def login_submit(request: Request, session: DbSession) -> Response:
             next_url=next_url,
             message="The email or password is not correct. Check both and try again.",
         )
+    await throttle.succeeded(keys)
     response = see_other(next_url)
     await start_session(request, response, user, session)
     return response

@@ -1,4 +1,4 @@
-"""`equa demo` starts with no setting or account, serves the app, and the login it prints works."""
+"""`equa demo` starts with no setting or account, serves the app, and the login, token and CLI line it prints work."""
 
 from __future__ import annotations
 
@@ -38,7 +38,7 @@ def test_demo_starts_serves_and_signs_in(tmp_path: Path) -> None:
     try:
         deadline = time.monotonic() + 60
         assert process.stdout is not None
-        while not any(line.startswith("Password") for line in output):
+        while not any(line.startswith("Stop with Ctrl+C") for line in output):
             assert time.monotonic() < deadline, "".join(output)
             line = process.stdout.readline()
             assert line or process.poll() is None, "".join(output)
@@ -83,10 +83,37 @@ def test_demo_starts_serves_and_signs_in(tmp_path: Path) -> None:
             )
             assert refused.status_code == 403, refused.text
             assert refused.json()["code"] == "microsoft_group_out_of_scope"
+
+        # The printed API token works on its own, and the printed CLI line reaches the demo's database.
+        token = re.search(r"^Token\s+(equa_\S+)", text, re.M)
+        cli = re.search(r"^CLI\s+equa (.+)$", text, re.M)
+        assert token and cli, text
+        with httpx.Client(base_url=base, timeout=10) as api:
+            by_token = api.get(
+                f"/api/v1/organizations/{org['id']}/microsoft/status",
+                headers={"Authorization": f"Bearer {token.group(1)}"},
+            )
+            assert by_token.status_code == 200, by_token.text
+        listed = subprocess.run(
+            [str(equa), *cli.group(1).split()],
+            capture_output=True,
+            text=True,
+            env=env,
+            cwd=tmp_path,
+            timeout=60,
+        )
+        assert listed.returncode == 0, listed.stderr
+        assert re.search(
+            r"\bdemo\s+" + re.escape(token.group(1)[:12]) + r"\S*\s.*\bactive$", listed.stdout, re.M
+        )
     finally:
         process.terminate()
         try:
-            process.wait(timeout=15)
+            rest, _ = process.communicate(timeout=15)
         except subprocess.TimeoutExpired:
             process.kill()
-            process.wait()
+            rest, _ = process.communicate()
+    # The terminal shows the app's own requests; Graph calls (httpx) only at DEBUG.
+    log = "".join(output) + rest
+    assert re.search(r'"GET /api/v1/organizations/\S+/microsoft/status HTTP/1.1" 200', log), log
+    assert "HTTP Request:" not in log, log

@@ -22,7 +22,7 @@ ROWS_SHOWN = 50
 
 
 def _settings_for_jobs() -> Settings:
-    from equa.cli import fail, migrated_or_exit, settings_or_exit
+    from equa.cli_support import fail, migrated_or_exit, settings_or_exit
     from equa.logging_setup import configure_logging
 
     settings = settings_or_exit()
@@ -62,7 +62,7 @@ def sync_command(
     from rich.console import Console
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
 
-    from equa.cli import fail
+    from equa.cli_support import fail
     from equa.errors import AppError
     from equa.microsoft.sync.execute import Progress as RunProgress
     from equa.microsoft.tasks import run_in_foreground
@@ -134,7 +134,7 @@ def worker_command(
     concurrency: Annotated[int, typer.Option(help="Syncs this process runs at once.", min=1, max=100)] = 10,
 ) -> None:
     """Run sync tasks from the Redis queue (EQUA_BROKER_URL) until stopped."""
-    from equa.cli import fail
+    from equa.cli_support import fail
     from equa.microsoft.tasks import run_worker
 
     settings = _settings_for_jobs()
@@ -145,7 +145,7 @@ def worker_command(
 
 def scheduler_command() -> None:
     """Enqueue the periodic syncs (autoSync organizations, every EQUA_SYNC_INTERVAL) and the health checks."""
-    from equa.cli import fail
+    from equa.cli_support import fail
     from equa.microsoft.tasks import run_scheduler_process
 
     settings = _settings_for_jobs()

@@ -14,10 +14,9 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, event, or_, select, update
+from sqlalchemy import and_, or_, select, update
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
-from sqlalchemy.orm import Session
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
@@ -46,7 +45,8 @@ class LeaseConfig:
 
 
 LEASE = LeaseConfig()
-_PENDING_ENQUEUE_KEY = "equa_sync_runs_to_enqueue"
+# Session.info key under which a transaction collects the runs to enqueue after it commits.
+PENDING_ENQUEUE_KEY = "equa_sync_runs_to_enqueue"
 
 
 def configure_lease(seconds: int) -> None:
@@ -101,30 +101,9 @@ async def abandon_stale_runs(
 
 
 def _enqueue_after_commit(session: AsyncSession, run_id: uuid.UUID) -> None:
-    """Hand the run to the task broker once (and only if) the transaction that created it commits."""
-    session.info.setdefault(_PENDING_ENQUEUE_KEY, []).append(run_id)
-
-
-@event.listens_for(Session, "after_commit")
-def _enqueue_committed_runs(session: Session) -> None:
-    run_ids: list[uuid.UUID] = session.info.pop(_PENDING_ENQUEUE_KEY, [])
-    if not run_ids:
-        return
-    from equa.microsoft.tasks import enqueue_sync_runs
-
-    # The commit runs on the event loop's thread (SQLAlchemy's async bridge), so the loop is at hand.
-    task = asyncio.get_running_loop().create_task(enqueue_sync_runs(run_ids))
-    _BACKGROUND.add(task)
-    task.add_done_callback(_BACKGROUND.discard)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back_runs(session: Session, previous_transaction: Any) -> None:
-    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
-        session.info.pop(_PENDING_ENQUEUE_KEY, None)
-
-
-_BACKGROUND: set[asyncio.Task[Any]] = set()
+    """Mark the run for the task broker; the broker's after-commit hook (tasks.py) hands it over once (and only if)
+    the transaction that created it commits, so a worker never sees a run that was rolled back."""
+    session.info.setdefault(PENDING_ENQUEUE_KEY, []).append(run_id)
 
 
 async def request_sync(

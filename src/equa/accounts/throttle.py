@@ -1,0 +1,329 @@
+"""Sign-in throttling: per account and per client address, exponential backoff after a few failures.
+
+Each account and each client address has a counter of failed sign-ins. The first EQUA_LOGIN_FREE_FAILURES cost
+nothing; from then on every failure makes the next try wait twice as long as the one before (1 s, 2 s, 4 s...),
+up to EQUA_LOGIN_MAX_WAIT. A try during the wait is refused before the password is even checked, so a flood costs
+no hashing. A successful sign-in clears the account's counter; a counter also starts over after a quiet spell
+(twice the longest wait), so an office behind one address is not held back by yesterday's typos.
+
+The counters live in the database, or in Redis when EQUA_REDIS_URL is set, so every process of an installation
+shares them. Keys are keyed hashes of the address and the client address: the store names nobody.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import hmac
+import logging
+import math
+import time
+from collections import OrderedDict
+from contextlib import AsyncExitStack
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, Protocol
+
+from fastapi import FastAPI, Request
+from sqlalchemy import case, delete, select, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from equa.accounts.models import SignInThrottle, normalize_email
+from equa.db.base import utcnow
+from equa.errors import AppError
+from equa.settings import Settings
+
+log = logging.getLogger("equa.accounts.throttle")
+
+FIRST_WAIT_SECONDS = 1.0
+KNOWN_BLOCKS_LIMIT = 10_000
+
+
+@dataclass(frozen=True)
+class Backoff:
+    free_failures: int
+    max_wait_seconds: float
+
+    @property
+    def forget_after_seconds(self) -> float:
+        """Failures older than this no longer count (a quiet spell longer than any wait)."""
+        return max(2 * self.max_wait_seconds, 60.0)
+
+    def wait_after(self, failures: int) -> float:
+        """Seconds the next try must wait after `failures` consecutive failures."""
+        if failures < self.free_failures:
+            return 0.0
+        exponent = min(failures - self.free_failures, 60)
+        return min(self.max_wait_seconds, FIRST_WAIT_SECONDS * 2.0**exponent)
+
+
+class ThrottleStore(Protocol):
+    async def blocked_until(self, keys: list[str]) -> dict[str, float]:
+        """For each of `keys` that has a count: the epoch second until which it is blocked (0: not blocked)."""
+        ...
+
+    async def record_failure(self, key: str, backoff: Backoff) -> float:
+        """Count one failure; returns the epoch second until which `key` is now blocked (0: not blocked)."""
+        ...
+
+    async def clear(self, key: str) -> None: ...
+
+    async def aclose(self) -> None: ...
+
+
+class DatabaseThrottleStore:
+    """Counters in the sign_in_throttles table, each change in its own short transaction.
+
+    The request's own transaction is rolled back when sign-in fails, so it cannot carry the failure.
+    """
+
+    def __init__(self, session_factory: async_sessionmaker[AsyncSession]) -> None:
+        self._sessions = session_factory
+
+    async def blocked_until(self, keys: list[str]) -> dict[str, float]:
+        async with self._sessions() as session:
+            rows = await session.execute(
+                select(SignInThrottle.key, SignInThrottle.blocked_until).where(SignInThrottle.key.in_(keys))
+            )
+        return {key: until.timestamp() if until else 0.0 for key, until in rows}
+
+    async def record_failure(self, key: str, backoff: Backoff) -> float:
+        now = utcnow()
+        forget_before = now - timedelta(seconds=backoff.forget_after_seconds)
+        async with self._sessions() as session, session.begin():
+            await session.execute(_insert_ignoring_duplicate(session, key, now))
+            # One UPDATE both counts and locks the row, so concurrent failures from several processes all count.
+            failures = await session.scalar(
+                update(SignInThrottle)
+                .where(SignInThrottle.key == key)
+                .values(
+                    failures=case(
+                        (SignInThrottle.last_failure_at < forget_before, 1),
+                        else_=SignInThrottle.failures + 1,
+                    ),
+                    last_failure_at=now,
+                )
+                .returning(SignInThrottle.failures)
+            )
+            wait = backoff.wait_after(int(failures or 0))
+            if wait <= 0:
+                return 0.0
+            blocked_until = now + timedelta(seconds=wait)
+            await session.execute(
+                update(SignInThrottle).where(SignInThrottle.key == key).values(blocked_until=blocked_until)
+            )
+            return blocked_until.timestamp()
+
+    async def clear(self, key: str) -> None:
+        async with self._sessions() as session, session.begin():
+            await session.execute(delete(SignInThrottle).where(SignInThrottle.key == key))
+
+    async def aclose(self) -> None:
+        return None
+
+
+def _insert_ignoring_duplicate(session: AsyncSession, key: str, now: datetime) -> Any:
+    values = {"key": key, "failures": 0, "blocked_until": None, "last_failure_at": now}
+    if session.get_bind().dialect.name == "postgresql":
+        from sqlalchemy.dialects.postgresql import insert as pg_insert
+
+        return pg_insert(SignInThrottle).values(**values).on_conflict_do_nothing(index_elements=["key"])
+    from sqlalchemy.dialects.sqlite import insert as sqlite_insert
+
+    return sqlite_insert(SignInThrottle).values(**values).on_conflict_do_nothing(index_elements=["key"])
+
+
+# Count a failure and set the block, atomically; ARGV: now_ms, forget_ms, free, first_wait_ms, max_wait_ms.
+_FAILURE_SCRIPT = """
+local now = tonumber(ARGV[1])
+local state = redis.call('HMGET', KEYS[1], 'failures', 'last')
+local failures = tonumber(state[1]) or 0
+local last = tonumber(state[2])
+if last and now - last > tonumber(ARGV[2]) then failures = 0 end
+failures = failures + 1
+local blocked = 0
+local free = tonumber(ARGV[3])
+if failures >= free then
+  blocked = now + math.min(tonumber(ARGV[5]), tonumber(ARGV[4]) * 2 ^ math.min(failures - free, 60))
+end
+redis.call('HSET', KEYS[1], 'failures', failures, 'last', now, 'blocked', blocked)
+redis.call('PEXPIRE', KEYS[1], math.ceil(tonumber(ARGV[2]) + tonumber(ARGV[5])))
+return blocked
+"""
+
+
+class RedisThrottleStore:
+    """Counters in Redis hashes that expire on their own once the quiet spell has passed.
+
+    While Redis does not answer, the database keeps the counters (with a warning), so sign-in stays both open
+    and throttled.
+    """
+
+    def __init__(self, redis_url: str, fallback: ThrottleStore, *, key_prefix: str = "equa:sign-in") -> None:
+        import redis.asyncio as redis_asyncio
+
+        self._redis: Any = redis_asyncio.from_url(redis_url)
+        self._fallback = fallback
+        self._prefix = key_prefix
+        self._script = self._redis.register_script(_FAILURE_SCRIPT)
+
+    def _key(self, key: str) -> str:
+        return f"{self._prefix}:{key}"
+
+    def _unavailable(self, error: Exception) -> None:
+        log.warning(
+            "sign-in throttle: Redis unavailable (%s); counting in the database", type(error).__name__
+        )
+
+    async def blocked_until(self, keys: list[str]) -> dict[str, float]:
+        try:
+            values = [await self._redis.hget(self._key(key), "blocked") for key in keys]
+        except Exception as error:
+            self._unavailable(error)
+            return await self._fallback.blocked_until(keys)
+        return {
+            key: float(value) / 1000 for key, value in zip(keys, values, strict=True) if value is not None
+        }
+
+    async def record_failure(self, key: str, backoff: Backoff) -> float:
+        try:
+            blocked_ms = await self._script(
+                keys=[self._key(key)],
+                args=[
+                    int(time.time() * 1000),
+                    int(backoff.forget_after_seconds * 1000),
+                    backoff.free_failures,
+                    int(FIRST_WAIT_SECONDS * 1000),
+                    int(backoff.max_wait_seconds * 1000),
+                ],
+            )
+        except Exception as error:
+            self._unavailable(error)
+            return await self._fallback.record_failure(key, backoff)
+        return float(blocked_ms) / 1000
+
+    async def clear(self, key: str) -> None:
+        try:
+            await self._redis.delete(self._key(key))
+        except Exception as error:
+            self._unavailable(error)
+            await self._fallback.clear(key)
+
+    async def aclose(self) -> None:
+        await self._redis.aclose()
+
+
+@dataclass(frozen=True)
+class SignInKeys:
+    account: str
+    address: str
+
+    def both(self) -> list[str]:
+        return [self.account, self.address]
+
+
+class SignInThrottler:
+    """The policy in front of a store: who must wait, and how long.
+
+    Blocks this process has seen are remembered here until they end, so a flood against a blocked account or
+    from a blocked address is refused without a round trip to the store. That is safe because a block only ever
+    grows while it lasts: a success, the one thing that clears a count, is refused during the block.
+    """
+
+    def __init__(self, store: ThrottleStore, backoff: Backoff, secret: str) -> None:
+        self.store = store
+        self.backoff = backoff
+        self._secret = secret.encode()
+        self._known_blocks: OrderedDict[str, float] = OrderedDict()
+
+    def _remember_block(self, key: str, until: float) -> None:
+        if until <= time.time():
+            return
+        self._known_blocks[key] = max(until, self._known_blocks.get(key, 0.0))
+        self._known_blocks.move_to_end(key)
+        while len(self._known_blocks) > KNOWN_BLOCKS_LIMIT:
+            self._known_blocks.popitem(last=False)
+
+    def _known_block(self, keys: SignInKeys) -> float:
+        now = time.time()
+        latest = 0.0
+        for key in keys.both():
+            until = self._known_blocks.get(key)
+            if until is not None and until <= now:
+                del self._known_blocks[key]
+            elif until is not None:
+                latest = max(latest, until)
+        return latest
+
+    def _hash(self, kind: str, value: str) -> str:
+        digest = hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
+        return f"{kind}:{digest}"
+
+    def keys_for(self, email: str, client_address: str | None) -> SignInKeys:
+        return SignInKeys(
+            account=self._hash("a", normalize_email(email)),
+            address=self._hash("c", client_address or "unknown"),
+        )
+
+    async def seconds_to_wait(self, keys: SignInKeys) -> int:
+        """Whole seconds before this account may try again from this address (0: it may now)."""
+        until = self._known_block(keys)
+        if not until:
+            for key, key_until in (await self.store.blocked_until(keys.both())).items():
+                self._remember_block(key, key_until)
+                until = max(until, key_until)
+        remaining = until - time.time()
+        return math.ceil(remaining) if remaining > 0 else 0
+
+    async def failed(self, keys: SignInKeys) -> None:
+        for key in keys.both():
+            self._remember_block(key, await self.store.record_failure(key, self.backoff))
+
+    async def succeeded(self, keys: SignInKeys) -> None:
+        # Only the account's counter: clearing the address's would let someone with an account of their own
+        # wash out the address's count between guesses at other people's passwords.
+        self._known_blocks.pop(keys.account, None)
+        await self.store.clear(keys.account)
+
+
+def sign_in_throttled(seconds: int) -> AppError:
+    return AppError(
+        429,
+        "sign_in_throttled",
+        f"Too many failed sign-ins for this account or from this address. Wait {wait_phrase(seconds)}.",
+        f"Try again in {wait_phrase(seconds)}; if you forgot your password, ask an administrator to set a new one.",
+        headers={"Retry-After": str(seconds)},
+        extra={"retryAfterSeconds": seconds},
+    )
+
+
+def wait_phrase(seconds: int) -> str:
+    """`45 seconds`, `3 minutes`: how long to wait, rounded up to what a person would read."""
+    if seconds < 90:
+        return f"{seconds} second{'s' if seconds != 1 else ''}"
+    minutes = math.ceil(seconds / 60)
+    return f"{minutes} minutes"
+
+
+async def open_sign_in_throttle(app: FastAPI, stack: AsyncExitStack) -> None:
+    """Lifespan hook: the throttle on app.state, backed by Redis when the installation has one."""
+    settings: Settings = app.state.settings
+    store: ThrottleStore = DatabaseThrottleStore(app.state.session_factory)
+    if settings.redis_url:
+        store = RedisThrottleStore(settings.redis_url, fallback=store)
+    stack.push_async_callback(store.aclose)
+    app.state.sign_in_throttle = SignInThrottler(
+        store,
+        Backoff(settings.login_free_failures, settings.login_max_wait_seconds),
+        settings.session_secret.get_secret_value(),
+    )
+
+
+def sign_in_throttle(request: Request) -> SignInThrottler:
+    throttler: SignInThrottler = request.app.state.sign_in_throttle
+    return throttler
+
+
+def client_address(request: Request) -> str | None:
+    """The caller's address as uvicorn reports it (the proxy's X-Forwarded-For when EQUA_FORWARDED_ALLOW_IPS
+    trusts the proxy)."""
+    return request.client.host if request.client else None

@@ -1,0 +1,80 @@
+"""Helpers every `equa` command shares: one-line errors, settings, the migration check, a session per command.
+
+Kept apart from equa.cli so command modules elsewhere (equa.microsoft.cli, equa.microsoft.sync.cli) use them
+without importing the command line that registers them.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from typing import TYPE_CHECKING, TypeVar
+
+import typer
+
+if TYPE_CHECKING:
+    from sqlalchemy.ext.asyncio import AsyncSession
+
+    from equa.settings import Settings
+
+T = TypeVar("T")
+
+
+def fail(message: str, code: int = 1) -> typer.Exit:
+    typer.echo(f"error: {message}", err=True)
+    return typer.Exit(code)
+
+
+def settings_or_exit() -> Settings:
+    """The process settings, or exit status 2 with one line naming the variable to fix."""
+    from equa.settings import SettingsError, load_settings
+
+    try:
+        return load_settings()
+    except SettingsError as exc:
+        raise fail(str(exc), code=2) from None
+
+
+def migrated_or_exit(settings: Settings) -> None:
+    from equa.db.migrate import check_migrated
+
+    problem = check_migrated(settings.resolved_database_url)
+    if problem is not None:
+        raise fail(f"{problem} {where_the_database_is(settings)}")
+
+
+def where_the_database_is(settings: Settings) -> str:
+    """A hint naming the database a command used, and how to point it at another one."""
+    from sqlalchemy.engine import make_url
+
+    url = make_url(settings.resolved_database_url)
+    if settings.database_url:
+        shown = url.render_as_string(hide_password=True)
+        return f"(database: {shown}, from EQUA_DATABASE_URL)"
+    return (
+        f"(database: {url.database}; choose another with `equa --data-dir DIR ...` or EQUA_DATABASE_URL; "
+        "the demo's is `equa --data-dir .equa-demo ...`)"
+    )
+
+
+def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[T]]) -> T:
+    """Run `work` in one session committed at the end, like a request; AppErrors become one-line errors."""
+    import asyncio
+
+    from equa.db.engine import create_engine_for_settings, create_session_factory
+    from equa.errors import AppError
+
+    async def main() -> T:
+        engine = create_engine_for_settings(settings)
+        try:
+            async with create_session_factory(engine)() as session:
+                result = await work(session)
+                await session.commit()
+                return result
+        finally:
+            await engine.dispose()
+
+    migrated_or_exit(settings)
+    try:
+        return asyncio.run(main())
+    except AppError as exc:
+        raise fail(exc.message) from None
