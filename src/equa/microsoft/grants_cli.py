@@ -126,13 +126,13 @@ def grants_command(
     ] = None,
 ) -> None:
     """List granted and created groups: organization, group, origin, name, when."""
-    from equa.microsoft.grants import list_grants
+    from equa.microsoft.grants import linked_without_grant, list_grants
 
     settings = _settings(graph=False)
 
-    async def work(session: AsyncSession, _: GraphClient | None) -> list[str]:
+    async def work(session: AsyncSession, _: GraphClient | None) -> tuple[list[str], list[str]]:
         rows = await list_grants(session, organization_id)
-        return [
+        granted = [
             "\t".join(
                 (
                     str(row.organization_id),
@@ -145,16 +145,25 @@ def grants_command(
             )
             for row in rows
         ]
+        ungranted = [f"{org}\t{group}" for org, group in await linked_without_grant(session, organization_id)]
+        return granted, ungranted
 
-    lines = _run(settings, work, graph=False)
+    lines, ungranted = _run(settings, work, graph=False)
     if not lines:
         typer.echo(
             "No groups are granted." if organization_id is None else "This organization has no grants."
         )
-        return
-    typer.echo("organization\tgroup\torigin\tgranted\tname")
-    for line in lines:
-        typer.echo(line)
+    else:
+        typer.echo("organization\tgroup\torigin\tgranted\tname")
+        for line in lines:
+            typer.echo(line)
+    if ungranted:
+        # Links made before the group scope existed (or while the service ran tenant-wide): grant those to keep.
+        typer.echo("")
+        typer.echo("Linked without a grant (out of scope unless MS_GROUP_SCOPE reaches them):")
+        typer.echo("organization\tgroup")
+        for line in ungranted:
+            typer.echo(line)
 
 
 def register_grant_commands(app: typer.Typer) -> None:
