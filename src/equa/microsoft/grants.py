@@ -195,6 +195,31 @@ async def list_grants(
     return list(rows)
 
 
+async def linked_without_grant(
+    session: AsyncSession, organization_id: uuid.UUID | None = None
+) -> list[tuple[uuid.UUID, str]]:
+    """(organization, group) links that no grant covers: out of scope in `granted` mode until an operator grants
+    them (links made before the scope existed, or while the service ran tenant-wide)."""
+    query = (
+        select(Organization.id, Organization.microsoft_group)
+        .where(Organization.microsoft_group.is_not(None))
+        .order_by(Organization.id)
+    )
+    if organization_id is not None:
+        query = query.where(Organization.id == organization_id)
+    links = [(org_id, str(group_id)) for org_id, group_id in await session.execute(query)]
+    if not links:
+        return []
+    granted = set(
+        await session.execute(
+            select(MicrosoftGroupGrant.organization_id, MicrosoftGroupGrant.group_id).where(
+                MicrosoftGroupGrant.group_id.in_([group for _, group in links])
+            )
+        )
+    )
+    return [(org_id, group) for org_id, group in links if (org_id, group) not in granted]
+
+
 def _group_key(group_id: uuid.UUID | str) -> str:
     try:
         return normalize_group_id(group_id)

@@ -26,26 +26,15 @@ GroupArgument = Annotated[
 ]
 
 
-def _fail(message: str, code: int = 1) -> typer.Exit:
-    typer.echo(f"error: {message}", err=True)
-    return typer.Exit(code)
-
-
 def _settings(*, graph: bool) -> Settings:
-    from equa.db.migrate import check_migrated
-    from equa.settings import SettingsError, load_settings
+    from equa.cli_support import fail, migrated_or_exit, settings_or_exit
 
-    try:
-        settings = load_settings()
-    except SettingsError as exc:
-        raise _fail(str(exc), code=2) from None
+    settings = settings_or_exit()
     if graph and not settings.ms_auth_enabled:
-        raise _fail(
+        raise fail(
             "MS_AUTH_ENABLED is not true: granting checks the group with Microsoft Graph, which is off"
         )
-    problem = check_migrated(settings.resolved_database_url)
-    if problem is not None:
-        raise _fail(problem)
+    migrated_or_exit(settings)
     return settings
 
 
@@ -59,6 +48,7 @@ def _run(
     import asyncio
     import contextlib
 
+    from equa.cli_support import fail
     from equa.db.engine import create_engine_for, create_session_factory
     from equa.errors import AppError
     from equa.microsoft.graph import GraphError, build_graph_client
@@ -80,9 +70,9 @@ def _run(
     try:
         return asyncio.run(main())
     except AppError as exc:
-        raise _fail(exc.message + (f" {exc.action}" if exc.action else "")) from None
+        raise fail(exc.message + (f" {exc.action}" if exc.action else "")) from None
     except GraphError as exc:
-        raise _fail(f"Microsoft Graph: {exc.message}" + (f" {exc.action}" if exc.action else "")) from None
+        raise fail(f"Microsoft Graph: {exc.message}" + (f" {exc.action}" if exc.action else "")) from None
 
 
 def grant_group_command(organization_id: OrgArgument, group_id: GroupArgument) -> None:
@@ -126,13 +116,13 @@ def grants_command(
     ] = None,
 ) -> None:
     """List granted and created groups: organization, group, origin, name, when."""
-    from equa.microsoft.grants import list_grants
+    from equa.microsoft.grants import linked_without_grant, list_grants
 
     settings = _settings(graph=False)
 
-    async def work(session: AsyncSession, _: GraphClient | None) -> list[str]:
+    async def work(session: AsyncSession, _: GraphClient | None) -> tuple[list[str], list[str]]:
         rows = await list_grants(session, organization_id)
-        return [
+        granted = [
             "\t".join(
                 (
                     str(row.organization_id),
@@ -145,16 +135,25 @@ def grants_command(
             )
             for row in rows
         ]
+        ungranted = [f"{org}\t{group}" for org, group in await linked_without_grant(session, organization_id)]
+        return granted, ungranted
 
-    lines = _run(settings, work, graph=False)
+    lines, ungranted = _run(settings, work, graph=False)
     if not lines:
         typer.echo(
             "No groups are granted." if organization_id is None else "This organization has no grants."
         )
-        return
-    typer.echo("organization\tgroup\torigin\tgranted\tname")
-    for line in lines:
-        typer.echo(line)
+    else:
+        typer.echo("organization\tgroup\torigin\tgranted\tname")
+        for line in lines:
+            typer.echo(line)
+    if ungranted:
+        # Links made before the group scope existed (or while the service ran tenant-wide): grant those to keep.
+        typer.echo("")
+        typer.echo("Linked without a grant (out of scope unless MS_GROUP_SCOPE reaches them):")
+        typer.echo("organization\tgroup")
+        for line in ungranted:
+            typer.echo(line)
 
 
 def register_grant_commands(app: typer.Typer) -> None:

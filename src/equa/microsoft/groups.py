@@ -543,7 +543,7 @@ async def create_group(
     address resolves to a tenant user. Safe to retry: with the same idempotency_key the same group is returned
     (replayed=True); after a network failure the group is looked up by its mailNickname before creating again,
     and a keyless repeat of a failed request (same alias, within IMPLICIT_RETRY_WINDOW) adopts what it made.
-    Those retry paths adopt only a group this attempt made (see `_adoptable`). The group is recorded as created
+    Those retry paths adopt only a group this attempt made (see `_require_adoptable`). The group is recorded as created
     for this organization (it stays in its scope after an unlink); in the administrative-unit scope it is created
     inside the unit. At most `daily_limit` attempts per organization per day (429 with Retry-After beyond).
     Commits `session` once before calling Graph (see the module docstring).
@@ -706,21 +706,21 @@ async def _require_adoptable(
     it. Adopted are only groups made after the attempt began, recorded for no one else (or for this attempt), and
     of a kind a link would accept; anything else is answered as an alias in use.
     """
-    group_id = str(group.get("id") or "")
     created = _created_at(group)
     made_after_attempt = created is not None and created >= creation.created_at - ADOPTION_CLOCK_SKEW
-    grant = await grant_of(session, group_id) if group_id else None
-    recorded_elsewhere = grant is not None and (
-        grant.organization_id != organization.id
-        or (grant.creation_id is not None and grant.creation_id != creation.id)
-        or grant.origin != GrantOrigin.CREATED.value
-    )
     try:
-        linked_elsewhere = (
-            await _organization_linked_to(session, uuid.UUID(group_id), organization.id) is not None
-        )
+        group_id = uuid.UUID(str(group.get("id")))
     except ValueError:
-        linked_elsewhere = True
+        group_id = None
+    recorded_elsewhere = linked_elsewhere = True
+    if group_id is not None:
+        grant = await grant_of(session, group_id)
+        recorded_elsewhere = grant is not None and (
+            grant.organization_id != organization.id
+            or (grant.creation_id is not None and grant.creation_id != creation.id)
+            or grant.origin != GrantOrigin.CREATED.value
+        )
+        linked_elsewhere = await _organization_linked_to(session, group_id, organization.id) is not None
     if not made_after_attempt or recorded_elsewhere or linked_elsewhere or linkability(group) is not None:
         log.warning(
             "organization %s: create-group retry found alias %s on a group it did not make; not adopted",

@@ -110,12 +110,15 @@ def test_operators_grant_list_and_revoke_groups(equa: Any, tmp_path: Path) -> No
 def test_sync_of_a_group_outside_the_scope_fails_and_a_grant_lets_it_run(equa: Any, tmp_path: Path) -> None:
     org = make_org(equa, "Contoso team")
     asyncio.run(link_directly(tmp_path / "data", org, ENGINEERING))
+    listed = equa("microsoft", "grants").stdout
+    assert "Linked without a grant" in listed and f"{org}\t{ENGINEERING}" in listed
     refused = equa("sync", org, "--dry-run")
     assert refused.exit_code == 1
     assert f"equa microsoft grant-group {org} {ENGINEERING}" in refused.stdout
     assert equa("microsoft", "grant-group", org, ENGINEERING).exit_code == 0
     allowed = equa("sync", org, "--dry-run")
     assert allowed.exit_code == 0, allowed.output
+    assert "Linked without a grant" not in equa("microsoft", "grants").stdout
 
 
 def test_a_bad_group_scope_stops_the_command_with_one_line(
