@@ -23,7 +23,7 @@ from collections.abc import AsyncIterator
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from fastapi import FastAPI, Request
 from sqlalchemy import case, delete, select, update
@@ -294,29 +294,38 @@ class SignInThrottler:
         a burst of parallel guesses would otherwise all be hashed before the first failure is counted. The
         check and the count happen with no await between them, so a burst cannot slip through together.
         """
+        known = self._known_block(keys) - time.time()
+        if known > 0:
+            await self._refuse(math.ceil(known))
         if any(self._in_flight.get(key, 0) >= self.backoff.free_failures for key in keys.both()):
-            await self._hold_refusal()
-            raise MustWait(math.ceil(FIRST_WAIT_SECONDS))
+            await self._refuse(math.ceil(FIRST_WAIT_SECONDS))
         for key in keys.both():
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        released = False
         try:
             wait = await self.seconds_to_wait(keys)
             if wait:
-                await self._hold_refusal()
-                raise MustWait(wait)
+                self._release(keys)
+                released = True
+                await self._refuse(wait)
             yield
         finally:
-            for key in keys.both():
-                left = self._in_flight.get(key, 1) - 1
-                if left > 0:
-                    self._in_flight[key] = left
-                else:
-                    self._in_flight.pop(key, None)
+            if not released:
+                self._release(keys)
 
-    async def _hold_refusal(self) -> None:
+    def _release(self, keys: SignInKeys) -> None:
+        for key in keys.both():
+            left = self._in_flight.get(key, 1) - 1
+            if left > 0:
+                self._in_flight[key] = left
+            else:
+                self._in_flight.pop(key, None)
+
+    async def _refuse(self, seconds: int) -> NoReturn:
         # A refusal costs us little, but a client that retries at once would get thousands a second and keep a
         # core busy: each is answered after a short pause, which costs a sleeping coroutine, not CPU.
         await asyncio.sleep(REFUSAL_DELAY_SECONDS)
+        raise MustWait(seconds)
 
     async def failed(self, keys: SignInKeys) -> None:
         for key in keys.both():
