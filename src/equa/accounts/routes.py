@@ -11,7 +11,7 @@ from equa.accounts.platform_admins import is_platform_admin
 from equa.accounts.schemas import LoginIn, SessionOut, TokenCreatedOut, TokenCreateIn, TokenOut, UserOut
 from equa.accounts.service import authenticate
 from equa.accounts.sessions import end_session, start_session
-from equa.accounts.throttle import client_address, sign_in_throttle, sign_in_throttled
+from equa.accounts.throttle import MustWait, client_address, sign_in_throttle, sign_in_throttled
 from equa.accounts.tokens import create_api_token, list_api_tokens, revoke_api_token
 from equa.db.session import DbSession
 from equa.errors import AppError, problem_responses
@@ -28,12 +28,14 @@ router = APIRouter(prefix="/api/v1", tags=["accounts"])
 async def sign_in(body: LoginIn, request: Request, response: Response, session: DbSession) -> SessionOut:
     throttle = sign_in_throttle(request)
     keys = throttle.keys_for(body.email, client_address(request))
-    wait = await throttle.seconds_to_wait(keys)
-    if wait:
-        raise sign_in_throttled(wait)
-    user = await authenticate(session, body.email, body.password)
+    try:
+        async with throttle.attempt(keys):
+            user = await authenticate(session, body.email, body.password)
+            if user is None:
+                await throttle.failed(keys)
+    except MustWait as wait:
+        raise sign_in_throttled(wait.seconds) from None
     if user is None:
-        await throttle.failed(keys)
         raise AppError(
             401,
             "invalid_credentials",

@@ -12,16 +12,18 @@ shares them. Keys are keyed hashes of the address and the client address: the st
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import hmac
 import logging
 import math
 import time
 from collections import OrderedDict
-from contextlib import AsyncExitStack
+from collections.abc import AsyncIterator
+from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, Protocol
+from typing import Any, NoReturn, Protocol
 
 from fastapi import FastAPI, Request
 from sqlalchemy import case, delete, select, update
@@ -36,6 +38,7 @@ log = logging.getLogger("equa.accounts.throttle")
 
 FIRST_WAIT_SECONDS = 1.0
 KNOWN_BLOCKS_LIMIT = 10_000
+REFUSAL_DELAY_SECONDS = 0.5
 
 
 @dataclass(frozen=True)
@@ -221,6 +224,14 @@ class SignInKeys:
         return [self.account, self.address]
 
 
+class MustWait(Exception):
+    """This sign-in must wait `seconds` before it is tried."""
+
+    def __init__(self, seconds: int) -> None:
+        super().__init__(f"wait {seconds} s")
+        self.seconds = seconds
+
+
 class SignInThrottler:
     """The policy in front of a store: who must wait, and how long.
 
@@ -234,6 +245,7 @@ class SignInThrottler:
         self.backoff = backoff
         self._secret = secret.encode()
         self._known_blocks: OrderedDict[str, float] = OrderedDict()
+        self._in_flight: dict[str, int] = {}
 
     def _remember_block(self, key: str, until: float) -> None:
         if until <= time.time():
@@ -273,6 +285,47 @@ class SignInThrottler:
                 until = max(until, key_until)
         remaining = until - time.time()
         return math.ceil(remaining) if remaining > 0 else 0
+
+    @asynccontextmanager
+    async def attempt(self, keys: SignInKeys) -> AsyncIterator[None]:
+        """Around one password check; raises MustWait when the account or the address must wait first.
+
+        At most as many checks of one account (or from one address) run at once as there are free failures:
+        a burst of parallel guesses would otherwise all be hashed before the first failure is counted. The
+        check and the count happen with no await between them, so a burst cannot slip through together.
+        """
+        known = self._known_block(keys) - time.time()
+        if known > 0:
+            await self._refuse(math.ceil(known))
+        if any(self._in_flight.get(key, 0) >= self.backoff.free_failures for key in keys.both()):
+            await self._refuse(math.ceil(FIRST_WAIT_SECONDS))
+        for key in keys.both():
+            self._in_flight[key] = self._in_flight.get(key, 0) + 1
+        released = False
+        try:
+            wait = await self.seconds_to_wait(keys)
+            if wait:
+                self._release(keys)
+                released = True
+                await self._refuse(wait)
+            yield
+        finally:
+            if not released:
+                self._release(keys)
+
+    def _release(self, keys: SignInKeys) -> None:
+        for key in keys.both():
+            left = self._in_flight.get(key, 1) - 1
+            if left > 0:
+                self._in_flight[key] = left
+            else:
+                self._in_flight.pop(key, None)
+
+    async def _refuse(self, seconds: int) -> NoReturn:
+        # A refusal costs us little, but a client that retries at once would get thousands a second and keep a
+        # core busy: each is answered after a short pause, which costs a sleeping coroutine, not CPU.
+        await asyncio.sleep(REFUSAL_DELAY_SECONDS)
+        raise MustWait(seconds)
 
     async def failed(self, keys: SignInKeys) -> None:
         for key in keys.both():

@@ -7,7 +7,7 @@ from fastapi.responses import Response
 
 from equa.accounts.service import authenticate
 from equa.accounts.sessions import csrf_token_for, end_session, start_session
-from equa.accounts.throttle import client_address, sign_in_throttle, wait_phrase
+from equa.accounts.throttle import MustWait, client_address, sign_in_throttle, wait_phrase
 from equa.db.session import DbSession
 from equa.web.page_session import (
     CSRF_FORM_FIELD,
@@ -81,21 +81,23 @@ async def login_submit(request: Request, session: DbSession) -> Response:
         return _render_login(request, status_code=422, email=email, next_url=next_url, errors=errors)
     throttle = sign_in_throttle(request)
     keys = throttle.keys_for(email, client_address(request))
-    wait = await throttle.seconds_to_wait(keys)
-    if wait:
+    try:
+        async with throttle.attempt(keys):
+            user = await authenticate(session, email, password)
+            if user is None:
+                await throttle.failed(keys)
+    except MustWait as wait:
         response = _render_login(
             request,
             status_code=429,
             email=email,
             next_url=next_url,
-            message=f"Too many failed sign-ins. Wait {wait_phrase(wait)}, then try again.",
-            wait_seconds=wait,
+            message=f"Too many failed sign-ins. Wait {wait_phrase(wait.seconds)}, then try again.",
+            wait_seconds=wait.seconds,
         )
-        response.headers["Retry-After"] = str(wait)
+        response.headers["Retry-After"] = str(wait.seconds)
         return response
-    user = await authenticate(session, email, password)
     if user is None:
-        await throttle.failed(keys)
         return _render_login(
             request,
             status_code=401,

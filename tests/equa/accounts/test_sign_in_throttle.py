@@ -214,3 +214,20 @@ async def test_the_redis_store_shares_the_counts_between_processes() -> None:
             await store.clear(keys.account)
             await store.clear(keys.address)
             await store.aclose()
+
+
+async def test_a_burst_of_parallel_guesses_is_not_all_hashed_before_the_first_failure_counts(
+    make_settings: Callable[..., Settings], clean_database: str
+) -> None:
+    hasher = SlowHasher()
+    application = create_app(make_settings(password_hash_concurrency=4))
+    async with LifespanManager(application):
+        email = await _user_in(application, PASSWORD)
+        use_password_hasher(hasher)
+        try:
+            burst = [sign_in(application, email, f"guess {n}", address=f"198.51.100.{n}") for n in range(12)]
+            statuses = sorted(r.status_code for r in await asyncio.gather(*burst))
+        finally:
+            use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
+
+    assert statuses == [401] * 5 + [429] * 7  # as many checks at once as there are free failures
