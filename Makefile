@@ -7,7 +7,7 @@ STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
 
-.PHONY: demo serve test lint typecheck pytest fuzz bench install clean
+.PHONY: demo serve test lint typecheck pytest fuzz bench install clean compat
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -43,8 +43,20 @@ test: lint typecheck
 fuzz: $(STAMP)
 	@source scripts/test-services.sh && EQUA_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/fuzz -p no:cacheprovider
 
+# Microsoft's Graph SDK (several hundred MB) against the emulator, from its own environment.
+COMPAT := .venv-compat
+$(COMPAT)/.installed: pyproject.toml
+	$(PY) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install --quiet --upgrade pip
+	# msgraph-core imports `deprecated` without declaring it.
+	$(COMPAT)/bin/pip install --quiet -e . msgraph-sdk azure-identity deprecated pytest pytest-asyncio
+	touch $(COMPAT)/.installed
+
+compat: $(COMPAT)/.installed
+	$(COMPAT)/bin/pytest tests/compat -v --confcutdir=tests/compat
+
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(COMPAT) .pytest_cache .mypy_cache .ruff_cache

@@ -193,6 +193,7 @@ async def create(
     context: MicrosoftAdmin,
     session: DbSession,
     graph: Graph,
+    cache: Cache,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -216,6 +217,9 @@ async def create(
             mail_nickname=body.mail_nickname,
             idempotency_key=idempotency_key,
         )
+        if not result.replayed:
+            # Graph shows a new group only once replicated; the status card shows it now.
+            cache.remember_created(graph, result.group)
         return group_out(result.group, None)
 
     return await rendered(request, session, work())

@@ -35,6 +35,7 @@ from equa.microsoft.models import (
     SyncOutcome,
     SyncRun,
 )
+from equa.microsoft.own_writes import own_writes
 from equa.microsoft.sync import apply as applying
 from equa.microsoft.sync.plan import (
     DirectoryUser,
@@ -297,6 +298,16 @@ async def _add_chunk(
             if change.outcome == applying.MISSING:
                 missing.append(planned)
                 continue
+            if change.outcome == Outcome.ADDED.value:
+                # Counted and listed by this process at once, though Graph shows it only once replicated.
+                listed = {
+                    "id": planned.directory_id,
+                    "mail": planned.email,
+                    "displayName": planned.display_name,
+                }
+                own_writes.changed(
+                    graph.tenant, inputs.group_id, planned.directory_id, present=True, member=listed
+                )
             _record_add(inputs, applied, planned, change)
         if not missing:
             return
