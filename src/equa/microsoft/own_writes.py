@@ -48,7 +48,12 @@ class OwnWrites:
         if group is None:
             return None
         horizon = time.monotonic() - self.window_seconds
-        group.changes = {member_id: c for member_id, c in group.changes.items() if c.at >= horizon}
+        # Changes are kept oldest first, so expiry only ever looks at the front (a large sync stays linear).
+        while group.changes:
+            oldest = next(iter(group.changes))
+            if group.changes[oldest].at >= horizon:
+                break
+            del group.changes[oldest]
         if not group.changes:
             del self._groups[key]
             return None
@@ -70,7 +75,7 @@ class OwnWrites:
             if len(self._groups) >= MAX_GROUPS:
                 self._groups.pop(next(iter(self._groups)))
             group = self._groups[key] = _Group({}, self._counts.get(key))
-        earlier = group.changes.get(member_id)
+        earlier = group.changes.pop(member_id, None)
         was_present = earlier.was_present if earlier is not None else not present
         group.changes[member_id] = _Change(present, was_present, member, time.monotonic())
 
