@@ -49,7 +49,7 @@ $(COMPAT)/.installed: pyproject.toml
 	$(PY) -m venv $(COMPAT)
 	$(COMPAT)/bin/pip install --quiet --upgrade pip
 	# msgraph-core imports `deprecated` without declaring it.
-	$(COMPAT)/bin/pip install --quiet -e . msgraph-sdk azure-identity deprecated pytest pytest-asyncio
+	$(COMPAT)/bin/pip install --quiet -e . msgraph-sdk azure-identity deprecated pytest pytest-asyncio pytest-timeout
 	touch $(COMPAT)/.installed
 
 compat: $(COMPAT)/.installed
