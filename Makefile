@@ -17,7 +17,7 @@ PROD_BIN := $(PROD_VENV)/bin
 PROD_STAMP := $(PROD_VENV)/.installed
 PIP_TOOLS := pip-tools==7.6.2
 
-.PHONY: demo serve test lint typecheck pytest fuzz bench install install-prod lock screenshots clean
+.PHONY: demo serve test lint typecheck pytest fuzz bench install install-prod lock screenshots clean compat
 
 $(BIN)/python:
 	$(PY) -m venv $(VENV)
@@ -80,8 +80,20 @@ screenshots: $(STAMP)
 fuzz: $(STAMP)
 	@source scripts/test-services.sh && EQUA_FUZZ_EXAMPLES=2000 $(BIN)/pytest tests/fuzz -p no:cacheprovider
 
+# Microsoft's Graph SDK (several hundred MB) against the emulator, from its own environment.
+COMPAT := .venv-compat
+$(COMPAT)/.installed: pyproject.toml
+	$(PY) -m venv $(COMPAT)
+	$(COMPAT)/bin/pip install --quiet --upgrade pip
+	# msgraph-core imports `deprecated` without declaring it.
+	$(COMPAT)/bin/pip install --quiet -e . msgraph-sdk azure-identity deprecated pytest pytest-asyncio pytest-timeout
+	touch $(COMPAT)/.installed
+
+compat: $(COMPAT)/.installed
+	$(COMPAT)/bin/pytest tests/compat -v --confcutdir=tests/compat
+
 bench: $(STAMP)
 	for b in bench/*.py; do echo "== $$b"; $(BIN)/python $$b || exit 1; done
 
 clean:
-	rm -rf $(VENV) $(PROD_VENV) .pytest_cache .mypy_cache .ruff_cache
+	rm -rf $(VENV) $(PROD_VENV) $(COMPAT) .pytest_cache .mypy_cache .ruff_cache

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import time
 from typing import TYPE_CHECKING, Any
 
 from starlette.requests import Request
@@ -234,12 +233,25 @@ async def tenant_policy(request: Request) -> Response:
 
 
 async def replicate_now(request: Request) -> Response:
-    """End any replication lag at once (tests that want to skip the wait)."""
-    tenant = _tenant(request)
-    assert tenant is not None
-    for group_id in tenant.created_at:
-        tenant.created_at[group_id] = time.monotonic() - 1e9
+    """Settle every kind of lag at once: new and changed groups, memberships, and the advanced-query index."""
+    for tenant in _emulator(request).directory.tenants.values():
+        tenant.settle()
     return Response(status_code=204)
+
+
+async def consistency(request: Request) -> Response:
+    """GET: the replication lag in force. PUT {"lag_seconds": x}: change it (0: every write is read back at once)."""
+    emu = _emulator(request)
+    if request.method == "PUT":
+        body = await _json(request)
+        emu.set_lag(float(body["lag_seconds"]))
+    return JSONResponse(
+        {
+            "lag_seconds": emu.lag_seconds,
+            "time_scale": emu.time_scale,
+            "effective_lag_seconds": emu.replication_lag_seconds(),
+        }
+    )
 
 
 def control_routes() -> list[Route]:
@@ -263,4 +275,5 @@ def control_routes() -> list[Route]:
         r("/apps/{client_id}/roles", app_roles, ["PUT"]),
         r("/tenant-policy", tenant_policy, ["PUT"]),
         r("/replicate-now", replicate_now, ["POST"]),
+        r("/consistency", consistency, ["GET", "PUT"]),
     ]

@@ -9,13 +9,13 @@ from pathlib import Path
 from typing import Any
 
 from . import seeds
-from .runtime import Emulator
+from .runtime import DEFAULT_LAG_SECONDS, Emulator
 from .server import EmulatorServer
 
 
 def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser = argparse.ArgumentParser(
-        prog="graph_emulator", description="Offline Microsoft identity + Graph emulator"
+        prog="graph-emulator", description="Offline Microsoft identity + Graph emulator"
     )
     parser.add_argument("--port", type=int, default=0, help="HTTPS port on 127.0.0.1 (0 picks a free one)")
     parser.add_argument("--data-dir", type=Path, required=True, help="where ca.pem and the server key go")
@@ -24,6 +24,12 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--groups", type=int, default=0, help="... and this many groups")
     parser.add_argument("--time-scale", type=float, default=1.0, help="speed up throttling windows and lag")
     parser.add_argument("--no-throttling", action="store_true", help="turn the token buckets off")
+    parser.add_argument(
+        "--lag",
+        type=float,
+        default=DEFAULT_LAG_SECONDS,
+        help=f"seconds before a Graph write is read back, divided by --time-scale (default {DEFAULT_LAG_SECONDS}; 0: at once)",
+    )
     parser.add_argument("--faults", help="fault settings as JSON, e.g. '{\"rate_429\": 0.1}'")
     return parser.parse_args(argv)
 
@@ -72,6 +78,7 @@ def main(argv: list[str] | None = None) -> int:
         time_scale=args.time_scale,
         throttling=not args.no_throttling,
         faults=json.loads(args.faults) if args.faults else None,
+        lag_seconds=args.lag,
     )
     server = EmulatorServer(emu, args.data_dir, args.port)
     print(server.base_url, flush=True)

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import bisect
 import re
-import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -82,11 +81,25 @@ def lookup_group(
     group = req.tenant.groups.get(group_id)
     if group is None:
         raise not_found(group_id)
-    if req.tenant.is_lagging(group_id, emu.replication_lag_seconds()):
+    if req.tenant.is_new_and_unreplicated(group_id, emu.replication_lag_seconds()):
         if for_link_write:
             raise bad_request(e.REPLICATION_LAG)
         raise not_found(group_id)
     return group
+
+
+def read_group(req: GraphRequest, emu: Emulator, group_id: str) -> dict[str, Any]:
+    """The group as a read sees it: before its last change while that change replicates."""
+    group = lookup_group(req, emu, group_id)
+    return req.tenant.visible_group(group_id, emu.replication_lag_seconds()) or group
+
+
+def visible_groups(tenant: Tenant, emu: Emulator) -> list[dict[str, Any]]:
+    lag = emu.replication_lag_seconds()
+    if not tenant.stale_groups:
+        return [tenant.groups[i] for i in sorted(tenant.groups)]
+    seen = (tenant.visible_group(i, lag) for i in sorted(tenant.groups))
+    return [group for group in seen if group is not None]
 
 
 def check_membership_writable(req: GraphRequest, group: dict[str, Any]) -> None:
@@ -175,8 +188,7 @@ def group_entity(req: GraphRequest, group: dict[str, Any], select: list[str] | N
 def list_groups(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(READ_GROUP)
     opts = parse_options(req.query, req.headers, allowed=GROUP_PROPERTIES, type_name=GROUP_TYPE)
-    tenant = req.tenant
-    groups = [tenant.groups[i] for i in sorted(tenant.groups)]
+    groups = visible_groups(req.tenant, emu)
     if opts.filter is not None:
         groups = [g for g in groups if evaluate(opts.filter, g)]
     if opts.search is not None:
@@ -197,13 +209,13 @@ def list_groups(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gra
 def count_groups(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(READ_GROUP)
     require_count_header(req.headers)
-    return GraphResponse(200, str(len(req.tenant.groups)))
+    return GraphResponse(200, str(len(visible_groups(req.tenant, emu))))
 
 
 @route("POST", "/groups", "write")
 def create_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(CREATE_GROUP)
-    candidate = new_group(req, req.body)
+    candidate = new_group(req, req.body, emu.replication_lag_seconds())
     odata_id = group_odata_id(req.tenant, candidate["id"])
     out = {
         "@odata.context": f"{req.graph_base}/$metadata#groups/$entity",
@@ -217,7 +229,7 @@ def group_odata_id(tenant: Tenant, group_id: str) -> str:
     return f"https://graph.microsoft.com/v2/{tenant.id}/directoryObjects/{group_id}/Microsoft.DirectoryServices.Group"
 
 
-def new_group(req: GraphRequest, body: Any) -> dict[str, Any]:
+def new_group(req: GraphRequest, body: Any, lag: float) -> dict[str, Any]:
     """Validate a group body as POST /groups does and store the group; the caller has checked permissions."""
     if not isinstance(body, dict):
         raise bad_request("Empty Payload. JSON content expected.")
@@ -276,7 +288,8 @@ def new_group(req: GraphRequest, body: Any) -> dict[str, Any]:
     for member_id in member_ids:
         check_can_join(tenant, candidate, member_id)
     tenant.put_group(candidate)
-    tenant.created_at[candidate["id"]] = time.monotonic()
+    tenant.note_group_change(candidate["id"], lag, new=True)
+    tenant.note_members_change(candidate["id"], lag)
     for owner_id in owner_ids:
         tenant.owners[candidate["id"]].add(owner_id)
     for member_id in member_ids:
@@ -291,7 +304,7 @@ def new_group(req: GraphRequest, body: Any) -> dict[str, Any]:
 def get_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(READ_GROUP)
     opts = parse_options(req.query, req.headers, allowed=GROUP_PROPERTIES, type_name=GROUP_TYPE)
-    group = lookup_group(req, emu, params["id"])
+    group = read_group(req, emu, params["id"])
     return group_entity(req, group, opts.select)
 
 
@@ -351,12 +364,16 @@ def update_group(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
         if object_id in tenant.owners[group["id"]]:
             raise bad_request(e.ALREADY_OWNER)
         new_owners.append(object_id)
+    lag = emu.replication_lag_seconds()
     if properties:
+        tenant.note_group_change(group["id"], lag)
         updated = {**group, **properties}
         if "mailNickname" in properties and updated.get("mailEnabled"):
             updated["mail"] = f"{properties['mailNickname']}@{tenant.domain}"
             updated["proxyAddresses"] = [f"SMTP:{updated['mail']}"]
         tenant.put_group(updated)
+    if new_members:
+        tenant.note_members_change(group["id"], lag)
     for object_id in new_members:
         tenant.add_member(group["id"], object_id)
     for object_id in new_owners:
@@ -385,7 +402,10 @@ def _list_links(
     req.require(READ_GROUP)
     group = lookup_group(req, emu, group_id)
     tenant = req.tenant
-    links = (tenant.members if relation == "members" else tenant.owners)[group["id"]]
+    if relation == "members":
+        links = tenant.visible_members(group["id"], emu.replication_lag_seconds())
+    else:
+        links = tenant.owners[group["id"]]
     return list_directory_objects(req, links, cast)
 
 
@@ -439,7 +459,8 @@ def _count_links(req: GraphRequest, emu: Emulator, group_id: str, cast: str | No
     req.require(READ_GROUP)
     require_count_header(req.headers)
     group = lookup_group(req, emu, group_id)
-    return count_directory_objects(req, req.tenant.members[group["id"]], cast)
+    members = req.tenant.visible_members(group["id"], emu.replication_lag_seconds())
+    return count_directory_objects(req, members, cast)
 
 
 def count_directory_objects(req: GraphRequest, members: MemberSet, cast: str | None) -> GraphResponse:
@@ -525,6 +546,7 @@ def add_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Grap
     check_can_join(req.tenant, group, object_id)
     if object_id in req.tenant.members[group["id"]]:
         raise bad_request(e.ALREADY_MEMBER)
+    req.tenant.note_members_change(group["id"], emu.replication_lag_seconds())
     req.tenant.add_member(group["id"], object_id)
     return GraphResponse(204)
 
@@ -539,6 +561,7 @@ def remove_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> G
         raise bad_request(e.INVALID_ID.format(id=member_id))
     if member_id not in req.tenant.members[group["id"]]:
         raise not_found(member_id)
+    req.tenant.note_members_change(group["id"], emu.replication_lag_seconds())
     req.tenant.remove_member(group["id"], member_id)
     return GraphResponse(204)
 

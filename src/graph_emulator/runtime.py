@@ -17,6 +17,10 @@ from .state import Directory
 from .throttle import Throttle
 from .tokens import TokenService
 
+# The default profile is eventually consistent, as Microsoft Graph is: a write is read back after this long
+# (divided by time_scale). Tests that need read-your-writes ask for lag 0 by name.
+DEFAULT_LAG_SECONDS = 1.0
+
 FAULT_ERRORS = {
     503: ("serviceNotAvailable", "The service is temporarily unavailable. Please try again later."),
     504: ("UnknownError", "The operation has timed out."),
@@ -59,8 +63,11 @@ class Emulator:
         time_scale: float = 1.0,
         throttling: bool = True,
         faults: dict[str, Any] | None = None,
+        lag_seconds: float = DEFAULT_LAG_SECONDS,
     ) -> None:
         self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
+        self.initial_lag_seconds = lag_seconds
+        self.lag_seconds = lag_seconds
         self.directory: Directory = load_seed(self.seed)
         self.time_scale = time_scale
         self.tokens = TokenService()
@@ -76,11 +83,22 @@ class Emulator:
         return f"{self.base_url}/v1.0"
 
     def replication_lag_seconds(self) -> float:
-        return self.faults.faults.replication_lag_seconds / self.time_scale
+        """Seconds before a Graph write is seen by reads and the index: the profile's lag, or the fault's."""
+        configured = self.faults.faults.replication_lag_seconds or self.lag_seconds
+        return configured / self.time_scale
+
+    def set_lag(self, lag_seconds: float) -> None:
+        if lag_seconds < 0:
+            raise ValueError("lag_seconds must be 0 or more")
+        self.lag_seconds = lag_seconds
+        if lag_seconds == 0:
+            for tenant in self.directory.tenants.values():
+                tenant.settle()
 
     def reset(self, seed: dict[str, Any] | None = None) -> None:
         self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
         self.directory = load_seed(self.seed)
+        self.lag_seconds = self.initial_lag_seconds
         self.set_faults({})
         self.throttle.reset()
         self.stats.reset()

@@ -91,6 +91,14 @@ class MemberSet:
 
 
 @dataclass
+class Pending:
+    """A change Graph has made but not yet replicated: readers still see `base` (None: the object is not there)."""
+
+    base: Any
+    since: float
+
+
+@dataclass
 class ChangeEvent:
     seq: int
     group_id: str
@@ -118,7 +126,9 @@ class Tenant:
     nickname_index: dict[str, str] = field(default_factory=dict)
     allow_guests_in_groups: bool = True
     decline_consent: bool = False
-    created_at: dict[str, float] = field(default_factory=dict)  # group id -> monotonic creation time
+    # Replication: what readers still see of groups and memberships changed through Graph in the last lag.
+    stale_groups: dict[str, Pending] = field(default_factory=dict)
+    stale_members: dict[str, Pending] = field(default_factory=dict)
     changes: list[ChangeEvent] = field(default_factory=list)
     next_seq: int = 1
     users_sorted: list[str] | None = None
@@ -176,7 +186,9 @@ class Tenant:
             self.nickname_index.pop(group["mailNickname"].lower(), None)
         self.members.pop(group_id, None)
         self.owners.pop(group_id, None)
-        self.created_at.pop(group_id, None)
+        # A deletion is seen at once (readers that saw the group get 404 from now on).
+        self.stale_groups.pop(group_id, None)
+        self.stale_members.pop(group_id, None)
         if "Unified" in (group.get("groupTypes") or []):
             self.deleted_groups[group_id] = {**group, "deletedDateTime": iso_now()}
         self.record(group_id, "deleted")
@@ -224,12 +236,56 @@ class Tenant:
         self.changes.append(ChangeEvent(self.next_seq, group_id, kind, member_id))
         self.next_seq += 1
 
-    def is_lagging(self, group_id: str, lag_seconds: float) -> bool:
-        """True while a freshly created group has not yet replicated (replication-lag fault)."""
-        if lag_seconds <= 0:
-            return False
-        created = self.created_at.get(group_id)
-        return created is not None and time.monotonic() - created < lag_seconds
+    # ---- replication lag -----------------------------------------------------------------------
+    # Graph writes land at once; reads, counts and the advanced-query index see them only after `lag` seconds.
+    # A change within the lag of an earlier one keeps the older base and restarts the wait, as a replica that
+    # keeps receiving writes stays behind.
+
+    def note_group_change(self, group_id: str, lag: float, *, new: bool = False) -> None:
+        if lag <= 0:
+            return
+        now = time.monotonic()
+        entry = self.stale_groups.get(group_id)
+        if entry is not None and now - entry.since < lag:
+            entry.since = now
+            return
+        base = None if new else dict(self.groups[group_id])
+        self.stale_groups[group_id] = Pending(base, now)
+
+    def note_members_change(self, group_id: str, lag: float) -> None:
+        if lag <= 0:
+            return
+        now = time.monotonic()
+        entry = self.stale_members.get(group_id)
+        if entry is not None and now - entry.since < lag:
+            entry.since = now
+            return
+        self.stale_members[group_id] = Pending(MemberSet(set(self.members[group_id].ids())), now)
+
+    def visible_group(self, group_id: str, lag: float) -> dict[str, Any] | None:
+        """The group as a reader sees it now: None while a new group has not replicated."""
+        entry = self.stale_groups.get(group_id)
+        if entry is not None:
+            if lag > 0 and time.monotonic() - entry.since < lag:
+                return entry.base  # type: ignore[no-any-return]
+            del self.stale_groups[group_id]
+        return self.groups.get(group_id)
+
+    def visible_members(self, group_id: str, lag: float) -> MemberSet:
+        entry = self.stale_members.get(group_id)
+        if entry is not None:
+            if lag > 0 and time.monotonic() - entry.since < lag:
+                return entry.base  # type: ignore[no-any-return]
+            del self.stale_members[group_id]
+        return self.members[group_id]
+
+    def is_new_and_unreplicated(self, group_id: str, lag: float) -> bool:
+        return group_id in self.groups and self.visible_group(group_id, lag) is None
+
+    def settle(self) -> None:
+        """Everything replicated at once (POST /_emulator/replicate-now)."""
+        self.stale_groups.clear()
+        self.stale_members.clear()
 
 
 @dataclass

@@ -9,7 +9,7 @@ from typing import Any
 import httpx
 
 from . import seeds
-from .runtime import Emulator
+from .runtime import DEFAULT_LAG_SECONDS, Emulator
 from .server import EmulatorServer
 
 
@@ -123,6 +123,12 @@ class EmulatorControl:
     def replicate_now(self) -> None:
         self._call("POST", "/replicate-now")
 
+    def set_lag(self, lag_seconds: float) -> dict[str, Any]:
+        return self._call("PUT", "/consistency", {"lag_seconds": lag_seconds})  # type: ignore[no-any-return]
+
+    def consistency(self) -> dict[str, Any]:
+        return self._call("GET", "/consistency")  # type: ignore[no-any-return]
+
 
 class RunningEmulator:
     """An emulator serving HTTPS on a background thread; stop() (or leaving the `with` block) shuts it down."""
@@ -149,6 +155,49 @@ class RunningEmulator:
 
     def __repr__(self) -> str:
         return f"RunningEmulator(base_url={self.base_url!r}, tenant_id={self.tenant_id!r})"
+
+    # ---- ready settings for Microsoft's clients ----------------------------------------------------
+
+    def ssl_context(self) -> ssl.SSLContext:
+        """A context that trusts the emulator's own certificate authority (and nothing else)."""
+        return ssl.create_default_context(cafile=str(self.ca_path))
+
+    def httpx_settings(self) -> dict[str, Any]:
+        """Keyword arguments for httpx.Client/AsyncClient talking to Graph on the emulator."""
+        return {"base_url": self.graph_url, "verify": self.ssl_context(), "trust_env": False}
+
+    def msal_settings(self) -> dict[str, Any]:
+        """Keyword arguments for msal.ConfidentialClientApplication, with an http_client that trusts ca_path.
+
+        Instance discovery is off: MSAL asks login.microsoftonline.com for it whatever the authority.
+        """
+        import requests
+
+        session = requests.Session()
+        session.verify = str(self.ca_path)
+        session.trust_env = False  # else REQUESTS_CA_BUNDLE would override verify
+        return {
+            "client_id": self.client_id,
+            "client_credential": self.client_secret,
+            "authority": self.authority,
+            "instance_discovery": False,
+            "http_client": session,
+        }
+
+    def azure_identity_settings(self) -> dict[str, Any]:
+        """Keyword arguments for azure.identity.ClientSecretCredential (and its aio twin)."""
+        return {
+            "tenant_id": self.tenant_id,
+            "client_id": self.client_id,
+            "client_secret": self.client_secret,
+            "authority": self.base_url,
+            "disable_instance_discovery": True,
+            "connection_verify": str(self.ca_path),
+        }
+
+    @property
+    def scope(self) -> str:
+        return "https://graph.microsoft.com/.default"
 
     def __enter__(self) -> RunningEmulator:
         return self
@@ -226,7 +275,12 @@ class RunningEmulator:
         )
 
     def replicate_now(self) -> None:
+        """Settle every replication lag at once (objects, memberships, the index)."""
         self.control.replicate_now()
+
+    def set_lag(self, lag_seconds: float) -> None:
+        """Change the replication lag until the next reset; 0 makes every write visible at once."""
+        self.control.set_lag(lag_seconds)
 
 
 def start_emulator(
@@ -239,11 +293,13 @@ def start_emulator(
     throttling: bool = True,
     faults: dict[str, Any] | None = None,
     port: int = 0,
+    lag_seconds: float | None = None,
 ) -> RunningEmulator:
     """Start an HTTPS emulator on a background thread and return once it answers."""
     if seed is None:
         seed = seeds.generated_seed(users, groups) if (users or groups) else seeds.default_seed()
-    emu = Emulator(seed, time_scale=time_scale, throttling=throttling, faults=faults)
+    lag = DEFAULT_LAG_SECONDS if lag_seconds is None else lag_seconds
+    emu = Emulator(seed, time_scale=time_scale, throttling=throttling, faults=faults, lag_seconds=lag)
     server = EmulatorServer(emu, Path(data_dir), port)
     server.start()
     server.wait_started()

@@ -130,7 +130,9 @@ def create_in_unit(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> 
             "Only a group can be created inside an administrative unit: the body needs "
             f'"@odata.type": "{GROUP_ODATA_TYPE}"; add an existing object with POST .../members/$ref.'
         )
-    group = new_group(req, {k: v for k, v in body.items() if k != "@odata.type"})
+    group = new_group(
+        req, {k: v for k, v in body.items() if k != "@odata.type"}, emu.replication_lag_seconds()
+    )
     req.tenant.unit_members[unit["id"]].add(group["id"])
     odata_id = group_odata_id(req.tenant, group["id"])
     out = {

@@ -90,6 +90,8 @@ def test_a_group_created_inside_a_unit_lands_in_it(graph, emulator):
     assert group["id"] in emulator.unit_members(MANAGED)
     listed = graph.get(f"{UNITS}/{MANAGED}/members/microsoft.graph.group", params={"$select": "id"})
     assert group["id"] in {g["id"] for g in listed.json()["value"]}
+    assert graph.get(f"/groups/{group['id']}").status_code == 404  # still replicating, as any new group
+    emulator.replicate_now()
     assert graph.get(f"/groups/{group['id']}").json()["displayName"] == "Unit Team"
 
 

@@ -198,6 +198,7 @@ def test_a_lost_answer_means_the_change_was_made(graph, emulator):
     with pytest.raises(httpx.TransportError):
         graph.post("/groups", json=body)
     emulator.set_faults()
+    emulator.replicate_now()
     found = graph.get("/groups?$filter=mailNickname eq 'lost-answer'").json()["value"]
     assert len(found) == 1  # made once: by the second request only, whose answer never arrived
     assert emulator.stats()["faults_injected"]["lost_response"] == 1

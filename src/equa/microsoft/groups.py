@@ -43,6 +43,7 @@ from equa.microsoft.graph import (
     while_replicating,
 )
 from equa.microsoft.models import GrantOrigin, GroupCreation, MicrosoftGroupGrant, MicrosoftMember
+from equa.microsoft.own_writes import own_writes
 from equa.microsoft.scope import (
     GroupScope,
     grant_of,
@@ -803,7 +804,8 @@ class GroupDetails:
 
 
 async def member_count(graph: GraphClient, group_id: str) -> int:
-    return await graph.count(f"groups/{group_id}/members")
+    # Graph's count lags behind member changes; ours made in the last minutes are counted already.
+    return own_writes.member_count(graph.tenant, group_id, await graph.count(f"groups/{group_id}/members"))
 
 
 async def group_details(
@@ -925,8 +927,11 @@ async def list_group_members(
         raise
     body = response.json() or {}
     by_email, by_directory_id = await team_directory(session, organization)
-    items = [_member_from_graph(item, by_email, by_directory_id) for item in body.get("value") or []]
-    skip_token = skip_token_of(body.get("@odata.nextLink"))
+    next_link = body.get("@odata.nextLink")
+    # Graph may not list a member added (or may still list one removed) here a moment ago: show ours.
+    listed = own_writes.members_page(graph.tenant, group_id, body.get("value") or [], last_page=not next_link)
+    items = [_member_from_graph(item, by_email, by_directory_id) for item in listed]
+    skip_token = skip_token_of(next_link)
     return MembersPage(items, cursors.sign(size=limit, skip_token=skip_token) if skip_token else None)
 
 
@@ -1056,6 +1061,9 @@ async def add_group_member(
         request_id=request_id,
         detail=None if added else "Already a member; nothing changed.",
     )
+    if added:
+        listed = {"@odata.type": "#microsoft.graph.user", **user}
+        own_writes.changed(graph.tenant, group_id, str(user["id"]), present=True, member=listed)
     by_email, by_directory_id = await team_directory(session, organization)
     return MemberChange(_member_from_graph(user, by_email, by_directory_id), added)
 
@@ -1094,6 +1102,8 @@ async def remove_group_member(
         request_id=request_id,
         detail=None if removed else "Was not a member; nothing changed.",
     )
+    if removed:
+        own_writes.changed(graph.tenant, str(group["id"]), str(member_id), present=False)
     return removed
 
 

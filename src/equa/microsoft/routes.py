@@ -204,6 +204,7 @@ async def create(
     session: DbSession,
     graph: Graph,
     scope: Scope,
+    cache: Cache,
     idempotency_key: Annotated[
         str | None,
         Header(
@@ -229,6 +230,9 @@ async def create(
             scope=scope,
             daily_limit=request.app.state.settings.group_create_limit,
         )
+        if not result.replayed:
+            # Graph shows a new group only once replicated; the status card shows it now.
+            cache.remember_created(graph, result.group)
         return group_out(result.group, None)
 
     return await rendered(request, session, work())

@@ -31,7 +31,7 @@ from equa.microsoft.graph import (
     GraphNotFound,
     GraphPermissionDenied,
 )
-from equa.microsoft.groups import linked_group_id
+from equa.microsoft.groups import _tolerating_replication_lag, linked_group_id, member_count, recently_linked
 from equa.microsoft.models import SyncRun
 from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
@@ -49,6 +49,7 @@ PERMISSION_MISSING = "permission_missing"
 AUTH_FAILED = "auth_failed"
 UNREACHABLE = "unreachable"
 OUT_OF_SCOPE = "out_of_scope"  # the linked group is no longer within MS_GROUP_SCOPE; nothing is read from it
+REPLICATING = "Microsoft 365 is still replicating the new group; its summary appears within a minute."
 
 
 @dataclass(frozen=True)
@@ -83,21 +84,32 @@ def _health_of(error: GraphError, consent_url: str | None) -> tuple[str, str]:
     return UNREACHABLE, error.action or "Microsoft 365 could not be reached; it is retried automatically."
 
 
-async def read_snapshot(graph: GraphClient, group_id: str | None, consent_url: str | None) -> GroupSnapshot:
-    """Ask Graph now. With no group, a one-item group listing proves sign-in and permissions."""
+async def read_snapshot(
+    graph: GraphClient, group_id: str | None, consent_url: str | None, *, recent: bool = False
+) -> GroupSnapshot:
+    """Ask Graph now. With no group, a one-item group listing proves sign-in and permissions.
+
+    `recent`: the group was linked (or created) moments ago, so a 404 is Graph still replicating it, not a
+    deletion; it is retried for a few seconds and otherwise reported as such.
+    """
     try:
         if group_id is None:
             await graph.get("groups", params={"$top": "1", "$select": "id"})
             display_name = description = None
             count: int | None = None
         else:
-            response = await graph.get(f"groups/{group_id}", params={"$select": "id,displayName,description"})
+            response = await _tolerating_replication_lag(
+                lambda: graph.get(f"groups/{group_id}", params={"$select": "id,displayName,description"}),
+                recent=recent,
+            )
             body: dict[str, Any] = response.json() or {}
             display_name, description = body.get("displayName"), body.get("description")
-            count = await graph.count(f"groups/{group_id}/members")
+            count = await member_count(graph, group_id)
         health, action = OK, None
     except GraphError as error:
         health, action = _health_of(error, consent_url)
+        if recent and isinstance(error, GraphNotFound):
+            health, action = UNREACHABLE, REPLICATING  # not a deletion: Graph has not replicated it yet
         display_name = description = None
         count = None
     except (
@@ -119,7 +131,7 @@ class StatusCache:
         self._refreshing: dict[tuple[str, str | None], asyncio.Task[GroupSnapshot]] = {}
 
     def _refresh(
-        self, graph: GraphClient, group_id: str | None, consent_url: str | None
+        self, graph: GraphClient, group_id: str | None, consent_url: str | None, recent: bool = False
     ) -> asyncio.Task[GroupSnapshot]:
         key = (graph.tenant, group_id)
         task = self._refreshing.get(key)
@@ -127,7 +139,10 @@ class StatusCache:
 
             async def refresh() -> GroupSnapshot:
                 try:
-                    snapshot = await read_snapshot(graph, group_id, consent_url)
+                    snapshot = await read_snapshot(graph, group_id, consent_url, recent=recent)
+                    previous = self._entries.get(key)
+                    if snapshot.action == REPLICATING and previous is not None and previous.health == OK:
+                        return previous  # what we created and read before is better than "not there yet"
                     self._entries[key] = snapshot
                     return snapshot
                 finally:
@@ -136,6 +151,24 @@ class StatusCache:
             task = asyncio.create_task(refresh(), name=f"microsoft-status-{group_id}")
             self._refreshing[key] = task
         return task
+
+    def remember_created(self, graph: GraphClient, group: dict[str, Any]) -> None:
+        """The group this process just created, as Graph answered the creation: shown until Graph replicates it.
+
+        Due for a refresh at once (the next read starts one in the background); a refresh that still finds no
+        group keeps this summary instead of replacing it with "still replicating".
+        """
+        key = (graph.tenant, str(group["id"]))
+        age = self.ttl_seconds * REFRESH_AHEAD_FRACTION
+        self._entries[key] = GroupSnapshot(
+            OK,
+            None,
+            group.get("displayName"),
+            group.get("description"),
+            0,  # a new group has its owner, and no member yet
+            utcnow(),
+            time.monotonic() - age,
+        )
 
     def is_fresh(self, graph: GraphClient, group_id: str | None) -> bool:
         cached = self._entries.get((graph.tenant, group_id))
@@ -155,7 +188,13 @@ class StatusCache:
             )
 
     async def snapshot(
-        self, graph: GraphClient, group_id: str | None, consent_url: str | None, wait_seconds: float
+        self,
+        graph: GraphClient,
+        group_id: str | None,
+        consent_url: str | None,
+        wait_seconds: float,
+        *,
+        recent: bool = False,
     ) -> tuple[GroupSnapshot | None, bool]:
         """(snapshot, fresh): a cached or newly read one, or after `wait_seconds` the last one (stale, maybe None)."""
         key = (graph.tenant, group_id)
@@ -163,9 +202,9 @@ class StatusCache:
         if cached is not None and cached.age() < self.ttl_seconds:
             if cached.age() >= self.ttl_seconds * REFRESH_AHEAD_FRACTION:
                 # Refresh before expiry, in the background: while the group is looked at, no caller ever waits.
-                self._refresh(graph, group_id, consent_url)
+                self._refresh(graph, group_id, consent_url, recent)
             return cached, True
-        task = self._refresh(graph, group_id, consent_url)
+        task = self._refresh(graph, group_id, consent_url, recent)
         try:
             # shield: a caller that stops waiting must not cancel the refresh others will use.
             return await asyncio.wait_for(asyncio.shield(task), timeout=wait_seconds), True
@@ -259,7 +298,8 @@ async def get_status(
     cache = cache or StatusCache(settings.status_cache_seconds)
     if not cache.is_fresh(graph, group_id):
         await release_connection(session)  # about to wait on Graph: let other requests have the connection
-    snapshot, fresh = await cache.snapshot(graph, group_id, consent_url, wait_seconds)
+    recent = recently_linked(organization)
+    snapshot, fresh = await cache.snapshot(graph, group_id, consent_url, wait_seconds, recent=recent)
     if snapshot is None:
         return Status(
             True,

@@ -22,6 +22,7 @@ from equa.microsoft.graph import (
     GraphTransient,
 )
 from equa.microsoft.models import Outcome
+from equa.microsoft.own_writes import own_writes
 from equa.microsoft.sync.plan import DirectoryUser
 from equa.microsoft.sync.policy import OnError, fails_the_run, on_error
 from equa.microsoft.sync.resolve import directory_user
@@ -52,8 +53,18 @@ MISSING = "missing"
 async def list_group_members(graph: GraphClient, group_id: str) -> AsyncIterator[DirectoryUser]:
     """Every member of the group, streamed page by page with only the fields matching needs."""
     params = {"$top": str(PAGE_SIZE), "$select": MEMBER_FIELDS}
+    # Graph lists a member change only once replicated: this process's own recent changes count already, so
+    # a sync right after another does not re-add, or forget the links of, the members the first one added.
+    removed, added = own_writes.pending(graph.tenant, group_id)
+    listed: set[str] = set()
     async for item in graph.paginate(f"/groups/{group_id}/members", params):
+        if str(item.get("id")) in removed:
+            continue
+        listed.add(str(item.get("id")))
         yield directory_user(item)
+    for member_id, item in added.items():
+        if member_id not in listed:
+            yield directory_user(item)
 
 
 async def list_group_owner_ids(graph: GraphClient, group_id: str) -> set[str]:
@@ -170,6 +181,8 @@ async def remove_members(
             changes.append(MemberChange(directory_id, Outcome.FAILED.value, str(result)))
         elif result.ok or isinstance(result.error, GraphNotFound):
             changes.append(MemberChange(directory_id, Outcome.REMOVED.value, None, result.request_id))
+            if result.ok:
+                own_writes.changed(graph.tenant, group_id, directory_id, present=False)
         else:
             change = _change_from_error(directory_id, result.error, result.status)
             changes.append(

@@ -27,6 +27,7 @@ from equa.microsoft.graph import (
     while_replicating,
 )
 from equa.microsoft.models import Outcome, RunStatus, SyncRun
+from equa.microsoft.own_writes import own_writes
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync import apply as applying
 from equa.microsoft.sync.inputs import SyncInputs, load_inputs
@@ -146,8 +147,18 @@ async def _add_chunk(
             planned = by_id[change.directory_id]
             if change.outcome == applying.MISSING:
                 missing.append(planned)
-            else:
-                note_add(inputs, applied, planned, change)
+                continue
+            if change.outcome == Outcome.ADDED.value:
+                # Counted and listed by this process at once, though Graph shows it only once replicated.
+                listed = {
+                    "id": planned.directory_id,
+                    "mail": planned.email,
+                    "displayName": planned.display_name,
+                }
+                own_writes.changed(
+                    graph.tenant, inputs.group_id, planned.directory_id, present=True, member=listed
+                )
+            note_add(inputs, applied, planned, change)
         if missing:
             raise _StillMissing(f"{len(missing)} member(s) not found by Microsoft Graph")
 

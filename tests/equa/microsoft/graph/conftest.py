@@ -103,6 +103,15 @@ def emu(emulator: Any) -> Iterator[Any]:
 
 
 @pytest.fixture
+def instant_consistency(emu: Any) -> Iterator[Any]:
+    """For a test about the client itself: every write is read back at once (Graph lags by default)."""
+    lag = emu.control.consistency()["lag_seconds"]
+    emu.set_lag(0)
+    yield emu
+    emu.set_lag(lag)
+
+
+@pytest.fixture
 def graph_config(emu: Any) -> GraphConfig:
     return GraphConfig(
         client_id=emu.client_id,

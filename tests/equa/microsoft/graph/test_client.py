@@ -203,7 +203,7 @@ async def test_batch_of_45_is_sent_in_3_envelopes_with_results_in_order(emu: Any
     assert isinstance(results[30].error, GraphNotFound)
 
 
-async def test_batch_depends_on_runs_in_order(emu: Any, graph: GraphClient) -> None:
+async def test_batch_depends_on_runs_in_order(emu: Any, graph: GraphClient, instant_consistency: Any) -> None:
     group_id = _new_group(emu)
     user_id = _new_user(emu)
     odata_id = f"https://graph.microsoft.com/v1.0/directoryObjects/{user_id}"

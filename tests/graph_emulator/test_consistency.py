@@ -1,0 +1,87 @@
+"""Eventual consistency by default: Graph writes are read back, counted and searched only after the lag."""
+
+from __future__ import annotations
+
+import time
+
+from graph_emulator import seeds
+
+DOMAIN = seeds.DEFAULT_TENANT_DOMAIN
+FALCON = seeds.stable_id(DOMAIN, "seed-group", "empty-team")
+EVENTUAL = {"ConsistencyLevel": "eventual"}
+NEW_GROUP = {
+    "displayName": "Fresh Team",
+    "mailEnabled": False,
+    "mailNickname": "fresh-team",
+    "securityEnabled": True,
+}
+
+
+def member_user() -> str:
+    return next(u["id"] for u in seeds.default_seed()["tenants"][0]["users"] if u["userType"] == "Member")
+
+
+def test_the_default_profile_lags_one_second_scaled_by_time_scale(emulator):
+    state = emulator.control.consistency()
+    assert state["lag_seconds"] == 1.0
+    assert state["effective_lag_seconds"] == 1.0 / state["time_scale"]
+
+
+def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emulator):
+    before = int(graph.get("/groups/$count", headers=EVENTUAL).text)
+    created = graph.post("/groups", json=NEW_GROUP)
+    assert created.status_code == 201
+    group_id = created.json()["id"]
+    assert graph.get(f"/groups/{group_id}").status_code == 404
+    assert int(graph.get("/groups/$count", headers=EVENTUAL).text) == before
+    searched = graph.get(
+        "/groups", params={"$search": '"displayName:Fresh"', "$count": "true"}, headers=EVENTUAL
+    )
+    assert searched.json()["value"] == []
+    emulator.replicate_now()
+    assert graph.get(f"/groups/{group_id}").json()["displayName"] == "Fresh Team"
+    assert int(graph.get("/groups/$count", headers=EVENTUAL).text) == before + 1
+    searched = graph.get(
+        "/groups", params={"$search": '"displayName:Fresh"', "$count": "true"}, headers=EVENTUAL
+    )
+    assert [g["id"] for g in searched.json()["value"]] == [group_id]
+
+
+def test_a_change_is_read_back_after_the_lag(graph, emulator):
+    assert graph.patch(f"/groups/{FALCON}", json={"displayName": "Falcon Renamed"}).status_code == 204
+    started = time.monotonic()
+    assert graph.get(f"/groups/{FALCON}").json()["displayName"] == "Project Falcon"
+    lagged = graph.get("/groups", params={"$filter": "displayName eq 'Falcon Renamed'"}).json()["value"]
+    assert lagged == []
+    while graph.get(f"/groups/{FALCON}").json()["displayName"] != "Falcon Renamed":
+        assert time.monotonic() - started < 5, "the change never replicated"
+        time.sleep(0.05)
+    assert time.monotonic() - started >= 0.5
+
+
+def test_members_and_member_counts_lag_until_replicate_now(graph, emulator):
+    user = member_user()
+    ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"}
+    assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 204
+    assert graph.get(f"/groups/{FALCON}/members").json()["value"] == []
+    assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "0"
+    # The write side already knows: adding again is refused at once.
+    assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 400
+    emulator.replicate_now()
+    assert [m["id"] for m in graph.get(f"/groups/{FALCON}/members").json()["value"]] == [user]
+    assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "1"
+
+
+def test_a_test_can_ask_for_instant_consistency(graph, emulator):
+    emulator.set_lag(0)
+    created = graph.post("/groups", json=NEW_GROUP)
+    assert graph.get(f"/groups/{created.json()['id']}").status_code == 200
+    emulator.reset()
+    assert emulator.control.consistency()["lag_seconds"] == 1.0
+
+
+def test_control_api_set_up_is_already_replicated(graph, emulator):
+    group = emulator.add_group(
+        displayName="Set up", mailNickname="set-up", mailEnabled=False, securityEnabled=True
+    )
+    assert graph.get(f"/groups/{group['id']}").status_code == 200
