@@ -80,6 +80,8 @@ def start_worker(settings: Any, tmp_path: Path, name: str) -> subprocess.Popen[b
         "MS_AUTHORITY_HOST": settings.ms_authority_host,
         "MS_GRAPH_URL": settings.ms_graph_url,
         "MS_CA_BUNDLE": str(settings.ms_ca_bundle),
+        # The organizations link seeded tenant groups directly, as before the group scope.
+        "MS_GROUP_SCOPE": settings.ms_group_scope,
     }
     equa = Path(sys.executable).with_name("equa")
     log = (tmp_path / f"{name}.log").open("wb")
