@@ -12,6 +12,7 @@ from ms_support import Team, emu, link, ms_emulator, seed_group_id, settings, te
 
 from equa.accounts.models import User
 from equa.app import create_app
+from equa.microsoft.graph.permissions import DEFAULT_SCOPE, permission_names
 from equa.settings import Settings
 
 __all__ = ["emu", "ms_emulator", "settings", "team"]
@@ -75,6 +76,8 @@ async def test_operator_consent_url_is_for_platform_admins_only(
     assert response.status_code == 200
     assert response.json()["url"].startswith(f"{emu.base_url}/{emu.tenant_id}/v2.0/adminconsent?")
     assert emu.client_secret not in response.text
+    # The permissions to grant come from the one list in code, for the configured group scope.
+    assert response.json()["permissions"] == permission_names(DEFAULT_SCOPE)
 
 
 async def test_operators_named_in_the_setting_read_the_consent_url(
