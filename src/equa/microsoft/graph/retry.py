@@ -20,6 +20,7 @@ if TYPE_CHECKING:
     from equa.microsoft.graph.errors import GraphError
     from equa.microsoft.graph.throttle import ThrottleGate
 
+# The client's logger: a retry is logged as part of the request it repeats.
 log = logging.getLogger("equa.microsoft.graph.client")
 T = TypeVar("T")
 

@@ -7,4 +7,8 @@ Interfaces for other packages (routes, pages, CLI), all services that only add/f
   runs.list_outcomes(session, run, outcome=, cursor=, limit=) -> (rows, next_cursor).
 - runs.wait_for_run(session_factory, run_id, timeout) -> SyncRun | None (None: still going after timeout).
 - flagged.list_flagged / invite_flagged / dismiss_flagged; sync_settings.get_sync_settings / update_sync_settings.
+
+Running a sync (tasks.py calls execute.execute_run): inputs -> plan (pure) -> apply (Graph writes) -> recorder
+(outcomes, links, flags, audit); lifecycle holds claim, heartbeat, finish and abandon; policy is the one table of
+what a Graph error does to a run (retry, re-queue, or fail it).
 """

@@ -130,6 +130,7 @@ async def _add_chunk(
     applied: AppliedChanges,
     progress: Progress,
 ) -> None:
+    """Add one chunk; members Graph does not know yet are looked up again and retried while_replicating."""
     pending: list[PlannedMember] = list(chunk)
     missing: list[PlannedMember] = []
 
