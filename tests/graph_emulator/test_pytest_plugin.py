@@ -48,6 +48,10 @@ def test_azure_identity_and_faults(graph_emulator):
     assert graph_emulator.stats()["faults_injected"] == {"503": 1}
 
 
+def test_instant_consistency_by_name(graph_emulator_instant):
+    assert graph_emulator_instant.control.consistency()["effective_lag_seconds"] == 0
+
+
 def test_each_test_starts_from_the_seed(graph_emulator):
     assert graph_emulator.find_groups(displayName="Plugin") == []
     assert graph_emulator.control.consistency()["lag_seconds"] == 1.0
