@@ -279,6 +279,18 @@ class Tenant:
             del self.stale_members[group_id]
         return self.members[group_id]
 
+    def lagging_groups(self, lag: float) -> set[str]:
+        """Groups whose last change (or membership change) has not replicated yet."""
+        if lag <= 0:
+            return set()
+        horizon = time.monotonic() - lag
+        return {
+            group_id
+            for stale in (self.stale_groups, self.stale_members)
+            for group_id, entry in stale.items()
+            if entry.since > horizon
+        }
+
     def is_new_and_unreplicated(self, group_id: str, lag: float) -> bool:
         return group_id in self.groups and self.visible_group(group_id, lag) is None
 

@@ -85,3 +85,20 @@ def test_control_api_set_up_is_already_replicated(graph, emulator):
         displayName="Set up", mailNickname="set-up", mailEnabled=False, securityEnabled=True
     )
     assert graph.get(f"/groups/{group['id']}").status_code == 200
+
+
+def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator):
+    first = graph.get("/groups/delta", params={"$select": "displayName"}).json()
+    while "@odata.nextLink" in first:
+        first = graph.get(first["@odata.nextLink"]).json()
+    assert graph.patch(f"/groups/{FALCON}", json={"displayName": "Falcon Delta"}).status_code == 204
+    created = graph.post("/groups", json=NEW_GROUP).json()
+    early = graph.get(first["@odata.deltaLink"]).json()
+    assert early["value"] == []  # still processing
+    emulator.replicate_now()
+    later = graph.get(early["@odata.deltaLink"]).json()
+    assert {(g["id"], g["displayName"]) for g in later["value"]} == {
+        (FALCON, "Falcon Delta"),
+        (created["id"], "Fresh Team"),
+    }
+    assert graph.get(later["@odata.deltaLink"]).json()["value"] == []
