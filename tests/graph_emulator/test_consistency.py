@@ -102,3 +102,27 @@ def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator)
         (created["id"], "Fresh Team"),
     }
     assert graph.get(later["@odata.deltaLink"]).json()["value"] == []
+
+
+def test_a_user_created_through_graph_is_found_after_it_replicates(graph, emulator):
+    emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "User.ReadWrite.All"])
+    from emulator_helpers import Graph, fetch_token
+
+    writer = Graph(emulator, fetch_token(emulator))
+    before = int(writer.get("/users/$count", headers=EVENTUAL).text)
+    body = {
+        "accountEnabled": True,
+        "displayName": "New Hire",
+        "mailNickname": "new.hire",
+        "userPrincipalName": f"new.hire@{DOMAIN}",
+        "passwordProfile": {"password": "x-Unused-1", "forceChangePasswordNextSignIn": True},
+    }
+    created = writer.post("/users", json=body)
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    assert writer.get(f"/users/{user_id}").status_code == 404
+    assert writer.get(f"/users/new.hire@{DOMAIN}").status_code == 404
+    assert int(writer.get("/users/$count", headers=EVENTUAL).text) == before
+    emulator.replicate_now()
+    assert writer.get(f"/users/{user_id}").json()["displayName"] == "New Hire"
+    assert int(writer.get("/users/$count", headers=EVENTUAL).text) == before + 1
