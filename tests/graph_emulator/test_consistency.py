@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from graph_emulator import seeds
 
 DOMAIN = seeds.DEFAULT_TENANT_DOMAIN
@@ -17,6 +19,13 @@ NEW_GROUP = {
 }
 
 
+@pytest.fixture
+def slow_replication(emulator):
+    """A lag long enough that a busy machine cannot outrun it; replicate_now() ends it."""
+    emulator.set_lag(30)
+    return emulator
+
+
 def member_user() -> str:
     return next(u["id"] for u in seeds.default_seed()["tenants"][0]["users"] if u["userType"] == "Member")
 
@@ -27,7 +36,7 @@ def test_the_default_profile_lags_one_second_scaled_by_time_scale(emulator):
     assert state["effective_lag_seconds"] == 1.0 / state["time_scale"]
 
 
-def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emulator):
+def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emulator, slow_replication):
     before = int(graph.get("/groups/$count", headers=EVENTUAL).text)
     created = graph.post("/groups", json=NEW_GROUP)
     assert created.status_code == 201
@@ -59,7 +68,7 @@ def test_a_change_is_read_back_after_the_lag(graph, emulator):
     assert time.monotonic() - started >= 0.5
 
 
-def test_members_and_member_counts_lag_until_replicate_now(graph, emulator):
+def test_members_and_member_counts_lag_until_replicate_now(graph, emulator, slow_replication):
     user = member_user()
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"}
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 204
@@ -87,7 +96,7 @@ def test_control_api_set_up_is_already_replicated(graph, emulator):
     assert graph.get(f"/groups/{group['id']}").status_code == 200
 
 
-def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator):
+def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator, slow_replication):
     first = graph.get("/groups/delta", params={"$select": "displayName"}).json()
     while "@odata.nextLink" in first:
         first = graph.get(first["@odata.nextLink"]).json()
@@ -104,7 +113,7 @@ def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator)
     assert graph.get(later["@odata.deltaLink"]).json()["value"] == []
 
 
-def test_a_user_created_through_graph_is_found_after_it_replicates(graph, emulator):
+def test_a_user_created_through_graph_is_found_after_it_replicates(graph, emulator, slow_replication):
     emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "User.ReadWrite.All"])
     from emulator_helpers import Graph, fetch_token
 
