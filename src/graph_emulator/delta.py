@@ -76,26 +76,41 @@ def _entries_with_members(view: dict[str, Any], refs: list[dict[str, Any]]) -> l
     ]
 
 
-def _initial(tenant: Tenant, ids: list[str] | None, select: list[str] | None) -> list[dict[str, Any]]:
+def _replicated_until(tenant: Tenant, since: int, lagging: set[str]) -> int:
+    """The last change sequence number a round may include: just before the first change still replicating."""
+    if lagging:
+        for event in tenant.changes:
+            if event.seq > since and event.group_id in lagging:
+                return event.seq - 1
+    return tenant.next_seq - 1
+
+
+def _initial(
+    tenant: Tenant, ids: list[str] | None, select: list[str] | None, lag: float
+) -> list[dict[str, Any]]:
+    """Every group as readers see it now (a new one still replicating comes in a later round)."""
     with_members = select is None or "members" in select
     entries: list[dict[str, Any]] = []
     for group_id in sorted(ids if ids is not None else tenant.groups):
-        group = tenant.groups.get(group_id)
+        group = tenant.visible_group(group_id, lag) if group_id in tenant.groups else None
         if group is None:
             continue
-        refs = [_member_ref(tenant, m) for m in tenant.members[group_id].ordered()] if with_members else []
+        members = tenant.visible_members(group_id, lag)
+        refs = [_member_ref(tenant, m) for m in members.ordered()] if with_members else []
         entries.extend(_entries_with_members(_group_view(group, select), refs))
     return entries
 
 
 def _changes(
-    tenant: Tenant, since: int, ids: list[str] | None, select: list[str] | None
+    tenant: Tenant, since: int, ids: list[str] | None, select: list[str] | None, upto: int
 ) -> list[dict[str, Any]]:
     with_members = select is None or "members" in select
     wanted = set(ids) if ids is not None else None
     touched: dict[str, dict[str, str]] = {}  # group -> member -> last event kind
     changed: list[str] = []
     for event in tenant.changes:
+        if event.seq > upto:
+            break
         if event.seq <= since or (wanted is not None and event.group_id not in wanted):
             continue
         if event.group_id not in touched:
@@ -142,19 +157,27 @@ def groups_delta(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
             "value": [],
         }
         return GraphResponse(200, body)
+    # Delta has processing delays: changes still replicating come in a later round, from the first of them on.
+    lag = emu.replication_lag_seconds()
+    lagging = tenant.lagging_groups(lag)
+    since = 0
     if delta_token is not None:
         state = decode_skiptoken(delta_token)
         ids = state.get("f")
         select = state.get("sel")
-        entries = _changes(tenant, int(state.get("s", 0)), ids, select)
+        since = int(state.get("s", 0))
     else:
         ids = _filter_ids(req.query.get("$filter"))
-        entries = _initial(tenant, ids, select)
+    upto = _replicated_until(tenant, since, lagging)
+    if delta_token is not None:
+        entries = _changes(tenant, since, ids, select, upto)
+    else:
+        entries = _initial(tenant, ids, select, lag)
     round_id = uuid.uuid4().hex
     if len(emu.delta_rounds) >= MAX_ROUNDS_KEPT:
         emu.delta_rounds.pop(next(iter(emu.delta_rounds)))
     emu.delta_rounds[round_id] = entries
-    state = {"r": round_id, "s": tenant.next_seq - 1, "sel": select, "f": ids}
+    state = {"r": round_id, "s": upto, "sel": select, "f": ids}
     return _page(req, emu, entries, round_id, 0, state)
 
 

@@ -7,6 +7,7 @@ tenant before each test that uses it. The fixture is a `graph_emulator.testing.R
 - `ca_path`, `base_url`, `graph_url`, `authority`, `token_url`, `tenant_id`, `client_id`, `client_secret`;
 - `httpx_settings()`, `msal_settings()`, `azure_identity_settings()`: ready keyword arguments for those clients;
 - `set_faults(...)` (error rates, latency, dropped or lost answers), `set_lag(seconds)`, `replicate_now()`;
+  the fixture `graph_emulator_instant` is the same tenant with no replication lag;
 - `add_user`, `add_group`, `add_members`, `add_administrative_unit`, `set_app_roles`, `stats()` and the other
   /_emulator controls.
 
@@ -69,3 +70,10 @@ def graph_emulator(graph_emulator_server: RunningEmulator) -> RunningEmulator:
     """The seeded tenant afresh: no faults, the configured lag, zeroed statistics."""
     graph_emulator_server.reset(getattr(graph_emulator_server, "initial_seed", None))
     return graph_emulator_server
+
+
+@pytest.fixture
+def graph_emulator_instant(graph_emulator: RunningEmulator) -> RunningEmulator:
+    """`graph_emulator` with read-your-writes: for a test about something else than Graph's replication lag."""
+    graph_emulator.set_lag(0)
+    return graph_emulator

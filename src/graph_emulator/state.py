@@ -129,6 +129,7 @@ class Tenant:
     # Replication: what readers still see of groups and memberships changed through Graph in the last lag.
     stale_groups: dict[str, Pending] = field(default_factory=dict)
     stale_members: dict[str, Pending] = field(default_factory=dict)
+    new_users: dict[str, float] = field(default_factory=dict)  # user created through Graph -> when
     changes: list[ChangeEvent] = field(default_factory=list)
     next_seq: int = 1
     users_sorted: list[str] | None = None
@@ -279,13 +280,35 @@ class Tenant:
             del self.stale_members[group_id]
         return self.members[group_id]
 
+    def lagging_groups(self, lag: float) -> set[str]:
+        """Groups whose last change (or membership change) has not replicated yet."""
+        if lag <= 0:
+            return set()
+        horizon = time.monotonic() - lag
+        return {
+            group_id
+            for stale in (self.stale_groups, self.stale_members)
+            for group_id, entry in stale.items()
+            if entry.since > horizon
+        }
+
     def is_new_and_unreplicated(self, group_id: str, lag: float) -> bool:
         return group_id in self.groups and self.visible_group(group_id, lag) is None
+
+    def unreplicated_users(self, lag: float) -> set[str]:
+        """Users created through Graph within the lag: not found, listed or counted yet."""
+        if not self.new_users:
+            return set()
+        horizon = time.monotonic() - lag
+        for user_id in [u for u, at in self.new_users.items() if lag <= 0 or at <= horizon]:
+            del self.new_users[user_id]
+        return set(self.new_users)
 
     def settle(self) -> None:
         """Everything replicated at once (POST /_emulator/replicate-now)."""
         self.stale_groups.clear()
         self.stale_members.clear()
+        self.new_users.clear()
 
 
 @dataclass

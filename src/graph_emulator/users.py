@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import bisect
+import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
@@ -94,9 +95,13 @@ def list_users(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Grap
             from .listing import next_link
 
             body["@odata.nextLink"] = next_link(req, {"a": chunk[-1]})
-        body["value"] = [render_user(tenant.users[i], opts.select) for i in chunk]
+        hidden = tenant.unreplicated_users(emu.replication_lag_seconds())
+        body["value"] = [render_user(tenant.users[i], opts.select) for i in chunk if i not in hidden]
         return GraphResponse(200, body)
     users = matching_users(tenant, opts)
+    hidden = tenant.unreplicated_users(emu.replication_lag_seconds())
+    if hidden:
+        users = [u for u in users if u["id"] not in hidden]
     return page(req, opts, users, lambda u: render_user(u, opts.select), context)
 
 
@@ -104,7 +109,8 @@ def list_users(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Grap
 def count_users(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(READ_USERS)
     require_count_header(req.headers)
-    return GraphResponse(200, str(len(req.tenant.users)))
+    hidden = req.tenant.unreplicated_users(emu.replication_lag_seconds())
+    return GraphResponse(200, str(len(req.tenant.users) - len(hidden)))
 
 
 @route("GET", "/users/{id}", "users")
@@ -112,7 +118,7 @@ def get_user(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphR
     req.require(READ_USERS)
     opts = parse_options(req.query, req.headers, allowed=USER_PROPERTIES, type_name=USER_TYPE)
     user = req.tenant.find_user(params["id"])
-    if user is None:
+    if user is None or user["id"] in req.tenant.unreplicated_users(emu.replication_lag_seconds()):
         raise not_found(params["id"])
     context = context_suffix("users", opts.select) + "/$entity"
     return entity(req, context, render_user(user, opts.select))
@@ -136,6 +142,8 @@ def create_user(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gra
     fields["id"] = str(uuid.uuid4())
     user = complete_user(fields, req.tenant.domain)
     req.tenant.put_user(user)
+    if emu.replication_lag_seconds() > 0:
+        req.tenant.new_users[user["id"]] = time.monotonic()
     return GraphResponse(
         201, {"@odata.context": f"{req.graph_base}/$metadata#users/$entity", **render_user(user, None)}
     )

@@ -82,6 +82,7 @@ def test_reading_units_needs_an_administrative_unit_or_directory_permission(emul
 
 
 def test_a_group_created_inside_a_unit_lands_in_it(graph, emulator):
+    emulator.set_lag(30)  # long enough to see the new group still replicating, whatever the machine's load
     created = graph.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
     assert created.status_code == 201, created.text
     group = created.json()

@@ -4,6 +4,8 @@ from __future__ import annotations
 
 import time
 
+import pytest
+
 from graph_emulator import seeds
 
 DOMAIN = seeds.DEFAULT_TENANT_DOMAIN
@@ -17,6 +19,13 @@ NEW_GROUP = {
 }
 
 
+@pytest.fixture
+def slow_replication(emulator):
+    """A lag long enough that a busy machine cannot outrun it; replicate_now() ends it."""
+    emulator.set_lag(30)
+    return emulator
+
+
 def member_user() -> str:
     return next(u["id"] for u in seeds.default_seed()["tenants"][0]["users"] if u["userType"] == "Member")
 
@@ -27,7 +36,7 @@ def test_the_default_profile_lags_one_second_scaled_by_time_scale(emulator):
     assert state["effective_lag_seconds"] == 1.0 / state["time_scale"]
 
 
-def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emulator):
+def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emulator, slow_replication):
     before = int(graph.get("/groups/$count", headers=EVENTUAL).text)
     created = graph.post("/groups", json=NEW_GROUP)
     assert created.status_code == 201
@@ -59,7 +68,7 @@ def test_a_change_is_read_back_after_the_lag(graph, emulator):
     assert time.monotonic() - started >= 0.5
 
 
-def test_members_and_member_counts_lag_until_replicate_now(graph, emulator):
+def test_members_and_member_counts_lag_until_replicate_now(graph, emulator, slow_replication):
     user = member_user()
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"}
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 204
@@ -85,3 +94,44 @@ def test_control_api_set_up_is_already_replicated(graph, emulator):
         displayName="Set up", mailNickname="set-up", mailEnabled=False, securityEnabled=True
     )
     assert graph.get(f"/groups/{group['id']}").status_code == 200
+
+
+def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator, slow_replication):
+    first = graph.get("/groups/delta", params={"$select": "displayName"}).json()
+    while "@odata.nextLink" in first:
+        first = graph.get(first["@odata.nextLink"]).json()
+    assert graph.patch(f"/groups/{FALCON}", json={"displayName": "Falcon Delta"}).status_code == 204
+    created = graph.post("/groups", json=NEW_GROUP).json()
+    early = graph.get(first["@odata.deltaLink"]).json()
+    assert early["value"] == []  # still processing
+    emulator.replicate_now()
+    later = graph.get(early["@odata.deltaLink"]).json()
+    assert {(g["id"], g["displayName"]) for g in later["value"]} == {
+        (FALCON, "Falcon Delta"),
+        (created["id"], "Fresh Team"),
+    }
+    assert graph.get(later["@odata.deltaLink"]).json()["value"] == []
+
+
+def test_a_user_created_through_graph_is_found_after_it_replicates(graph, emulator, slow_replication):
+    emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "User.ReadWrite.All"])
+    from emulator_helpers import Graph, fetch_token
+
+    writer = Graph(emulator, fetch_token(emulator))
+    before = int(writer.get("/users/$count", headers=EVENTUAL).text)
+    body = {
+        "accountEnabled": True,
+        "displayName": "New Hire",
+        "mailNickname": "new.hire",
+        "userPrincipalName": f"new.hire@{DOMAIN}",
+        "passwordProfile": {"password": "x-Unused-1", "forceChangePasswordNextSignIn": True},
+    }
+    created = writer.post("/users", json=body)
+    assert created.status_code == 201, created.text
+    user_id = created.json()["id"]
+    assert writer.get(f"/users/{user_id}").status_code == 404
+    assert writer.get(f"/users/new.hire@{DOMAIN}").status_code == 404
+    assert int(writer.get("/users/$count", headers=EVENTUAL).text) == before
+    emulator.replicate_now()
+    assert writer.get(f"/users/{user_id}").json()["displayName"] == "New Hire"
+    assert int(writer.get("/users/$count", headers=EVENTUAL).text) == before + 1

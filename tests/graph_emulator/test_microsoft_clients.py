@@ -39,12 +39,13 @@ def user_ids(emulator, count: int) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["$deltatoken", "$deltaToken"])
-def test_delta_token_latest_gives_only_a_delta_link(graph, name):
+def test_delta_token_latest_gives_only_a_delta_link(graph, emulator, name):
     response = graph.get(f"/groups/delta?{name}=latest")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["value"] == [] and "@odata.nextLink" not in body
     assert graph.patch(f"/groups/{FALCON}", json={"description": "changed"}).status_code == 204
+    emulator.replicate_now()
     following = graph.get(body["@odata.deltaLink"]).json()
     assert [entry["id"] for entry in following["value"]] == [FALCON]
 

@@ -30,7 +30,8 @@ def test_msal_and_httpx_read_the_seeded_tenant(graph_emulator):
             },
         )
         assert created.status_code == 201
-        assert graph.get(f"/groups/{created.json()['id']}").status_code == 404  # the default lag
+        graph_emulator.set_lag(30)  # whatever the machine's load, the new group is still replicating
+        assert graph.get(f"/groups/{created.json()['id']}").status_code == 404
         graph_emulator.replicate_now()
         assert graph.get(f"/groups/{created.json()['id']}").status_code == 200
 
@@ -46,6 +47,10 @@ def test_azure_identity_and_faults(graph_emulator):
         graph_emulator.set_faults()
         assert graph.get("/groups").status_code == 200
     assert graph_emulator.stats()["faults_injected"] == {"503": 1}
+
+
+def test_instant_consistency_by_name(graph_emulator_instant):
+    assert graph_emulator_instant.control.consistency()["effective_lag_seconds"] == 0
 
 
 def test_each_test_starts_from_the_seed(graph_emulator):
