@@ -31,7 +31,7 @@ from equa.microsoft.graph import (
     GraphNotFound,
     GraphPermissionDenied,
 )
-from equa.microsoft.groups import _tolerating_replication_lag, linked_group_id, member_count, recently_linked
+from equa.microsoft.groups import linked_group_id, member_count, recently_linked, tolerating_replication_lag
 from equa.microsoft.models import SyncRun
 from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
@@ -98,7 +98,7 @@ async def read_snapshot(
             display_name = description = None
             count: int | None = None
         else:
-            response = await _tolerating_replication_lag(
+            response = await tolerating_replication_lag(
                 lambda: graph.get(f"groups/{group_id}", params={"$select": "id,displayName,description"}),
                 recent=recent,
             )
