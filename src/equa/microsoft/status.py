@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.db.base import utcnow
 from equa.db.read_cache import ReadCache, detached_copy, read_through
 from equa.db.session import release_connection
 from equa.errors import AppError
+from equa.microsoft import repository
 from equa.microsoft.graph import (
     GraphAuthenticationFailed,
     GraphClient,
@@ -237,12 +237,7 @@ async def last_sync_run(
     session: AsyncSession, organization: Organization, read_cache: ReadCache | None = None
 ) -> SyncRun | None:
     async def load() -> SyncRun | None:
-        return await session.scalar(
-            select(SyncRun)
-            .where(SyncRun.organization_id == organization.id)
-            .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
-            .limit(1)
-        )
+        return await repository.last_run(session, organization.id)
 
     async def attach(copy: SyncRun | None) -> SyncRun | None:
         return None if copy is None else await session.merge(copy, load=False)

@@ -17,12 +17,12 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
+from equa.microsoft import repository
 from equa.microsoft.audit import record_audit
 from equa.microsoft.create_limit import check_create_limit
 from equa.microsoft.graph import GraphAlreadyExists, GraphClient, GraphError, GraphTransient
@@ -32,8 +32,6 @@ from equa.microsoft.groups.linking import (
     flush_link,
     linkability,
     linked_group_id,
-    organization_linked_to,
-    set_link,
     tolerating_replication_lag,
 )
 from equa.microsoft.groups.members import find_tenant_user, odata_quote
@@ -311,11 +309,7 @@ async def _reserve_creation(
 async def _existing_creation(
     session: AsyncSession, organization: Organization, key: str
 ) -> GroupCreation | None:
-    return await session.scalar(
-        select(GroupCreation).where(
-            GroupCreation.organization_id == organization.id, GroupCreation.idempotency_key == key
-        )
-    )
+    return await repository.creation_by_key(session, organization.id, key)
 
 
 async def _unfinished_implicit_creation(
@@ -398,7 +392,9 @@ async def _require_adoptable(
             or (grant.creation_id is not None and grant.creation_id != creation.id)
             or grant.origin != GrantOrigin.CREATED.value
         )
-        linked_elsewhere = await organization_linked_to(session, group_id, organization.id) is not None
+        linked_elsewhere = (
+            await repository.organization_linked_to(session, group_id, organization.id) is not None
+        )
     if not made_after_attempt or recorded_elsewhere or linked_elsewhere or linkability(group) is not None:
         log.warning(
             "organization %s: create-group retry found alias %s on a group it did not make; not adopted",
@@ -448,11 +444,11 @@ async def _finish_creation(
     # Two attempts of the same creation (a double click, a retry) finish at the same time and both write the
     # organization's link and the creation record. Locking the organization's row first gives every such
     # transaction the same lock order, so PostgreSQL never has to break a deadlock between them.
-    await session.execute(select(Organization.id).where(Organization.id == organization.id).with_for_update())
+    await repository.lock_organization(session, organization.id)
     if creation is not None:
         creation.group_id = group_id
     await _record_created(session, organization, actor, group, creation)
-    set_link(organization, uuid.UUID(group_id), actor)
+    repository.set_link(organization, uuid.UUID(group_id), actor.id)
     record_audit(
         session,
         organization_id=organization.id,

@@ -15,12 +15,12 @@ from dataclasses import dataclass
 from datetime import timedelta
 from typing import Any, TypeVar
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
+from equa.microsoft import repository
 from equa.microsoft.audit import record_audit
 from equa.microsoft.graph import GraphClient, GraphNotFound, GraphTransient, while_replicating
 from equa.microsoft.groups.problems import (
@@ -132,9 +132,7 @@ async def clear_stale_link(
     group_id = linked_group_id(organization)
     if group_id is None:
         return None
-    organization.microsoft_group = None
-    organization.microsoft_group_linked_by = None
-    organization.microsoft_group_linked_at = None
+    repository.clear_link(organization)
     record_audit(
         session,
         organization_id=organization.id,
@@ -202,20 +200,6 @@ async def linked_group(
         raise GroupMissing(group_id) from None
 
 
-async def organization_linked_to(
-    session: AsyncSession, group_id: uuid.UUID, other_than: uuid.UUID
-) -> uuid.UUID | None:
-    return await session.scalar(
-        select(Organization.id).where(Organization.microsoft_group == group_id, Organization.id != other_than)
-    )
-
-
-def set_link(organization: Organization, group_id: uuid.UUID, actor: User) -> None:
-    organization.microsoft_group = group_id
-    organization.microsoft_group_linked_by = actor.id
-    organization.microsoft_group_linked_at = utcnow()
-
-
 async def flush_link(session: AsyncSession) -> None:
     try:
         await session.flush()
@@ -251,7 +235,7 @@ async def link_group(
     if current is not None and current != str(group_id):
         raise already_linked_to_other(current)
     await scope.check(session, graph, organization.id, group_id)
-    if await organization_linked_to(session, group_id, organization.id) is not None:
+    if await repository.organization_linked_to(session, group_id, organization.id) is not None:
         raise linked_elsewhere()
     try:
         group = await fetch_group(graph, str(group_id))
@@ -262,7 +246,7 @@ async def link_group(
     refusal = linkability(group)
     if refusal is not None:
         raise refusal_error(refusal)
-    set_link(organization, group_id, actor)
+    repository.set_link(organization, group_id, actor.id)
     record_audit(
         session,
         organization_id=organization.id,
@@ -278,9 +262,7 @@ async def link_group(
 async def unlink_group(session: AsyncSession, organization: Organization, actor: User) -> str:
     """Clear the link (the group stays in Microsoft 365, spec section 6). Returns the group id that was linked."""
     group_id = require_linked(organization)
-    organization.microsoft_group = None
-    organization.microsoft_group_linked_by = None
-    organization.microsoft_group_linked_at = None
+    repository.clear_link(organization)
     record_audit(
         session,
         organization_id=organization.id,

@@ -9,10 +9,10 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User, normalize_email
+from equa.microsoft import repository
 from equa.microsoft.audit import FAILURE, SUCCESS, record_audit
 from equa.microsoft.graph import GraphAlreadyExists, GraphClient, GraphError, GraphNotFound
 from equa.microsoft.groups.linking import (
@@ -23,10 +23,9 @@ from equa.microsoft.groups.linking import (
     tolerating_replication_lag,
 )
 from equa.microsoft.groups.problems import equa_user_not_found, unmanageable, user_not_found
-from equa.microsoft.models import MicrosoftMember
 from equa.microsoft.own_writes import own_writes
 from equa.microsoft.scope import GroupScope
-from equa.organizations.models import Membership, Organization
+from equa.organizations.models import Organization
 from equa.pagination import Cursors, invalid_cursor, skip_token_of
 
 MEMBER_FIELDS = "id,displayName,mail,userPrincipalName,userType"
@@ -74,18 +73,8 @@ async def team_directory(
     session: AsyncSession, organization: Organization
 ) -> tuple[dict[str, uuid.UUID], ...]:
     """(address -> Equa user id, directory id -> Equa user id) for the organization's team."""
-    rows = await session.execute(
-        select(User.email_normalized, User.id)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.organization_id == organization.id)
-    )
-    by_email = {email: user_id for email, user_id in rows}
-    links = await session.execute(
-        select(MicrosoftMember.directory_id, MicrosoftMember.user_id).where(
-            MicrosoftMember.organization_id == organization.id
-        )
-    )
-    by_directory_id = {directory_id.lower(): user_id for directory_id, user_id in links}
+    by_email = await repository.team_addresses(session, organization.id)
+    by_directory_id = await repository.directory_user_ids(session, organization.id)
     return by_email, by_directory_id
 
 
@@ -171,19 +160,10 @@ async def _resolve_user(
         user: dict[str, Any] = response.json() or {}
         return user
     if equa_user_id is not None:
-        row = await session.execute(
-            select(User)
-            .join(Membership, Membership.user_id == User.id)
-            .where(Membership.organization_id == organization.id, User.id == equa_user_id)
-        )
-        equa_user = row.scalar_one_or_none()
+        equa_user = await repository.team_member(session, organization.id, equa_user_id)
         if equa_user is None:
             raise equa_user_not_found()
-        linked = await session.scalar(
-            select(MicrosoftMember.directory_id).where(
-                MicrosoftMember.organization_id == organization.id, MicrosoftMember.user_id == equa_user.id
-            )
-        )
+        linked = await repository.directory_id_of(session, organization.id, equa_user.id)
         if linked is not None:
             try:
                 response = await graph.get(f"users/{linked}", params={"$select": USER_FIELDS})

@@ -12,14 +12,13 @@ import uuid
 from dataclasses import dataclass
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from equa.microsoft import repository
 from equa.microsoft.graph import GraphClient, GraphNotFound
 from equa.microsoft.groups.linking import GROUP_FIELDS, fetch_group, linkability
 from equa.microsoft.groups.members import MAX_PAGE_SIZE
 from equa.microsoft.groups.problems import LinkRefusal
-from equa.microsoft.models import MicrosoftGroupGrant
 from equa.microsoft.scope import GroupScope, granted_group_ids
 from equa.organizations.models import Organization
 from equa.pagination import Cursor, Cursors, invalid_cursor, skip_token_of
@@ -136,16 +135,8 @@ async def _choices(
             ids.append(uuid.UUID(str(group.get("id"))))
         except ValueError:
             continue
-    linked_rows = await session.execute(
-        select(Organization.microsoft_group, Organization.id).where(Organization.microsoft_group.in_(ids))
-    )
-    linked_to = {str(group_id): org_id for group_id, org_id in linked_rows}
-    grant_rows = await session.execute(
-        select(MicrosoftGroupGrant.group_id, MicrosoftGroupGrant.organization_id).where(
-            MicrosoftGroupGrant.group_id.in_([str(i) for i in ids])
-        )
-    )
-    granted_to = {group_id: org_id for group_id, org_id in grant_rows}
+    linked_to = await repository.organizations_linked_to(session, ids)
+    granted_to = await repository.grant_holders(session, [str(i) for i in ids])
     items = []
     for group in groups:
         key = str(group.get("id")).lower()
