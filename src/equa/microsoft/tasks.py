@@ -32,7 +32,6 @@ from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.lifecycle import abandon_stale_runs, configure_lease, fail_queued_run
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
-from equa.organizations.models import Organization
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -368,7 +367,7 @@ async def run_in_foreground(
         session_factory = create_session_factory(engine)
         configure_lease(settings.sync_lease_seconds)
         async with session_factory() as session:
-            organization = await session.get(Organization, organization_id)
+            organization = await repository.organization(session, organization_id)
             if organization is None:
                 raise AppError(
                     404,
@@ -393,7 +392,7 @@ async def run_in_foreground(
                 session_factory, graph, run_id, scope=GroupScope.from_settings(settings), progress=progress
             )
         async with session_factory() as session:
-            finished = await session.get(SyncRun, run_id)
+            finished = await repository.sync_run(session, run_id)
             assert finished is not None
             return finished
     finally:
