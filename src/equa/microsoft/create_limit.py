@@ -12,12 +12,11 @@ import math
 import uuid
 from datetime import timedelta
 
-from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.db.base import utcnow
 from equa.errors import AppError
-from equa.microsoft.models import GroupCreation
+from equa.microsoft import repository
 
 WINDOW = timedelta(days=1)
 
@@ -25,8 +24,7 @@ WINDOW = timedelta(days=1)
 async def check_create_limit(session: AsyncSession, organization_id: uuid.UUID, limit: int) -> None:
     """Raise 429 microsoft_group_create_limit (Retry-After: when the oldest attempt leaves the window)."""
     since = utcnow() - WINDOW
-    recent = GroupCreation.organization_id == organization_id, GroupCreation.created_at > since
-    count = await session.scalar(select(func.count()).select_from(GroupCreation).where(*recent)) or 0
+    count = await repository.creations_since(session, organization_id, since)
     if count < limit:
         return
     if limit == 0:
@@ -38,7 +36,7 @@ async def check_create_limit(session: AsyncSession, organization_id: uuid.UUID, 
             headers={"Retry-After": str(int(WINDOW.total_seconds()))},
             extra={"limit": 0, "retryAfterSeconds": int(WINDOW.total_seconds())},
         )
-    oldest = await session.scalar(select(func.min(GroupCreation.created_at)).where(*recent))
+    oldest = await repository.oldest_creation_since(session, organization_id, since)
     wait = WINDOW.total_seconds() if oldest is None else (oldest + WINDOW - utcnow()).total_seconds()
     retry_after = max(1, math.ceil(wait))
     raise AppError(

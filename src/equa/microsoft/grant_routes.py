@@ -11,18 +11,16 @@ from typing import Annotated
 
 from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import select
 
 from equa.accounts.deps import PlatformAdmin
 from equa.db.session import DbSession, release_connection
 from equa.errors import problem_response
-from equa.microsoft import grants
+from equa.microsoft import grants, repository
 from equa.microsoft.deps import Graph, require_microsoft_enabled
 from equa.microsoft.graph import GraphError
 from equa.microsoft.models import MicrosoftGroupGrant
 from equa.microsoft.problems import graph_problem
 from equa.microsoft.schemas import GrantIn, GrantListOut, GrantOut, GrantRevokedOut, problem_responses
-from equa.organizations.models import Organization
 
 router = APIRouter(
     prefix="/api/v1/microsoft/grants",
@@ -38,12 +36,7 @@ async def _linked(session: DbSession, grant_rows: list[MicrosoftGroupGrant]) -> 
     org_ids = {row.organization_id for row in grant_rows}
     if not org_ids:
         return set()
-    rows = await session.execute(
-        select(Organization.id, Organization.microsoft_group).where(
-            Organization.id.in_(org_ids), Organization.microsoft_group.is_not(None)
-        )
-    )
-    return {(org_id, str(group_id)) for org_id, group_id in rows}
+    return set(await repository.links(session, org_ids))
 
 
 def grant_out(grant: MicrosoftGroupGrant, linked: bool) -> GrantOut:
@@ -92,7 +85,7 @@ async def grant(
         return problem_response(graph_problem(error, request.app.state.settings))
     if not result.created:
         response.status_code = status.HTTP_200_OK
-    organization = await session.get(Organization, body.organization_id)
+    organization = await repository.organization(session, body.organization_id)
     linked = organization is not None and str(organization.microsoft_group) == result.grant.group_id
     return grant_out(result.grant, linked)
 

@@ -9,12 +9,12 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
 from equa.errors import AppError
+from equa.microsoft import repository
 from equa.microsoft.audit import record_audit
 from equa.microsoft.graph import GraphClient, GraphNotFound
 from equa.microsoft.groups import fetch_group, linkability, linked_group_id
@@ -45,7 +45,7 @@ def grant_not_found(organization_id: uuid.UUID, group_id: str) -> AppError:
 
 
 async def _organization(session: AsyncSession, organization_id: uuid.UUID) -> Organization:
-    organization = await session.get(Organization, organization_id)
+    organization = await repository.organization(session, organization_id)
     if organization is None:
         raise organization_not_found(organization_id)
     return organization
@@ -80,11 +80,7 @@ async def grant_group(
         if existing.organization_id != organization.id:
             raise granted_elsewhere()
         return GrantResult(existing, created=False)
-    linked_by = await session.scalar(
-        select(Organization.id).where(
-            Organization.microsoft_group == uuid.UUID(key), Organization.id != organization.id
-        )
-    )
+    linked_by = await repository.organization_linked_to(session, uuid.UUID(key), organization.id)
     if linked_by is not None:
         raise granted_elsewhere()
     try:
@@ -155,9 +151,7 @@ async def revoke_group(
     actor_id = actor.id if actor is not None else None
     unlinked = linked_group_id(organization) == key
     if unlinked:
-        organization.microsoft_group = None
-        organization.microsoft_group_linked_by = None
-        organization.microsoft_group_linked_at = None
+        repository.clear_link(organization)
         record_audit(
             session,
             organization_id=organization.id,
@@ -174,7 +168,7 @@ async def revoke_group(
         target=key,
         detail=f"An operator revoked this organization's access to the group ({grant.origin}).",
     )
-    await session.delete(grant)
+    await repository.delete_grant(session, grant)
     await session.flush()
     return RevokeResult(organization.id, key, unlinked)
 
@@ -183,16 +177,9 @@ async def list_grants(
     session: AsyncSession, organization_id: uuid.UUID | None = None
 ) -> list[MicrosoftGroupGrant]:
     """Every grant (of one organization, or of all), oldest first. Reads only the database."""
-    query = select(MicrosoftGroupGrant)
     if organization_id is not None:
         await _organization(session, organization_id)
-        query = query.where(MicrosoftGroupGrant.organization_id == organization_id)
-    rows = await session.scalars(
-        query.order_by(
-            MicrosoftGroupGrant.organization_id, MicrosoftGroupGrant.granted_at, MicrosoftGroupGrant.group_id
-        )
-    )
-    return list(rows)
+    return await repository.grants(session, organization_id)
 
 
 async def linked_without_grant(
@@ -200,24 +187,11 @@ async def linked_without_grant(
 ) -> list[tuple[uuid.UUID, str]]:
     """(organization, group) links that no grant covers: out of scope in `granted` mode until an operator grants
     them (links made before the scope existed, or while the service ran tenant-wide)."""
-    query = (
-        select(Organization.id, Organization.microsoft_group)
-        .where(Organization.microsoft_group.is_not(None))
-        .order_by(Organization.id)
-    )
-    if organization_id is not None:
-        query = query.where(Organization.id == organization_id)
-    links = [(org_id, str(group_id)) for org_id, group_id in await session.execute(query)]
+    links = await repository.links(session, None if organization_id is None else [organization_id])
     if not links:
         return []
-    granted = set(
-        await session.execute(
-            select(MicrosoftGroupGrant.organization_id, MicrosoftGroupGrant.group_id).where(
-                MicrosoftGroupGrant.group_id.in_([group for _, group in links])
-            )
-        )
-    )
-    return [(org_id, group) for org_id, group in links if (org_id, group) not in granted]
+    holders = await repository.grant_holders(session, [group for _, group in links])
+    return [(org_id, group) for org_id, group in links if holders.get(group) != org_id]
 
 
 def _group_key(group_id: uuid.UUID | str) -> str:

@@ -5,12 +5,11 @@ from __future__ import annotations
 import logging
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from equa.microsoft import repository
 from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound
 from equa.microsoft.groups import clear_stale_link, fetch_group, recently_linked
-from equa.organizations.models import Organization
 
 log = logging.getLogger("equa.microsoft.health")
 
@@ -27,13 +26,7 @@ async def check_linked_groups(
     """
     cleared: list[uuid.UUID] = []
     async with session_factory() as session:
-        organizations = list(
-            await session.scalars(
-                select(Organization)
-                .where(Organization.microsoft_group.is_not(None))
-                .order_by(Organization.id)
-            )
-        )
+        organizations = await repository.linked_organizations(session)
         for organization in organizations:
             if recently_linked(organization):
                 continue

@@ -14,7 +14,6 @@ from typing import Annotated, Any, TypeVar
 
 from fastapi import APIRouter, Depends, Header, Query, Request, Response, status
 from fastapi.responses import JSONResponse
-from sqlalchemy import and_, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.deps import CurrentUser
@@ -22,11 +21,10 @@ from equa.accounts.platform_admins import is_platform_admin, platform_admin_requ
 from equa.db.read_cache import read_cache_for
 from equa.db.session import DbSession, release_connection
 from equa.errors import problem_response
-from equa.microsoft import groups
+from equa.microsoft import groups, repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.graph import GraphClient, GraphError
 from equa.microsoft.graph.permissions import group_scope_of, permission_names
-from equa.microsoft.models import AuditEvent
 from equa.microsoft.problems import graph_problem
 from equa.microsoft.schemas import (
     AddMemberIn,
@@ -436,22 +434,12 @@ async def audit(
 ) -> AuditPageOut:
     """The organization's audit trail of Microsoft 365 changes, newest first."""
     cursors = cursors_for(request, "audit", context.organization.id)
-    query = select(AuditEvent).where(AuditEvent.organization_id == context.organization.id)
+    after: tuple[datetime, uuid.UUID] | None = None
     if cursor is not None:
         position = cursors.read(cursor, max_size=groups.MAX_PAGE_SIZE)
         limit = position.size
-        when, event_id = _audit_position(position.position)
-        query = query.where(
-            or_(
-                AuditEvent.created_at < when,
-                and_(AuditEvent.created_at == when, AuditEvent.id < event_id),
-            )
-        )
-    events = list(
-        await session.scalars(
-            query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit + 1)
-        )
-    )
+        after = _audit_position(position.position)
+    events = await repository.audit_page(session, context.organization.id, after=after, limit=limit + 1)
     more = len(events) > limit
     events = events[:limit]
     return AuditPageOut(

@@ -20,11 +20,11 @@ import logging
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.db.session import release_connection
 from equa.errors import AppError
+from equa.microsoft import repository
 from equa.microsoft.graph import GraphClient
 from equa.microsoft.models import MicrosoftGroupGrant
 from equa.settings import GroupScopeMode, Settings
@@ -89,19 +89,12 @@ def normalize_group_id(group_id: uuid.UUID | str) -> str:
 
 async def grant_of(session: AsyncSession, group_id: uuid.UUID | str) -> MicrosoftGroupGrant | None:
     """The grant (or creation record) of a group, whichever organization holds it."""
-    return await session.scalar(
-        select(MicrosoftGroupGrant).where(MicrosoftGroupGrant.group_id == normalize_group_id(group_id))
-    )
+    return await repository.grant_by_group(session, normalize_group_id(group_id))
 
 
 async def granted_group_ids(session: AsyncSession, organization_id: uuid.UUID) -> list[str]:
     """The organization's granted and created groups, oldest grant first."""
-    rows = await session.scalars(
-        select(MicrosoftGroupGrant.group_id)
-        .where(MicrosoftGroupGrant.organization_id == organization_id)
-        .order_by(MicrosoftGroupGrant.granted_at, MicrosoftGroupGrant.group_id)
-    )
-    return list(rows)
+    return await repository.granted_group_ids(session, organization_id)
 
 
 @dataclass(frozen=True)

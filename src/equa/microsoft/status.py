@@ -17,13 +17,13 @@ from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.db.base import utcnow
 from equa.db.read_cache import ReadCache, detached_copy, read_through
 from equa.db.session import release_connection
 from equa.errors import AppError
+from equa.microsoft import repository
 from equa.microsoft.graph import (
     GraphAuthenticationFailed,
     GraphClient,
@@ -31,7 +31,7 @@ from equa.microsoft.graph import (
     GraphNotFound,
     GraphPermissionDenied,
 )
-from equa.microsoft.groups import _tolerating_replication_lag, linked_group_id, member_count, recently_linked
+from equa.microsoft.groups import linked_group_id, member_count, recently_linked, tolerating_replication_lag
 from equa.microsoft.models import SyncRun
 from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
@@ -98,7 +98,7 @@ async def read_snapshot(
             display_name = description = None
             count: int | None = None
         else:
-            response = await _tolerating_replication_lag(
+            response = await tolerating_replication_lag(
                 lambda: graph.get(f"groups/{group_id}", params={"$select": "id,displayName,description"}),
                 recent=recent,
             )
@@ -237,12 +237,7 @@ async def last_sync_run(
     session: AsyncSession, organization: Organization, read_cache: ReadCache | None = None
 ) -> SyncRun | None:
     async def load() -> SyncRun | None:
-        return await session.scalar(
-            select(SyncRun)
-            .where(SyncRun.organization_id == organization.id)
-            .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
-            .limit(1)
-        )
+        return await repository.last_run(session, organization.id)
 
     async def attach(copy: SyncRun | None) -> SyncRun | None:
         return None if copy is None else await session.merge(copy, load=False)

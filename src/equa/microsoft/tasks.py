@@ -19,11 +19,12 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
-from sqlalchemy import event, select
+from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from equa.db.base import utcnow
+from equa.microsoft import repository
 from equa.microsoft.models import SyncRun
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
@@ -31,7 +32,6 @@ from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.lifecycle import abandon_stale_runs, configure_lease, fail_queued_run
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
-from equa.organizations.models import Organization
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -214,22 +214,11 @@ def next_sync_due(organization_id: uuid.UUID, last: datetime | None, interval_se
 async def schedule_due_syncs(session: AsyncSession, interval_seconds: int) -> list[uuid.UUID]:
     """Request a sync for every organization with autoSync on whose turn has come; returns the run ids."""
     await abandon_stale_runs(session)
-    organizations = list(
-        await session.scalars(
-            select(Organization).where(
-                Organization.microsoft_auto_sync.is_(True), Organization.microsoft_group.is_not(None)
-            )
-        )
-    )
+    organizations = await repository.auto_sync_organizations(session)
     started: list[uuid.UUID] = []
     now = utcnow()
     for organization in organizations:
-        last = await session.scalar(
-            select(SyncRun.created_at)
-            .where(SyncRun.organization_id == organization.id, SyncRun.dry_run.is_(False))
-            .order_by(SyncRun.created_at.desc())
-            .limit(1)
-        )
+        last = await repository.last_real_run_at(session, organization.id)
         if last is None and organization.microsoft_group_linked_at is not None:
             last = organization.microsoft_group_linked_at
         if next_sync_due(organization.id, last, interval_seconds) > now:
@@ -378,7 +367,7 @@ async def run_in_foreground(
         session_factory = create_session_factory(engine)
         configure_lease(settings.sync_lease_seconds)
         async with session_factory() as session:
-            organization = await session.get(Organization, organization_id)
+            organization = await repository.organization(session, organization_id)
             if organization is None:
                 raise AppError(
                     404,
@@ -403,7 +392,7 @@ async def run_in_foreground(
                 session_factory, graph, run_id, scope=GroupScope.from_settings(settings), progress=progress
             )
         async with session_factory() as session:
-            finished = await session.get(SyncRun, run_id)
+            finished = await repository.sync_run(session, run_id)
             assert finished is not None
             return finished
     finally:

@@ -4,12 +4,12 @@ from __future__ import annotations
 
 import uuid
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.errors import AppError
+from equa.microsoft import repository
 from equa.microsoft.models import FlaggedMember, FlagStatus
 from equa.microsoft.sync.runs import PAGE_SIZE_MAX
 from equa.organizations.invitations import IssuedInvitation, invite
@@ -37,17 +37,15 @@ async def list_flagged(
 ) -> tuple[list[FlaggedMember], str | None]:
     """Flagged members (all, or those with `status`), in a stable order, a page at a time."""
     limit = max(1, min(limit, PAGE_SIZE_MAX))
-    statement = select(FlaggedMember).where(FlaggedMember.organization_id == organization_id)
-    if status is not None:
-        if status not in {s.value for s in FlagStatus}:
-            raise AppError(
-                422,
-                "validation_failed",
-                f"status: must be one of {', '.join(s.value for s in FlagStatus)}",
-                f"Use status={', '.join(s.value for s in FlagStatus)}, or leave it out to list them all.",
-                extra={"errors": [{"field": "status", "message": "is not a known status"}]},
-            )
-        statement = statement.where(FlaggedMember.status == status)
+    if status is not None and status not in {s.value for s in FlagStatus}:
+        raise AppError(
+            422,
+            "validation_failed",
+            f"status: must be one of {', '.join(s.value for s in FlagStatus)}",
+            f"Use status={', '.join(s.value for s in FlagStatus)}, or leave it out to list them all.",
+            extra={"errors": [{"field": "status", "message": "is not a known status"}]},
+        )
+    after: uuid.UUID | None = None
     if cursor:
         position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
         limit = position.size
@@ -56,8 +54,9 @@ async def list_flagged(
             after = uuid.UUID(after_text)
         except ValueError:
             raise invalid_cursor() from None
-        statement = statement.where(FlaggedMember.id > after)
-    rows = list(await session.scalars(statement.order_by(FlaggedMember.id).limit(limit + 1)))
+    rows = await repository.flagged_page(
+        session, organization_id, status=status, after=after, limit=limit + 1
+    )
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -66,7 +65,7 @@ async def list_flagged(
 
 
 async def get_flagged(session: AsyncSession, organization_id: uuid.UUID, flag_id: uuid.UUID) -> FlaggedMember:
-    flag = await session.get(FlaggedMember, flag_id)
+    flag = await repository.flagged_member(session, flag_id)
     if flag is None or flag.organization_id != organization_id:
         raise _not_found()
     return flag

@@ -5,13 +5,11 @@ from __future__ import annotations
 import uuid
 from dataclasses import dataclass
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from equa.accounts.models import User
-from equa.microsoft.models import FlaggedMember, FlagStatus, MicrosoftMember, SyncRun
+from equa.microsoft import repository
+from equa.microsoft.models import SyncRun
 from equa.microsoft.sync.plan import IdentityLink, SyncPolicy, TeamMember
-from equa.organizations.models import Membership, Organization
 
 
 @dataclass
@@ -28,18 +26,14 @@ class SyncInputs:
 
 async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
     """The run's inputs; None when the organization is gone or no longer has a group linked."""
-    organization = await session.get(Organization, run.organization_id)
+    organization = await repository.organization(session, run.organization_id)
     if organization is None or organization.microsoft_group is None:
         return None
-    rows = await session.execute(
-        select(User.id, User.email_normalized, User.display_name)
-        .join(Membership, Membership.user_id == User.id)
-        .where(Membership.organization_id == organization.id, User.is_active.is_(True))
-    )
-    team = [TeamMember(user_id, email, name) for user_id, email, name in rows]
-    link_rows = await session.scalars(
-        select(MicrosoftMember).where(MicrosoftMember.organization_id == organization.id)
-    )
+    team = [
+        TeamMember(user_id, email, name)
+        for user_id, email, name in await repository.active_team(session, organization.id)
+    ]
+    link_rows = await repository.directory_links(session, organization.id)
     links = [
         IdentityLink(
             user_id=m.user_id,
@@ -50,14 +44,7 @@ async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
         )
         for m in link_rows
     ]
-    dismissed = set(
-        await session.scalars(
-            select(FlaggedMember.directory_id).where(
-                FlaggedMember.organization_id == organization.id,
-                FlaggedMember.status == FlagStatus.DISMISSED.value,
-            )
-        )
-    )
+    dismissed = await repository.dismissed_directory_ids(session, organization.id)
     return SyncInputs(
         organization_id=organization.id,
         group_id=str(organization.microsoft_group),

@@ -13,13 +13,13 @@ import logging
 import uuid
 from datetime import datetime
 
-from sqlalchemy import and_, or_, select
 from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
 from equa.errors import AppError
-from equa.microsoft.models import ACTIVE_RUN_STATUSES, Outcome, RunStatus, SyncOutcome, SyncRun
+from equa.microsoft import repository
+from equa.microsoft.models import Outcome, RunStatus, SyncOutcome, SyncRun
 from equa.microsoft.sync.lifecycle import abandon_stale_runs
 from equa.organizations.models import Organization
 from equa.pagination import Cursors, invalid_cursor
@@ -45,11 +45,7 @@ PENDING_ENQUEUE_KEY = "equa_sync_runs_to_enqueue"
 
 
 async def active_run(session: AsyncSession, organization_id: uuid.UUID) -> SyncRun | None:
-    return await session.scalar(
-        select(SyncRun).where(
-            SyncRun.organization_id == organization_id, SyncRun.status.in_(ACTIVE_RUN_STATUSES)
-        )
-    )
+    return await repository.active_run(session, organization_id)
 
 
 def _enqueue_after_commit(session: AsyncSession, run_id: uuid.UUID) -> None:
@@ -120,7 +116,7 @@ async def _expire_if_stale(session: AsyncSession, run: SyncRun) -> bool:
 
 async def get_run(session: AsyncSession, organization_id: uuid.UUID, run_id: uuid.UUID) -> SyncRun:
     """The run, if it belongs to the organization; AppError 404 otherwise."""
-    run = await session.get(SyncRun, run_id, populate_existing=True)
+    run = await repository.sync_run(session, run_id, fresh=True)
     if run is None or run.organization_id != organization_id:
         raise AppError(
             404,
@@ -132,12 +128,7 @@ async def get_run(session: AsyncSession, organization_id: uuid.UUID, run_id: uui
 
 
 async def last_run(session: AsyncSession, organization_id: uuid.UUID) -> SyncRun | None:
-    return await session.scalar(
-        select(SyncRun)
-        .where(SyncRun.organization_id == organization_id)
-        .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
-        .limit(1)
-    )
+    return await repository.last_run(session, organization_id)
 
 
 async def list_runs(
@@ -150,23 +141,16 @@ async def list_runs(
 ) -> tuple[list[SyncRun], str | None]:
     """Newest first; returns the page and the cursor of the next page (None at the end)."""
     limit = max(1, min(limit, PAGE_SIZE_MAX))
-    statement = select(SyncRun).where(SyncRun.organization_id == organization_id)
+    after: tuple[datetime, uuid.UUID] | None = None
     if cursor:
         position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
         limit = position.size
         try:
             stamp_text, id_text = position.position
-            stamp, after_id = datetime.fromisoformat(stamp_text), uuid.UUID(id_text)
+            after = datetime.fromisoformat(stamp_text), uuid.UUID(id_text)
         except ValueError:
             raise invalid_cursor() from None
-        statement = statement.where(
-            or_(SyncRun.created_at < stamp, and_(SyncRun.created_at == stamp, SyncRun.id < after_id))
-        )
-    rows = list(
-        await session.scalars(
-            statement.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit + 1)
-        )
-    )
+    rows = await repository.runs_page(session, organization_id, after=after, limit=limit + 1)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -186,17 +170,15 @@ async def list_outcomes(
 ) -> tuple[list[SyncOutcome], str | None]:
     """One run's per-member outcomes in a stable order; alreadyMember is counted, not listed."""
     limit = max(1, min(limit, PAGE_SIZE_MAX))
-    statement = select(SyncOutcome).where(SyncOutcome.run_id == run.id)
-    if outcome is not None:
-        if outcome not in {o.value for o in Outcome}:
-            raise AppError(
-                422,
-                "validation_failed",
-                f"outcome: must be one of {', '.join(o.value for o in Outcome)}",
-                f"Use outcome={', '.join(o.value for o in Outcome)}, or leave it out to list them all.",
-                extra={"errors": [{"field": "outcome", "message": "is not a known outcome"}]},
-            )
-        statement = statement.where(SyncOutcome.outcome == outcome)
+    if outcome is not None and outcome not in {o.value for o in Outcome}:
+        raise AppError(
+            422,
+            "validation_failed",
+            f"outcome: must be one of {', '.join(o.value for o in Outcome)}",
+            f"Use outcome={', '.join(o.value for o in Outcome)}, or leave it out to list them all.",
+            extra={"errors": [{"field": "outcome", "message": "is not a known outcome"}]},
+        )
+    after: int | None = None
     if cursor:
         position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
         limit = position.size
@@ -205,8 +187,7 @@ async def list_outcomes(
             after = int(after_text)
         except ValueError:
             raise invalid_cursor() from None
-        statement = statement.where(SyncOutcome.seq > after)
-    rows = list(await session.scalars(statement.order_by(SyncOutcome.seq).limit(limit + 1)))
+    rows = await repository.outcomes_page(session, run.id, outcome=outcome, after=after, limit=limit + 1)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -229,7 +210,7 @@ async def wait_for_run(
     deadline = loop.time() + max(0.0, timeout)
     while True:
         async with session_factory() as session:
-            run = await session.get(SyncRun, run_id)
+            run = await repository.sync_run(session, run_id)
             if run is not None and run.status in FINISHED_STATUSES:
                 return run
         if loop.time() >= deadline:
