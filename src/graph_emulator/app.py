@@ -14,6 +14,7 @@ from starlette.routing import Route
 from . import (  # noqa: F401 - registers the Graph routes
     delta,
     groups,
+    memberships,
     organization,
     units,
     users,

@@ -12,14 +12,9 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as e
 from .errors import bad_request, forbidden, not_found
-from .groups import (
-    count_directory_objects,
-    group_odata_id,
-    list_directory_objects,
-    new_group,
-    ref_object_id,
-)
+from .groups import group_odata_id, new_group, ref_object_id
 from .listing import entity, page
+from .memberships import count_directory_objects, list_directory_objects
 from .odata import context_suffix, evaluate, parse_options, project, require_count_header
 from .router import (
     CREATE_GROUP_IN_UNIT,
