@@ -23,7 +23,6 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Request
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, make_transient_to_detached
 
@@ -138,17 +137,6 @@ class ReadCache:
 
     def clear(self) -> None:
         self._entries.clear()
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD"})
-
-
-def read_cache_for(request: Request) -> ReadCache | None:
-    """The app's cache when this request may use it (it changes nothing), else None."""
-    if request.method not in SAFE_METHODS:
-        return None
-    cache: ReadCache | None = getattr(request.app.state, "read_cache", None)
-    return cache if cache is not None and cache.enabled else None
 
 
 _FILL_FAILED = object()

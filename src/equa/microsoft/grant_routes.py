@@ -14,7 +14,8 @@ from fastapi.responses import JSONResponse
 from sqlalchemy import select
 
 from equa.accounts.deps import PlatformAdmin
-from equa.db.session import DbSession, release_connection
+from equa.db.session import release_connection
+from equa.deps import DbSession
 from equa.errors import problem_response
 from equa.microsoft import grants
 from equa.microsoft.deps import Graph, require_microsoft_enabled

@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from equa.db.session import DbSession
+from equa.deps import DbSession
 from equa.errors import problem_responses
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.models import FlagStatus, Outcome
