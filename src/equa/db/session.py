@@ -13,13 +13,20 @@ from sqlalchemy.orm import Session, UOWTransaction
 _WROTE = "equa.wrote"
 
 
-@event.listens_for(Session, "after_flush")
+def install_write_tracking(session_class: type[Session]) -> None:
+    """Make the sessions of `session_class` remember whether they have flushed writes (for release_connection).
+
+    Called for each session factory's own Session class (db/engine.py), so only those sessions are hooked.
+    """
+    event.listen(session_class, "after_flush", _remember_flushed_writes)
+    event.listen(session_class, "after_commit", _forget_flushed_writes)
+    event.listen(session_class, "after_rollback", _forget_flushed_writes)
+
+
 def _remember_flushed_writes(session: Session, _flush_context: UOWTransaction) -> None:
     session.info[_WROTE] = True
 
 
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
 def _forget_flushed_writes(session: Session) -> None:
     session.info.pop(_WROTE, None)
 
