@@ -88,12 +88,16 @@ class ReadCache:
             ("after_commit", self._after_transaction),
             ("after_rollback", self._after_transaction),
         ]
+        # What was cached before, while nothing watched, may have changed unseen (an app started again after a
+        # command changed its rows): start empty, and end empty.
+        self.clear()
         for name, hook in hooks:
             event.listen(Session, name, hook)
 
         def stop() -> None:
             for name, hook in hooks:
                 event.remove(Session, name, hook)
+            self.clear()
 
         return stop
 
