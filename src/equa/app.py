@@ -78,6 +78,8 @@ async def _open_database(app: FastAPI, stack: AsyncExitStack) -> None:
     stack.push_async_callback(engine.dispose)
     app.state.engine = engine
     app.state.session_factory = create_session_factory(engine)
+    # The read cache learns of this process's writes only while the app runs (no hook is installed at import).
+    stack.callback(app.state.read_cache.watch_sessions())
 
 
 @asynccontextmanager

@@ -147,8 +147,7 @@ def served_apps(
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, ServedApp]]:
     data_dir = tmp_path_factory.mktemp("web-data")
-    # Sync jobs find their settings in one per-process slot, which the last app started with the integration on
-    # takes: the `granted` app starts first so that syncs run with the settings of the "enabled" app.
+    # Each app runs its syncs with its own settings (its app.state.jobs).
     granted = serve(_settings(web_database_url, data_dir, web_emulator, group_scope="granted"))
     apps = {
         "granted": granted,

@@ -255,14 +255,18 @@ async def _shared_fill(change_during_fill: bool) -> tuple[str, str, int]:
     async def same(value: str) -> str:
         return value
 
-    first = asyncio.create_task(read_through(cache, "k", ["api_tokens"], slow_read, str, same))
-    await asyncio.sleep(0)  # the first read is in progress
-    if change_during_fill:
-        await change_tables_in_this_process()
-    second = asyncio.create_task(read_through(cache, "k", ["api_tokens"], second_read, str, same))
-    await asyncio.sleep(0)
-    release.set()
-    return await first, await second, second_reads
+    stop_watching = cache.watch_sessions()  # as the app's lifespan does
+    try:
+        first = asyncio.create_task(read_through(cache, "k", ["api_tokens"], slow_read, str, same))
+        await asyncio.sleep(0)  # the first read is in progress
+        if change_during_fill:
+            await change_tables_in_this_process()
+        second = asyncio.create_task(read_through(cache, "k", ["api_tokens"], second_read, str, same))
+        await asyncio.sleep(0)
+        release.set()
+        return await first, await second, second_reads
+    finally:
+        stop_watching()
 
 
 async def change_tables_in_this_process() -> None:

@@ -11,8 +11,7 @@ from equa.accounts.models import User
 from equa.accounts.platform_admins import is_platform_admin, platform_admin_required
 from equa.accounts.sessions import SESSION_COOKIE, enforce_csrf, read_session, session_user
 from equa.accounts.tokens import user_for_api_token
-from equa.db.read_cache import read_cache_for
-from equa.db.session import DbSession
+from equa.deps import DbSession, read_cache_for
 from equa.errors import AppError
 
 # Declared so OpenAPI documents both ways to authenticate; the header is parsed below, strictly.

@@ -13,7 +13,7 @@ from equa.accounts.service import authenticate
 from equa.accounts.sessions import end_session, start_session
 from equa.accounts.throttle import MustWait, client_address, sign_in_throttle, sign_in_throttled
 from equa.accounts.tokens import create_api_token, list_api_tokens, revoke_api_token
-from equa.db.session import DbSession
+from equa.deps import DbSession
 from equa.errors import AppError, problem_responses
 
 router = APIRouter(prefix="/api/v1", tags=["accounts"])

@@ -7,6 +7,9 @@ from typing import TYPE_CHECKING, Any
 from sqlalchemy import event
 from sqlalchemy.engine import make_url
 from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker, create_async_engine
+from sqlalchemy.orm import Session
+
+from equa.db.session import install_write_tracking
 
 if TYPE_CHECKING:
     from equa.settings import Settings
@@ -56,5 +59,20 @@ def create_engine_for_settings(settings: Settings) -> AsyncEngine:
 
 
 def create_session_factory(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
+    # A Session class of this factory's own: the hooks installed on it (write tracking here, the task broker's
+    # after-commit enqueue) reach this factory's sessions only, and importing a module hooks nothing.
+    session_class = type("FactorySession", (Session,), {})
+    install_write_tracking(session_class)
     # expire_on_commit=False: objects stay readable after the request's single commit.
-    return async_sessionmaker(engine, expire_on_commit=False, autoflush=True)
+    return async_sessionmaker(
+        engine, expire_on_commit=False, autoflush=True, sync_session_class=session_class
+    )
+
+
+def session_class_of(factory: async_sessionmaker[AsyncSession]) -> type[Session]:
+    """The Session class whose events belong to `factory`'s sessions (see create_session_factory)."""
+    session_class: type[Session] | None = factory.kw.get("sync_session_class")
+    if session_class is None or session_class is Session:
+        # Hooking the base class would hook every session of the process.
+        raise ValueError("the session factory was not made by create_session_factory")
+    return session_class

@@ -23,22 +23,13 @@ from collections.abc import Awaitable, Callable, Hashable, Iterable
 from dataclasses import dataclass
 from typing import Any, TypeVar
 
-from fastapi import Request
 from sqlalchemy import event, inspect
 from sqlalchemy.orm import Mapper, ORMExecuteState, Session, UOWTransaction, make_transient_to_detached
 
 T = TypeVar("T")
 
-_TOUCHED = "equa.touched_tables"
-# table name -> generation; process-wide, because every session of the process must invalidate every cache.
-_generations: dict[str, int] = {}
 # Bounds memory when many tokens or organizations are read: the oldest entries go first.
 MAX_ENTRIES = 10_000
-
-
-def _bump(tables: Iterable[str]) -> None:
-    for table in tables:
-        _generations[table] = _generations.get(table, 0) + 1
 
 
 def _tables_of_mappers(mappers: Iterable[Mapper[Any]]) -> set[str]:
@@ -53,33 +44,6 @@ def _tables_of_mappers(mappers: Iterable[Mapper[Any]]) -> set[str]:
 def _tables_of(instances: Iterable[Any]) -> set[str]:
     # By class first: a sync flushes thousands of rows of a handful of classes at once.
     return _tables_of_mappers(inspect(cls) for cls in {type(instance) for instance in instances})
-
-
-@event.listens_for(Session, "after_flush")
-def _after_flush(session: Session, _context: UOWTransaction) -> None:
-    # new/dirty/deleted still hold what was just flushed (they are cleared after this hook).
-    tables = _tables_of([*session.new, *session.dirty, *session.deleted])
-    if tables:
-        session.info.setdefault(_TOUCHED, set()).update(tables)
-        _bump(tables)
-
-
-@event.listens_for(Session, "do_orm_execute")
-def _on_bulk_write(state: ORMExecuteState) -> None:
-    if not (state.is_update or state.is_delete):
-        return
-    tables = _tables_of_mappers(state.all_mappers)
-    if tables:
-        state.session.info.setdefault(_TOUCHED, set()).update(tables)
-        _bump(tables)
-
-
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
-def _after_transaction(session: Session) -> None:
-    tables = session.info.pop(_TOUCHED, None)
-    if tables:
-        _bump(tables)
 
 
 def detached_copy(instance: T) -> T:
@@ -108,6 +72,60 @@ class ReadCache:
         # reading (when an entry expires under load, dozens of requests would otherwise miss at once).
         # Each with the generations it started from: a waiter whose tables changed since then reads for itself.
         self._filling: dict[Hashable, tuple[asyncio.Future[Any], tuple[tuple[str, int], ...]]] = {}
+        # table name -> generation, bumped by every session of the process while the cache watches them.
+        self._generations: dict[str, int] = {}
+        self._touched_key = f"equa.touched_tables.{id(self)}"
+
+    def watch_sessions(self) -> Callable[[], None]:
+        """Invalidate on every ORM write of the process from now on; returns the function that stops watching.
+
+        Every session, not only the app's: a CLI command or a test writing through its own session in this
+        process must invalidate too. Called by the app's lifespan, so importing this module hooks nothing.
+        """
+        hooks: list[tuple[str, Callable[..., None]]] = [
+            ("after_flush", self._after_flush),
+            ("do_orm_execute", self._on_bulk_write),
+            ("after_commit", self._after_transaction),
+            ("after_rollback", self._after_transaction),
+        ]
+        # What was cached before, while nothing watched, may have changed unseen (an app started again after a
+        # command changed its rows): start empty, and end empty.
+        self.clear()
+        for name, hook in hooks:
+            event.listen(Session, name, hook)
+
+        def stop() -> None:
+            for name, hook in hooks:
+                event.remove(Session, name, hook)
+            self.clear()
+
+        return stop
+
+    def _bump(self, tables: Iterable[str]) -> None:
+        for table in tables:
+            self._generations[table] = self._generations.get(table, 0) + 1
+
+    def _touched(self, session: Session, tables: set[str]) -> None:
+        session.info.setdefault(self._touched_key, set()).update(tables)
+        self._bump(tables)
+
+    def _after_flush(self, session: Session, _context: UOWTransaction) -> None:
+        # new/dirty/deleted still hold what was just flushed (they are cleared after this hook).
+        tables = _tables_of([*session.new, *session.dirty, *session.deleted])
+        if tables:
+            self._touched(session, tables)
+
+    def _on_bulk_write(self, state: ORMExecuteState) -> None:
+        if not (state.is_update or state.is_delete):
+            return
+        tables = _tables_of_mappers(state.all_mappers)
+        if tables:
+            self._touched(state.session, tables)
+
+    def _after_transaction(self, session: Session) -> None:
+        tables = session.info.pop(self._touched_key, None)
+        if tables:
+            self._bump(tables)
 
     @property
     def enabled(self) -> bool:
@@ -119,7 +137,7 @@ class ReadCache:
         if entry is None:
             return False, None
         if time.monotonic() >= entry.expires or any(
-            _generations.get(table, 0) != generation for table, generation in entry.generations
+            self._generations.get(table, 0) != generation for table, generation in entry.generations
         ):
             self._entries.pop(key, None)
             return False, None
@@ -127,7 +145,7 @@ class ReadCache:
 
     def generations(self, tables: Iterable[str]) -> tuple[tuple[str, int], ...]:
         """Read before the database is: a change committed during the read then invalidates what `put` stores."""
-        return tuple((table, _generations.get(table, 0)) for table in tables)
+        return tuple((table, self._generations.get(table, 0)) for table in tables)
 
     def put(self, key: Hashable, value: Any, generations: tuple[tuple[str, int], ...]) -> None:
         if not self.enabled:
@@ -138,17 +156,6 @@ class ReadCache:
 
     def clear(self) -> None:
         self._entries.clear()
-
-
-SAFE_METHODS = frozenset({"GET", "HEAD"})
-
-
-def read_cache_for(request: Request) -> ReadCache | None:
-    """The app's cache when this request may use it (it changes nothing), else None."""
-    if request.method not in SAFE_METHODS:
-        return None
-    cache: ReadCache | None = getattr(request.app.state, "read_cache", None)
-    return cache if cache is not None and cache.enabled else None
 
 
 _FILL_FAILED = object()

@@ -1,13 +1,11 @@
-"""The per-request database session: one AsyncSession, one commit at the end."""
+"""Session bookkeeping: which sessions have flushed writes, and ending a read-only transaction early.
+
+The request's own session (one AsyncSession, one commit at the end) is wired in equa/deps.py."""
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
-from typing import Annotated
-
-from fastapi import Depends, Request
 from sqlalchemy import event
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session, UOWTransaction
 
 # Set in Session.info once a flush has sent writes to the database: from then on, ending the transaction early
@@ -15,31 +13,20 @@ from sqlalchemy.orm import Session, UOWTransaction
 _WROTE = "equa.wrote"
 
 
-async def get_session(request: Request) -> AsyncIterator[AsyncSession]:
-    """Yield the request's session; commit once if the handler succeeded, roll back otherwise."""
-    factory: async_sessionmaker[AsyncSession] = request.app.state.session_factory
-    async with factory() as session:
-        try:
-            yield session
-        except BaseException:
-            await session.rollback()
-            raise
-        else:
-            await session.commit()
+def install_write_tracking(session_class: type[Session]) -> None:
+    """Make the sessions of `session_class` remember whether they have flushed writes (for release_connection).
+
+    Called for each session factory's own Session class (db/engine.py), so only those sessions are hooked.
+    """
+    event.listen(session_class, "after_flush", _remember_flushed_writes)
+    event.listen(session_class, "after_commit", _forget_flushed_writes)
+    event.listen(session_class, "after_rollback", _forget_flushed_writes)
 
 
-# scope="function" closes the dependency before the response is sent, so a failed commit becomes an error
-# response instead of a success the client already received.
-DbSession = Annotated[AsyncSession, Depends(get_session, scope="function")]
-
-
-@event.listens_for(Session, "after_flush")
 def _remember_flushed_writes(session: Session, _flush_context: UOWTransaction) -> None:
     session.info[_WROTE] = True
 
 
-@event.listens_for(Session, "after_commit")
-@event.listens_for(Session, "after_rollback")
 def _forget_flushed_writes(session: Session) -> None:
     session.info.pop(_WROTE, None)
 

@@ -13,7 +13,8 @@ from fastapi import APIRouter, Depends, Query, Request, Response, status
 from fastapi.responses import JSONResponse
 
 from equa.accounts.deps import PlatformAdmin
-from equa.db.session import DbSession, release_connection
+from equa.db.session import release_connection
+from equa.deps import DbSession
 from equa.errors import problem_response
 from equa.microsoft import grants, repository
 from equa.microsoft.deps import Graph, require_microsoft_enabled

@@ -18,8 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.deps import CurrentUser
 from equa.accounts.platform_admins import is_platform_admin, platform_admin_required
-from equa.db.read_cache import read_cache_for
-from equa.db.session import DbSession, release_connection
+from equa.db.session import release_connection
+from equa.deps import DbSession, read_cache_for
 from equa.errors import problem_response
 from equa.microsoft import groups, repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled

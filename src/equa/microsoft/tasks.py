@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Sequence
+from collections.abc import Callable, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -24,13 +24,14 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from sqlalchemy.orm import Session
 
 from equa.db.base import utcnow
+from equa.db.engine import session_class_of
 from equa.microsoft import repository
 from equa.microsoft.models import SyncRun
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
-from equa.microsoft.sync.lifecycle import abandon_stale_runs, configure_lease, fail_queued_run
+from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs, fail_queued_run
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
 
 if TYPE_CHECKING:
@@ -50,38 +51,32 @@ SCHEDULE_JITTER = 0.2  # each organization's interval is stretched by a stable 0
 
 @dataclass
 class JobResources:
-    """What a task needs, set once per process (API lifespan, worker or scheduler start-up)."""
+    """What a task needs, built once per process (API lifespan, worker or scheduler start-up) and passed in.
+
+    The API process keeps its own on `app.state.jobs`; nothing about jobs is held in a module global, so two apps
+    in one process (the browser tests serve three) each run their syncs with their own settings.
+    """
 
     settings: Settings
     session_factory: async_sessionmaker[AsyncSession]
     graph: GraphClient
+    broker: AsyncBroker | None = None  # where committed runs are enqueued, once build_broker has made it
 
 
-_resources: JobResources | None = None
-_broker: AsyncBroker | None = None
-
-
-def set_job_resources(resources: JobResources | None) -> None:
-    global _resources
-    _resources = resources
-    if resources is not None:
-        configure_lease(resources.settings.sync_lease_seconds)
-
-
-async def run_sync_task(run_id: str) -> str | None:
+async def run_sync_task(resources: JobResources, run_id: str) -> str | None:
     """The task body: run one queued sync (a no-op if another worker already claimed it)."""
-    if _resources is None:
-        raise RuntimeError("sync task started before the process set its job resources")
     return await execute_run(
-        _resources.session_factory,
-        _resources.graph,
+        resources.session_factory,
+        resources.graph,
         uuid.UUID(run_id),
-        scope=GroupScope.from_settings(_resources.settings),
-        lease_seconds=_resources.settings.sync_lease_seconds,
+        scope=GroupScope.from_settings(resources.settings),
+        lease_seconds=resources.settings.sync_lease_seconds,
     )
 
 
-def build_broker(settings: Settings) -> AsyncBroker:
+def build_broker(resources: JobResources) -> AsyncBroker:
+    """The process's task broker, with the sync task bound to `resources` (and kept on them)."""
+    settings = resources.settings
     broker: AsyncBroker
     if settings.broker_url:
         from taskiq_redis import ListQueueBroker
@@ -95,51 +90,58 @@ def build_broker(settings: Settings) -> AsyncBroker:
         from taskiq import InMemoryBroker
 
         broker = InMemoryBroker(max_async_tasks=50)
-    broker.register_task(run_sync_task, task_name=SYNC_TASK_NAME)
+
+    async def sync_run(run_id: str) -> str | None:
+        return await run_sync_task(resources, run_id)
+
+    broker.register_task(sync_run, task_name=SYNC_TASK_NAME)
+    resources.broker = broker
     return broker
 
 
-def set_broker(broker: AsyncBroker | None) -> None:
-    global _broker
-    _broker = broker
+def install_enqueue_hook(resources: JobResources) -> Callable[[], None]:
+    """The broker side of runs.request_sync, on the sessions of `resources.session_factory` only: runs marked in
+    a transaction are enqueued once it has committed. Returns the function that removes the hook."""
+    session_class = session_class_of(resources.session_factory)
+    # Strong references to the enqueue tasks in flight, so they are not collected before they finish.
+    in_flight: set[asyncio.Task[Any]] = set()
+
+    def enqueue_committed_runs(session: Session) -> None:
+        run_ids: list[uuid.UUID] = session.info.pop(PENDING_ENQUEUE_KEY, [])
+        if not run_ids:
+            return
+        # The commit runs on the event loop's thread (SQLAlchemy's async bridge), so the loop is at hand.
+        task = asyncio.get_running_loop().create_task(enqueue_sync_runs(resources, run_ids))
+        in_flight.add(task)
+        task.add_done_callback(in_flight.discard)
+
+    def forget_rolled_back_runs(session: Session, previous_transaction: Any) -> None:
+        if previous_transaction.parent is None:  # the whole transaction, not a savepoint
+            session.info.pop(PENDING_ENQUEUE_KEY, None)
+
+    event.listen(session_class, "after_commit", enqueue_committed_runs)
+    event.listen(session_class, "after_soft_rollback", forget_rolled_back_runs)
+
+    def remove() -> None:
+        event.remove(session_class, "after_commit", enqueue_committed_runs)
+        event.remove(session_class, "after_soft_rollback", forget_rolled_back_runs)
+
+    return remove
 
 
-@event.listens_for(Session, "after_commit")
-def _enqueue_committed_runs(session: Session) -> None:
-    """The broker side of runs.request_sync: runs marked in a transaction are enqueued once it has committed."""
-    run_ids: list[uuid.UUID] = session.info.pop(PENDING_ENQUEUE_KEY, [])
-    if not run_ids:
-        return
-    # The commit runs on the event loop's thread (SQLAlchemy's async bridge), so the loop is at hand.
-    task = asyncio.get_running_loop().create_task(enqueue_sync_runs(run_ids))
-    _ENQUEUEING.add(task)
-    task.add_done_callback(_ENQUEUEING.discard)
-
-
-@event.listens_for(Session, "after_soft_rollback")
-def _forget_rolled_back_runs(session: Session, previous_transaction: Any) -> None:
-    if previous_transaction.parent is None:  # the whole transaction, not a savepoint
-        session.info.pop(PENDING_ENQUEUE_KEY, None)
-
-
-# Strong references to the enqueue tasks in flight, so they are not collected before they finish.
-_ENQUEUEING: set[asyncio.Task[Any]] = set()
-
-
-async def enqueue_sync_runs(run_ids: Sequence[uuid.UUID]) -> None:
+async def enqueue_sync_runs(resources: JobResources, run_ids: Sequence[uuid.UUID]) -> None:
     """Hand committed runs to the broker; a run that cannot be enqueued is failed at once, not left queued."""
     for run_id in run_ids:
         try:
-            if _broker is None:
+            if resources.broker is None:
                 raise RuntimeError("no task broker in this process")
-            task = _broker.find_task(SYNC_TASK_NAME)
+            task = resources.broker.find_task(SYNC_TASK_NAME)
             if task is None:
                 raise RuntimeError("the sync task is not registered")
             await task.kiq(str(run_id))
         except Exception as error:
             log.error("could not enqueue sync run %s: %s", run_id, type(error).__name__)
-            if _resources is not None:
-                await fail_queued_run(_resources.session_factory, run_id)
+            await fail_queued_run(resources.session_factory, run_id)
 
 
 async def _shutdown_broker(broker: AsyncBroker) -> None:
@@ -158,14 +160,13 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
     """Lifespan hook: the broker (and, embedded, the scheduler) for this API process."""
     settings: Settings = app.state.settings
     graph = getattr(app.state, "graph", None)
+    app.state.jobs = None
     if not settings.ms_auth_enabled or graph is None:
         return
-    set_job_resources(JobResources(settings, app.state.session_factory, graph))
-    stack.callback(set_job_resources, None)
-    broker = build_broker(settings)
+    resources = app.state.jobs = JobResources(settings, app.state.session_factory, graph)
+    broker = build_broker(resources)
     await broker.startup()
-    set_broker(broker)
-    stack.callback(set_broker, None)
+    stack.callback(install_enqueue_hook(resources))
     stack.push_async_callback(_shutdown_broker, broker)
     if not settings.broker_url:
         # Several API replicas sharing EQUA_REDIS_URL each embed a scheduler; the lock lets one of them lead.
@@ -174,7 +175,7 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
             await leadership.start()
             stack.push_async_callback(leadership.stop)
         scheduler = asyncio.create_task(
-            run_scheduler(stop=None, first_tick_delay=_tick_seconds(settings), leadership=leadership)
+            run_scheduler(resources, None, first_tick_delay=_tick_seconds(settings), leadership=leadership)
         )
         stack.push_async_callback(_cancel, scheduler)
 
@@ -211,9 +212,11 @@ def next_sync_due(organization_id: uuid.UUID, last: datetime | None, interval_se
     return last + timedelta(seconds=stretch)
 
 
-async def schedule_due_syncs(session: AsyncSession, interval_seconds: int) -> list[uuid.UUID]:
+async def schedule_due_syncs(
+    session: AsyncSession, interval_seconds: int, *, lease_seconds: int = DEFAULT_LEASE_SECONDS
+) -> list[uuid.UUID]:
     """Request a sync for every organization with autoSync on whose turn has come; returns the run ids."""
-    await abandon_stale_runs(session)
+    await abandon_stale_runs(session, lease_seconds=lease_seconds)
     organizations = await repository.auto_sync_organizations(session)
     started: list[uuid.UUID] = []
     now = utcnow()
@@ -223,7 +226,7 @@ async def schedule_due_syncs(session: AsyncSession, interval_seconds: int) -> li
             last = organization.microsoft_group_linked_at
         if next_sync_due(organization.id, last, interval_seconds) > now:
             continue
-        run = await request_sync(session, organization, None, False, "schedule")
+        run = await request_sync(session, organization, None, False, "schedule", lease_seconds=lease_seconds)
         started.append(run.id)
     return started
 
@@ -241,6 +244,7 @@ async def _health_check(resources: JobResources) -> None:
 
 
 async def run_scheduler(
+    resources: JobResources,
     stop: asyncio.Event | None,
     *,
     first_tick_delay: float = 0.0,
@@ -251,9 +255,6 @@ async def run_scheduler(
     With `leadership` (a Redis lock shared by every scheduler) only the leader ticks; the others stand by and
     check often enough to take over within EQUA_SCHEDULER_LOCK_SECONDS of the leader's end.
     """
-    if _resources is None:
-        raise RuntimeError("scheduler started before the process set its job resources")
-    resources = _resources
     tick = _tick_seconds(resources.settings)
     interval = resources.settings.sync_interval_seconds
     loop = asyncio.get_running_loop()
@@ -267,7 +268,9 @@ async def run_scheduler(
             continue
         try:
             async with resources.session_factory() as session:
-                started = await schedule_due_syncs(session, interval)
+                started = await schedule_due_syncs(
+                    session, interval, lease_seconds=resources.settings.sync_lease_seconds
+                )
                 await session.commit()
             if started:
                 log.info("scheduled %d sync run(s)", len(started))
@@ -294,7 +297,7 @@ async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
 
 @contextlib.asynccontextmanager
 async def job_process(settings: Settings) -> Any:
-    """Engine, Graph client, broker and job resources for a worker or scheduler process."""
+    """Engine, Graph client, broker and job resources (yielded, broker set) for a worker or scheduler process."""
     from equa.db.engine import create_engine_for_settings, create_session_factory
     from equa.microsoft.graph import build_graph_client
 
@@ -303,19 +306,19 @@ async def job_process(settings: Settings) -> Any:
         stack.push_async_callback(engine.dispose)
         graph = build_graph_client(settings)
         stack.push_async_callback(graph.aclose)
-        set_job_resources(JobResources(settings, create_session_factory(engine), graph))
-        stack.callback(set_job_resources, None)
-        broker = build_broker(settings)
-        set_broker(broker)
-        stack.callback(set_broker, None)
-        yield broker
+        resources = JobResources(settings, create_session_factory(engine), graph)
+        build_broker(resources)
+        stack.callback(install_enqueue_hook(resources))
+        yield resources
 
 
 async def run_worker(settings: Settings, stop: asyncio.Event, *, concurrency: int = 10) -> None:
     """Take sync tasks from the Redis queue until `stop` is set."""
     from taskiq.receiver import Receiver
 
-    async with job_process(settings) as broker:
+    async with job_process(settings) as resources:
+        broker = resources.broker
+        assert broker is not None
         await broker.startup()
         try:
             while not stop.is_set():
@@ -341,13 +344,15 @@ def scheduler_leadership(settings: Settings, key: str = DEFAULT_LOCK_KEY) -> Sch
 async def run_scheduler_process(
     settings: Settings, stop: asyncio.Event, *, lock_key: str = DEFAULT_LOCK_KEY
 ) -> None:
-    async with job_process(settings) as broker:
+    async with job_process(settings) as resources:
+        broker = resources.broker
+        assert broker is not None
         await broker.startup()
         leadership = scheduler_leadership(settings, lock_key)
         try:
             if leadership is not None:
                 await leadership.start()
-            await run_scheduler(stop, leadership=leadership)
+            await run_scheduler(resources, stop, leadership=leadership)
         finally:
             if leadership is not None:
                 await leadership.stop()
@@ -365,7 +370,7 @@ async def run_in_foreground(
     engine = create_engine_for_settings(settings)
     try:
         session_factory = create_session_factory(engine)
-        configure_lease(settings.sync_lease_seconds)
+        lease_seconds = settings.sync_lease_seconds
         async with session_factory() as session:
             organization = await repository.organization(session, organization_id)
             if organization is None:
@@ -375,7 +380,7 @@ async def run_in_foreground(
                     f"No organization has the id {organization_id}.",
                     "Check the organization's id (GET /api/v1/organizations lists yours).",
                 )
-            await abandon_stale_runs(session, organization.id)
+            await abandon_stale_runs(session, organization.id, lease_seconds=lease_seconds)
             busy = await active_run(session, organization.id)
             if busy is not None:
                 raise AppError(
@@ -384,12 +389,19 @@ async def run_in_foreground(
                     f"A sync of this organization is already {busy.status} (run {busy.id}).",
                     "Wait for it to finish, or follow it with GET .../sync-runs/{id}.",
                 )
-            run = await request_sync(session, organization, None, dry_run, "cli", enqueue=False)
+            run = await request_sync(
+                session, organization, None, dry_run, "cli", enqueue=False, lease_seconds=lease_seconds
+            )
             await session.commit()
             run_id = run.id
         async with build_graph_client(settings) as graph:
             await execute_run(
-                session_factory, graph, run_id, scope=GroupScope.from_settings(settings), progress=progress
+                session_factory,
+                graph,
+                run_id,
+                scope=GroupScope.from_settings(settings),
+                progress=progress,
+                lease_seconds=lease_seconds,
             )
         async with session_factory() as session:
             finished = await repository.sync_run(session, run_id)

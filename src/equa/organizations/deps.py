@@ -12,8 +12,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.deps import CurrentUser
 from equa.accounts.models import User
-from equa.db.read_cache import ReadCache, detached_copy, read_cache_for, read_through
-from equa.db.session import DbSession
+from equa.db.read_cache import ReadCache, detached_copy, read_through
+from equa.deps import DbSession, read_cache_for
 from equa.errors import AppError, not_found
 from equa.organizations.models import Membership, Organization, Role
 

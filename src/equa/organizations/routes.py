@@ -10,7 +10,7 @@ from fastapi import APIRouter, Path, Request, Response, status
 from equa.accounts.deps import CurrentUser
 from equa.accounts.schemas import SessionOut, UserOut
 from equa.accounts.sessions import start_session
-from equa.db.session import DbSession
+from equa.deps import DbSession
 from equa.errors import problem_responses
 from equa.organizations.creation_policy import ensure_may_create_organization
 from equa.organizations.deps import OrgAdmin, OrgMember

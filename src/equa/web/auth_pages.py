@@ -8,7 +8,7 @@ from fastapi.responses import Response
 from equa.accounts.service import authenticate
 from equa.accounts.sessions import csrf_token_for, end_session, start_session
 from equa.accounts.throttle import MustWait, client_address, sign_in_throttle, wait_phrase
-from equa.db.session import DbSession
+from equa.deps import DbSession
 from equa.web.page_session import (
     CSRF_FORM_FIELD,
     form_token_matches,

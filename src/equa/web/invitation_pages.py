@@ -15,7 +15,7 @@ from fastapi.responses import Response
 from equa.accounts.models import DISPLAY_NAME_MAX_LENGTH
 from equa.accounts.service import get_user_by_email
 from equa.accounts.sessions import csrf_token_for, start_session
-from equa.db.session import DbSession
+from equa.deps import DbSession
 from equa.errors import AppError
 from equa.organizations.invitations import (
     OpenInvitation,

@@ -11,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
 from equa.accounts.sessions import csrf_token_for
-from equa.db.session import DbSession
+from equa.deps import DbSession
 from equa.errors import AppError
 from equa.microsoft.scope import GroupScope
 from equa.organizations.creation_policy import ensure_may_create_organization, may_create_organization

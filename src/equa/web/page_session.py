@@ -12,7 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
 from equa.accounts.sessions import CSRF_FORM_FIELD, csrf_token_for, read_session, session_user
-from equa.db.read_cache import read_cache_for
+from equa.deps import read_cache_for
 
 # Sign-in happens before a session exists, so its form is protected by a double-submit cookie instead.
 LOGIN_CSRF_COOKIE = "equa_login_csrf"

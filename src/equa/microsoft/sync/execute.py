@@ -32,7 +32,7 @@ from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync import apply as applying
 from equa.microsoft.sync.inputs import SyncInputs, load_inputs
 from equa.microsoft.sync.lifecycle import (
-    LEASE,
+    DEFAULT_LEASE_SECONDS,
     Heartbeat,
     claim_run,
     finish_failed,
@@ -210,14 +210,14 @@ async def execute_run(
     *,
     scope: GroupScope,
     progress: Progress | None = None,
-    lease_seconds: int | None = None,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
 ) -> str | None:
     """Claim and run one queued sync; returns its final status (None if another worker had claimed it)."""
     run = await claim_run(session_factory, run_id)
     if run is None:
         return None
     progress = progress or Progress()
-    heartbeat = Heartbeat(session_factory, run_id, progress, lease_seconds or LEASE.seconds)
+    heartbeat = Heartbeat(session_factory, run_id, progress, lease_seconds)
 
     # Everything the run sends to Graph, from any of its tasks, and nothing another run sends.
     with measure_usage() as usage:

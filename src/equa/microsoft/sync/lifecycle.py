@@ -13,7 +13,6 @@ import asyncio
 import contextlib
 import logging
 import uuid
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -28,18 +27,9 @@ from equa.microsoft.sync.progress import Progress
 log = logging.getLogger("equa.microsoft.sync.runs")
 
 
-@dataclass
-class LeaseConfig:
-    """How long a run may go without a heartbeat before it counts as abandoned (EQUA_SYNC_LEASE)."""
-
-    seconds: int = 120
-
-
-LEASE = LeaseConfig()
-
-
-def configure_lease(seconds: int) -> None:
-    LEASE.seconds = seconds
+# How long a run may go without a heartbeat before it counts as abandoned: EQUA_SYNC_LEASE's default. Each
+# process passes its own setting in (Settings.sync_lease_seconds); this is only the fallback of callers without one.
+DEFAULT_LEASE_SECONDS = 120
 
 
 def _rowcount(result: Any) -> int:
@@ -249,11 +239,14 @@ def _stale_condition(now: datetime, lease_seconds: int) -> Any:
 
 
 async def abandon_stale_runs(
-    session: AsyncSession, organization_id: uuid.UUID | None = None, *, lease_seconds: int | None = None
+    session: AsyncSession,
+    organization_id: uuid.UUID | None = None,
+    *,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
 ) -> int:
     """Mark runs whose worker stopped answering (no heartbeat within the lease) as abandoned."""
     now = utcnow()
-    condition = _stale_condition(now, lease_seconds or LEASE.seconds)
+    condition = _stale_condition(now, lease_seconds)
     statement = (
         update(SyncRun)
         .where(condition)

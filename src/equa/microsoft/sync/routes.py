@@ -8,7 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Depends, Query, Request, status
 from fastapi.responses import JSONResponse
 
-from equa.db.session import DbSession
+from equa.deps import DbSession
 from equa.errors import problem_responses
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.models import FlagStatus, Outcome
@@ -78,7 +78,14 @@ async def sync_members(
     if context.organization.microsoft_group is not None:
         # Refused now rather than as a failed run: the group is outside MS_GROUP_SCOPE (the job checks again).
         await scope.check(session, graph, context.organization.id, context.organization.microsoft_group)
-    run = await runs.request_sync(session, context.organization, context.user, dry_run, "api")
+    run = await runs.request_sync(
+        session,
+        context.organization,
+        context.user,
+        dry_run,
+        "api",
+        lease_seconds=request.app.state.settings.sync_lease_seconds,
+    )
     # Committed here, not at the end of the request: the task is handed to the broker on commit, and a worker
     # (or `wait` below) must see the run.
     await session.commit()

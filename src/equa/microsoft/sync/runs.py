@@ -20,7 +20,7 @@ from equa.accounts.models import User
 from equa.errors import AppError
 from equa.microsoft import repository
 from equa.microsoft.models import Outcome, RunStatus, SyncOutcome, SyncRun
-from equa.microsoft.sync.lifecycle import abandon_stale_runs
+from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs
 from equa.organizations.models import Organization
 from equa.pagination import Cursors, invalid_cursor
 
@@ -62,6 +62,7 @@ async def request_sync(
     trigger: str,
     *,
     enqueue: bool = True,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
 ) -> SyncRun:
     """The organization's queued-or-running run if there is one, else a new queued run.
 
@@ -71,7 +72,7 @@ async def request_sync(
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}")
     existing = await active_run(session, organization.id)
-    if existing is not None and not await _expire_if_stale(session, existing):
+    if existing is not None and not await _expire_if_stale(session, existing, lease_seconds):
         return existing
     if organization.microsoft_group is None:
         raise AppError(
@@ -104,8 +105,8 @@ async def request_sync(
     return run
 
 
-async def _expire_if_stale(session: AsyncSession, run: SyncRun) -> bool:
-    if await abandon_stale_runs(session, run.organization_id) == 0:
+async def _expire_if_stale(session: AsyncSession, run: SyncRun, lease_seconds: int) -> bool:
+    if await abandon_stale_runs(session, run.organization_id, lease_seconds=lease_seconds) == 0:
         return False
     await session.refresh(run)
     return run.status == RunStatus.ABANDONED.value

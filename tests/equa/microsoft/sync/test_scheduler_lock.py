@@ -113,7 +113,7 @@ async def test_a_standby_scheduler_schedules_nothing_until_it_leads(
     standby = SchedulerLeadership(url, LOCK_SECONDS, key=key)
     await standby.start()
     stop = asyncio.Event()
-    scheduler = asyncio.create_task(run_scheduler(stop, leadership=standby))
+    scheduler = asyncio.create_task(run_scheduler(app.state.jobs, stop, leadership=standby))
 
     async def scheduled_runs() -> list[SyncRun]:
         async with session_factory() as session:

@@ -126,7 +126,7 @@ async def test_a_scheduler_tick_runs_the_health_check_of_linked_groups(
         microsoft_group_linked_at=utcnow() - timedelta(days=2),
     )
     stop = asyncio.Event()
-    scheduler = asyncio.create_task(run_scheduler(stop))
+    scheduler = asyncio.create_task(run_scheduler(app.state.jobs, stop))
     try:
         deadline = time.monotonic() + 15
         while time.monotonic() < deadline:
