@@ -28,6 +28,7 @@ from equa.web.microsoft_partials import (
     partial,
     partial_context,
     problem_of,
+    section,
     status_card,
 )
 
@@ -36,7 +37,8 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends
 
 MEMBERS_PAGE = 25
 OUTCOME_PAGE = 200
-OUTCOME_PAGES_SHOWN = 20  # a result lists at most 4,000 people; the API has them all
+OUTCOME_PAGES_SHOWN = 20
+GROUP_DELETED = "The linked group was deleted in Microsoft 365, so its link was cleared. Link or create another group."  # a result lists at most 4,000 people; the API has them all
 
 
 async def _fresh_status(
@@ -53,12 +55,14 @@ async def members(
     session: DbSession,
     graph: Graph,
     scope: Scope,
+    cache: Cache,
     cursor: Annotated[str | None, Query(max_length=4096)] = None,
     shown: Annotated[int, Query(ge=0, le=100_000)] = 0,
 ) -> HTMLResponse:
     page = partial_context(
         request, context, members=[], next_cursor=None, shown=shown, problem=None, more=bool(cursor)
     )
+    group_id = groups.linked_group_id(context.organization)
     await release_connection(session)
     try:
         found = await groups.list_group_members(
@@ -71,6 +75,10 @@ async def members(
             cursor=cursor,
             limit=MEMBERS_PAGE,
         )
+    except groups.GroupMissing:
+        # The service cleared the link to a group deleted in Microsoft 365: the section now offers link and create.
+        cache.forget(graph, group_id)
+        return section(request, context, GROUP_DELETED)
     except (AppError, GraphError) as error:
         page["problem"] = await problem_of(request, session, error)
         return partial(request, "members.html", page)

@@ -19,25 +19,21 @@ from equa.microsoft.graph import GraphError
 from equa.microsoft.routes import Cache
 from equa.microsoft.schemas import CreateGroupIn
 from equa.pagination import cursors_for
-from equa.web.microsoft_partials import field_errors, partial, partial_context, problem_of, status_card
-from equa.web.templating import render
+from equa.web.microsoft_partials import (
+    field_errors,
+    partial,
+    partial_context,
+    problem_of,
+    section,
+    status_card,
+)
 
 PREFIX = "/organizations/{org_id}/settings/microsoft"
 router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends(require_microsoft_enabled)])
 
-SECTION = "#microsoft"
 LINK_BLOCK = "#ms-link-block"
 CREATE_BLOCK = "#ms-create-block"
 NOT_A_GROUP_ID = "That is not a group ID: paste the Object ID from Microsoft Entra, or search by name below."
-
-
-def _section(request: Request, context: MicrosoftAdmin, notice: str) -> HTMLResponse:
-    """The whole section again, after the link changed: what is shown is what is stored."""
-    page = partial_context(request, context, ms_notice=notice)
-    response = render(request, "_microsoft.html", page)
-    response.headers["HX-Retarget"] = SECTION
-    response.headers["HX-Reswap"] = "outerHTML"
-    return response
 
 
 @router.get("/status")
@@ -76,7 +72,7 @@ async def link(
         problem = await problem_of(request, session, error)
         return refused({}, problem, problem.status)
     cache.forget(graph, str(parsed))
-    return _section(request, context, f"Linked to “{result.group.get('displayName') or parsed}”.")
+    return section(request, context, f"Linked to “{result.group.get('displayName') or parsed}”.")
 
 
 @router.post("/create")
@@ -130,7 +126,7 @@ async def create(
         return refused({}, problem, problem.status, same_key=problem.status >= 500)
     if not result.replayed:
         cache.remember_created(graph, result.group)
-    return _section(
+    return section(
         request, context, f"Created the private group “{result.group.get('displayName')}” and linked it."
     )
 
@@ -153,7 +149,7 @@ async def unlink(
 ) -> HTMLResponse:
     group_id = await groups.unlink_group(session, context.organization, context.user)
     cache.forget(graph, group_id)
-    return _section(
+    return section(
         request, context, "Unlinked the group. It still exists in Microsoft 365, with its members and files."
     )
 
@@ -172,7 +168,7 @@ async def clear_missing(
         problem = await problem_of(request, session, error)
         page = partial_context(request, context, problem=problem)
         return partial(request, "problem.html", page, status_code=problem.status)
-    return _section(
+    return section(
         request, context, "The link to the deleted group was cleared. Link or create another group."
     )
 

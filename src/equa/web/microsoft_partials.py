@@ -74,6 +74,14 @@ def partial(
     return response
 
 
+def section(request: Request, context: OrgContext, notice: str) -> HTMLResponse:
+    """The whole section again, after the link changed: what is shown is what is stored."""
+    response = render(request, "_microsoft.html", partial_context(request, context, ms_notice=notice))
+    response.headers["HX-Retarget"] = "#microsoft"
+    response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
 async def problem_of(request: Request, session: AsyncSession, error: Exception) -> AppError:
     """The AppError to show for a failed action. A refusal changes nothing (rolled back); a Graph failure keeps
     what the service recorded about the attempt (its audit event, or the clearing of a link to a deleted group),
