@@ -63,6 +63,12 @@ async def test_the_section_works_under_the_strict_policy_and_sends_the_csrf_toke
     assert refused.status == 403
     assert (await web.reload_organization(organization.id)).microsoft_auto_sync is False
 
+    await section.get_by_role("button", name="Unlink group").click()
+    await page.get_by_role("dialog").get_by_role("button", name="Confirm").click()
+    await expect(section.locator("[data-role=notice]")).to_contain_text(
+        "Unlinked “Marketing”. The group still exists in Microsoft 365."
+    )
+
 
 def _big_group(web: WebWorld, size: int) -> str:
     users = [

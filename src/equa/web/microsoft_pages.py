@@ -145,13 +145,18 @@ async def nickname(
 
 @router.delete("/link")
 async def unlink(
-    request: Request, context: MicrosoftAdmin, session: DbSession, graph: Graph, cache: Cache
+    request: Request,
+    context: MicrosoftAdmin,
+    session: DbSession,
+    graph: Graph,
+    cache: Cache,
+    group_name: Annotated[str, Query(alias="groupName", max_length=256)] = "",
 ) -> HTMLResponse:
+    """Forget the link; the group itself stays in Microsoft 365. `groupName` is the name the status card showed."""
     group_id = await groups.unlink_group(session, context.organization, context.user)
     cache.forget(graph, group_id)
-    return section(
-        request, context, "Unlinked the group. It still exists in Microsoft 365, with its members and files."
-    )
+    name = f"“{group_name.strip()}”" if group_name.strip() else "the group"
+    return section(request, context, f"Unlinked {name}. The group still exists in Microsoft 365.")
 
 
 @router.post("/clear-missing")
