@@ -27,6 +27,7 @@ from equa.organizations.service import (
     remove_member,
 )
 from equa.web import forms
+from equa.web.microsoft_partials import partial_context
 from equa.web.page_session import CSRF_FORM_FIELD, form_token_matches, page_user, see_other, to_login
 from equa.web.templating import render
 
@@ -152,6 +153,8 @@ async def _settings_page(
         "show_microsoft": microsoft_section_visible(request, context),
         "group_scope": group_scope_of(request),
     }
+    if page["show_microsoft"]:
+        page |= partial_context(request, context)
     return render(request, "settings.html", page, status_code=status_code)
 
 
@@ -171,7 +174,7 @@ async def settings_page(
 
 @router.get("/organizations/{org_id}/settings/microsoft")
 async def microsoft_fragment(org_id: uuid.UUID, request: Request, session: DbSession) -> Response:
-    """The Microsoft 365 section alone, so the page's script can redraw it after a link, create or unlink."""
+    """The Microsoft 365 section alone (its partials load from the routes of equa.web.microsoft_pages)."""
     user = await page_user(request, session)
     if user is None:
         return Response("Sign in again.", status_code=401, media_type="text/plain")
@@ -181,10 +184,7 @@ async def microsoft_fragment(org_id: uuid.UUID, request: Request, session: DbSes
         return Response("Not found", status_code=404, media_type="text/plain")
     if not microsoft_section_visible(request, context):
         return Response("Not found", status_code=404, media_type="text/plain")
-    page = _base_context(request, user) | {
-        "org": context.organization,
-        "group_scope": group_scope_of(request),
-    }
+    page = _base_context(request, user) | partial_context(request, context)
     return render(request, "_microsoft.html", page)
 
 

@@ -1,4 +1,5 @@
-"""Serves the pages' own CSS and JavaScript from a fixed list of files (no directory walking from a URL)."""
+"""Serves the pages' own CSS and JavaScript (and vendored htmx) from a fixed list of files: a URL only selects a
+name from that list, it never walks the directory."""
 
 from __future__ import annotations
 
@@ -16,7 +17,7 @@ MEDIA_TYPES = {
 }
 
 
-@router.get("/static/{name}")
+@router.get("/static/{name:path}")
 async def static_file(name: str, v: str | None = None) -> Response:
     if name not in static_versions():
         return Response("Not found", status_code=404, media_type="text/plain")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import uuid
 from functools import cache
 from pathlib import Path
 from typing import Any
@@ -29,13 +30,17 @@ PAGE_HEADERS = {
 }
 
 
+# Only these kinds of file are served; notes such as vendor/README.md stay in the tree, not on the web.
+SERVED_SUFFIXES = (".css", ".js", ".svg")
+
+
 @cache
 def static_versions() -> dict[str, str]:
-    """File name -> short content hash, so a changed file gets a new URL and browsers may cache the old one."""
+    """Path under static/ -> short content hash, so a changed file gets a new URL and browsers may cache the old one."""
     return {
-        path.name: hashlib.sha256(path.read_bytes()).hexdigest()[:12]
-        for path in sorted(STATIC_DIR.iterdir())
-        if path.is_file()
+        path.relative_to(STATIC_DIR).as_posix(): hashlib.sha256(path.read_bytes()).hexdigest()[:12]
+        for path in sorted(STATIC_DIR.rglob("*"))
+        if path.is_file() and path.suffix in SERVED_SUFFIXES
     }
 
 
@@ -48,6 +53,8 @@ def static_url(name: str) -> str:
 
 templates = Jinja2Templates(directory=str(TEMPLATES_DIR))
 templates.env.globals["static_url"] = static_url
+# A fresh Idempotency-Key for each rendered create form: a repeat of that one submission cannot create twice.
+templates.env.globals["new_key"] = lambda: str(uuid.uuid4())
 
 
 def render(request: Request, template: str, context: dict[str, Any], status_code: int = 200) -> HTMLResponse:

@@ -17,7 +17,6 @@ if TYPE_CHECKING:
     from equa.microsoft.models import SyncRun
     from equa.settings import Settings
 
-OUTCOME_ORDER = ("added", "alreadyMember", "removed", "flagged", "notInTenant", "blockedByPolicy", "failed")
 ROWS_SHOWN = 50
 
 
@@ -104,6 +103,7 @@ async def _print_outcome(settings: Settings, run: SyncRun) -> None:
 
     from equa.db.engine import create_engine_for, create_session_factory
     from equa.microsoft.sync.runs import list_outcomes
+    from equa.microsoft.vocabulary import OUTCOME_ORDER
     from equa.pagination import Cursors, cursor_key
 
     console = Console()

@@ -1,0 +1,134 @@
+"""Rendering of the Microsoft 365 section's partials: their shared context, problems, notices and the status card.
+
+Every partial is a template under templates/microsoft/. An action's answer is the partial it changed; other parts it
+changed come along as out-of-band swaps (the notice, the status card) or as events named in HX-Trigger that make
+those parts reload themselves (members, flagged list).
+"""
+
+from __future__ import annotations
+
+import re
+import uuid
+from typing import Any
+
+from fastapi import Request
+from fastapi.responses import HTMLResponse
+from pydantic import ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from equa.accounts.sessions import csrf_token_for
+from equa.db.read_cache import read_cache_for
+from equa.errors import AppError
+from equa.microsoft import groups, vocabulary
+from equa.microsoft.graph import GraphClient, GraphError
+from equa.microsoft.problems import graph_problem
+from equa.microsoft.scope import GroupScope
+from equa.microsoft.status import OK, StatusCache, get_status
+from equa.organizations.deps import OrgContext
+from equa.web.templating import render
+
+# Events a response names in HX-Trigger; the parts listening for them reload from their own routes.
+MEMBERS_CHANGED = "ms-members"
+FLAGS_CHANGED = "ms-flagged"
+
+_URL = re.compile(r"(https://\S+)")
+
+
+def text_with_links(text: str | None) -> list[tuple[str, bool]]:
+    """Split an action into (text, is_link) parts: actions may carry a URL (the admin-consent page)."""
+    return [(part, bool(_URL.fullmatch(part))) for part in _URL.split(text or "") if part]
+
+
+def section_path(org_id: uuid.UUID) -> str:
+    return f"/organizations/{org_id}/settings/microsoft"
+
+
+def partial_context(request: Request, context: OrgContext, **extra: Any) -> dict[str, Any]:
+    """What every partial may use: the organization, its routes' base path, the vocabulary and the CSRF token."""
+    organization = context.organization
+    return {
+        "org": organization,
+        "base": section_path(organization.id),
+        "csrf_token": csrf_token_for(request),
+        "vocab": vocabulary,
+        "links": text_with_links,
+        "group_scope": GroupScope.from_settings(request.app.state.settings),
+    } | extra
+
+
+def partial(
+    request: Request,
+    template: str,
+    page: dict[str, Any],
+    *,
+    status_code: int = 200,
+    trigger: list[str] | None = None,
+    retarget: str | None = None,
+) -> HTMLResponse:
+    response = render(request, f"microsoft/{template}", page, status_code=status_code)
+    if trigger:
+        response.headers["HX-Trigger"] = ", ".join(trigger)
+    if retarget:
+        response.headers["HX-Retarget"] = retarget
+        response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
+def section(request: Request, context: OrgContext, notice: str) -> HTMLResponse:
+    """The whole section again, after the link changed: what is shown is what is stored."""
+    response = render(request, "_microsoft.html", partial_context(request, context, ms_notice=notice))
+    response.headers["HX-Retarget"] = "#microsoft"
+    response.headers["HX-Reswap"] = "outerHTML"
+    return response
+
+
+async def problem_of(request: Request, session: AsyncSession, error: Exception) -> AppError:
+    """The AppError to show for a failed action. A refusal changes nothing (rolled back); a Graph failure keeps
+    what the service recorded about the attempt (its audit event, or the clearing of a link to a deleted group),
+    as the JSON API does."""
+    if isinstance(error, AppError) and not isinstance(error, groups.GroupMissing):
+        await session.rollback()
+        return error
+    if isinstance(error, GraphError):
+        return graph_problem(error, request.app.state.settings)
+    assert isinstance(error, AppError)
+    return error
+
+
+def field_errors(error: ValidationError) -> dict[str, str]:
+    """Pydantic's errors by form field name (the API's camelCase aliases), for the messages next to the fields."""
+    found: dict[str, str] = {}
+    for item in error.errors():
+        name = str(item["loc"][-1]) if item["loc"] else ""
+        found.setdefault(name, str(item["msg"]))
+    return found
+
+
+async def status_card(
+    request: Request,
+    session: AsyncSession,
+    context: OrgContext,
+    graph: GraphClient | None,
+    cache: StatusCache,
+    *,
+    recount: bool = False,
+) -> dict[str, Any]:
+    """The status card's context. `recount` after our own member changes: the cached summary may be a minute
+    old, and the group's own details carry the count that matches the member list shown below it."""
+    status = await get_status(
+        session, graph, cache, context.organization, request.app.state.settings, read_cache_for(request)
+    )
+    member_count = status.group.member_count if status.group else None
+    if recount and graph is not None and status.linked and status.health == OK:
+        try:
+            details = await groups.group_details(
+                session,
+                graph,
+                context.organization,
+                context.user,
+                scope=GroupScope.from_settings(request.app.state.settings),
+            )
+            member_count = details.member_count
+        except (AppError, GraphError):
+            pass  # the cached summary's count stays; the card reports health on its next load
+    return {"status": status, "member_count": member_count}
