@@ -24,14 +24,21 @@ Data factories (each commits, so the rows are visible to the app at once)
   bearer(user) -> dict[str, str]               headers with a fresh API token
 
 Passwords are hashed with cheap argon2 parameters in tests only; production keeps the library's defaults.
+
+Parallel runs (pytest-xdist, `make test` runs `-n auto --dist loadscope`): every worker has its own session fixtures
+(temp SQLite files, throw-away PostgreSQL databases, emulators and servers on random ports). Tests marked `redis`
+share Redis database 15, so they take turns (a lock file); `--dist loadscope` keeps each module's tests on one
+worker, so module-scoped fixtures are started once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import tempfile
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
 from pathlib import Path
 from typing import Any
 
@@ -61,6 +68,26 @@ TEST_SECRET_KEY = "test-session-key-" + "k" * 32
 
 use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 import_all_models()
+
+
+# One lock file for every test process on this machine: tests marked `redis` use fixed keys in database 15.
+_REDIS_TESTS_LOCK = Path(tempfile.gettempdir()) / "equa-tests-redis-db15.lock"
+
+
+@pytest.fixture(autouse=True)
+def _one_redis_test_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked `redis` share database 15 and its keys: under pytest-xdist (or two runs at once) they take turns.
+
+    A lock rather than an xdist group: it holds whatever the scheduler does, and across separate runs too."""
+    if request.node.get_closest_marker("redis") is None:
+        yield
+        return
+    with _REDIS_TESTS_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)
