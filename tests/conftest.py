@@ -17,6 +17,12 @@ Application
   client            httpx.AsyncClient over ASGITransport to `app`, base_url http://testserver.
   session_factory   app.state.session_factory, for tests that read or seed the database directly.
 
+Time
+  clock             a ManualClock: `clock()` reads like time.monotonic, `clock.utcnow()` like equa.db.base.utcnow,
+                    and `clock.advance(seconds)` moves both. Pass it to the caches (`ReadCache.clock`,
+                    `StatusCache.clock`) or the sync lease (`abandon_stale_runs(clock=clock.utcnow)`): no test sleeps
+                    to wait for something to expire.
+
 Data factories (each commits, so the rows are visible to the app at once)
   make_user(email=None, *, password=None, display_name=None, platform_admin=False) -> User
   make_org(admin, *, name=None, members=(), admins=()) -> Organization
@@ -37,8 +43,10 @@ import fcntl
 import logging
 import os
 import tempfile
+import time
 import uuid
 from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -56,7 +64,7 @@ from equa.accounts.passwords import use_password_hasher
 from equa.accounts.service import create_user
 from equa.accounts.tokens import create_api_token
 from equa.app import create_app
-from equa.db.base import Base
+from equa.db.base import Base, utcnow
 from equa.db.engine import create_engine_for
 from equa.db.migrate import upgrade_database_async
 from equa.db.models_registry import import_all_models
@@ -142,6 +150,29 @@ async def empty_all_tables(database_url: str) -> None:
 async def clean_database(database_url: str) -> str:
     await empty_all_tables(database_url)
     return database_url
+
+
+class ManualClock:
+    """Time that moves only when a test says so; starts at the real time."""
+
+    def __init__(self) -> None:
+        self._monotonic = time.monotonic()
+        self._wall = utcnow()
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._monotonic + self.offset
+
+    def utcnow(self) -> datetime:
+        return self._wall + timedelta(seconds=self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
 
 
 @pytest.fixture

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
@@ -33,6 +34,8 @@ class LeaseConfig:
     """How long a run may go without a heartbeat before it counts as abandoned (EQUA_SYNC_LEASE)."""
 
     seconds: int = 120
+    # The time a lease is measured against; a test moves its own clock past a lease instead of sleeping through it.
+    clock: Callable[[], datetime] = utcnow
 
 
 LEASE = LeaseConfig()
@@ -249,10 +252,14 @@ def _stale_condition(now: datetime, lease_seconds: int) -> Any:
 
 
 async def abandon_stale_runs(
-    session: AsyncSession, organization_id: uuid.UUID | None = None, *, lease_seconds: int | None = None
+    session: AsyncSession,
+    organization_id: uuid.UUID | None = None,
+    *,
+    lease_seconds: int | None = None,
+    clock: Callable[[], datetime] | None = None,
 ) -> int:
     """Mark runs whose worker stopped answering (no heartbeat within the lease) as abandoned."""
-    now = utcnow()
+    now = (clock or LEASE.clock)()
     condition = _stale_condition(now, lease_seconds or LEASE.seconds)
     statement = (
         update(SyncRun)
