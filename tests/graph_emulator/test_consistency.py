@@ -21,13 +21,13 @@ def member_user() -> str:
     return next(u["id"] for u in seeds.default_seed()["tenants"][0]["users"] if u["userType"] == "Member")
 
 
-def test_the_default_profile_lags_one_second_scaled_by_time_scale(emulator):
-    state = emulator.control.consistency()
+def test_the_default_profile_lags_one_second_scaled_by_time_scale(emu):
+    state = emu.control.consistency()
     assert state["lag_seconds"] == 1.0
     assert state["effective_lag_seconds"] == 1.0 / state["time_scale"]
 
 
-def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emulator):
+def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emu):
     before = int(graph.get("/groups/$count", headers=EVENTUAL).text)
     created = graph.post("/groups", json=NEW_GROUP)
     assert created.status_code == 201
@@ -38,7 +38,7 @@ def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, 
         "/groups", params={"$search": '"displayName:Fresh"', "$count": "true"}, headers=EVENTUAL
     )
     assert searched.json()["value"] == []
-    emulator.replicate_now()
+    emu.replicate_now()
     assert graph.get(f"/groups/{group_id}").json()["displayName"] == "Fresh Team"
     assert int(graph.get("/groups/$count", headers=EVENTUAL).text) == before + 1
     searched = graph.get(
@@ -47,7 +47,7 @@ def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, 
     assert [g["id"] for g in searched.json()["value"]] == [group_id]
 
 
-def test_a_change_is_read_back_after_the_lag(graph, emulator):
+def test_a_change_is_read_back_after_the_lag(graph, emu):
     assert graph.patch(f"/groups/{FALCON}", json={"displayName": "Falcon Renamed"}).status_code == 204
     started = time.monotonic()
     assert graph.get(f"/groups/{FALCON}").json()["displayName"] == "Project Falcon"
@@ -59,7 +59,7 @@ def test_a_change_is_read_back_after_the_lag(graph, emulator):
     assert time.monotonic() - started >= 0.5
 
 
-def test_members_and_member_counts_lag_until_replicate_now(graph, emulator):
+def test_members_and_member_counts_lag_until_replicate_now(graph, emu):
     user = member_user()
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"}
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 204
@@ -67,21 +67,21 @@ def test_members_and_member_counts_lag_until_replicate_now(graph, emulator):
     assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "0"
     # The write side already knows: adding again is refused at once.
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 400
-    emulator.replicate_now()
+    emu.replicate_now()
     assert [m["id"] for m in graph.get(f"/groups/{FALCON}/members").json()["value"]] == [user]
     assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "1"
 
 
-def test_a_test_can_ask_for_instant_consistency(graph, emulator):
-    emulator.set_lag(0)
+def test_a_test_can_ask_for_instant_consistency(graph, emu):
+    emu.set_lag(0)
     created = graph.post("/groups", json=NEW_GROUP)
     assert graph.get(f"/groups/{created.json()['id']}").status_code == 200
-    emulator.reset()
-    assert emulator.control.consistency()["lag_seconds"] == 1.0
+    emu.reset()
+    assert emu.control.consistency()["lag_seconds"] == 1.0
 
 
-def test_control_api_set_up_is_already_replicated(graph, emulator):
-    group = emulator.add_group(
+def test_control_api_set_up_is_already_replicated(graph, emu):
+    group = emu.add_group(
         displayName="Set up", mailNickname="set-up", mailEnabled=False, securityEnabled=True
     )
     assert graph.get(f"/groups/{group['id']}").status_code == 200

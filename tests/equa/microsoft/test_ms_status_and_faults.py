@@ -7,7 +7,8 @@ import time
 from typing import Any
 
 import httpx
-from ms_support import Team, emu, link, ms_emulator, seed_group_id, settings, team, tenant_members
+import pytest
+from ms_support import Team, link, seed_group_id, tenant_members
 from sqlalchemy import select
 
 from equa.microsoft.health_task import check_linked_groups
@@ -15,7 +16,7 @@ from equa.microsoft.models import AuditEvent
 from equa.microsoft.status import StatusCache
 from equa.organizations.models import Organization
 
-__all__ = ["emu", "ms_emulator", "settings", "team"]
+pytestmark = pytest.mark.retry_budget("api")
 
 
 async def age_links(session_factory: Any) -> None:
