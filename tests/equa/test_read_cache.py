@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -233,9 +232,6 @@ def _now() -> Any:
     from equa.db.base import utcnow
 
     return utcnow()
-
-
-__all__ = ["uuid"]
 
 
 async def _shared_fill(change_during_fill: bool) -> tuple[str, str, int]:
