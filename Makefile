@@ -17,6 +17,9 @@ PROD_BIN := $(PROD_VENV)/bin
 PROD_STAMP := $(PROD_VENV)/.installed
 PIP_TOOLS := pip-tools==7.6.2
 
+# Tests run on every core (pytest-xdist), each module's tests on one worker; Redis tests take turns (tests/conftest.py).
+PYTEST_ARGS ?= -n auto --dist loadscope
+
 .PHONY: demo serve test lint typecheck pytest fuzz bench install install-prod lock screenshots clean compat
 
 $(BIN)/python:

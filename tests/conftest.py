@@ -7,15 +7,31 @@ Databases
                     Every test that uses it (directly or through `app`/`client`) runs once per backend.
   clean_database    function-scoped: empties every table before the test, so tests never see each other's rows.
 
+The Graph emulator
+  emu               the one emulator of every suite: graph_emulator.pytest_plugin's HTTPS server (one per test
+                    process, no throttling, Graph's replication lag), reset to its seeded tenant before each test
+                    (no faults, statistics zeroed). A suite that needs another tenant overrides
+                    `graph_emulator_server` (and `emu`) in its conftest under the same names.
+
 Settings
   make_settings(**overrides) -> Settings   a factory: points at `database_url`, a fixed test session key and a
                                            temp data directory; keyword overrides by field name.
-  settings                                 make_settings() with no overrides.
+  settings                                 make_settings() with no overrides; in a test marked
+                                           `retry_budget(NAME)`, the integration on and pointed at `emu`, with the
+                                           named budget of RETRY_BUDGETS ("api", "sync", "chaos").
+  emulator_settings(budget="api", *, tenant_wide=True, **overrides) -> Settings
+                                           the same, for a test that builds its own settings.
 
 Application
   app               create_app(settings) with its lifespan running (engine, session factory); clean tables.
   client            httpx.AsyncClient over ASGITransport to `app`, base_url http://testserver.
   session_factory   app.state.session_factory, for tests that read or seed the database directly.
+
+Time
+  clock             a ManualClock: `clock()` reads like time.monotonic, `clock.utcnow()` like equa.db.base.utcnow,
+                    and `clock.advance(seconds)` moves both. Pass it to the caches (`ReadCache.clock`,
+                    `StatusCache.clock`) or the sync lease (`abandon_stale_runs(clock=clock.utcnow)`): no test sleeps
+                    to wait for something to expire.
 
 Data factories (each commits, so the rows are visible to the app at once)
   make_user(email=None, *, password=None, display_name=None, platform_admin=False) -> User
@@ -24,14 +40,23 @@ Data factories (each commits, so the rows are visible to the app at once)
   bearer(user) -> dict[str, str]               headers with a fresh API token
 
 Passwords are hashed with cheap argon2 parameters in tests only; production keeps the library's defaults.
+
+Parallel runs (pytest-xdist, `make test` runs `-n auto --dist loadscope`): every worker has its own session fixtures
+(temp SQLite files, throw-away PostgreSQL databases, emulators and servers on random ports). Tests marked `redis`
+share Redis database 15, so they take turns (a lock file); `--dist loadscope` keeps each module's tests on one
+worker, so module-scoped fixtures are started once.
 """
 
 from __future__ import annotations
 
+import fcntl
 import logging
 import os
+import tempfile
+import time
 import uuid
-from collections.abc import AsyncIterator, Awaitable, Callable, Iterable
+from collections.abc import AsyncIterator, Awaitable, Callable, Iterable, Iterator
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 
@@ -49,7 +74,7 @@ from equa.accounts.passwords import use_password_hasher
 from equa.accounts.service import create_user
 from equa.accounts.tokens import create_api_token
 from equa.app import create_app
-from equa.db.base import Base
+from equa.db.base import Base, utcnow
 from equa.db.engine import create_engine_for
 from equa.db.migrate import upgrade_database_async
 from equa.db.models_registry import import_all_models
@@ -61,6 +86,48 @@ TEST_SECRET_KEY = "test-session-key-" + "k" * 32
 
 use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 import_all_models()
+
+
+# Under `--dist loadscope`, the browser tests are one unit of work (one worker, one after the other): their served apps
+# live for the session, and the sync jobs of an app find it through one per-process slot, which another module's app
+# would take over if it started in the same process between two browser modules.
+_ONE_UNIT_DIRECTORIES = ("tests/e2e/",)
+
+
+@pytest.hookimpl(optionalhook=True)
+def pytest_xdist_make_scheduler(config: pytest.Config, log: Any) -> Any:
+    if config.getvalue("dist") != "loadscope":
+        return None
+    from xdist.scheduler import LoadScopeScheduling
+
+    class DirectoryAwareScopeScheduling(LoadScopeScheduling):
+        def _split_scope(self, nodeid: str) -> str:
+            for directory in _ONE_UNIT_DIRECTORIES:
+                if nodeid.startswith(directory):
+                    return directory
+            return str(super()._split_scope(nodeid))
+
+    return DirectoryAwareScopeScheduling(config, log)
+
+
+# One lock file for every test process on this machine: tests marked `redis` use fixed keys in database 15.
+_REDIS_TESTS_LOCK = Path(tempfile.gettempdir()) / "equa-tests-redis-db15.lock"
+
+
+@pytest.fixture(autouse=True)
+def _one_redis_test_at_a_time(request: pytest.FixtureRequest) -> Iterator[None]:
+    """Tests marked `redis` share database 15 and its keys: under pytest-xdist (or two runs at once) they take turns.
+
+    A lock rather than an xdist group: it holds whatever the scheduler does, and across separate runs too."""
+    if request.node.get_closest_marker("redis") is None:
+        yield
+        return
+    with _REDIS_TESTS_LOCK.open("a") as handle:
+        fcntl.flock(handle, fcntl.LOCK_EX)
+        try:
+            yield
+        finally:
+            fcntl.flock(handle, fcntl.LOCK_UN)
 
 
 @pytest.fixture(autouse=True)
@@ -117,6 +184,29 @@ async def clean_database(database_url: str) -> str:
     return database_url
 
 
+class ManualClock:
+    """Time that moves only when a test says so; starts at the real time."""
+
+    def __init__(self) -> None:
+        self._monotonic = time.monotonic()
+        self._wall = utcnow()
+        self.offset = 0.0
+
+    def __call__(self) -> float:
+        return self._monotonic + self.offset
+
+    def utcnow(self) -> datetime:
+        return self._wall + timedelta(seconds=self.offset)
+
+    def advance(self, seconds: float) -> None:
+        self.offset += seconds
+
+
+@pytest.fixture
+def clock() -> ManualClock:
+    return ManualClock()
+
+
 @pytest.fixture
 def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
     def factory(**overrides: Any) -> Settings:
@@ -132,8 +222,70 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings]) -> Settings:
-    return make_settings()
+def emu(graph_emulator: Any) -> Any:
+    """The emulator on its seeded tenant, without faults, statistics zeroed (the plugin resets it)."""
+    return graph_emulator
+
+
+# Graph retry budgets by name: how long a suite lets the app retry Graph before it answers.
+RETRY_BUDGETS: dict[str, dict[str, Any]] = {
+    # API tests: a request retries a few seconds at most; status summaries are cached for the test.
+    "api": {
+        "graph_max_attempts": 5,
+        "graph_max_retry_wait_seconds": 4.0,
+        "graph_timeout_seconds": 10.0,
+        "status_cache_seconds": 60.0,
+    },
+    # Sync tests: a run rides out injected faults; no scheduled syncs start behind the test's back.
+    "sync": {
+        "graph_max_attempts": 6,
+        "graph_max_retry_wait_seconds": 20.0,
+        "graph_timeout_seconds": 10.0,
+        "sync_interval_seconds": 3600,
+    },
+    # Chaos tests: small budgets, so a run under heavy fault injection takes seconds.
+    "chaos": {
+        "graph_max_attempts": 6,
+        "graph_max_retry_wait_seconds": 6.0,
+        "graph_timeout_seconds": 5.0,
+        "status_cache_seconds": 1.0,
+        "sync_interval_seconds": 3600,
+    },
+}
+
+
+def _integration_values(emulator: Any, budget: str, *, tenant_wide: bool) -> dict[str, Any]:
+    """MS_GROUP_SCOPE=tenant (tenant_wide) lets tests link any seeded group; the scope tests use `granted`."""
+    if budget not in RETRY_BUDGETS:
+        raise ValueError(f"unknown retry budget {budget!r}: one of {sorted(RETRY_BUDGETS)}")
+    return {
+        "ms_group_scope": "tenant" if tenant_wide else "granted",
+        "ms_auth_enabled": True,
+        "ms_auth_client_id": emulator.client_id,
+        "ms_auth_tenant_id": emulator.tenant_id,
+        "ms_auth_secret": emulator.client_secret,
+        "ms_authority_host": emulator.base_url,
+        "ms_graph_url": emulator.graph_url,
+        "ms_ca_bundle": emulator.ca_path,
+        **RETRY_BUDGETS[budget],
+    }
+
+
+@pytest.fixture
+def emulator_settings(make_settings: Callable[..., Settings], emu: Any) -> Callable[..., Settings]:
+    def factory(budget: str = "api", *, tenant_wide: bool = True, **overrides: Any) -> Settings:
+        return make_settings(**{**_integration_values(emu, budget, tenant_wide=tenant_wide), **overrides})
+
+    return factory
+
+
+@pytest.fixture
+def settings(request: pytest.FixtureRequest, make_settings: Callable[..., Settings]) -> Settings:
+    marker = request.node.get_closest_marker("retry_budget")
+    if marker is None:
+        return make_settings()
+    factory: Callable[..., Settings] = request.getfixturevalue("emulator_settings")
+    return factory(*marker.args, **marker.kwargs)
 
 
 @pytest_asyncio.fixture

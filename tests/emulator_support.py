@@ -1,17 +1,12 @@
-"""What every suite that runs the app against the Graph emulator shares: the emulator's default tenant, one HTTPS
-emulator started for a fixture's scope, a per-test reset, and the settings that point the app at it.
+"""Facts about the Graph emulator's default tenant that several suites assert on (its users and seeded groups).
 
-Each suite keeps its own fixture names (their scope and retry budgets differ) and builds them from these.
+The emulator itself is the fixture `emu` and the settings pointed at it `settings`/`emulator_settings`, in
+tests/conftest.py.
 """
 
 from __future__ import annotations
 
-from collections.abc import Callable, Iterator
 from typing import Any
-
-import pytest
-
-from equa.settings import Settings
 
 
 def default_tenant_users() -> list[dict[str, Any]]:
@@ -36,45 +31,3 @@ def seed_group_id(key: str) -> str:
     from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
 
     return stable_id(DEFAULT_TENANT_DOMAIN, "seed-group", key)
-
-
-def running_emulator(tmp_path_factory: pytest.TempPathFactory, name: str) -> Iterator[Any]:
-    """Body of a fixture that starts one emulator (no throttling) over HTTPS and stops it afterwards."""
-    testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
-    running = testing.start_emulator(tmp_path_factory.mktemp(name), throttling=False)
-    try:
-        yield running
-    finally:
-        running.stop()
-
-
-def fresh_emulator(running: Any) -> Iterator[Any]:
-    """Body of a per-test fixture: the emulator back on its default tenant, without faults, statistics zeroed."""
-    running.reset()
-    running.set_faults()
-    running.reset_stats()
-    yield running
-    running.set_faults()
-
-
-def integration_settings(
-    make_settings: Callable[..., Settings], emu: Any, *, tenant_wide: bool = True, **overrides: Any
-) -> Settings:
-    """Settings with the integration on and pointed at `emu`; `overrides` set each suite's retry budgets.
-
-    tenant_wide (MS_GROUP_SCOPE=tenant) lets the suites about linking, members and sync use any seeded group; the
-    scope tests pass tenant_wide=False (or ms_group_scope=...) to run in the default `granted` mode.
-    """
-    values: dict[str, Any] = {
-        "ms_group_scope": "tenant" if tenant_wide else "granted",
-        "ms_auth_enabled": True,
-        "ms_auth_client_id": emu.client_id,
-        "ms_auth_tenant_id": emu.tenant_id,
-        "ms_auth_secret": emu.client_secret,
-        "ms_authority_host": emu.base_url,
-        "ms_graph_url": emu.graph_url,
-        "ms_ca_bundle": emu.ca_path,
-        "graph_max_attempts": 6,
-    }
-    values.update(overrides)
-    return make_settings(**values)

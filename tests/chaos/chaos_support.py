@@ -1,7 +1,7 @@
-"""Fixtures and bookkeeping of the chaos suite: one emulator per module, the app pointed at it, a user who retries.
+"""Bookkeeping of the chaos suite: a user who retries, and what a chaos test did.
 
-A chaos module imports `chaos_emulator`, `cemu` and `settings` from here (`settings` overrides the suite's, so
-`app`, `client`, `session_factory`, `make_user` and `make_org` run with the integration on). `Caller` sends the
+A chaos module marked `retry_budget("chaos")` gets `settings` with the integration on, pointed at `emu`, with retry
+budgets small enough that a chaos run takes seconds (tests/conftest.py). `Caller` sends the
 requests an admin would, retries a 503 the way its Retry-After asks, and checks every answer on the way: a failure
 a user sees is a 4xx or a 503, always with an `action`, and a 503 always with Retry-After; never a 500.
 """
@@ -11,16 +11,13 @@ from __future__ import annotations
 import asyncio
 import time
 from collections import Counter
-from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from typing import Any
 
 import httpx
-import pytest
 
-from emulator_support import fresh_emulator, integration_settings, member_users, running_emulator
+from emulator_support import member_users
 from emulator_support import seed_group_id as seed_group_id
-from equa.settings import Settings
 
 FINAL_RUN_STATUSES = frozenset({"succeeded", "partial", "failed", "abandoned"})
 
@@ -28,33 +25,6 @@ FINAL_RUN_STATUSES = frozenset({"succeeded", "partial", "failed", "abandoned"})
 def tenant_members() -> list[dict[str, Any]]:
     """Member (not guest) users of the default tenant that have a mailbox."""
     return member_users(with_mailbox=True)
-
-
-@pytest.fixture(scope="module")
-def chaos_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from running_emulator(tmp_path_factory, "chaos-emulator")
-
-
-@pytest.fixture
-def cemu(chaos_emulator: Any) -> Iterator[Any]:
-    """The emulator on its default tenant, without faults, statistics zeroed."""
-    yield from fresh_emulator(chaos_emulator)
-
-
-def chaos_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:
-    """Settings pointed at the emulator, with retry budgets small enough that a chaos run takes seconds."""
-    budgets: dict[str, Any] = {
-        "graph_max_retry_wait_seconds": 6.0,
-        "graph_timeout_seconds": 5.0,
-        "status_cache_seconds": 1.0,
-        "sync_interval_seconds": 3600,
-    }
-    return integration_settings(make_settings, emu, **{**budgets, **overrides})
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], cemu: Any) -> Settings:
-    return chaos_settings(make_settings, cemu)
 
 
 @dataclass

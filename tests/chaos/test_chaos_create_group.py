@@ -9,19 +9,17 @@ from typing import Any
 
 import httpx
 import pytest
-from chaos_support import Caller, Tally, cemu, chaos_emulator, chaos_settings, tenant_members
+from chaos_support import Caller, Tally, tenant_members
 
 from equa.settings import Settings
-
-__all__ = ["cemu", "chaos_emulator"]
 
 pytestmark = pytest.mark.chaos
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], cemu: Any) -> Settings:
+def settings(emulator_settings: Callable[..., Settings]) -> Settings:
     # A short retry budget: the look-ups during the outage give up within seconds.
-    return chaos_settings(make_settings, cemu, graph_max_retry_wait_seconds=2.0)
+    return emulator_settings("chaos", graph_max_retry_wait_seconds=2.0)
 
 
 class LostAnswer:
@@ -60,7 +58,7 @@ class LostAnswer:
 async def test_a_create_whose_answer_was_lost_and_then_retried_makes_one_group(
     app: Any,
     client: httpx.AsyncClient,
-    cemu: Any,
+    emu: Any,
     make_user: Any,
     make_org: Any,
     bearer: Any,
@@ -71,7 +69,7 @@ async def test_a_create_whose_answer_was_lost_and_then_retried_makes_one_group(
     tally = Tally()
     caller = Caller(client, f"/api/v1/organizations/{org.id}/microsoft", await bearer(admin), tally)
     headers = {"Idempotency-Key": idempotency_key} if idempotency_key else {}
-    cemu.set_faults(**{"rate_429": 0.1, "rate_503": 0.05, "seed_random": 3})
+    emu.set_faults(**{"rate_429": 0.1, "rate_503": 0.05, "seed_random": 3})
     request = {"displayName": "Lost Answer"}
 
     network = LostAnswer(app)
@@ -81,16 +79,16 @@ async def test_a_create_whose_answer_was_lost_and_then_retried_makes_one_group(
         assert network.lost == 1
         assert lost.status_code == 503, lost.text
         assert lost.json()["code"] == "microsoft_unavailable"
-        made = cemu.find_groups(mailNickname="lost-answer")
+        made = emu.find_groups(mailNickname="lost-answer")
         assert len(made) == 1
         network.heal()
         again = await caller.call("POST", "create-group", json=request, headers=headers)
     finally:
         network.remove()
-        cemu.set_faults()
+        emu.set_faults()
     assert again.status_code == 201, again.text
     assert again.json()["id"] == made[0]["id"]
-    groups = cemu.find_groups(displayName="Lost Answer")
+    groups = emu.find_groups(displayName="Lost Answer")
     assert [g["id"] for g in groups] == [made[0]["id"]], "a second group was created"
     status = (await caller.call("GET", "status")).json()
     assert status["groupId"] == made[0]["id"]
@@ -98,14 +96,14 @@ async def test_a_create_whose_answer_was_lost_and_then_retried_makes_one_group(
     # Once linked, yet another repeat makes nothing new either.
     repeat = await caller.call("POST", "create-group", json=request, headers=headers)
     assert repeat.status_code in (201, 409), repeat.text
-    assert [g["id"] for g in cemu.find_groups(displayName="Lost Answer")] == [made[0]["id"]]
+    assert [g["id"] for g in emu.find_groups(displayName="Lost Answer")] == [made[0]["id"]]
     print(
         tally.summary(f"create-group, answer lost, retried {'with' if idempotency_key else 'without'} a key")
     )
 
 
 async def test_concurrent_creates_under_throttling_make_one_group_per_organization(
-    client: httpx.AsyncClient, cemu: Any, make_user: Any, make_org: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, make_user: Any, make_org: Any, bearer: Any
 ) -> None:
     tally = Tally()
     callers = []
@@ -115,7 +113,7 @@ async def test_concurrent_creates_under_throttling_make_one_group_per_organizati
         callers.append(
             Caller(client, f"/api/v1/organizations/{org.id}/microsoft", await bearer(admin), tally)
         )
-    cemu.set_faults(
+    emu.set_faults(
         **{
             "rate_429": 0.15,
             "rate_503": 0.1,
@@ -132,12 +130,12 @@ async def test_concurrent_creates_under_throttling_make_one_group_per_organizati
         for _ in range(2):
             attempts.append(caller.call("POST", "create-group", json=request, headers=headers))
     answers = await asyncio.gather(*attempts)
-    tally.add_faults(cemu.stats())
-    cemu.set_faults()
+    tally.add_faults(emu.stats())
+    emu.set_faults()
     for index, caller in enumerate(callers):
         pair = answers[2 * index : 2 * index + 2]
         assert any(a.status_code == 201 for a in pair), [a.text for a in pair]
-        groups = cemu.find_groups(mailNickname=f"busy-team-{index}")
+        groups = emu.find_groups(mailNickname=f"busy-team-{index}")
         assert len(groups) == 1, groups
         status = (await caller.call("GET", "status")).json()
         assert status["groupId"] == groups[0]["id"]

@@ -9,18 +9,9 @@ from typing import Any
 
 import httpx
 import pytest
-from chaos_support import (
-    Caller,
-    Tally,
-    cemu,
-    chaos_emulator,
-    settings,
-    tenant_members,
-)
+from chaos_support import Caller, Tally, tenant_members
 
-__all__ = ["cemu", "chaos_emulator", "settings"]
-
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.retry_budget("chaos"), pytest.mark.chaos]
 
 MIXED_FAULTS: dict[str, Any] = {
     "rate_429": 0.1,
@@ -38,7 +29,7 @@ LATENCY_SPIKE: dict[str, Any] = {**MIXED_FAULTS, "latency_ms": 600, "jitter_ms":
 
 
 async def test_an_admin_session_under_mixed_faults_loses_nothing(
-    client: httpx.AsyncClient, cemu: Any, make_user: Any, make_org: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, make_user: Any, make_org: Any, bearer: Any
 ) -> None:
     people = tenant_members()
     admin_person, team_people = people[0], people[1:12]
@@ -51,7 +42,7 @@ async def test_an_admin_session_under_mixed_faults_loses_nothing(
     tally = Tally()
     caller = Caller(client, f"/api/v1/organizations/{org.id}/microsoft", await bearer(admin), tally)
 
-    cemu.set_faults(**MIXED_FAULTS)
+    emu.set_faults(**MIXED_FAULTS)
 
     # create-group, sent twice at once and then repeated, all with one Idempotency-Key: one group.
     key = {"Idempotency-Key": "chaos-create-1"}
@@ -63,14 +54,14 @@ async def test_an_admin_session_under_mixed_faults_loses_nothing(
     created = await caller.call("POST", "create-group", json=request, headers=key)
     assert created.status_code == 201, created.text
     group_id = created.json()["id"]
-    assert [g["id"] for g in cemu.find_groups(mailNickname="chaos-team")] == [group_id]
-    cemu.add_members(group_id, strangers)
+    assert [g["id"] for g in emu.find_groups(mailNickname="chaos-team")] == [group_id]
+    emu.add_members(group_id, strangers)
 
     # A sync in the background while the admin reads and changes the group.
     started = await caller.call("POST", "sync-members", json={})
     assert started.status_code in (200, 202), started.text
     first_run = started.json()["id"]
-    cemu.set_faults(**LATENCY_SPIKE)
+    emu.set_faults(**LATENCY_SPIKE)
     reads = await asyncio.gather(
         caller.call("GET", "status"),
         caller.call("GET", "group"),
@@ -80,7 +71,7 @@ async def test_an_admin_session_under_mixed_faults_loses_nothing(
         caller.call("DELETE", f"group/members/{strangers[3]}"),
         caller.call("POST", "sync-members", json={}),
     )
-    cemu.set_faults(**MIXED_FAULTS)
+    emu.set_faults(**MIXED_FAULTS)
     assert [r.status_code for r in reads[:4]] == [200, 200, 200, 200], [r.text for r in reads]
     assert reads[4].status_code in (200, 201) and reads[5].status_code == 204, [reads[4].text, reads[5].text]
     # Asking while a run is active returns that run: never a second one.
@@ -110,15 +101,15 @@ async def test_an_admin_session_under_mixed_faults_loses_nothing(
     assert runs.status_code == 200
     assert all(r["status"] in ("succeeded", "partial", "failed") for r in runs.json()["items"]), runs.json()
 
-    tally.add_faults(cemu.stats())
-    cemu.set_faults()
+    tally.add_faults(emu.stats())
+    emu.set_faults()
     # At most one extra run once Graph behaves: the group is exactly the team plus who was there already.
     final = await caller.sync()
     assert final["status"] == "succeeded", final
     team_ids = {p["id"] for p in [admin_person, *team_people]}
     expected = team_ids | set(strangers[:3]) | {walk_in["id"]}
-    assert set(cemu.group_members(group_id)) == expected
-    assert [g["id"] for g in cemu.find_groups(mailNickname="chaos-team")] == [group_id]
+    assert set(emu.group_members(group_id)) == expected
+    assert [g["id"] for g in emu.find_groups(mailNickname="chaos-team")] == [group_id]
 
     # No flagged member is dropped: everyone in the group who is not on the team still has a flag, and the
     # admin's decisions stand.

@@ -9,33 +9,23 @@ from typing import Any
 
 import httpx
 import pytest
-from chaos_support import (
-    Caller,
-    Tally,
-    cemu,
-    chaos_emulator,
-    chaos_settings,
-    seed_group_id,
-    tenant_members,
-)
+from chaos_support import Caller, Tally, seed_group_id, tenant_members
 
 from equa.microsoft.graph.auth import MSAL_5XX_HOLD_SECONDS
 from equa.settings import Settings
-
-__all__ = ["cemu", "chaos_emulator"]
 
 pytestmark = pytest.mark.chaos
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], cemu: Any) -> Settings:
+def settings(emulator_settings: Callable[..., Settings]) -> Settings:
     # Give up on the sign-in service within a couple of seconds, so the outage is felt quickly.
-    return chaos_settings(make_settings, cemu, graph_max_retry_wait_seconds=2.0)
+    return emulator_settings("chaos", graph_max_retry_wait_seconds=2.0)
 
 
 @pytest.mark.parametrize("outage", ["503", "drop"])
 async def test_a_token_endpoint_outage_is_survived(
-    client: httpx.AsyncClient, cemu: Any, make_user: Any, make_org: Any, bearer: Any, outage: str
+    client: httpx.AsyncClient, emu: Any, make_user: Any, make_org: Any, bearer: Any, outage: str
 ) -> None:
     people = tenant_members()[5:12]
     admin = await make_user(people[0]["mail"])
@@ -46,8 +36,8 @@ async def test_a_token_endpoint_outage_is_survived(
     assert (await caller.call("POST", "link-group", json={"groupId": group_id})).status_code == 200
 
     # The app's token stops working and no new one can be had.
-    cemu.revoke_tokens()
-    cemu.set_faults(**{"token_outage": True if outage == "503" else "drop", "rate_503": 0.05})
+    emu.revoke_tokens()
+    emu.set_faults(**{"token_outage": True if outage == "503" else "drop", "rate_503": 0.05})
     during = {
         "status": await caller.once("GET", "status"),
         "group": await caller.once("GET", "group"),
@@ -70,17 +60,17 @@ async def test_a_token_endpoint_outage_is_survived(
     failed = await caller.sync(wait=30)
     assert failed["status"] == "failed", failed
     assert failed["error"] and failed["error"]["action"], failed
-    assert cemu.group_members(group_id) == []
-    tally.add_faults(cemu.stats())
+    assert emu.group_members(group_id) == []
+    tally.add_faults(emu.stats())
     assert tally.faults.get("token_503" if outage == "503" else "token_drop"), tally.faults
 
     # The sign-in service is back: the next run converges and nothing needs cleaning up. (After a 5xx, MSAL
     # replays it for a few seconds without asking the endpoint; a run inside that hold would fail again.)
-    cemu.set_faults()
+    emu.set_faults()
     if outage == "503":
         await asyncio.sleep(MSAL_5XX_HOLD_SECONDS)
     recovered = await caller.sync()
     assert recovered["status"] == "succeeded", recovered
-    assert set(cemu.group_members(group_id)) == {p["id"] for p in people}
+    assert set(emu.group_members(group_id)) == {p["id"] for p in people}
     assert (await caller.call("GET", "group")).status_code == 200
     print(tally.summary(f"token endpoint outage ({outage})"))

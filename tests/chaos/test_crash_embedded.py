@@ -4,7 +4,6 @@ one converges, and the SQLite file is sound."""
 from __future__ import annotations
 
 import time
-from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -22,20 +21,13 @@ from service_harness import (
     wait_for,
 )
 
-from emulator_support import running_emulator
-
 pytestmark = pytest.mark.chaos
 
 LEASE_SECONDS = 10  # the smallest EQUA_SYNC_LEASE allows, so abandonment shows quickly
 
 
-@pytest.fixture(scope="module")
-def crash_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from running_emulator(tmp_path_factory, "crash-emulator")
-
-
-def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, crash_emulator: Any) -> None:
-    emulator = crash_emulator
+def test_kill_9_during_a_sync_then_restart_converges(tmp_path: Path, emu: Any) -> None:
+    emulator = emu
     emulator.reset()
     emulator.set_faults()
     database_url = f"sqlite+aiosqlite:///{tmp_path / 'equa.db'}"

@@ -30,18 +30,12 @@ from service_harness import (
     wait_for,
 )
 
-from emulator_support import running_emulator
 from pg_databases import create_postgres_database, drop_postgres_database
 
 pytestmark = [pytest.mark.chaos, pytest.mark.postgres, pytest.mark.redis]
 
 LEASE_SECONDS = 10  # the smallest EQUA_SYNC_LEASE allows
 REDIS_KEYS = ("equa:sync*", "equa:graph:*")
-
-
-@pytest.fixture(scope="module")
-def worker_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from running_emulator(tmp_path_factory, "crash-worker-emulator")
 
 
 @pytest.fixture
@@ -70,9 +64,9 @@ def postgres_url() -> Iterator[str]:
 
 
 def test_kill_9_of_a_worker_mid_sync_then_a_new_worker_converges(
-    tmp_path: Path, worker_emulator: Any, redis_url: str, postgres_url: str
+    tmp_path: Path, emu: Any, redis_url: str, postgres_url: str
 ) -> None:
-    emulator = worker_emulator
+    emulator = emu
     emulator.reset()
     emulator.set_faults()
     team = tenant_member_emails(20)

@@ -2,7 +2,8 @@
 Debian's chromium through Playwright.
 
 Fixtures
-  web_emulator        session-scoped emulator (default seed); reset before every test by `web`.
+  graph_emulator_server  the session's emulator (graph_emulator.pytest_plugin, default seed), reset before every
+                         test by `web`, which hands it to the test as `web.emulator`.
   web                 function-scoped: a clean database and emulator, and a WebWorld with the base URLs of two
                       servers (Microsoft 365 enabled / disabled; a third in the `granted` group scope, the
                       others tenant-wide), factories for users and organizations, and
@@ -33,7 +34,7 @@ from equa.db.engine import create_engine_for, create_session_factory
 from equa.db.migrate import upgrade_database_async
 from equa.db.models_registry import import_all_models
 from equa.settings import Settings
-from graph_emulator.testing import RunningEmulator, start_emulator
+from graph_emulator.testing import RunningEmulator
 
 CHROMIUM = Path("/usr/bin/chromium")
 CHROMIUM_ARGS = [
@@ -98,15 +99,6 @@ def chromium_path() -> Path:
     return CHROMIUM
 
 
-@pytest.fixture(scope="session")
-def web_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
-    emulator = start_emulator(tmp_path_factory.mktemp("web-emulator"))
-    try:
-        yield emulator
-    finally:
-        emulator.stop()
-
-
 @pytest_asyncio.fixture(scope="session")
 async def web_database_url(tmp_path_factory: pytest.TempPathFactory) -> str:
     url = f"sqlite+aiosqlite:///{tmp_path_factory.mktemp('web-db') / 'equa.db'}"
@@ -143,15 +135,15 @@ def _settings(
 def served_apps(
     chromium_path: Path,
     web_database_url: str,
-    web_emulator: RunningEmulator,
+    graph_emulator_server: RunningEmulator,
     tmp_path_factory: pytest.TempPathFactory,
 ) -> Iterator[dict[str, ServedApp]]:
     data_dir = tmp_path_factory.mktemp("web-data")
     # Each app runs its syncs with its own settings (its app.state.jobs).
-    granted = serve(_settings(web_database_url, data_dir, web_emulator, group_scope="granted"))
+    granted = serve(_settings(web_database_url, data_dir, graph_emulator_server, group_scope="granted"))
     apps = {
         "granted": granted,
-        "enabled": serve(_settings(web_database_url, data_dir, web_emulator)),
+        "enabled": serve(_settings(web_database_url, data_dir, graph_emulator_server)),
         "disabled": serve(_settings(web_database_url, data_dir, None)),
     }
     try:
@@ -190,15 +182,18 @@ async def _empty_tables(engine: AsyncEngine) -> None:
 
 @pytest_asyncio.fixture
 async def web(
-    served_apps: dict[str, ServedApp], web_emulator: RunningEmulator, web_engine: AsyncEngine, browser: Any
+    served_apps: dict[str, ServedApp],
+    graph_emulator_server: RunningEmulator,
+    web_engine: AsyncEngine,
+    browser: Any,
 ) -> AsyncIterator[WebWorld]:
     await _empty_tables(web_engine)
-    await asyncio.to_thread(web_emulator.reset)
+    await asyncio.to_thread(graph_emulator_server.reset)
     world = WebWorld(
         url=served_apps["enabled"].base_url,
         url_disabled=served_apps["disabled"].base_url,
         url_granted=served_apps["granted"].base_url,
-        emulator=web_emulator,
+        emulator=graph_emulator_server,
         sessions=create_session_factory(web_engine),
         browser=browser,
     )

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from typing import Any
 
@@ -11,7 +11,7 @@ import httpx
 import pytest
 from sqlalchemy import func, select
 
-from emulator_support import fresh_emulator, integration_settings, running_emulator, seed_group_id
+from emulator_support import seed_group_id
 from equa.accounts.models import User
 from equa.organizations.models import Organization
 from equa.settings import Settings
@@ -106,11 +106,6 @@ GRANT_ACTORS = ["anonymous", "bad_token", "other_org_user", "member", "admin", "
 GRANT_ENDPOINTS = [("GET", 200), ("POST", 201), ("DELETE", 200)]
 
 
-@pytest.fixture(scope="module")
-def grants_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from running_emulator(tmp_path_factory, "grants-emulator")
-
-
 def expected_grant_status(method: str, success: int, actor: str) -> int:
     if actor in ("anonymous", "bad_token"):
         return 401
@@ -122,9 +117,8 @@ def expected_grant_status(method: str, success: int, actor: str) -> int:
 @pytest.mark.parametrize("actor", GRANT_ACTORS)
 @pytest.mark.parametrize(("method", "success"), GRANT_ENDPOINTS, ids=lambda v: str(v))
 async def test_grant_api_access(
-    make_settings: Callable[..., Settings],
+    emulator_settings: Callable[..., Settings],
     clean_database: str,
-    grants_emulator: Any,
     method: str,
     success: int,
     actor: str,
@@ -137,53 +131,51 @@ async def test_grant_api_access(
     from equa.microsoft.models import MicrosoftGroupGrant
     from equa.organizations.models import Membership, Role
 
-    emu = grants_emulator
-    for fresh in fresh_emulator(emu):
-        app = create_app(integration_settings(make_settings, fresh, tenant_wide=False))
-        async with (
-            LifespanManager(app),
-            httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client,
-        ):
-            async with app.state.session_factory() as session:
-                users = {}
-                for name in ("admin", "member", "other_org_user", "platform_admin"):
-                    users[name] = await create_user(
-                        session,
-                        f"{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}@example.com",
-                        None,
-                        None,
-                        is_platform_admin=name == "platform_admin",
-                    )
-                org = Organization(name="Granted")
-                other = Organization(name="Other")
-                session.add_all([org, other])
-                await session.flush()
-                session.add(Membership(organization_id=org.id, user_id=users["admin"].id, role=Role.ADMIN))
-                session.add(Membership(organization_id=org.id, user_id=users["member"].id, role=Role.MEMBER))
-                session.add(
-                    Membership(organization_id=other.id, user_id=users["other_org_user"].id, role=Role.ADMIN)
+    app = create_app(emulator_settings("api", tenant_wide=False))
+    async with (
+        LifespanManager(app),
+        httpx.AsyncClient(transport=httpx.ASGITransport(app=app), base_url="http://testserver") as client,
+    ):
+        async with app.state.session_factory() as session:
+            users = {}
+            for name in ("admin", "member", "other_org_user", "platform_admin"):
+                users[name] = await create_user(
+                    session,
+                    f"{name.replace('_', '-')}-{uuid.uuid4().hex[:6]}@example.com",
+                    None,
+                    None,
+                    is_platform_admin=name == "platform_admin",
                 )
-                marketing = seed_group_id("marketing")
-                if method == "DELETE":
-                    session.add(
-                        MicrosoftGroupGrant(organization_id=org.id, group_id=marketing, origin="operator")
-                    )
-                tokens = {
-                    name: (await create_api_token(session, user, "matrix"))[1] for name, user in users.items()
-                }
-                await session.commit()
-            headers: dict[str, str] = {}
-            if actor == "bad_token":
-                headers = {"Authorization": "Bearer equa_this-token-was-never-issued-000000"}
-            elif actor != "anonymous":
-                headers = {"Authorization": f"Bearer {tokens[actor]}"}
-            body = None if method == "GET" else {"organizationId": str(org.id), "groupId": marketing}
-            response = await client.request(method, "/api/v1/microsoft/grants", json=body, headers=headers)
-            assert response.status_code == expected_grant_status(method, success, actor), response.text
-            if response.status_code >= 400:
-                assert response.headers["content-type"] == "application/problem+json"
-            async with app.state.session_factory() as session:
-                remaining = await session.scalar(select(func.count()).select_from(MicrosoftGroupGrant))
-            if response.status_code >= 400:
-                # Refused: nothing granted, nothing revoked.
-                assert remaining == (1 if method == "DELETE" else 0)
+            org = Organization(name="Granted")
+            other = Organization(name="Other")
+            session.add_all([org, other])
+            await session.flush()
+            session.add(Membership(organization_id=org.id, user_id=users["admin"].id, role=Role.ADMIN))
+            session.add(Membership(organization_id=org.id, user_id=users["member"].id, role=Role.MEMBER))
+            session.add(
+                Membership(organization_id=other.id, user_id=users["other_org_user"].id, role=Role.ADMIN)
+            )
+            marketing = seed_group_id("marketing")
+            if method == "DELETE":
+                session.add(
+                    MicrosoftGroupGrant(organization_id=org.id, group_id=marketing, origin="operator")
+                )
+            tokens = {
+                name: (await create_api_token(session, user, "matrix"))[1] for name, user in users.items()
+            }
+            await session.commit()
+        headers: dict[str, str] = {}
+        if actor == "bad_token":
+            headers = {"Authorization": "Bearer equa_this-token-was-never-issued-000000"}
+        elif actor != "anonymous":
+            headers = {"Authorization": f"Bearer {tokens[actor]}"}
+        body = None if method == "GET" else {"organizationId": str(org.id), "groupId": marketing}
+        response = await client.request(method, "/api/v1/microsoft/grants", json=body, headers=headers)
+        assert response.status_code == expected_grant_status(method, success, actor), response.text
+        if response.status_code >= 400:
+            assert response.headers["content-type"] == "application/problem+json"
+        async with app.state.session_factory() as session:
+            remaining = await session.scalar(select(func.count()).select_from(MicrosoftGroupGrant))
+        if response.status_code >= 400:
+            # Refused: nothing granted, nothing revoked.
+            assert remaining == (1 if method == "DELETE" else 0)

@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import time
-import uuid
 from collections.abc import Awaitable, Callable, Iterator
 from dataclasses import dataclass
 from typing import Any
@@ -160,8 +159,10 @@ async def test_a_change_made_by_another_process_shows_within_the_lifetime(
     client: httpx.AsyncClient,
     make_user: Callable[..., Awaitable[User]],
     bearer: Callable[[User], Awaitable[dict[str, str]]],
+    clock: Any,
 ) -> None:
     app.state.read_cache.ttl_seconds = 1.0
+    app.state.read_cache.clock = clock
     user = await make_user()
     headers = await bearer(user)
     for _ in range(2):  # the first records the token's first use (a write), the second is cached
@@ -172,7 +173,7 @@ async def test_a_change_made_by_another_process_shows_within_the_lifetime(
     )
     # Within the lifetime this process may still answer from what it read (the documented bound)...
     assert (await client.get("/api/v1/me", headers=headers)).status_code == 200
-    await asyncio.sleep(1.1)
+    clock.advance(1.1)
     # ...and never after it.
     assert (await client.get("/api/v1/me", headers=headers)).status_code == 401
 
@@ -231,9 +232,6 @@ def _now() -> Any:
     from equa.db.base import utcnow
 
     return utcnow()
-
-
-__all__ = ["uuid"]
 
 
 async def _shared_fill(change_during_fill: bool) -> tuple[str, str, int]:

@@ -1,4 +1,5 @@
-"""Fixtures: one emulator per test module over real HTTPS, reset to the default seed before each test."""
+"""Fixtures: `emu` (tests/conftest.py) on an emulator of each module's own that throttles like Graph, reset to the
+default seed before each test, and `graph`, a small client with a token."""
 
 from __future__ import annotations
 
@@ -12,20 +13,15 @@ from graph_emulator.testing import RunningEmulator, start_emulator
 
 
 @pytest.fixture(scope="module")
-def emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+def graph_emulator_server(tmp_path_factory: pytest.TempPathFactory) -> Iterator[RunningEmulator]:
+    """The plugin's server, overridden: one per module (what a module changes stays in it), throttling on."""
     data_dir: Path = tmp_path_factory.mktemp("emulator")
     with start_emulator(data_dir) as emu:
         yield emu
 
 
-@pytest.fixture(autouse=True)
-def _fresh_state(request: pytest.FixtureRequest) -> None:
-    if "emulator" in request.fixturenames:
-        request.getfixturevalue("emulator").reset()
-
-
 @pytest.fixture
-def graph(emulator: RunningEmulator) -> Iterator[Graph]:
-    client = Graph(emulator, fetch_token(emulator))
+def graph(emu: RunningEmulator) -> Iterator[Graph]:
+    client = Graph(emu, fetch_token(emu))
     yield client
     client.http.close()

@@ -21,9 +21,9 @@ GROUP_BODY = {
 }
 
 
-def graph_with_roles(emulator, roles: list[str]) -> Graph:
-    emulator.set_app_roles(emulator.client_id, roles)
-    return Graph(emulator, fetch_token(emulator))
+def graph_with_roles(emu, roles: list[str]) -> Graph:
+    emu.set_app_roles(emu.client_id, roles)
+    return Graph(emu, fetch_token(emu))
 
 
 def without(*roles: str) -> list[str]:
@@ -71,88 +71,88 @@ def test_unit_groups_cast_lists_the_units_groups_with_paging(graph):
     ]
 
 
-def test_reading_units_needs_an_administrative_unit_or_directory_permission(emulator):
-    denied = graph_with_roles(emulator, without("AdministrativeUnit.Read.All"))
+def test_reading_units_needs_an_administrative_unit_or_directory_permission(emu):
+    denied = graph_with_roles(emu, without("AdministrativeUnit.Read.All"))
     for path in (UNITS, f"{UNITS}/{MANAGED}", f"{UNITS}/{MANAGED}/members/microsoft.graph.group"):
         response = denied.get(path)
         assert response.status_code == 403, path
         assert error_of(response)["code"] == "Authorization_RequestDenied"
-    directory_reader = graph_with_roles(emulator, ["Directory.Read.All"])
+    directory_reader = graph_with_roles(emu, ["Directory.Read.All"])
     assert directory_reader.get(UNITS).status_code == 200
 
 
-def test_a_group_created_inside_a_unit_lands_in_it(graph, emulator):
-    emulator.set_lag(30)  # long enough to see the new group still replicating, whatever the machine's load
+def test_a_group_created_inside_a_unit_lands_in_it(graph, emu):
+    emu.set_lag(30)  # long enough to see the new group still replicating, whatever the machine's load
     created = graph.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
     assert created.status_code == 201, created.text
     group = created.json()
     assert group["@odata.type"] == "#microsoft.graph.group"
     assert group["displayName"] == "Unit Team" and group["mail"] == f"unit-team@{DOMAIN}"
-    assert group["id"] in emulator.unit_members(MANAGED)
+    assert group["id"] in emu.unit_members(MANAGED)
     listed = graph.get(f"{UNITS}/{MANAGED}/members/microsoft.graph.group", params={"$select": "id"})
     assert group["id"] in {g["id"] for g in listed.json()["value"]}
     assert graph.get(f"/groups/{group['id']}").status_code == 404  # still replicating, as any new group
-    emulator.replicate_now()
+    emu.replicate_now()
     assert graph.get(f"/groups/{group['id']}").json()["displayName"] == "Unit Team"
 
 
-def test_creating_in_a_unit_needs_group_creation_and_unit_reading(emulator):
+def test_creating_in_a_unit_needs_group_creation_and_unit_reading(emu):
     cases = {
         "no unit permission": without("AdministrativeUnit.Read.All"),
         "no group creation": without("Group.Create", "Group.ReadWrite.All"),
     }
     for label, roles in cases.items():
-        response = graph_with_roles(emulator, roles).post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
+        response = graph_with_roles(emu, roles).post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
         assert response.status_code == 403, label
         assert error_of(response)["code"] == "Authorization_RequestDenied"
-    assert emulator.find_groups(displayName="Unit Team") == []
+    assert emu.find_groups(displayName="Unit Team") == []
     assert (
-        graph_with_roles(emulator, ["Group.Create", "AdministrativeUnit.ReadWrite.All"])
+        graph_with_roles(emu, ["Group.Create", "AdministrativeUnit.ReadWrite.All"])
         .post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
         .status_code
         == 201
     )
 
 
-def test_creating_in_a_unit_needs_the_group_type(graph, emulator):
+def test_creating_in_a_unit_needs_the_group_type(graph, emu):
     body = {k: v for k, v in GROUP_BODY.items() if k != "@odata.type"}
     response = graph.post(f"{UNITS}/{MANAGED}/members", json=body)
     assert response.status_code == 400
     assert "@odata.type" in error_of(response)["message"]
-    assert emulator.find_groups(displayName="Unit Team") == []
+    assert emu.find_groups(displayName="Unit Team") == []
 
 
-def test_adding_an_existing_group_by_ref_needs_unit_write(graph, emulator):
+def test_adding_an_existing_group_by_ref_needs_unit_write(graph, emu):
     all_company = seeds.stable_id(DOMAIN, "seed-group", "all-company")
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{all_company}"}
     denied = graph.post(f"{UNITS}/{NETWORK}/members/$ref", json=ref)
     assert denied.status_code == 403
-    assert all_company not in emulator.unit_members(NETWORK)
+    assert all_company not in emu.unit_members(NETWORK)
 
-    writer = graph_with_roles(emulator, [*seeds.APP_ROLES, "AdministrativeUnit.ReadWrite.All"])
+    writer = graph_with_roles(emu, [*seeds.APP_ROLES, "AdministrativeUnit.ReadWrite.All"])
     assert writer.post(f"{UNITS}/{NETWORK}/members/$ref", json=ref).status_code == 204
-    assert all_company in emulator.unit_members(NETWORK)
+    assert all_company in emu.unit_members(NETWORK)
     again = writer.post(f"{UNITS}/{NETWORK}/members/$ref", json=ref)
     assert again.status_code == 400
     assert "already exist" in error_of(again)["message"]
     assert writer.delete(f"{UNITS}/{NETWORK}/members/{all_company}/$ref").status_code == 204
-    assert all_company not in emulator.unit_members(NETWORK)
+    assert all_company not in emu.unit_members(NETWORK)
 
 
-def test_control_api_creates_units_and_adds_members(graph, emulator):
+def test_control_api_creates_units_and_adds_members(graph, emu):
     falcon = seeds.stable_id(DOMAIN, "seed-group", "empty-team")
-    unit = emulator.add_administrative_unit(displayName="Test unit", members=[falcon])
+    unit = emu.add_administrative_unit(displayName="Test unit", members=[falcon])
     assert unit["members"] == [falcon]
     marketing = seeds.stable_id(DOMAIN, "seed-group", "marketing")
-    emulator.add_unit_members(unit["id"], [marketing])
-    assert {u["displayName"] for u in emulator.administrative_units()} >= {"Test unit", "Equa managed groups"}
+    emu.add_unit_members(unit["id"], [marketing])
+    assert {u["displayName"] for u in emu.administrative_units()} >= {"Test unit", "Equa managed groups"}
     listed = graph.get(
         f"{UNITS}/{unit['id']}/members/microsoft.graph.group", params={"$select": "displayName"}
     )
     assert sorted(g["displayName"] for g in listed.json()["value"]) == ["Marketing", "Project Falcon"]
 
 
-def test_a_deleted_group_leaves_its_unit(graph, emulator):
+def test_a_deleted_group_leaves_its_unit(graph, emu):
     falcon = seeds.stable_id(DOMAIN, "seed-group", "empty-team")
     assert graph.delete(f"/groups/{falcon}").status_code == 204
-    assert falcon not in emulator.unit_members(MANAGED)
+    assert falcon not in emu.unit_members(MANAGED)

@@ -65,26 +65,26 @@ def test_batch_item_errors_and_depends_on_424(graph):
     assert answers["4"]["status"] == 404
 
 
-def test_batch_writes_apply_and_count(graph, emulator):
+def test_batch_writes_apply_and_count(graph, emu):
     group = gid("marketing")
-    member = emulator.group_members(group)[0]
-    emulator.reset_stats()
+    member = emu.group_members(group)[0]
+    emu.reset_stats()
     response = batch(
         graph, [{"id": "a", "method": "DELETE", "url": f"/groups/{group}/members/{member}/$ref"}]
     )
     assert response.json()["responses"][0]["status"] == 204
-    assert member not in emulator.group_members(group)
-    stats = emulator.stats()
+    assert member not in emu.group_members(group)
+    stats = emu.stats()
     assert stats["graph_requests"] == 1 and stats["batch_subrequests"] == 1 and stats["writes"] == 1
     assert stats["requests"]["DELETE /v1.0/groups/{id}/members/{member}/$ref"] == 1
 
 
-def test_injected_429_on_batch_items_carries_retry_after(graph, emulator):
-    emulator.set_faults(rate_429=1.0, retry_after_seconds=7, seed_random=1)
+def test_injected_429_on_batch_items_carries_retry_after(graph, emu):
+    emu.set_faults(rate_429=1.0, retry_after_seconds=7, seed_random=1)
     response = graph.post("/$batch", json={"requests": [{"id": "1", "method": "GET", "url": "/users"}]})
     # The envelope itself may be throttled too; with rate 1.0 it is.
     assert response.status_code == 429 and response.headers["Retry-After"] == "7"
-    emulator.set_faults(rate_429=0.5, retry_after_seconds=3, seed_random=4)
+    emu.set_faults(rate_429=0.5, retry_after_seconds=3, seed_random=4)
     throttled_items = 0
     for _ in range(10):
         answer = graph.post("/$batch", json={"requests": [{"id": str(i), "method": "GET", "url": "/users"}
@@ -97,10 +97,10 @@ def test_injected_429_on_batch_items_carries_retry_after(graph, emulator):
                 assert item["headers"]["Retry-After"] == "3"
                 assert item["body"]["error"]["code"] == "TooManyRequests"
     assert throttled_items > 0
-    assert emulator.stats()["throttled"] >= throttled_items
+    assert emu.stats()["throttled"] >= throttled_items
 
 
-def test_token_bucket_throttles_with_documented_headers(graph, emulator):
+def test_token_bucket_throttles_with_documented_headers(graph, emu):
     group = gid("all-company")
     items = [{"id": str(i), "method": "GET", "url": f"/groups/{group}/members"} for i in range(20)]
     saw_warning = False
@@ -117,7 +117,7 @@ def test_token_bucket_throttles_with_documented_headers(graph, emulator):
     assert saw_warning and throttled is not None
     assert int(throttled["headers"]["Retry-After"]) >= 1
     assert throttled["headers"]["x-ms-throttle-scope"] == (
-        f"Tenant_Application/ReadWrite/{emulator.client_id}/{emulator.tenant_id}"
+        f"Tenant_Application/ReadWrite/{emu.client_id}/{emu.tenant_id}"
     )
     assert throttled["headers"]["x-ms-throttle-information"] == "ResourceUnitLimitExceeded"
     assert throttled["body"]["error"]["message"] == "Please retry again later."
@@ -127,7 +127,7 @@ def test_token_bucket_throttles_with_documented_headers(graph, emulator):
     assert error_of(direct)["code"] == "TooManyRequests" and int(direct.headers["Retry-After"]) >= 1
 
 
-def test_delta_first_round_then_only_changes(graph, emulator):
+def test_delta_first_round_then_only_changes(graph, emu):
     group = gid("marketing")
     first = graph.get(
         "/groups/delta", params={"$select": "displayName,members", "$filter": f"id eq '{group}'"}
@@ -136,15 +136,13 @@ def test_delta_first_round_then_only_changes(graph, emulator):
     assert "@odata.deltaLink" in body and len(body["value"]) == 1
     entry = body["value"][0]
     assert entry["id"] == group and entry["displayName"] == "Marketing"
-    assert sorted(m["id"] for m in entry["members@delta"]) == sorted(emulator.group_members(group))
+    assert sorted(m["id"] for m in entry["members@delta"]) == sorted(emu.group_members(group))
     assert entry["members@delta"][0]["@odata.type"] == "#microsoft.graph.user"
     delta_link = body["@odata.deltaLink"]
     quiet = graph.get(delta_link).json()
     assert quiet["value"] == [] and "@odata.deltaLink" in quiet
-    removed = emulator.group_members(group)[0]
-    added = next(
-        u for u in emulator.group_members(gid("all-company")) if u not in emulator.group_members(group)
-    )
+    removed = emu.group_members(group)[0]
+    added = next(u for u in emu.group_members(gid("all-company")) if u not in emu.group_members(group))
     graph.delete(f"/groups/{group}/members/{removed}/$ref")
     graph.post(f"/groups/{group}/members/$ref",
                json={"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{added}"})  # fmt: skip
@@ -156,9 +154,9 @@ def test_delta_first_round_then_only_changes(graph, emulator):
     assert "@removed" not in by_id[added]
 
 
-def test_delta_pages_with_next_link(graph, emulator):
+def test_delta_pages_with_next_link(graph, emu):
     for index in range(120):
-        emulator.add_group(displayName=f"Bulk {index}", mailNickname=f"bulk-{index}", groupTypes=[],
+        emu.add_group(displayName=f"Bulk {index}", mailNickname=f"bulk-{index}", groupTypes=[],
                            mailEnabled=False, securityEnabled=True)  # fmt: skip
     response = graph.get("/groups/delta", params={"$select": "displayName"}).json()
     assert "@odata.nextLink" in response and "@odata.deltaLink" not in response
@@ -169,45 +167,45 @@ def test_delta_pages_with_next_link(graph, emulator):
     )
 
 
-def test_latency_and_503_faults(graph, emulator):
-    emulator.set_faults(latency_ms=150)
+def test_latency_and_503_faults(graph, emu):
+    emu.set_faults(latency_ms=150)
     started = time.monotonic()
     assert graph.get("/users?$top=1").status_code == 200
     assert time.monotonic() - started >= 0.15
-    emulator.set_faults(rate_503=1.0)
+    emu.set_faults(rate_503=1.0)
     response = graph.get("/users?$top=1")
     assert response.status_code == 503 and error_of(response)["code"]
-    assert emulator.stats()["faults_injected"]["503"] == 1
+    assert emu.stats()["faults_injected"]["503"] == 1
 
 
-def test_dropped_connections(graph, emulator):
-    emulator.set_faults(drop_rate=1.0)
+def test_dropped_connections(graph, emu):
+    emu.set_faults(drop_rate=1.0)
     with pytest.raises(httpx.TransportError):
         graph.get("/users?$top=1")
-    emulator.set_faults()
+    emu.set_faults()
     assert graph.get("/users?$top=1").status_code == 200
 
 
-def test_a_lost_answer_means_the_change_was_made(graph, emulator):
+def test_a_lost_answer_means_the_change_was_made(graph, emu):
     """drop_rate refuses before doing anything; lost_response_rate does the work and then hangs up."""
     body = {"displayName": "Lost answer", "mailNickname": "lost-answer", "mailEnabled": True,
             "securityEnabled": True, "groupTypes": ["Unified"]}  # fmt: skip
-    emulator.set_faults(drop_rate=1.0)
+    emu.set_faults(drop_rate=1.0)
     with pytest.raises(httpx.TransportError):
         graph.post("/groups", json=body)
-    emulator.set_faults(lost_response_rate=1.0)
+    emu.set_faults(lost_response_rate=1.0)
     with pytest.raises(httpx.TransportError):
         graph.post("/groups", json=body)
-    emulator.set_faults()
-    emulator.replicate_now()
+    emu.set_faults()
+    emu.replicate_now()
     found = graph.get("/groups?$filter=mailNickname eq 'lost-answer'").json()["value"]
     assert len(found) == 1  # made once: by the second request only, whose answer never arrived
-    assert emulator.stats()["faults_injected"]["lost_response"] == 1
+    assert emu.stats()["faults_injected"]["lost_response"] == 1
 
 
-def test_controls_refuse_unknown_fault_settings(emulator):
+def test_controls_refuse_unknown_fault_settings(emu):
     with pytest.raises(RuntimeError):
-        emulator.set_faults(rate_999=1)
+        emu.set_faults(rate_999=1)
 
 
 def test_command_line_prints_the_base_url(tmp_path):

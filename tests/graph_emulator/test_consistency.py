@@ -20,23 +20,23 @@ NEW_GROUP = {
 
 
 @pytest.fixture
-def slow_replication(emulator):
+def slow_replication(emu):
     """A lag long enough that a busy machine cannot outrun it; replicate_now() ends it."""
-    emulator.set_lag(30)
-    return emulator
+    emu.set_lag(30)
+    return emu
 
 
 def member_user() -> str:
     return next(u["id"] for u in seeds.default_seed()["tenants"][0]["users"] if u["userType"] == "Member")
 
 
-def test_the_default_profile_lags_one_second_scaled_by_time_scale(emulator):
-    state = emulator.control.consistency()
+def test_the_default_profile_lags_one_second_scaled_by_time_scale(emu):
+    state = emu.control.consistency()
     assert state["lag_seconds"] == 1.0
     assert state["effective_lag_seconds"] == 1.0 / state["time_scale"]
 
 
-def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emulator, slow_replication):
+def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, emu, slow_replication):
     before = int(graph.get("/groups/$count", headers=EVENTUAL).text)
     created = graph.post("/groups", json=NEW_GROUP)
     assert created.status_code == 201
@@ -47,7 +47,7 @@ def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, 
         "/groups", params={"$search": '"displayName:Fresh"', "$count": "true"}, headers=EVENTUAL
     )
     assert searched.json()["value"] == []
-    emulator.replicate_now()
+    emu.replicate_now()
     assert graph.get(f"/groups/{group_id}").json()["displayName"] == "Fresh Team"
     assert int(graph.get("/groups/$count", headers=EVENTUAL).text) == before + 1
     searched = graph.get(
@@ -56,7 +56,7 @@ def test_a_new_group_is_not_read_counted_or_searched_until_it_replicates(graph, 
     assert [g["id"] for g in searched.json()["value"]] == [group_id]
 
 
-def test_a_change_is_read_back_after_the_lag(graph, emulator):
+def test_a_change_is_read_back_after_the_lag(graph, emu):
     assert graph.patch(f"/groups/{FALCON}", json={"displayName": "Falcon Renamed"}).status_code == 204
     started = time.monotonic()
     assert graph.get(f"/groups/{FALCON}").json()["displayName"] == "Project Falcon"
@@ -68,7 +68,7 @@ def test_a_change_is_read_back_after_the_lag(graph, emulator):
     assert time.monotonic() - started >= 0.5
 
 
-def test_members_and_member_counts_lag_until_replicate_now(graph, emulator, slow_replication):
+def test_members_and_member_counts_lag_until_replicate_now(graph, emu, slow_replication):
     user = member_user()
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"}
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 204
@@ -76,27 +76,27 @@ def test_members_and_member_counts_lag_until_replicate_now(graph, emulator, slow
     assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "0"
     # The write side already knows: adding again is refused at once.
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 400
-    emulator.replicate_now()
+    emu.replicate_now()
     assert [m["id"] for m in graph.get(f"/groups/{FALCON}/members").json()["value"]] == [user]
     assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "1"
 
 
-def test_a_test_can_ask_for_instant_consistency(graph, emulator):
-    emulator.set_lag(0)
+def test_a_test_can_ask_for_instant_consistency(graph, emu):
+    emu.set_lag(0)
     created = graph.post("/groups", json=NEW_GROUP)
     assert graph.get(f"/groups/{created.json()['id']}").status_code == 200
-    emulator.reset()
-    assert emulator.control.consistency()["lag_seconds"] == 1.0
+    emu.reset()
+    assert emu.control.consistency()["lag_seconds"] == 1.0
 
 
-def test_control_api_set_up_is_already_replicated(graph, emulator):
-    group = emulator.add_group(
+def test_control_api_set_up_is_already_replicated(graph, emu):
+    group = emu.add_group(
         displayName="Set up", mailNickname="set-up", mailEnabled=False, securityEnabled=True
     )
     assert graph.get(f"/groups/{group['id']}").status_code == 200
 
 
-def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator, slow_replication):
+def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emu, slow_replication):
     first = graph.get("/groups/delta", params={"$select": "displayName"}).json()
     while "@odata.nextLink" in first:
         first = graph.get(first["@odata.nextLink"]).json()
@@ -104,7 +104,7 @@ def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator,
     created = graph.post("/groups", json=NEW_GROUP).json()
     early = graph.get(first["@odata.deltaLink"]).json()
     assert early["value"] == []  # still processing
-    emulator.replicate_now()
+    emu.replicate_now()
     later = graph.get(early["@odata.deltaLink"]).json()
     assert {(g["id"], g["displayName"]) for g in later["value"]} == {
         (FALCON, "Falcon Delta"),
@@ -113,11 +113,11 @@ def test_delta_brings_a_change_in_the_round_after_it_replicates(graph, emulator,
     assert graph.get(later["@odata.deltaLink"]).json()["value"] == []
 
 
-def test_a_user_created_through_graph_is_found_after_it_replicates(graph, emulator, slow_replication):
-    emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "User.ReadWrite.All"])
+def test_a_user_created_through_graph_is_found_after_it_replicates(graph, emu, slow_replication):
+    emu.set_app_roles(emu.client_id, [*seeds.APP_ROLES, "User.ReadWrite.All"])
     from emulator_helpers import Graph, fetch_token
 
-    writer = Graph(emulator, fetch_token(emulator))
+    writer = Graph(emu, fetch_token(emu))
     before = int(writer.get("/users/$count", headers=EVENTUAL).text)
     body = {
         "accountEnabled": True,
@@ -132,6 +132,6 @@ def test_a_user_created_through_graph_is_found_after_it_replicates(graph, emulat
     assert writer.get(f"/users/{user_id}").status_code == 404
     assert writer.get(f"/users/new.hire@{DOMAIN}").status_code == 404
     assert int(writer.get("/users/$count", headers=EVENTUAL).text) == before
-    emulator.replicate_now()
+    emu.replicate_now()
     assert writer.get(f"/users/{user_id}").json()["displayName"] == "New Hire"
     assert int(writer.get("/users/$count", headers=EVENTUAL).text) == before + 1

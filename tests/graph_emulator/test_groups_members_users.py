@@ -25,8 +25,8 @@ def ref(object_id: str) -> str:
     return f"https://graph.microsoft.com/v1.0/directoryObjects/{object_id}"
 
 
-def non_members(graph, emulator, group_key: str, count: int, guests: bool = False) -> list[str]:
-    members = set(emulator.group_members(gid(group_key)))
+def non_members(graph, emu, group_key: str, count: int, guests: bool = False) -> list[str]:
+    members = set(emu.group_members(gid(group_key)))
     users = user_ids(graph, **{"$select": "id,userType"})
     return [u["id"] for u in users if u["id"] not in members and (u["userType"] == "Guest") == guests][:count]
 
@@ -34,7 +34,7 @@ def non_members(graph, emulator, group_key: str, count: int, guests: bool = Fals
 # ---- create ----------------------------------------------------------------------------------
 
 
-def test_create_unified_group_example_1(graph, emulator):
+def test_create_unified_group_example_1(graph, emu):
     response = graph.post("/groups", json={"description": "Self help community for library", "displayName":
                           "Library Assist", "groupTypes": ["Unified"], "mailEnabled": True, "mailNickname": "library",
                           "securityEnabled": False})  # fmt: skip
@@ -46,11 +46,11 @@ def test_create_unified_group_example_1(graph, emulator):
         assert key in body
     assert body["visibility"] == "Public" and body["groupTypes"] == ["Unified"]
     assert body["mail"].startswith("library@")
-    assert emulator.get_group(body["id"])["mailNickname"] == "library"
+    assert emu.get_group(body["id"])["mailNickname"] == "library"
 
 
-def test_create_security_group_with_owners_and_members_example_2(graph, emulator):
-    owner, a, b = non_members(graph, emulator, "security", 3)
+def test_create_security_group_with_owners_and_members_example_2(graph, emu):
+    owner, a, b = non_members(graph, emu, "security", 3)
     response = graph.post("/groups", json={"description": "Group with designated owner and members",
                           "displayName": "Operations group", "groupTypes": [], "mailEnabled": False,
                           "mailNickname": "operations2019", "securityEnabled": True,
@@ -65,10 +65,10 @@ def test_create_security_group_with_owners_and_members_example_2(graph, emulator
         and body["visibility"] is None
         and body["securityIdentifier"].startswith("S-1-12-1-")
     )
-    assert sorted(emulator.group_members(body["id"])) == sorted([a, b])
+    assert sorted(emu.group_members(body["id"])) == sorted([a, b])
 
 
-def test_create_role_assignable_group_needs_role_management(graph, emulator):
+def test_create_role_assignable_group_needs_role_management(graph, emu):
     body = {
         "displayName": "Role assignable group",
         "groupTypes": ["Unified"],
@@ -78,10 +78,10 @@ def test_create_role_assignable_group_needs_role_management(graph, emulator):
         "mailNickname": "contosohelpdeskadministrators",
     }
     assert graph.post("/groups", json=body).status_code == 403
-    emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "RoleManagement.ReadWrite.Directory"])
+    emu.set_app_roles(emu.client_id, [*seeds.APP_ROLES, "RoleManagement.ReadWrite.Directory"])
     from emulator_helpers import Graph, fetch_token
 
-    created = Graph(emulator, fetch_token(emulator)).post("/groups", json=body)
+    created = Graph(emu, fetch_token(emu)).post("/groups", json=body)
     assert created.status_code == 201
     assert created.json()["isAssignableToRole"] is True and created.json()["visibility"] == "Private"
 
@@ -127,7 +127,7 @@ def test_mail_enabled_security_and_distribution_lists_cannot_be_created(graph, s
     )
 
 
-def test_at_most_20_relationships_at_creation(graph, emulator):
+def test_at_most_20_relationships_at_creation(graph, emu):
     ids = [u["id"] for u in user_ids(graph, **{"$filter": "userType eq 'Member'"})][:21]
     body = {"displayName": "Big", "mailEnabled": False, "mailNickname": "big", "securityEnabled": True,
             "owners@odata.bind": [ref(ids[0])], "members@odata.bind": [ref(i) for i in ids[1:21]]}  # fmt: skip
@@ -173,16 +173,16 @@ def test_missing_and_malformed_group_ids(graph):
     assert error_of(bad) | {} and error_of(bad)["message"] == "Invalid object identifier 'test'."
 
 
-def test_update_group_example(graph, emulator):
+def test_update_group_example(graph, emu):
     response = graph.patch(f"/groups/{gid('marketing')}", json={"description": "Library Assist - ADC",
                            "displayName": "Library Assist - ADC", "mailNickname": "library-help-adc"})  # fmt: skip
     assert response.status_code == 204
-    assert emulator.get_group(gid("marketing"))["mailNickname"] == "library-help-adc"
+    assert emu.get_group(gid("marketing"))["mailNickname"] == "library-help-adc"
 
 
-def test_delete_group(graph, emulator):
+def test_delete_group(graph, emu):
     assert graph.delete(f"/groups/{gid('marketing')}").status_code == 204
-    assert emulator.get_group(gid("marketing")) is None
+    assert emu.get_group(gid("marketing")) is None
     assert graph.get(f"/groups/{gid('marketing')}").status_code == 404
 
 
@@ -202,7 +202,7 @@ def test_list_groups_filter_and_search(graph):
 # ---- members ---------------------------------------------------------------------------------
 
 
-def test_list_members_paging_top_and_cast(graph, emulator):
+def test_list_members_paging_top_and_cast(graph, emu):
     group = gid("all-company")
     seen: list[str] = []
     url = f"/groups/{group}/members?$top=7"
@@ -212,7 +212,7 @@ def test_list_members_paging_top_and_cast(graph, emulator):
         seen += [m["id"] for m in body["value"]]
         url = body.get("@odata.nextLink")
         pages += 1
-    assert pages == 5 and sorted(seen) == sorted(emulator.group_members(group))
+    assert pages == 5 and sorted(seen) == sorted(emu.group_members(group))
     first = graph.get(f"/groups/{group}/members").json()
     assert first["@odata.context"].endswith("$metadata#directoryObjects")
     assert first["value"][0]["@odata.type"] == "#microsoft.graph.user"
@@ -226,7 +226,7 @@ def test_list_members_paging_top_and_cast(graph, emulator):
     assert set(cast["value"][0]) == {"displayName", "id"}
 
 
-def test_member_count_needs_consistency_level(graph, emulator):
+def test_member_count_needs_consistency_level(graph, emu):
     group = gid("all-company")
     refused = graph.get(f"/groups/{group}/members/$count")
     assert refused.status_code == 400
@@ -235,23 +235,23 @@ def test_member_count_needs_consistency_level(graph, emulator):
     for path in (f"/groups/{group}/members/$count", f"/groups/{group}/members/microsoft.graph.user/$count"):
         response = graph.get(path, headers={"ConsistencyLevel": "eventual"})
         assert response.status_code == 200 and response.headers["content-type"].startswith("text/plain")
-        assert int(response.text) == len(emulator.group_members(group))
+        assert int(response.text) == len(emu.group_members(group))
     ignored = graph.get(f"/groups/{group}/members", params={"$count": "true"}).json()
     assert "@odata.count" not in ignored
     counted = graph.get(f"/groups/{group}/members", params={"$count": "true", "$top": "5"},
                         headers={"ConsistencyLevel": "eventual"}).json()  # fmt: skip
-    assert counted["@odata.count"] == len(emulator.group_members(group))
+    assert counted["@odata.count"] == len(emu.group_members(group))
     assert (
         "@odata.count"
         not in graph.get(counted["@odata.nextLink"], headers={"ConsistencyLevel": "eventual"}).json()
     )
 
 
-def test_add_member_then_already_member_then_unknown(graph, emulator):
+def test_add_member_then_already_member_then_unknown(graph, emu):
     group = gid("marketing")
-    (user,) = non_members(graph, emulator, "marketing", 1)
+    (user,) = non_members(graph, emu, "marketing", 1)
     assert graph.post(f"/groups/{group}/members/$ref", json={"@odata.id": ref(user)}).status_code == 204
-    assert user in emulator.group_members(group)
+    assert user in emu.group_members(group)
     again = graph.post(f"/groups/{group}/members/$ref", json={"@odata.id": ref(user)})
     assert again.status_code == 400
     assert error_of(again)["message"] == (
@@ -262,41 +262,41 @@ def test_add_member_then_already_member_then_unknown(graph, emulator):
     assert unknown.status_code == 404 and error_of(unknown)["code"] == "Request_ResourceNotFound"
 
 
-def test_remove_member_and_not_a_member(graph, emulator):
+def test_remove_member_and_not_a_member(graph, emu):
     group = gid("marketing")
-    member = emulator.group_members(group)[0]
+    member = emu.group_members(group)[0]
     assert graph.delete(f"/groups/{group}/members/{member}/$ref").status_code == 204
-    assert member not in emulator.group_members(group)
+    assert member not in emu.group_members(group)
     gone = graph.delete(f"/groups/{group}/members/{member}/$ref")
     assert gone.status_code == 404 and error_of(gone)["code"] == "Request_ResourceNotFound"
 
 
-def test_guests_refused_by_tenant_policy(graph, emulator):
+def test_guests_refused_by_tenant_policy(graph, emu):
     group = gid("marketing")
-    (guest,) = non_members(graph, emulator, "marketing", 1, guests=True)
-    emulator.set_tenant_policy(allow_guests_in_groups=False)
+    (guest,) = non_members(graph, emu, "marketing", 1, guests=True)
+    emu.set_tenant_policy(allow_guests_in_groups=False)
     response = graph.post(f"/groups/{group}/members/$ref", json={"@odata.id": ref(guest)})
     assert response.status_code == 403
     assert error_of(response)["message"] == (
         "Guests users are not allowed to join this Unified Group due to policy setting."
     )
-    emulator.set_tenant_policy(allow_guests_in_groups=True)
+    emu.set_tenant_policy(allow_guests_in_groups=True)
     assert graph.post(f"/groups/{group}/members/$ref", json={"@odata.id": ref(guest)}).status_code == 204
 
 
-def test_patch_members_bind_is_all_or_nothing_and_limited_to_20(graph, emulator):
+def test_patch_members_bind_is_all_or_nothing_and_limited_to_20(graph, emu):
     group = gid("marketing")
-    fresh = non_members(graph, emulator, "marketing", 21)
-    existing = emulator.group_members(group)[0]
-    before = set(emulator.group_members(group))
+    fresh = non_members(graph, emu, "marketing", 21)
+    existing = emu.group_members(group)[0]
+    before = set(emu.group_members(group))
     mixed = graph.patch(f"/groups/{group}", json={"members@odata.bind": [ref(fresh[0]), ref(existing)]})
     assert mixed.status_code == 400
-    assert set(emulator.group_members(group)) == before
+    assert set(emu.group_members(group)) == before
     too_many = graph.patch(f"/groups/{group}", json={"members@odata.bind": [ref(i) for i in fresh[:21]]})
     assert too_many.status_code == 400
     ok = graph.patch(f"/groups/{group}", json={"members@odata.bind": [ref(i) for i in fresh[:20]]})
     assert ok.status_code == 204
-    assert set(emulator.group_members(group)) == before | set(fresh[:20])
+    assert set(emu.group_members(group)) == before | set(fresh[:20])
 
 
 @pytest.mark.parametrize(
@@ -309,42 +309,42 @@ def test_patch_members_bind_is_all_or_nothing_and_limited_to_20(graph, emulator)
         ("role-assignable", 403),
     ],
 )
-def test_group_kinds_whose_membership_graph_will_not_change(graph, emulator, key, status):
-    (user,) = non_members(graph, emulator, key, 1)
+def test_group_kinds_whose_membership_graph_will_not_change(graph, emu, key, status):
+    (user,) = non_members(graph, emu, key, 1)
     response = graph.post(f"/groups/{gid(key)}/members/$ref", json={"@odata.id": ref(user)})
     assert response.status_code == status
-    assert user not in emulator.group_members(gid(key))
+    assert user not in emu.group_members(gid(key))
 
 
-def test_role_assignable_membership_with_role_management(graph, emulator):
-    emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "RoleManagement.ReadWrite.Directory"])
+def test_role_assignable_membership_with_role_management(graph, emu):
+    emu.set_app_roles(emu.client_id, [*seeds.APP_ROLES, "RoleManagement.ReadWrite.Directory"])
     from emulator_helpers import Graph, fetch_token
 
-    (user,) = non_members(graph, emulator, "role-assignable", 1)
-    privileged = Graph(emulator, fetch_token(emulator))
+    (user,) = non_members(graph, emu, "role-assignable", 1)
+    privileged = Graph(emu, fetch_token(emu))
     response = privileged.post(
         f"/groups/{gid('role-assignable')}/members/$ref", json={"@odata.id": ref(user)}
     )
     assert response.status_code == 204
 
 
-def test_replication_lag_after_create(graph, emulator):
-    emulator.set_faults(replication_lag_seconds=30)
+def test_replication_lag_after_create(graph, emu):
+    emu.set_faults(replication_lag_seconds=30)
     created = graph.post("/groups", json={"displayName": "Fresh", "mailEnabled": True, "mailNickname": "fresh",
                                           "securityEnabled": False, "groupTypes": ["Unified"]}).json()  # fmt: skip
     assert graph.get(f"/groups/{created['id']}").status_code == 404
-    (user,) = non_members(graph, emulator, "marketing", 1)
+    (user,) = non_members(graph, emu, "marketing", 1)
     lagging = graph.post(f"/groups/{created['id']}/members/$ref", json={"@odata.id": ref(user)})
     assert lagging.status_code == 400
     assert error_of(lagging)["message"] == (
         "The source resource object or one of the objects being referenced don't exist."
     )
-    emulator.control.replicate_now()
+    emu.control.replicate_now()
     assert graph.get(f"/groups/{created['id']}").status_code == 200
 
 
-def test_stale_link_after_delete_behind_the_apps_back(graph, emulator):
-    emulator.delete_group_behind_app(gid("engineering"))
+def test_stale_link_after_delete_behind_the_apps_back(graph, emu):
+    emu.delete_group_behind_app(gid("engineering"))
     assert graph.get(f"/groups/{gid('engineering')}/members").status_code == 404
 
 
@@ -382,7 +382,7 @@ def test_guest_upn_needs_percent_23(graph):
     assert raw.status_code == 404
 
 
-def test_users_paging_and_advanced_operators(graph, emulator):
+def test_users_paging_and_advanced_operators(graph, emu):
     collected: list[str] = []
     url = "/users?$top=15"
     while url:
@@ -399,14 +399,14 @@ def test_users_paging_and_advanced_operators(graph, emulator):
     assert count.status_code == 400 and error_of(count)["message"] == "$count is not currently supported."
 
 
-def test_create_user_needs_user_readwrite_all(graph, emulator):
+def test_create_user_needs_user_readwrite_all(graph, emu):
     body = {"accountEnabled": True, "displayName": "New Person", "mailNickname": "newperson",
             "userPrincipalName": f"newperson@{DOMAIN}", "passwordProfile": {"password": "x-Strong-1"}}  # fmt: skip
     assert graph.post("/users", json=body).status_code == 403
-    emulator.set_app_roles(emulator.client_id, ["User.ReadWrite.All"])
+    emu.set_app_roles(emu.client_id, ["User.ReadWrite.All"])
     from emulator_helpers import Graph, fetch_token
 
-    writer = Graph(emulator, fetch_token(emulator))
+    writer = Graph(emu, fetch_token(emu))
     created = writer.post("/users", json=body)
     assert created.status_code == 201
     emulator.replicate_now()  # a new user is found once replicated

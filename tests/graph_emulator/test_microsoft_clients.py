@@ -23,13 +23,13 @@ GRAPH_APP_ID_SCOPE = "00000003-0000-0000-c000-000000000000/.default"
 
 
 @pytest.fixture
-def trust_emulator(emulator, monkeypatch):
+def trust_emulator(emu, monkeypatch):
     """azure-identity and msal use requests, which reads its CA bundle from the environment."""
-    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emulator.ca_path))
+    monkeypatch.setenv("REQUESTS_CA_BUNDLE", str(emu.ca_path))
     monkeypatch.delenv("CURL_CA_BUNDLE", raising=False)
 
 
-def user_ids(emulator, count: int) -> list[str]:
+def user_ids(emu, count: int) -> list[str]:
     return [u["id"] for u in seeds.default_seed()["tenants"][0]["users"] if u["userType"] == "Member"][
         -count:
     ]
@@ -39,13 +39,13 @@ def user_ids(emulator, count: int) -> list[str]:
 
 
 @pytest.mark.parametrize("name", ["$deltatoken", "$deltaToken"])
-def test_delta_token_latest_gives_only_a_delta_link(graph, emulator, name):
+def test_delta_token_latest_gives_only_a_delta_link(graph, emu, name):
     response = graph.get(f"/groups/delta?{name}=latest")
     assert response.status_code == 200, response.text
     body = response.json()
     assert body["value"] == [] and "@odata.nextLink" not in body
     assert graph.patch(f"/groups/{FALCON}", json={"description": "changed"}).status_code == 204
-    emulator.replicate_now()
+    emu.replicate_now()
     following = graph.get(body["@odata.deltaLink"]).json()
     assert [entry["id"] for entry in following["value"]] == [FALCON]
 
@@ -67,10 +67,10 @@ def test_select_accepts_v1_properties_and_refuses_others(graph):
 # ---- A4: x-ms-throttle-scope order (the bucket tests assert the full header) -----------------------
 
 
-def test_throttle_scope_names_application_before_tenant(emulator):
-    verdict = emulator.emulator.throttle
+def test_throttle_scope_names_application_before_tenant(emu):
+    verdict = emu.emulator.throttle
     verdict.enabled = True
-    app_id, tenant_id = emulator.client_id, emulator.tenant_id
+    app_id, tenant_id = emu.client_id, emu.tenant_id
     result = None
     for _ in range(10_000):
         result = verdict.charge(tenant_id, "S", app_id, 5, is_write=False)
@@ -93,37 +93,37 @@ def test_throttle_scope_names_application_before_tenant(emulator):
         "{id}",
     ],
 )
-def test_references_outside_graph_are_refused(graph, emulator, url):
-    user = user_ids(emulator, 1)[0]
+def test_references_outside_graph_are_refused(graph, emu, url):
+    user = user_ids(emu, 1)[0]
     ref = url.format(id=user)
     by_ref = graph.post(f"/groups/{FALCON}/members/$ref", json={"@odata.id": ref})
     assert by_ref.status_code == 400
     by_bind = graph.patch(f"/groups/{FALCON}", json={"members@odata.bind": [ref]})
     assert by_bind.status_code == 400
-    assert emulator.group_members(FALCON) == []
+    assert emu.group_members(FALCON) == []
 
 
-def test_references_on_graph_and_national_clouds_are_accepted(graph, emulator):
-    first, second = user_ids(emulator, 2)
+def test_references_on_graph_and_national_clouds_are_accepted(graph, emu):
+    first, second = user_ids(emu, 2)
     good = [
         f"https://graph.microsoft.com/v1.0/directoryObjects/{first}",
         f"https://graph.microsoft.us/v1.0/users/{second}",
     ]
     assert graph.patch(f"/groups/{FALCON}", json={"members@odata.bind": good}).status_code == 204
-    assert sorted(emulator.group_members(FALCON)) == sorted([first, second])
+    assert sorted(emu.group_members(FALCON)) == sorted([first, second])
 
 
 # ---- B6: the SDK's Group() names its type ----------------------------------------------------------
 
 
-def test_patch_with_the_group_type_annotation_adds_members(graph, emulator):
-    user = user_ids(emulator, 1)[0]
+def test_patch_with_the_group_type_annotation_adds_members(graph, emu):
+    user = user_ids(emu, 1)[0]
     body = {
         "@odata.type": "#microsoft.graph.group",
         "members@odata.bind": [f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"],
     }
     assert graph.patch(f"/groups/{FALCON}", json=body).status_code == 204
-    assert emulator.group_members(FALCON) == [user]
+    assert emu.group_members(FALCON) == [user]
     renamed = graph.patch(
         f"/groups/{FALCON}", json={"@odata.type": "#microsoft.graph.group", "description": "Renamed"}
     )
@@ -175,57 +175,57 @@ def test_member_references_are_listed_and_paged(graph):
 # ---- B9-B11: identity, with Microsoft's clients as configured against Microsoft --------------------
 
 
-def test_azure_identity_gets_a_token_for_graphs_app_id_scope(emulator, graph, trust_emulator):
+def test_azure_identity_gets_a_token_for_graphs_app_id_scope(emu, graph, trust_emulator):
     credential = ClientSecretCredential(
-        emulator.tenant_id,
-        emulator.client_id,
-        emulator.client_secret,
-        authority=emulator.base_url,
+        emu.tenant_id,
+        emu.client_id,
+        emu.client_secret,
+        authority=emu.base_url,
         # azure-identity sends instance discovery to login.microsoftonline.com whatever the authority; offline,
         # it must be off. (msal can be pointed at the emulator's own /common/discovery/instance instead.)
         disable_instance_discovery=True,
     )
     token = credential.get_token(GRAPH_APP_ID_SCOPE)
-    with http_client(emulator) as http:
+    with http_client(emu) as http:
         response = http.get(
-            f"{emulator.graph_url}/groups/{ENGINEERING}", headers={"Authorization": f"Bearer {token.token}"}
+            f"{emu.graph_url}/groups/{ENGINEERING}", headers={"Authorization": f"Bearer {token.token}"}
         )
     assert response.status_code == 200, response.text
     assert credential.get_token(GRAPH_SCOPE).token
 
 
-def test_msal_validates_the_authority_through_the_emulators_instance_discovery(emulator, trust_emulator):
+def test_msal_validates_the_authority_through_the_emulators_instance_discovery(emu, trust_emulator):
     # MSAL's authority validation asks an instance-discovery endpoint whether the host is known; pointed at the
     # emulator's, it learns the tenant's discovery document from it.
     http = requests.Session()
     authority = msal.authority.Authority(
-        emulator.authority, http, instance_discovery=f"{emulator.base_url}/common/discovery/instance"
+        emu.authority, http, instance_discovery=f"{emu.base_url}/common/discovery/instance"
     )
-    assert authority.token_endpoint == emulator.token_url
-    assert authority.tenant == emulator.tenant_id
+    assert authority.token_endpoint == emu.token_url
+    assert authority.tenant == emu.tenant_id
     # MSAL's token cache still asks login.microsoftonline.com for aliases, so offline clients turn discovery off.
     app = msal.ConfidentialClientApplication(
-        emulator.client_id,
-        client_credential=emulator.client_secret,
-        authority=emulator.authority,
+        emu.client_id,
+        client_credential=emu.client_secret,
+        authority=emu.authority,
         instance_discovery=False,
         http_client=http,
     )
     assert app.acquire_token_for_client([GRAPH_APP_ID_SCOPE]).get("token_type") == "Bearer"
 
 
-def test_client_secret_basic_is_accepted(emulator):
-    pair = f"{emulator.client_id}:{emulator.client_secret}".encode()
-    with http_client(emulator) as http:
+def test_client_secret_basic_is_accepted(emu):
+    pair = f"{emu.client_id}:{emu.client_secret}".encode()
+    with http_client(emu) as http:
         response = http.post(
-            emulator.token_url,
+            emu.token_url,
             data={"grant_type": "client_credentials", "scope": GRAPH_SCOPE},
             headers={"Authorization": "Basic " + base64.b64encode(pair).decode()},
         )
         assert response.status_code == 200, response.text
-        wrong = base64.b64encode(f"{emulator.client_id}:wrong".encode()).decode()
+        wrong = base64.b64encode(f"{emu.client_id}:wrong".encode()).decode()
         refused = http.post(
-            emulator.token_url,
+            emu.token_url,
             data={"grant_type": "client_credentials", "scope": GRAPH_SCOPE},
             headers={"Authorization": f"Basic {wrong}"},
         )
@@ -233,24 +233,24 @@ def test_client_secret_basic_is_accepted(emulator):
 
 
 @pytest.mark.parametrize("authority", ["common", "organizations"])
-def test_shared_authorities_serve_discovery_and_refuse_app_tokens(emulator, authority):
-    with http_client(emulator) as http:
-        discovery = http.get(f"{emulator.base_url}/{authority}/v2.0/.well-known/openid-configuration")
+def test_shared_authorities_serve_discovery_and_refuse_app_tokens(emu, authority):
+    with http_client(emu) as http:
+        discovery = http.get(f"{emu.base_url}/{authority}/v2.0/.well-known/openid-configuration")
         assert discovery.status_code == 200, discovery.text
         assert discovery.json()["issuer"].endswith("/{tenantid}/v2.0")
-        assert discovery.json()["token_endpoint"] == f"{emulator.base_url}/{authority}/oauth2/v2.0/token"
+        assert discovery.json()["token_endpoint"] == f"{emu.base_url}/{authority}/oauth2/v2.0/token"
         instance = http.get(
-            f"{emulator.base_url}/common/discovery/instance",
+            f"{emu.base_url}/common/discovery/instance",
             params={
                 "api-version": "1.1",
-                "authorization_endpoint": f"{emulator.authority}/oauth2/v2.0/authorize",
+                "authorization_endpoint": f"{emu.authority}/oauth2/v2.0/authorize",
             },
         )
         assert instance.status_code == 200
-        assert instance.json()["tenant_discovery_endpoint"].startswith(emulator.authority)
+        assert instance.json()["tenant_discovery_endpoint"].startswith(emu.authority)
         token = http.post(
-            f"{emulator.base_url}/{authority}/oauth2/v2.0/token",
-            data={"client_id": emulator.client_id, "client_secret": emulator.client_secret,
+            f"{emu.base_url}/{authority}/oauth2/v2.0/token",
+            data={"client_id": emu.client_id, "client_secret": emu.client_secret,
                   "scope": GRAPH_SCOPE, "grant_type": "client_credentials"},
         )  # fmt: skip
     assert token.status_code == 400

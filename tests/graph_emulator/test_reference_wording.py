@@ -169,47 +169,47 @@ def batch_until(
 # ---- 1. $batch limits ---------------------------------------------------------------------------
 
 
-def test_batch_limit_is_the_documented_one_and_a_bigger_batch_is_refused_whole(graph, emulator):
+def test_batch_limit_is_the_documented_one_and_a_bigger_batch_is_refused_whole(graph, emu):
     stated = re.search(r"at most (\d+) requests", readme_section("$batch"))
     assert stated, "README.md no longer states the $batch limit"
     limit = int(stated.group(1))
     items = [{"id": str(i), "method": "GET", "url": "/users?$top=1"} for i in range(limit + 1)]
     full = batch(graph, items[:limit])
     assert full.status_code == 200 and len(full.json()["responses"]) == limit
-    emulator.reset_stats()
+    emu.reset_stats()
     refused = batch(graph, items)
     # The reference gives the limit but not the status, code or message of the refusal: the emulator's own
     # 400 is only checked for Graph's error shape (README, "Graph error body"), and that nothing ran.
     assert refused.status_code == 400
     error_of(refused)
-    assert emulator.stats()["batch_subrequests"] == 0
+    assert emu.stats()["batch_subrequests"] == 0
 
 
-def test_duplicate_ids_fail_the_whole_batch_with_400(graph, emulator):
+def test_duplicate_ids_fail_the_whole_batch_with_400(graph, emu):
     assert "ids unique (else the whole batch is 400)" in readme_section("$batch")
     group = gid("marketing")
-    member = emulator.group_members(group)[0]
-    emulator.reset_stats()
+    member = emu.group_members(group)[0]
+    emu.reset_stats()
     response = batch(graph, [
         {"id": "1", "method": "DELETE", "url": f"/groups/{group}/members/{member}/$ref"},
         {"id": "1", "method": "GET", "url": "/users?$top=1"},
     ])  # fmt: skip
     assert response.status_code == 400
     error_of(response)  # code and message: the reference does not give them
-    assert member in emulator.group_members(group)
-    assert emulator.stats()["batch_subrequests"] == 0
+    assert member in emu.group_members(group)
+    assert emu.stats()["batch_subrequests"] == 0
 
 
-def test_depends_on_an_id_not_in_the_batch_refuses_the_batch(graph, emulator):
+def test_depends_on_an_id_not_in_the_batch_refuses_the_batch(graph, emu):
     # The reference is silent on this case; the emulator treats it as a malformed batch, like duplicate ids.
-    emulator.reset_stats()
+    emu.reset_stats()
     response = batch(graph, [
         {"id": "1", "method": "GET", "url": "/users?$top=1"},
         {"id": "2", "method": "GET", "url": "/users?$top=1", "dependsOn": ["9"]},
     ])  # fmt: skip
     assert response.status_code == 400
     error_of(response)
-    assert emulator.stats()["batch_subrequests"] == 0
+    assert emu.stats()["batch_subrequests"] == 0
 
 
 def test_item_depending_on_a_failed_one_is_424_with_the_documented_item_shape(graph):
@@ -236,9 +236,9 @@ def test_item_depending_on_a_failed_one_is_424_with_the_documented_item_shape(gr
 # ---- 2. 429, 503 and 504 ------------------------------------------------------------------------
 
 
-def test_throttled_request_matches_the_sample_throttled_response(graph, emulator):
+def test_throttled_request_matches_the_sample_throttled_response(graph, emu):
     sample = throttled_example()
-    emulator.set_faults(rate_429=1.0, retry_after_seconds=int(sample.headers["Retry-After"]))
+    emu.set_faults(rate_429=1.0, retry_after_seconds=int(sample.headers["Retry-After"]))
     response = graph.get("/users?$top=1", headers={"client-request-id": "wording-check"})
     assert_throttled_like_reference(response.status_code, response.headers, response.json())
     assert response.headers["Retry-After"] == sample.headers["Retry-After"]
@@ -247,16 +247,16 @@ def test_throttled_request_matches_the_sample_throttled_response(graph, emulator
     assert response.headers["client-request-id"] == "wording-check"
 
 
-def test_throttled_batch_envelope_matches_the_sample(graph, emulator):
-    emulator.set_faults(rate_429=1.0, retry_after_seconds=4)
+def test_throttled_batch_envelope_matches_the_sample(graph, emu):
+    emu.set_faults(rate_429=1.0, retry_after_seconds=4)
     response = batch(graph, [{"id": "1", "method": "GET", "url": "/users?$top=1"}])
     assert_throttled_like_reference(response.status_code, response.headers, response.json())
     assert response.headers["Retry-After"] == "4"
 
 
-def test_throttled_batch_items_carry_their_own_status_and_retry_after(graph, emulator):
+def test_throttled_batch_items_carry_their_own_status_and_retry_after(graph, emu):
     assert "A throttled item has status 429 and its own `Retry-After`" in readme_section("$batch")
-    emulator.set_faults(rate_429=0.3, retry_after_seconds=6, seed_random=11)
+    emu.set_faults(rate_429=0.3, retry_after_seconds=6, seed_random=11)
     requests = [{"id": str(i), "method": "GET", "url": "/users?$top=1"} for i in range(10)]
     items = batch_until(graph, requests, {200, 429})
     throttled = [item for item in items if item["status"] == 429]
@@ -266,12 +266,12 @@ def test_throttled_batch_items_carry_their_own_status_and_retry_after(graph, emu
         assert_throttled_like_reference(item["status"], item["headers"], item["body"])
 
 
-def test_503_and_504_have_graphs_error_shape_for_a_request(graph, emulator):
+def test_503_and_504_have_graphs_error_shape_for_a_request(graph, emu):
     # The reference says 503 and 504 are retried but gives neither body: only the shape of the documented
     # error bodies is compared, and the emulator's codes and messages are left as they are.
     documented = batch_example_item("3")["body"]
     for status in (503, 504):
-        emulator.set_faults(**{f"rate_{status}": 1.0})
+        emu.set_faults(**{f"rate_{status}": 1.0})
         response = graph.get("/users?$top=1", headers={"client-request-id": f"fault-{status}"})
         assert response.status_code == status
         assert response.headers["Content-Type"] == "application/json"
@@ -285,9 +285,9 @@ def test_503_and_504_have_graphs_error_shape_for_a_request(graph, emulator):
         assert_error_shaped_like(envelope.json(), documented)
 
 
-def test_503_and_504_items_inside_a_batch(graph, emulator):
+def test_503_and_504_items_inside_a_batch(graph, emu):
     documented = batch_example_item("3")
-    emulator.set_faults(rate_503=0.2, rate_504=0.2, seed_random=5)
+    emu.set_faults(rate_503=0.2, rate_504=0.2, seed_random=5)
     requests = [{"id": str(i), "method": "GET", "url": "/users?$top=1"} for i in range(10)]
     items = batch_until(graph, requests, {503, 504})
     for item in items:
@@ -300,17 +300,17 @@ def test_503_and_504_items_inside_a_batch(graph, emulator):
 # ---- 3. groups whose membership Graph will not change -------------------------------------------
 
 
-def _non_member(graph: Graph, emulator, key: str) -> str:
-    members = set(emulator.group_members(gid(key)))
+def _non_member(graph: Graph, emu, key: str) -> str:
+    members = set(emu.group_members(gid(key)))
     users = graph.get("/users", params={"$top": "999", "$select": "id,userType"}).json()["value"]
     return next(u["id"] for u in users if u["id"] not in members and u["userType"] != "Guest")
 
 
-def _member_changes(graph: Graph, emulator, key: str) -> list[tuple[str, httpx.Response]]:
+def _member_changes(graph: Graph, emu, key: str) -> list[tuple[str, httpx.Response]]:
     """Add by $ref, add by members@odata.bind, remove by $ref: each must be refused."""
     group = gid(key)
-    newcomer = _non_member(graph, emulator, key)
-    member = emulator.group_members(group)[0]
+    newcomer = _non_member(graph, emu, key)
+    member = emu.group_members(group)[0]
     headers = {"client-request-id": f"kind-{key}"}
     return [
         ("add $ref", graph.post(f"/groups/{group}/members/$ref", json={"@odata.id": ref(newcomer)},
@@ -321,23 +321,23 @@ def _member_changes(graph: Graph, emulator, key: str) -> list[tuple[str, httpx.R
     ]  # fmt: skip
 
 
-def test_dynamic_group_membership_changes_get_the_documented_403(graph, emulator):
-    group = emulator.get_group(gid("dynamic"))
+def test_dynamic_group_membership_changes_get_the_documented_403(graph, emu):
+    group = emu.get_group(gid("dynamic"))
     assert group is not None and group["membershipRule"]
     assert "DynamicMembership" in group["groupTypes"]
     assert "dynamic groups" in readme_section("Groups")
-    before = set(emulator.group_members(gid("dynamic")))
+    before = set(emu.group_members(gid("dynamic")))
     documented = documented_403()
-    for what, response in _member_changes(graph, emulator, "dynamic"):
+    for what, response in _member_changes(graph, emu, "dynamic"):
         assert response.status_code == 403, what
         assert_same_error(response.json(), documented)
         assert response.json()["error"]["innerError"]["client-request-id"] == "kind-dynamic"
-    assert set(emulator.group_members(gid("dynamic"))) == before
+    assert set(emu.group_members(gid("dynamic"))) == before
 
 
-def test_dynamic_group_refusal_inside_a_batch(graph, emulator):
+def test_dynamic_group_refusal_inside_a_batch(graph, emu):
     group = gid("dynamic")
-    newcomer = _non_member(graph, emulator, "dynamic")
+    newcomer = _non_member(graph, emu, "dynamic")
     response = batch(graph, [{"id": "1", "method": "POST", "url": f"/groups/{group}/members/$ref",
                               "headers": {"Content-Type": "application/json"},
                               "body": {"@odata.id": ref(newcomer)}}])  # fmt: skip
@@ -347,26 +347,26 @@ def test_dynamic_group_refusal_inside_a_batch(graph, emulator):
     assert_same_error(item["body"], documented_403())
 
 
-def test_mail_enabled_security_and_distribution_groups_get_the_documented_403(graph, emulator):
+def test_mail_enabled_security_and_distribution_groups_get_the_documented_403(graph, emu):
     documented = documented_403()
     for key in ("mail-security", "distribution"):
-        before = set(emulator.group_members(gid(key)))
-        for what, response in _member_changes(graph, emulator, key):
+        before = set(emu.group_members(gid(key)))
+        for what, response in _member_changes(graph, emu, key):
             assert response.status_code == 403, (key, what)
             assert_same_error(response.json(), documented)
-        assert set(emulator.group_members(gid(key))) == before
+        assert set(emu.group_members(gid(key))) == before
 
 
-def test_role_assignable_group_needs_role_management_and_answers_the_documented_403(graph, emulator):
-    group = emulator.get_group(gid("role-assignable"))
+def test_role_assignable_group_needs_role_management_and_answers_the_documented_403(graph, emu):
+    group = emu.get_group(gid("role-assignable"))
     assert group is not None and group["isAssignableToRole"] is True
     documented = documented_403()
-    newcomer = _non_member(graph, emulator, "role-assignable")
+    newcomer = _non_member(graph, emu, "role-assignable")
     refused = graph.post(f"/groups/{gid('role-assignable')}/members/$ref", json={"@odata.id": ref(newcomer)})
     assert refused.status_code == 403
     assert_same_error(refused.json(), documented)
-    emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "RoleManagement.ReadWrite.Directory"])
-    privileged = Graph(emulator, fetch_token(emulator))
+    emu.set_app_roles(emu.client_id, [*seeds.APP_ROLES, "RoleManagement.ReadWrite.Directory"])
+    privileged = Graph(emu, fetch_token(emu))
     try:
         allowed = privileged.post(
             f"/groups/{gid('role-assignable')}/members/$ref", json={"@odata.id": ref(newcomer)}
@@ -376,31 +376,31 @@ def test_role_assignable_group_needs_role_management_and_answers_the_documented_
     assert allowed.status_code == 204
 
 
-def test_on_premises_synced_group_membership_is_refused(graph, emulator):
+def test_on_premises_synced_group_membership_is_refused(graph, emu):
     # The reference says the membership of a group synced from on-premises cannot be changed, and gives no
     # status, code or message for it: the emulator's own answer is checked for Graph's error shape only.
-    group = emulator.get_group(gid("on-prem"))
+    group = emu.get_group(gid("on-prem"))
     assert group is not None and group["onPremisesSyncEnabled"] is True
     assert "groups synced from on-premises (`onPremisesSyncEnabled:true`)" in readme_section("Groups")
-    before = set(emulator.group_members(gid("on-prem")))
-    for what, response in _member_changes(graph, emulator, "on-prem"):
+    before = set(emu.group_members(gid("on-prem")))
+    for what, response in _member_changes(graph, emu, "on-prem"):
         assert 400 <= response.status_code < 500, what
         error_of(response)
-    assert set(emulator.group_members(gid("on-prem"))) == before
+    assert set(emu.group_members(gid("on-prem"))) == before
 
 
 # ---- 4. adding a member that is already there ---------------------------------------------------
 
 
-def test_adding_an_existing_member_is_the_observed_400(graph, emulator):
+def test_adding_an_existing_member_is_the_observed_400(graph, emu):
     observed = reference_json("observed-graph-errors.json")["member_already_exists_400"]
     fixtures = reference_json("group-membership-management-test-fixtures.json")
     assert fixtures["messages"]["member_already_exists_400"] == observed["message"]
     assert fixtures["status_code_pairs"][str(observed["http_status"])] == observed["code"]
     group = gid("marketing")
-    existing = emulator.group_members(group)[0]
-    newcomer = _non_member(graph, emulator, "marketing")
-    before = set(emulator.group_members(group))
+    existing = emu.group_members(group)[0]
+    newcomer = _non_member(graph, emu, "marketing")
+    before = set(emu.group_members(group))
     by_ref = graph.post(f"/groups/{group}/members/$ref", json={"@odata.id": ref(existing)})
     # All or nothing: one existing member fails the whole PATCH, the newcomer is not added either.
     by_bind = graph.patch(f"/groups/{group}", json={"members@odata.bind": [ref(newcomer), ref(existing)]})
@@ -408,16 +408,16 @@ def test_adding_an_existing_member_is_the_observed_400(graph, emulator):
         assert response.status_code == observed["http_status"]
         error = error_of(response)
         assert error["code"] == observed["code"] and error["message"] == observed["message"]
-    assert set(emulator.group_members(group)) == before
+    assert set(emu.group_members(group)) == before
 
 
-def test_batch_items_match_the_group_membership_management_fixtures(graph, emulator):
+def test_batch_items_match_the_group_membership_management_fixtures(graph, emu):
     fixtures = reference_json("group-membership-management-test-fixtures.json")
     success, template = fixtures["batch_item_success"], fixtures["batch_item_error_template"]
     add, remove = fixtures["add_batch_item_request"], fixtures["remove_batch_item_request"]
     group = gid("marketing")
-    existing = emulator.group_members(group)[0]
-    newcomer = _non_member(graph, emulator, "marketing")
+    existing = emu.group_members(group)[0]
+    newcomer = _non_member(graph, emu, "marketing")
     outsider = seeds.stable_id(DOMAIN, "user", "999")
 
     def relative(url: str) -> str:
@@ -460,11 +460,11 @@ def test_batch_items_match_the_group_membership_management_fixtures(graph, emula
         assert set(body["error"]["innerError"]) == set(template["body"]["error"]["innerError"])
         assert body["error"]["code"] == pairs[status]
         assert body["error"]["message"] == message
-    assert newcomer in emulator.group_members(group)
+    assert newcomer in emu.group_members(group)
 
 
-def test_retry_after_on_503_applies_to_the_batch_envelope_too(graph, emulator):
-    emulator.set_faults(rate_503=1.0, retry_after_on_503=True, retry_after_seconds=3)
+def test_retry_after_on_503_applies_to_the_batch_envelope_too(graph, emu):
+    emu.set_faults(rate_503=1.0, retry_after_on_503=True, retry_after_seconds=3)
     plain = graph.get("/users?$top=1")
     envelope = batch(graph, [{"id": "1", "method": "GET", "url": "/users?$top=1"}])
     assert (plain.status_code, envelope.status_code) == (503, 503)

@@ -65,9 +65,9 @@ def check_against_metadata(type_name: str, body: dict[str, Any]) -> None:
 
 
 @pytest.fixture
-def reader(emulator) -> Graph:
-    emulator.set_app_roles(emulator.client_id, [*seeds.APP_ROLES, "Directory.Read.All"])
-    return Graph(emulator, fetch_token(emulator))
+def reader(emu) -> Graph:
+    emu.set_app_roles(emu.client_id, [*seeds.APP_ROLES, "Directory.Read.All"])
+    return Graph(emu, fetch_token(emu))
 
 
 def all_pages(graph: Graph, url: str) -> list[dict[str, Any]]:

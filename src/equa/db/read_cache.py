@@ -65,8 +65,10 @@ class _Entry:
 class ReadCache:
     """Values keyed by anything hashable, each valid until its deadline or a change to a table it depends on."""
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_seconds = ttl_seconds
+        # Deadlines are read from this clock only: a test passes its own and moves it instead of sleeping.
+        self.clock = clock
         self._entries: dict[Hashable, _Entry] = {}
         # key -> the read in progress; requests that miss the same key meanwhile wait for it instead of each
         # reading (when an entry expires under load, dozens of requests would otherwise miss at once).
@@ -136,7 +138,7 @@ class ReadCache:
         entry = self._entries.get(key)
         if entry is None:
             return False, None
-        if time.monotonic() >= entry.expires or any(
+        if self.clock() >= entry.expires or any(
             self._generations.get(table, 0) != generation for table, generation in entry.generations
         ):
             self._entries.pop(key, None)
@@ -152,7 +154,7 @@ class ReadCache:
             return
         if len(self._entries) >= MAX_ENTRIES:
             self._entries.pop(next(iter(self._entries)))
-        self._entries[key] = _Entry(value, time.monotonic() + self.ttl_seconds, generations)
+        self._entries[key] = _Entry(value, self.clock() + self.ttl_seconds, generations)
 
     def clear(self) -> None:
         self._entries.clear()

@@ -13,6 +13,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
+from collections.abc import Callable
 from dataclasses import dataclass, replace
 from datetime import datetime
 from typing import Any
@@ -64,8 +65,9 @@ class GroupSnapshot:
     checked_at: datetime
     checked_monotonic: float
 
-    def age(self) -> float:
-        return max(0.0, time.monotonic() - self.checked_monotonic)
+    def age(self, now: float) -> float:
+        """Seconds since the check, by the clock that stamped it (`now` is that clock's reading)."""
+        return max(0.0, now - self.checked_monotonic)
 
 
 def _health_of(error: GraphError, consent_url: str | None) -> tuple[str, str]:
@@ -85,7 +87,12 @@ def _health_of(error: GraphError, consent_url: str | None) -> tuple[str, str]:
 
 
 async def read_snapshot(
-    graph: GraphClient, group_id: str | None, consent_url: str | None, *, recent: bool = False
+    graph: GraphClient,
+    group_id: str | None,
+    consent_url: str | None,
+    *,
+    recent: bool = False,
+    clock: Callable[[], float] = time.monotonic,
 ) -> GroupSnapshot:
     """Ask Graph now. With no group, a one-item group listing proves sign-in and permissions.
 
@@ -119,14 +126,16 @@ async def read_snapshot(
         health, action = UNREACHABLE, "Microsoft 365 could not be reached; it is retried automatically."
         display_name = description = None
         count = None
-    return GroupSnapshot(health, action, display_name, description, count, utcnow(), time.monotonic())
+    return GroupSnapshot(health, action, display_name, description, count, utcnow(), clock())
 
 
 class StatusCache:
     """Group snapshots per (tenant, group), each refreshed by at most one task at a time."""
 
-    def __init__(self, ttl_seconds: float) -> None:
+    def __init__(self, ttl_seconds: float, clock: Callable[[], float] = time.monotonic) -> None:
         self.ttl_seconds = ttl_seconds
+        # Ages are read from this clock only: a test passes its own and moves it instead of sleeping.
+        self.clock = clock
         self._entries: dict[tuple[str, str | None], GroupSnapshot] = {}
         self._refreshing: dict[tuple[str, str | None], asyncio.Task[GroupSnapshot]] = {}
 
@@ -139,7 +148,9 @@ class StatusCache:
 
             async def refresh() -> GroupSnapshot:
                 try:
-                    snapshot = await read_snapshot(graph, group_id, consent_url, recent=recent)
+                    snapshot = await read_snapshot(
+                        graph, group_id, consent_url, recent=recent, clock=self.clock
+                    )
                     previous = self._entries.get(key)
                     if snapshot.action == REPLICATING and previous is not None and previous.health == OK:
                         return previous  # what we created and read before is better than "not there yet"
@@ -167,12 +178,16 @@ class StatusCache:
             group.get("description"),
             0,  # a new group has its owner, and no member yet
             utcnow(),
-            time.monotonic() - age,
+            self.clock() - age,
         )
 
     def is_fresh(self, graph: GraphClient, group_id: str | None) -> bool:
         cached = self._entries.get((graph.tenant, group_id))
-        return cached is not None and cached.age() < self.ttl_seconds
+        return cached is not None and self.age(cached) < self.ttl_seconds
+
+    def age(self, snapshot: GroupSnapshot) -> float:
+        """Seconds since Graph was asked for this snapshot."""
+        return snapshot.age(self.clock())
 
     def forget(self, graph: GraphClient, group_id: str | None) -> None:
         """Drop a group's snapshot (after link, unlink or a detected deletion) so the next status is fresh."""
@@ -199,8 +214,8 @@ class StatusCache:
         """(snapshot, fresh): a cached or newly read one, or after `wait_seconds` the last one (stale, maybe None)."""
         key = (graph.tenant, group_id)
         cached = self._entries.get(key)
-        if cached is not None and cached.age() < self.ttl_seconds:
-            if cached.age() >= self.ttl_seconds * REFRESH_AHEAD_FRACTION:
+        if cached is not None and self.age(cached) < self.ttl_seconds:
+            if self.age(cached) >= self.ttl_seconds * REFRESH_AHEAD_FRACTION:
                 # Refresh before expiry, in the background: while the group is looked at, no caller ever waits.
                 self._refresh(graph, group_id, consent_url, recent)
             return cached, True
@@ -309,7 +324,7 @@ async def get_status(
             None,
             None,
         )
-    age = snapshot.age()
+    age = cache.age(snapshot)
     return Status(
         enabled=True,
         linked=group_id is not None,

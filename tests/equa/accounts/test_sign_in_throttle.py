@@ -184,6 +184,7 @@ async def test_password_checks_run_off_the_event_loop_with_bounded_concurrency(
     assert threading.main_thread().name not in hasher.threads
 
 
+@pytest.mark.redis
 async def test_the_redis_store_shares_the_counts_between_processes() -> None:
     url = os.environ.get("EQUA_TEST_REDIS_URL")
     if not url:

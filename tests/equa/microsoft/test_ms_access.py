@@ -8,14 +8,15 @@ from typing import Any
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
-from ms_support import Team, emu, link, ms_emulator, seed_group_id, settings, team, tenant_members
+from ms_support import Team, link, seed_group_id, tenant_members
 
 from equa.accounts.models import User
 from equa.app import create_app
 from equa.microsoft.graph.permissions import DEFAULT_SCOPE, permission_names
 from equa.settings import Settings
 
-__all__ = ["emu", "ms_emulator", "settings", "team"]
+pytestmark = pytest.mark.retry_budget("api")
+
 
 MEMBER = tenant_members()[25]["id"]
 # (method, path under /microsoft/, body, the admin's success status)

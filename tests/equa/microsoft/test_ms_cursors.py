@@ -11,11 +11,12 @@ import json
 from typing import Any
 
 import httpx
-from ms_support import Team, emu, link, ms_emulator, settings, team
+import pytest
+from ms_support import Team, link
 
 from graph_emulator.seeds import default_seed
 
-__all__ = ["emu", "ms_emulator", "settings", "team"]
+pytestmark = pytest.mark.retry_budget("api")
 
 
 def payload_of(cursor: str) -> dict[str, Any]:

@@ -6,17 +6,8 @@ import uuid
 from typing import Any
 
 import httpx
-from ms_support import (
-    Team,
-    emu,
-    link,
-    ms_emulator,
-    seed_group_id,
-    settings,
-    team,
-    tenant_guests,
-    tenant_members,
-)
+import pytest
+from ms_support import Team, link, seed_group_id, tenant_guests, tenant_members
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -24,7 +15,7 @@ from equa.microsoft.models import AuditEvent, GroupCreation
 from equa.organizations.models import Organization
 from graph_emulator.seeds import default_seed
 
-__all__ = ["emu", "ms_emulator", "settings", "team"]
+pytestmark = pytest.mark.retry_budget("api")
 
 
 async def audit_actions(session_factory: async_sessionmaker[AsyncSession], org_id: uuid.UUID) -> list[str]:

@@ -4,9 +4,10 @@ or removed someone sees the change at once in the member list, the member count 
 from __future__ import annotations
 
 import httpx
-from ms_support import Team, emu, link, ms_emulator, settings, team, tenant_members
+import pytest
+from ms_support import Team, link, tenant_members
 
-__all__ = ["emu", "ms_emulator", "settings", "team"]
+pytestmark = pytest.mark.retry_budget("api")
 
 
 async def listed_ids(client: httpx.AsyncClient, team: Team) -> set[str]:

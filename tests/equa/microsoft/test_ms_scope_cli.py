@@ -9,13 +9,11 @@ from pathlib import Path
 from typing import Any
 
 import pytest
-from ms_support import emu, ms_emulator, seed_group_id
+from ms_support import seed_group_id
 from typer.testing import CliRunner
 
 from equa.db.base import utcnow
 from equa.organizations.models import Organization
-
-__all__ = ["emu", "ms_emulator"]
 
 ENGINEERING = seed_group_id("engineering")
 

@@ -14,28 +14,24 @@ from typing import Any
 
 import httpx
 import pytest
-from ms_support import Team, emu, ms_emulator, seed_group_id, team, tenant_members
+from ms_support import Team, seed_group_id, tenant_members
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from emulator_support import integration_settings
 from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.microsoft.models import AuditEvent, GroupCreation, MicrosoftGroupGrant
 from equa.organizations.models import Organization
 from equa.settings import Settings
 
-__all__ = ["emu", "ms_emulator", "team"]
-
 VPN_USERS = seed_group_id("security")
 ENGINEERING = seed_group_id("engineering")
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], emu: Any) -> Settings:
-    return integration_settings(
-        make_settings,
-        emu,
+def settings(emulator_settings: Callable[..., Settings]) -> Settings:
+    return emulator_settings(
+        "api",
         tenant_wide=False,
         graph_max_attempts=3,
         graph_max_retry_wait_seconds=2.0,

@@ -8,17 +8,14 @@ from typing import Any
 
 import httpx
 import pytest
-from ms_support import Team, emu, ms_emulator, seed_group_id, team
+from ms_support import Team, seed_group_id
 
-from emulator_support import integration_settings
 from equa.settings import Settings
-
-__all__ = ["emu", "ms_emulator", "team"]
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], emu: Any) -> Settings:
-    return integration_settings(make_settings, emu, tenant_wide=True, status_cache_seconds=0)
+def settings(emulator_settings: Callable[..., Settings]) -> Settings:
+    return emulator_settings("api", tenant_wide=True, status_cache_seconds=0)
 
 
 async def test_any_tenant_group_links_and_start_up_warns(

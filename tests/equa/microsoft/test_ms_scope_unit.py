@@ -7,23 +7,18 @@ from typing import Any
 
 import httpx
 import pytest
-from ms_support import Team, emu, ms_emulator, seed_group_id, team
+from ms_support import Team, seed_group_id
 
-from emulator_support import integration_settings
 from equa.settings import Settings
 from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
-
-__all__ = ["emu", "ms_emulator", "team"]
 
 UNIT = stable_id(DEFAULT_TENANT_DOMAIN, "seed-unit", "equa-managed-groups")
 OTHER_UNIT = stable_id(DEFAULT_TENANT_DOMAIN, "seed-unit", "network-access")
 
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], emu: Any) -> Settings:
-    return integration_settings(
-        make_settings, emu, ms_group_scope=f"administrative-unit:{UNIT}", status_cache_seconds=0
-    )
+def settings(emulator_settings: Callable[..., Settings]) -> Settings:
+    return emulator_settings("api", ms_group_scope=f"administrative-unit:{UNIT}", status_cache_seconds=0)
 
 
 async def test_only_the_units_groups_are_listed_and_linkable(client: httpx.AsyncClient, team: Team) -> None:

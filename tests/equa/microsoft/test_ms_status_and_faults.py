@@ -7,14 +7,16 @@ import time
 from typing import Any
 
 import httpx
-from ms_support import Team, emu, link, ms_emulator, seed_group_id, settings, team, tenant_members
+import pytest
+from ms_support import Team, link, seed_group_id, tenant_members
 from sqlalchemy import select
 
 from equa.microsoft.health_task import check_linked_groups
 from equa.microsoft.models import AuditEvent
+from equa.microsoft.status import StatusCache
 from equa.organizations.models import Organization
 
-__all__ = ["emu", "ms_emulator", "settings", "team"]
+pytestmark = pytest.mark.retry_budget("api")
 
 
 async def age_links(session_factory: Any) -> None:
@@ -179,18 +181,19 @@ async def test_requests_waiting_on_graph_do_not_hold_database_connections(
 
 
 async def test_status_refreshes_ahead_of_expiry_without_making_anyone_wait(
-    client: httpx.AsyncClient, team: Team, emu: Any, app: Any
+    client: httpx.AsyncClient, team: Team, emu: Any, app: Any, clock: Any
 ) -> None:
     await link(client, team, "engineering")
+    app.state.microsoft_status_cache = StatusCache(2.0, clock=clock)
     await client.get(team.url("status"), headers=team.admin_headers)
-    app.state.microsoft_status_cache.ttl_seconds = 2.0
-    await asyncio.sleep(1.6)  # past three quarters of the lifetime, not yet expired
+    clock.advance(1.6)  # past three quarters of the lifetime, not yet expired
     emu.set_faults(latency_ms=600)
     started = time.monotonic()
     late = await client.get(team.url("status"), headers=team.admin_headers)
     assert time.monotonic() - started < 0.5  # answered from the cache; the refresh runs behind it
     assert late.json()["stale"] is False and late.json()["ageSeconds"] >= 1.5
     await asyncio.sleep(2.0)  # the background refresh (two Graph reads at 600 ms) has finished
+    clock.advance(0.5)  # past the first read's expiry
     started = time.monotonic()
     fresh = (await client.get(team.url("status"), headers=team.admin_headers)).json()
     # Without the early refresh the entry would have expired by now and this read would wait on Graph.

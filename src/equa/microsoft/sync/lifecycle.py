@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import logging
 import uuid
+from collections.abc import Callable
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -243,9 +244,11 @@ async def abandon_stale_runs(
     organization_id: uuid.UUID | None = None,
     *,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    clock: Callable[[], datetime] = utcnow,
 ) -> int:
-    """Mark runs whose worker stopped answering (no heartbeat within the lease) as abandoned."""
-    now = utcnow()
+    """Mark runs whose worker stopped answering (no heartbeat within the lease) as abandoned; `clock` is the time the
+    lease is measured against (a test moves its own past a lease instead of sleeping through it)."""
+    now = clock()
     condition = _stale_condition(now, lease_seconds)
     statement = (
         update(SyncRun)

@@ -1,4 +1,4 @@
-"""Fixtures for the Graph edge: one emulator over HTTPS for the module's tests, and clients pointed at it."""
+"""Fixtures for the Graph edge: `emu` on a tenant of its own (10,000 users, a certificate app), and clients on it."""
 
 from __future__ import annotations
 
@@ -71,7 +71,10 @@ def certificate_app(tmp_path_factory: pytest.TempPathFactory) -> CertificateApp:
 
 
 @pytest.fixture(scope="session")
-def emulator(tmp_path_factory: pytest.TempPathFactory, certificate_app: CertificateApp) -> Iterator[Any]:
+def graph_emulator_server(
+    tmp_path_factory: pytest.TempPathFactory, certificate_app: CertificateApp
+) -> Iterator[Any]:
+    """This suite's tenant (the plugin's server, overridden): big, and with an app that signs in by certificate."""
     testing = pytest.importorskip("graph_emulator.testing", reason="the Graph emulator is not available")
     seeds = pytest.importorskip("graph_emulator.seeds")
     # 10,000 users so paging a 10,000-member group needs no slow set-up; one extra app signs in by certificate.
@@ -94,12 +97,12 @@ def emulator(tmp_path_factory: pytest.TempPathFactory, certificate_app: Certific
 
 
 @pytest.fixture
-def emu(emulator: Any) -> Iterator[Any]:
-    """The emulator with no faults and zeroed statistics, restored after the test."""
-    emulator.set_faults()
-    emulator.reset_stats()
-    yield emulator
-    emulator.set_faults()
+def emu(graph_emulator_server: Any) -> Iterator[Any]:
+    """The emulator with no faults and zeroed statistics, restored after the test (not re-seeded: 10,000 users)."""
+    graph_emulator_server.set_faults()
+    graph_emulator_server.reset_stats()
+    yield graph_emulator_server
+    graph_emulator_server.set_faults()
 
 
 @pytest.fixture

@@ -143,6 +143,7 @@ def _redis_url() -> str:
     return url
 
 
+@pytest.mark.redis
 async def test_redis_buckets_share_one_budget_between_processes() -> None:
     url = _redis_url()
     budget = Budget("test-writes", capacity=10, window=0.5)

@@ -1,50 +1,22 @@
-"""Fixtures and helpers of the sync tests: one HTTPS emulator per test session, tenants built to order.
+"""Helpers of the sync tests: tenants built to order on the emulator (`emu`), teams bulk-inserted.
 
-Import what a module needs from here; `settings` here overrides the suite's so that `app`, `client`,
-`session_factory`, `make_user` and `make_org` run with the integration turned on and pointed at the emulator.
+A module marked `retry_budget("sync")` gets `settings` with the integration on, pointed at `emu`, so that `app`,
+`client`, `session_factory`, `make_user` and `make_org` run with it (tests/conftest.py).
 """
 
 from __future__ import annotations
 
 import uuid
-from collections.abc import Awaitable, Callable, Iterator, Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from emulator_support import fresh_emulator, integration_settings, running_emulator
 from equa.accounts.models import User
 from equa.organizations.models import Membership, Organization, Role
-from equa.settings import Settings
 
 DOMAIN = "contoso.onmicrosoft.com"  # the emulator's default tenant
-
-
-@pytest.fixture(scope="session")
-def sync_emulator(tmp_path_factory: pytest.TempPathFactory) -> Iterator[Any]:
-    yield from running_emulator(tmp_path_factory, "sync-emulator")
-
-
-@pytest.fixture
-def semu(sync_emulator: Any) -> Iterator[Any]:
-    """The emulator, reset to its default tenant, without faults, statistics zeroed."""
-    yield from fresh_emulator(sync_emulator)
-
-
-def emulator_settings(make_settings: Callable[..., Settings], emu: Any, **overrides: Any) -> Settings:
-    budgets: dict[str, Any] = {
-        "graph_max_retry_wait_seconds": 20.0,
-        "graph_timeout_seconds": 10.0,
-        "sync_interval_seconds": 3600,
-    }
-    return integration_settings(make_settings, emu, **{**budgets, **overrides})
-
-
-@pytest.fixture
-def settings(make_settings: Callable[..., Settings], semu: Any) -> Settings:
-    return emulator_settings(make_settings, semu)
 
 
 def directory_user(index: int, *, guest: bool = False, prefix: str = "person") -> dict[str, Any]:

@@ -14,13 +14,14 @@ from typing import Any
 import httpx
 import pytest
 from sqlalchemy import select
-from sync_support import directory_user, load_tenant, make_team, semu, settings, sync_emulator
+from sync_support import directory_user, load_tenant, make_team
 
 from equa.logging_setup import configure_logging
 from equa.microsoft.models import SyncOutcome
 from equa.settings import Settings
 
-__all__ = ["semu", "settings", "sync_emulator"]
+pytestmark = pytest.mark.retry_budget("sync")
+
 
 CANARY = f"canary{uuid.uuid4().hex[:10]}"
 
@@ -36,12 +37,12 @@ def captured_log(settings: Settings) -> Iterator[io.StringIO]:
 
 
 async def test_a_sync_and_a_group_search_log_no_address(
-    captured_log: io.StringIO, client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    captured_log: io.StringIO, client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i, prefix=f"{CANARY}in") for i in range(4)]
     stranger = directory_user(9, prefix=f"{CANARY}stranger")
     tenant = load_tenant(
-        semu, [*users, stranger], members=[users[0]["id"], stranger["id"]], owners=[users[0]["id"]]
+        emu, [*users, stranger], members=[users[0]["id"], stranger["id"]], owners=[users[0]["id"]]
     )
     team = [u["mail"] for u in users] + [f"{CANARY}.nobody@elsewhere.example"]
     org, admin, _ = await make_team(

@@ -13,16 +13,14 @@ from typing import Any
 import pytest
 import pytest_asyncio
 from sqlalchemy import select
-from sync_support import directory_user, load_tenant, make_team, semu, settings, sync_emulator
+from sync_support import directory_user, load_tenant, make_team
 
 from equa.db.base import utcnow
 from equa.microsoft.models import SyncRun
 from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.tasks import run_scheduler
 
-__all__ = ["semu", "settings", "sync_emulator"]
-
-pytestmark = pytest.mark.redis
+pytestmark = [pytest.mark.retry_budget("sync"), pytest.mark.redis]
 
 LOCK_SECONDS = 3.0
 
@@ -95,10 +93,10 @@ async def test_of_two_schedulers_one_leads_and_the_other_takes_over_when_it_ends
 
 
 async def test_a_standby_scheduler_schedules_nothing_until_it_leads(
-    app: Any, semu: Any, session_factory: Any, lock_key: tuple[str, str]
+    app: Any, emu: Any, session_factory: Any, lock_key: tuple[str, str]
 ) -> None:
     url, key = lock_key
-    group_id = load_tenant(semu, [directory_user(0)]).group_id
+    group_id = load_tenant(emu, [directory_user(0)]).group_id
     organization, _, _ = await make_team(session_factory, [], group_id=group_id, auto_sync=True)
     async with session_factory() as session:
         row = await session.get(type(organization), organization.id)

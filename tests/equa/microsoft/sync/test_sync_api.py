@@ -6,19 +6,13 @@ import asyncio
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import func, select
-from sync_support import (
-    directory_user,
-    load_tenant,
-    make_team,
-    semu,
-    settings,
-    sync_emulator,
-)
+from sync_support import directory_user, load_tenant, make_team
 
 from equa.microsoft.models import AuditEvent, FlaggedMember, MicrosoftMember, SyncRun
 
-__all__ = ["semu", "settings", "sync_emulator"]
+pytestmark = pytest.mark.retry_budget("sync")
 
 
 def url(org_id: Any, path: str) -> str:
@@ -55,17 +49,17 @@ async def outcomes(
 
 
 async def test_first_sync_adds_resolvable_members_flags_strangers_and_reports_the_rest(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(30)]
     # person0-4 are already in the group; person25-29 are in the group but not on the team.
     tenant = load_tenant(
-        semu, users, members=[u["id"] for u in users[:5] + users[25:]], owners=[users[0]["id"]]
+        emu, users, members=[u["id"] for u in users[:5] + users[25:]], owners=[users[0]["id"]]
     )
     team_emails = [u["mail"] for u in users[:25]] + ["nobody@elsewhere.example"]
     # One address differs in case only, one is known to Microsoft 365 only as a proxy address.
     team_emails[7] = team_emails[7].upper()
-    semu.add_user(
+    emu.add_user(
         **{
             **directory_user(99, prefix="alias"),
             "proxyAddresses": ["SMTP:alias99@contoso.onmicrosoft.com", "smtp:second.name@equa.example"],
@@ -81,7 +75,7 @@ async def test_first_sync_adds_resolvable_members_flags_strangers_and_reports_th
     assert run["counts"]["alreadyMember"] == 5
     assert run["counts"]["flagged"] == 5
     assert run["counts"]["notInTenant"] == 2  # nobody@elsewhere and the admin's own address
-    members = set(semu.group_members(tenant.group_id))
+    members = set(emu.group_members(tenant.group_id))
     assert {u["id"] for u in users[:30]} <= members
 
     found = await outcomes(client, org.id, run["id"], headers)
@@ -104,28 +98,28 @@ async def test_first_sync_adds_resolvable_members_flags_strangers_and_reports_th
     assert links == 26 and adds == 21
 
     # Nothing changed: the re-sync only lists the group (one page) and writes nothing.
-    semu.reset_stats()
+    emu.reset_stats()
     again = await sync(client, org.id, headers)
     assert again["status"] == "succeeded"
     assert again["counts"]["added"] == 0 and again["counts"]["alreadyMember"] == 26
-    stats = semu.stats()
+    stats = emu.stats()
     assert stats["writes"] == 0
     assert stats["graph_requests"] <= 2, stats  # the member page, plus one lookup round for the two unknown
 
 
 async def test_dry_run_writes_nothing_and_predicts_the_real_run(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(12)]
-    tenant = load_tenant(semu, users, members=[users[0]["id"], users[11]["id"]])
+    tenant = load_tenant(emu, users, members=[users[0]["id"], users[11]["id"]])
     org, admin, _ = await make_team(session_factory, [u["mail"] for u in users[:8]], group_id=tenant.group_id)
     headers = await bearer(admin)
 
     dry = await sync(client, org.id, headers, dryRun=True)
     assert dry["dryRun"] is True and dry["status"] == "succeeded"
-    assert semu.stats()["writes"] == 0
-    assert semu.group_members(tenant.group_id) == sorted([users[0]["id"], users[11]["id"]]) or set(
-        semu.group_members(tenant.group_id)
+    assert emu.stats()["writes"] == 0
+    assert emu.group_members(tenant.group_id) == sorted([users[0]["id"], users[11]["id"]]) or set(
+        emu.group_members(tenant.group_id)
     ) == {users[0]["id"], users[11]["id"]}
     predicted = await outcomes(client, org.id, dry["id"], headers)
     async with session_factory() as session:
@@ -138,17 +132,17 @@ async def test_dry_run_writes_nothing_and_predicts_the_real_run(
 
 
 async def test_concurrent_requests_make_one_run(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(5)]
-    tenant = load_tenant(semu, users)
+    tenant = load_tenant(emu, users)
     org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=tenant.group_id)
     headers = await bearer(admin)
     # One request first: the token's first use is recorded on a second connection, and 20 first uses at once
     # would wait on each other for the connection pool (reported to the accounts package's owner).
     assert (await client.get(url(org.id, "settings"), headers=headers)).status_code == 200
     # Slow answers keep the run active while all 20 requests arrive.
-    semu.set_faults(latency_ms=400)
+    emu.set_faults(latency_ms=400)
 
     responses = await asyncio.gather(
         *(client.post(url(org.id, "sync-members"), headers=headers) for _ in range(20))

@@ -6,9 +6,11 @@ import uuid
 from typing import Any
 
 import httpx
-from sync_support import directory_user, load_tenant, make_team, semu, settings, sync_emulator
+import pytest
+from sync_support import directory_user, load_tenant, make_team
 
-__all__ = ["semu", "settings", "sync_emulator"]
+pytestmark = pytest.mark.retry_budget("sync")
+
 
 UNKNOWN = "00000000-0000-0000-0000-000000000000"
 
@@ -28,10 +30,10 @@ def assert_actionable(response: httpx.Response, status: int, code: str, field: s
 
 
 async def test_sync_errors_carry_an_action(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(2)]
-    tenant = load_tenant(semu, users, members=[users[1]["id"]])
+    tenant = load_tenant(emu, users, members=[users[1]["id"]])
     org, admin, _ = await make_team(session_factory, [users[0]["mail"]], group_id=tenant.group_id)
     headers = await bearer(admin)
     run = (await client.post(url(org.id, "sync-members?wait=30"), headers=headers)).json()
@@ -62,10 +64,10 @@ async def test_sync_errors_carry_an_action(
 
 
 async def test_a_flagged_member_of_another_organization_is_not_found(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(2)]
-    tenant = load_tenant(semu, users, members=[u["id"] for u in users])
+    tenant = load_tenant(emu, users, members=[u["id"] for u in users])
     org, admin, _ = await make_team(session_factory, [], group_id=tenant.group_id)
     headers = await bearer(admin)
     assert (await client.post(url(org.id, "sync-members?wait=30"), headers=headers)).json()["counts"][

@@ -6,23 +6,21 @@ from typing import Any
 
 import httpx
 import pytest
-from sync_support import directory_user, load_tenant, make_team, semu, settings, sync_emulator
+from sync_support import directory_user, load_tenant, make_team
 
 from equa.microsoft.graph import build_graph_client
 
-__all__ = ["semu", "settings", "sync_emulator"]
-
-pytestmark = pytest.mark.chaos
+pytestmark = [pytest.mark.retry_budget("sync"), pytest.mark.chaos]
 
 
 async def test_two_thousand_members_with_faults_converge_to_exactly_the_expected_group(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any, settings: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any, settings: Any
 ) -> None:
     users = [directory_user(i) for i in range(2000)]
-    load_tenant(semu, users)
+    load_tenant(emu, users)
     team = [u["mail"] for u in users[:1900]] + [f"gone{i}@elsewhere.example" for i in range(10)]
     strangers = [u["id"] for u in users[1950:]]
-    semu.set_faults(replication_lag_seconds=1.5)
+    emu.set_faults(replication_lag_seconds=1.5)
     # A group created through Graph moments before the sync: it has not replicated yet.
     async with build_graph_client(settings) as graph:
         created = await graph.post(
@@ -37,10 +35,10 @@ async def test_two_thousand_members_with_faults_converge_to_exactly_the_expected
             },
         )
     group_id = created.json()["id"]
-    semu.add_members(group_id, strangers[20:])
+    emu.add_members(group_id, strangers[20:])
     org, admin, _ = await make_team(session_factory, team, group_id=group_id)
     headers = await bearer(admin)
-    semu.set_faults(
+    emu.set_faults(
         # 20 % of answers fail; 429s are the rarer part because each one holds the tenant a whole second.
         rate_429=0.05,
         rate_503=0.15,
@@ -59,6 +57,6 @@ async def test_two_thousand_members_with_faults_converge_to_exactly_the_expected
         second = await client.post(url, headers=headers)
         assert second.status_code == 200, second.text
         assert second.json()["status"] == "succeeded", second.json()
-    semu.set_faults(rate_429=0, rate_503=0, drop_rate=0, replication_lag_seconds=0)
-    assert set(semu.group_members(group_id)) == {u["id"] for u in users[:1900]} | set(strangers)
-    assert semu.stats()["throttled"] > 0  # the faults really happened
+    emu.set_faults(rate_429=0, rate_503=0, drop_rate=0, replication_lag_seconds=0)
+    assert set(emu.group_members(group_id)) == {u["id"] for u in users[:1900]} | set(strangers)
+    assert emu.stats()["throttled"] > 0  # the faults really happened

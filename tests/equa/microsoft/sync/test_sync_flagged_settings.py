@@ -5,13 +5,14 @@ from __future__ import annotations
 from typing import Any
 
 import httpx
+import pytest
 from sqlalchemy import select
-from sync_support import directory_user, load_tenant, make_team, semu, settings, sync_emulator
+from sync_support import directory_user, load_tenant, make_team
 
 from equa.microsoft.models import AuditEvent, MicrosoftMember
 from equa.organizations.models import Membership
 
-__all__ = ["semu", "settings", "sync_emulator"]
+pytestmark = pytest.mark.retry_budget("sync")
 
 
 def url(org_id: Any, path: str) -> str:
@@ -26,10 +27,10 @@ async def run_sync(client: httpx.AsyncClient, org_id: Any, headers: dict[str, st
 
 
 async def test_invited_flag_clears_on_the_next_sync_and_a_dismissed_one_stays_quiet(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(4)]
-    tenant = load_tenant(semu, users, members=[u["id"] for u in users])
+    tenant = load_tenant(emu, users, members=[u["id"] for u in users])
     org, admin, _ = await make_team(session_factory, [users[0]["mail"]], group_id=tenant.group_id)
     headers = await bearer(admin)
     assert (await run_sync(client, org.id, headers))["counts"]["flagged"] == 3
@@ -66,11 +67,11 @@ async def test_invited_flag_clears_on_the_next_sync_and_a_dismissed_one_stays_qu
 
 
 async def test_settings_round_trip_and_removal_only_of_departed_members_the_sync_added(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(4)]
     # person3 is in the group from the start (not added by the sync); person2 owns the group.
-    tenant = load_tenant(semu, users, members=[users[3]["id"]], owners=[users[2]["id"]])
+    tenant = load_tenant(emu, users, members=[users[3]["id"]], owners=[users[2]["id"]])
     org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=tenant.group_id)
     headers = await bearer(admin)
     assert (await client.get(url(org.id, "settings"), headers=headers)).json() == {
@@ -78,7 +79,7 @@ async def test_settings_round_trip_and_removal_only_of_departed_members_the_sync
         "removeDeparted": False,
     }
     await run_sync(client, org.id, headers)
-    assert set(semu.group_members(tenant.group_id)) == {u["id"] for u in users}
+    assert set(emu.group_members(tenant.group_id)) == {u["id"] for u in users}
 
     # Everyone but the admin leaves the team.
     async with session_factory() as session:
@@ -89,7 +90,7 @@ async def test_settings_round_trip_and_removal_only_of_departed_members_the_sync
                 await session.delete(membership)
         await session.commit()
     kept = await run_sync(client, org.id, headers)
-    assert kept["counts"]["removed"] == 0 and set(semu.group_members(tenant.group_id)) == {
+    assert kept["counts"]["removed"] == 0 and set(emu.group_members(tenant.group_id)) == {
         u["id"] for u in users
     }
 
@@ -98,7 +99,7 @@ async def test_settings_round_trip_and_removal_only_of_departed_members_the_sync
     removed = await run_sync(client, org.id, headers)
     # person0 and person1 go; person2 is an owner; person3 was never added by the sync.
     assert removed["counts"]["removed"] == 2
-    assert set(semu.group_members(tenant.group_id)) == {users[2]["id"], users[3]["id"]}
+    assert set(emu.group_members(tenant.group_id)) == {users[2]["id"], users[3]["id"]}
     async with session_factory() as session:
         actions = [
             e.action
@@ -112,10 +113,10 @@ async def test_settings_round_trip_and_removal_only_of_departed_members_the_sync
 
 
 async def test_guests_kept_out_by_policy_are_reported_and_the_run_still_succeeds(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(3)] + [directory_user(9, guest=True)]
-    tenant = load_tenant(semu, users, allow_guests=False)
+    tenant = load_tenant(emu, users, allow_guests=False)
     org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=tenant.group_id)
     headers = await bearer(admin)
     run = await run_sync(client, org.id, headers)
@@ -129,9 +130,9 @@ async def test_guests_kept_out_by_policy_are_reported_and_the_run_still_succeeds
 
 
 async def test_only_admins_see_sync_and_bad_input_is_a_clear_422(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any, make_user: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any, make_user: Any
 ) -> None:
-    tenant = load_tenant(semu, [directory_user(0)])
+    tenant = load_tenant(emu, [directory_user(0)])
     org, admin, [member] = await make_team(
         session_factory, [directory_user(0)["mail"]], group_id=tenant.group_id
     )

@@ -11,7 +11,7 @@ from typing import Any
 
 import pytest
 from sqlalchemy import select
-from sync_support import directory_user, load_tenant, make_team, semu, settings, sync_emulator
+from sync_support import directory_user, load_tenant, make_team
 from typer.testing import CliRunner
 
 from equa.db.base import utcnow
@@ -20,7 +20,8 @@ from equa.microsoft.sync.runs import wait_for_run
 from equa.microsoft.tasks import SCHEDULE_JITTER, next_sync_due, run_scheduler, schedule_due_syncs
 from equa.organizations.models import Organization
 
-__all__ = ["semu", "settings", "sync_emulator"]
+pytestmark = pytest.mark.retry_budget("sync")
+
 
 INTERVAL = 3600
 
@@ -57,10 +58,10 @@ async def _finished_run(
 
 
 async def test_only_autosync_organizations_whose_interval_has_passed_are_scheduled(
-    semu: Any, session_factory: Any
+    emu: Any, session_factory: Any
 ) -> None:
     # The scheduled runs really run (embedded broker): give them a group that exists, so they finish at once.
-    group_id = load_tenant(semu, [directory_user(0)]).group_id
+    group_id = load_tenant(emu, [directory_user(0)]).group_id
     long_ago = utcnow() - timedelta(seconds=3 * INTERVAL)
     due_since_linking = await _organization(session_factory, group_id, microsoft_group_linked_at=long_ago)
     just_linked = await _organization(session_factory, microsoft_group_linked_at=utcnow())
@@ -73,7 +74,7 @@ async def test_only_autosync_organizations_whose_interval_has_passed_are_schedul
     synced_recently = await _organization(session_factory, microsoft_group_linked_at=long_ago)
     await _finished_run(session_factory, synced_recently, timedelta(minutes=5), dry_run=False)
     # A dry run changes nothing in Microsoft 365, so it does not postpone the real one.
-    second_group = semu.add_group(
+    second_group = emu.add_group(
         displayName="Second team", mailNickname="second-team", groupTypes=["Unified"]
     )
     only_dry_run_recently = await _organization(
@@ -117,9 +118,9 @@ def test_each_organization_is_due_after_the_interval_stretched_by_its_own_stable
 
 
 async def test_a_scheduler_tick_runs_the_health_check_of_linked_groups(
-    app: Any, semu: Any, session_factory: Any
+    app: Any, emu: Any, session_factory: Any
 ) -> None:
-    load_tenant(semu, [directory_user(0)])
+    load_tenant(emu, [directory_user(0)])
     gone = await _organization(
         session_factory,
         microsoft_auto_sync=False,
@@ -142,22 +143,22 @@ async def test_a_scheduler_tick_runs_the_health_check_of_linked_groups(
 
 
 def test_equa_sync_in_the_foreground_prints_the_outcome_and_exits_by_status(
-    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, semu: Any
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, emu: Any
 ) -> None:
     from equa.cli import app as cli
 
     users = [directory_user(i) for i in range(4)]
-    tenant = load_tenant(semu, users, members=[users[3]["id"]])
+    tenant = load_tenant(emu, users, members=[users[3]["id"]])
     env = {
         "EQUA_DATA_DIR": str(tmp_path / "data"),
         "EQUA_SECRET_KEY": "cli-sync-key-" + "k" * 30,
         "MS_AUTH_ENABLED": "true",
-        "MS_AUTH_CLIENT_ID": semu.client_id,
-        "MS_AUTH_TENANT_ID": semu.tenant_id,
-        "MS_AUTH_SECRET": semu.client_secret,
-        "MS_AUTHORITY_HOST": semu.base_url,
-        "MS_GRAPH_URL": semu.graph_url,
-        "MS_CA_BUNDLE": str(semu.ca_path),
+        "MS_AUTH_CLIENT_ID": emu.client_id,
+        "MS_AUTH_TENANT_ID": emu.tenant_id,
+        "MS_AUTH_SECRET": emu.client_secret,
+        "MS_AUTHORITY_HOST": emu.base_url,
+        "MS_GRAPH_URL": emu.graph_url,
+        "MS_CA_BUNDLE": str(emu.ca_path),
         "MS_GROUP_SCOPE": "tenant",  # the organization is linked to a seeded group directly, without a grant
     }
     for name, value in env.items():
@@ -183,16 +184,16 @@ def test_equa_sync_in_the_foreground_prints_the_outcome_and_exits_by_status(
     assert "Dry run" in dry.stdout and "succeeded" in dry.stdout
     for user in users[:3]:
         assert user["mail"] in dry.stdout  # would be added
-    assert semu.group_members(tenant.group_id) == [users[3]["id"]]
+    assert emu.group_members(tenant.group_id) == [users[3]["id"]]
 
     real = equa("sync", org_id)
     assert real.exit_code == 0, real.output
     assert (
         "succeeded" in real.stdout and users[3]["mail"] in real.stdout
     )  # flagged: in the group, not the team
-    assert set(semu.group_members(tenant.group_id)) == {u["id"] for u in users}
+    assert set(emu.group_members(tenant.group_id)) == {u["id"] for u in users}
 
-    semu.delete_group_behind_app(tenant.group_id)
+    emu.delete_group_behind_app(tenant.group_id)
     failed = equa("sync", org_id)
     assert failed.exit_code == 1
     assert "failed" in failed.stdout

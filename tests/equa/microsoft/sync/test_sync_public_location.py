@@ -7,23 +7,21 @@ from typing import Any
 
 import httpx
 import pytest
-from sync_support import directory_user, emulator_settings, load_tenant, make_team, semu, sync_emulator
+from sync_support import directory_user, load_tenant, make_team
 
 from equa.settings import Settings
 
-__all__ = ["semu", "sync_emulator"]
-
 
 @pytest.fixture
-def settings(make_settings: Callable[..., Settings], semu: Any) -> Settings:
-    return emulator_settings(make_settings, semu, public_url="https://equa.example.com")
+def settings(emulator_settings: Callable[..., Settings]) -> Settings:
+    return emulator_settings("sync", public_url="https://equa.example.com")
 
 
 async def test_the_run_location_is_at_the_public_address(
-    client: httpx.AsyncClient, semu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     users = [directory_user(i) for i in range(2)]
-    tenant = load_tenant(semu, users, owners=[users[0]["id"]])
+    tenant = load_tenant(emu, users, owners=[users[0]["id"]])
     org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=tenant.group_id)
 
     response = await client.post(

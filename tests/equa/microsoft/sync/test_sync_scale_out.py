@@ -21,13 +21,11 @@ import pytest
 import pytest_asyncio
 from asgi_lifespan import LifespanManager
 from sqlalchemy import select
-from sync_support import DOMAIN, directory_user, emulator_settings, make_team, semu, sync_emulator
+from sync_support import DOMAIN, directory_user, make_team
 
 from equa.app import create_app
 from equa.microsoft.models import SyncRun
 from equa.microsoft.tasks import QUEUE_NAME
-
-__all__ = ["semu", "sync_emulator"]
 
 pytestmark = [pytest.mark.postgres, pytest.mark.redis, pytest.mark.slow]
 
@@ -51,10 +49,10 @@ def redis_url() -> Iterator[str]:
 
 
 @pytest.fixture
-def scale_settings(make_settings: Any, semu: Any, redis_url: str, database_url: str) -> Any:
+def scale_settings(emulator_settings: Any, redis_url: str, database_url: str) -> Any:
     if not database_url.startswith("postgresql"):
         pytest.skip("the scaled-out shape runs on PostgreSQL")
-    return emulator_settings(make_settings, semu, broker_url=redis_url, sync_lease_seconds=LEASE_SECONDS)
+    return emulator_settings("sync", broker_url=redis_url, sync_lease_seconds=LEASE_SECONDS)
 
 
 @pytest_asyncio.fixture
@@ -156,15 +154,15 @@ def stop(process: subprocess.Popen[bytes]) -> None:
 
 
 async def test_two_workers_sync_thirty_organizations_once_each_and_survive_a_killed_worker(
-    api: Any, scale_settings: Any, semu: Any, bearer: Any, tmp_path: Path
+    api: Any, scale_settings: Any, emu: Any, bearer: Any, tmp_path: Path
 ) -> None:
     session_factory = api.state.session_factory
-    tenant = tenant_with_groups(semu, ORGANIZATIONS + 1, TEAM_SIZE)
+    tenant = tenant_with_groups(emu, ORGANIZATIONS + 1, TEAM_SIZE)
     orgs = []
     for group_id, users in tenant[:ORGANIZATIONS]:
         org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=group_id)
         orgs.append((org, await bearer(admin), group_id, users))
-    semu.set_faults(latency_ms=20)
+    emu.set_faults(latency_ms=20)
     workers = [start_worker(scale_settings, tmp_path, f"w{i}") for i in range(2)]
     try:
         transport = httpx.ASGITransport(app=api)
@@ -196,14 +194,14 @@ async def test_two_workers_sync_thirty_organizations_once_each_and_survive_a_kil
                     [(r.status, r.error_message) for r in runs],
                 )
                 assert runs[0].counts["added"] == TEAM_SIZE
-                assert set(semu.group_members(group_id)) == {u["id"] for u in users}
+                assert set(emu.group_members(group_id)) == {u["id"] for u in users}
 
             # One worker left; it is killed in the middle of a slow run.
             stop(workers[1])
             group_id, users = tenant[ORGANIZATIONS]
             org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=group_id)
             headers = await bearer(admin)
-            semu.set_faults(latency_ms=1500)
+            emu.set_faults(latency_ms=1500)
             url = f"/api/v1/organizations/{org.id}/microsoft/sync-members"
             first = (await client.post(url, headers=headers)).json()
 
@@ -213,7 +211,7 @@ async def test_two_workers_sync_thirty_organizations_once_each_and_survive_a_kil
             await wait_until(running, 15)
             workers[0].send_signal(signal.SIGKILL)
             workers[0].wait()
-            semu.set_faults(latency_ms=0)
+            emu.set_faults(latency_ms=0)
             # While the lease runs, the run still counts as active: asking again returns it.
             assert (await client.post(url, headers=headers)).json()["id"] == first["id"]
 
@@ -225,7 +223,7 @@ async def test_two_workers_sync_thirty_organizations_once_each_and_survive_a_kil
             assert again.json()["status"] == "succeeded"
             runs = await runs_of(session_factory, org.id)
             assert [r.status for r in runs] == ["abandoned", "succeeded"]
-            assert set(semu.group_members(group_id)) == {u["id"] for u in users}
+            assert set(emu.group_members(group_id)) == {u["id"] for u in users}
     finally:
         for worker in workers:
             stop(worker)
