@@ -146,7 +146,7 @@ def test_delta_first_round_then_only_changes(graph, emu):
     graph.delete(f"/groups/{group}/members/{removed}/$ref")
     graph.post(f"/groups/{group}/members/$ref",
                json={"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{added}"})  # fmt: skip
-    emulator.replicate_now()  # delta has processing delays too
+    emu.replicate_now()  # delta has processing delays too
     changes = graph.get(quiet["@odata.deltaLink"]).json()["value"]
     assert len(changes) == 1
     by_id = {m["id"]: m for m in changes[0]["members@delta"]}

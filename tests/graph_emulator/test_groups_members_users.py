@@ -409,7 +409,7 @@ def test_create_user_needs_user_readwrite_all(graph, emu):
     writer = Graph(emu, fetch_token(emu))
     created = writer.post("/users", json=body)
     assert created.status_code == 201
-    emulator.replicate_now()  # a new user is found once replicated
+    emu.replicate_now()  # a new user is found once replicated
     assert writer.get(f"/users/newperson@{DOMAIN}").json()["id"] == created.json()["id"]
 
 

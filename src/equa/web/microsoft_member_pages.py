@@ -11,7 +11,8 @@ from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse
 
-from equa.db.session import DbSession, release_connection
+from equa.db.session import release_connection
+from equa.deps import DbSession
 from equa.errors import AppError
 from equa.microsoft import groups
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled

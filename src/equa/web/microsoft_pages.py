@@ -11,7 +11,8 @@ from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
 
-from equa.db.session import DbSession, release_connection
+from equa.db.session import release_connection
+from equa.deps import DbSession
 from equa.errors import AppError
 from equa.microsoft import groups, vocabulary
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled

@@ -17,7 +17,7 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.sessions import csrf_token_for
-from equa.db.read_cache import read_cache_for
+from equa.deps import read_cache_for
 from equa.errors import AppError
 from equa.microsoft import groups, vocabulary
 from equa.microsoft.graph import GraphClient, GraphError
