@@ -21,10 +21,6 @@ async def open_graph_client(app: FastAPI, stack: AsyncExitStack) -> None:
 
     # Building the client does no network I/O: MSAL is constructed lazily on the first token request,
     # so the service starts even while Microsoft is unreachable and reports it through status/health.
-    from equa.microsoft.own_writes import own_writes
-
     graph = build_graph_client(settings)
-    # The member changes to lay over Graph's lagging reads are this client's own: none yet.
-    own_writes.clear()
     stack.push_async_callback(graph.aclose)
     app.state.graph = graph

@@ -29,6 +29,7 @@ from equa.microsoft.graph.metrics import (
     GRAPH_REQUESTS,
     count_resource_units,
 )
+from equa.microsoft.graph.own_writes import OwnWrites
 from equa.microsoft.graph.pacing import RequestCost, RequestPacer, build_request_pacer
 from equa.microsoft.graph.permissions import feature_of
 from equa.microsoft.graph.responses import GraphResponse, RecordedWrite
@@ -67,6 +68,8 @@ class GraphTransport:
     ) -> None:
         self._config = config
         self._tokens = tokens
+        # The member changes this client made lately, laid over Graph's lagging reads by the services.
+        self.own_writes = OwnWrites()
         self._gate: ThrottleGate = gate or build_throttle_gate(None, config.max_in_flight)
         self._pacer = pacer or build_request_pacer(
             None, writes=config.write_budget, resource_units=config.resource_unit_budget

@@ -18,7 +18,6 @@ from equa.microsoft.groups.linking import (
     tolerating_replication_lag,
 )
 from equa.microsoft.groups.problems import LinkRefusal
-from equa.microsoft.own_writes import own_writes
 from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
 
@@ -32,7 +31,9 @@ class GroupDetails:
 
 async def member_count(graph: GraphClient, group_id: str) -> int:
     # Graph's count lags behind member changes; ours made in the last minutes are counted already.
-    return own_writes.member_count(graph.tenant, group_id, await graph.count(f"groups/{group_id}/members"))
+    return graph.own_writes.member_count(
+        graph.tenant, group_id, await graph.count(f"groups/{group_id}/members")
+    )
 
 
 async def group_details(

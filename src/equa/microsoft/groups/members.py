@@ -23,7 +23,6 @@ from equa.microsoft.groups.linking import (
     tolerating_replication_lag,
 )
 from equa.microsoft.groups.problems import equa_user_not_found, unmanageable, user_not_found
-from equa.microsoft.own_writes import own_writes
 from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
 from equa.pagination import Cursors, invalid_cursor, skip_token_of
@@ -137,7 +136,9 @@ async def list_group_members(
     by_email, by_directory_id = await team_directory(session, organization)
     next_link = body.get("@odata.nextLink")
     # Graph may not list a member added (or may still list one removed) here a moment ago: show ours.
-    listed = own_writes.members_page(graph.tenant, group_id, body.get("value") or [], last_page=not next_link)
+    listed = graph.own_writes.members_page(
+        graph.tenant, group_id, body.get("value") or [], last_page=not next_link
+    )
     items = [_member_from_graph(item, by_email, by_directory_id) for item in listed]
     skip_token = skip_token_of(next_link)
     return MembersPage(items, cursors.sign(size=limit, skip_token=skip_token) if skip_token else None)
@@ -238,7 +239,7 @@ async def add_group_member(
     )
     if added:
         listed = {"@odata.type": "#microsoft.graph.user", **user}
-        own_writes.changed(graph.tenant, group_id, str(user["id"]), present=True, member=listed)
+        graph.own_writes.changed(graph.tenant, group_id, str(user["id"]), present=True, member=listed)
     by_email, by_directory_id = await team_directory(session, organization)
     return MemberChange(_member_from_graph(user, by_email, by_directory_id), added)
 
@@ -278,7 +279,7 @@ async def remove_group_member(
         detail=None if removed else "Was not a member; nothing changed.",
     )
     if removed:
-        own_writes.changed(graph.tenant, str(group["id"]), str(member_id), present=False)
+        graph.own_writes.changed(graph.tenant, str(group["id"]), str(member_id), present=False)
     return removed
 
 

@@ -22,7 +22,6 @@ from equa.microsoft.graph import (
     GraphTransient,
 )
 from equa.microsoft.models import Outcome
-from equa.microsoft.own_writes import own_writes
 from equa.microsoft.sync.plan import DirectoryUser
 from equa.microsoft.sync.policy import OnError, fails_the_run, on_error
 from equa.microsoft.sync.resolve import directory_user
@@ -55,7 +54,7 @@ async def list_group_members(graph: GraphClient, group_id: str) -> AsyncIterator
     params = {"$top": str(PAGE_SIZE), "$select": MEMBER_FIELDS}
     # Graph lists a member change only once replicated: this process's own recent changes count already, so
     # a sync right after another does not re-add, or forget the links of, the members the first one added.
-    removed, added = own_writes.pending(graph.tenant, group_id)
+    removed, added = graph.own_writes.pending(graph.tenant, group_id)
     listed: set[str] = set()
     async for item in graph.paginate(f"/groups/{group_id}/members", params):
         if str(item.get("id")) in removed:
@@ -182,7 +181,7 @@ async def remove_members(
         elif result.ok or isinstance(result.error, GraphNotFound):
             changes.append(MemberChange(directory_id, Outcome.REMOVED.value, None, result.request_id))
             if result.ok:
-                own_writes.changed(graph.tenant, group_id, directory_id, present=False)
+                graph.own_writes.changed(graph.tenant, group_id, directory_id, present=False)
         else:
             change = _change_from_error(directory_id, result.error, result.status)
             changes.append(

@@ -27,7 +27,6 @@ from equa.microsoft.graph import (
     while_replicating,
 )
 from equa.microsoft.models import Outcome, RunStatus, SyncRun
-from equa.microsoft.own_writes import own_writes
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync import apply as applying
 from equa.microsoft.sync.inputs import SyncInputs, load_inputs
@@ -156,7 +155,7 @@ async def _add_chunk(
                     "mail": planned.email,
                     "displayName": planned.display_name,
                 }
-                own_writes.changed(
+                graph.own_writes.changed(
                     graph.tenant, inputs.group_id, planned.directory_id, present=True, member=listed
                 )
             note_add(inputs, applied, planned, change)

@@ -11,13 +11,12 @@ from sqlalchemy import select
 from sync_support import directory_user, load_tenant, make_team
 
 from equa.microsoft.models import MicrosoftMember
-from equa.microsoft.own_writes import own_writes
 
 pytestmark = pytest.mark.retry_budget("sync")
 
 
 async def test_a_recreated_account_is_found_again_and_added_under_its_new_id(
-    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
+    client: httpx.AsyncClient, app: Any, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
     person = directory_user(0)
     tenant = load_tenant(emu, [person])
@@ -30,7 +29,7 @@ async def test_a_recreated_account_is_found_again_and_added_under_its_new_id(
 
     # Later (past the window in which this process lays its own recent adds over Graph's lagging listing), the
     # account is deleted and created again: same address, new directory id, not in the group any more.
-    own_writes.clear()
+    app.state.graph.own_writes.clear()
     recreated = {**person, "id": str(uuid.uuid4())}
     load_tenant(emu, [recreated])
     second = (await client.post(sync, headers=headers)).json()

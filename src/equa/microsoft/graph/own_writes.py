@@ -5,7 +5,8 @@ member listing and `$count` for a few seconds (rarely minutes), and a removed on
 service remembers the member changes it made in the last `WINDOW_SECONDS` and lays them over what Graph answers,
 until Graph shows them or the window passes.
 
-Process memory only, like the status cache: another process shows Graph's own view, which catches up by itself.
+Each GraphClient holds its own (process memory, like the status cache): another process shows Graph's own view,
+which catches up by itself.
 """
 
 from __future__ import annotations
@@ -130,7 +131,3 @@ class OwnWrites:
             return count
         delta = sum(int(c.present) - int(c.was_present) for c in group.changes.values())
         return max(0, count + delta)
-
-
-# One per process, like the status cache's snapshots.
-own_writes = OwnWrites()
