@@ -153,7 +153,9 @@ async def test_redis_buckets_share_one_budget_between_processes() -> None:
         assert await first.take(tenant, budget, 10) == 0
         started = time.monotonic()
         await second.take(tenant, budget, 5)  # the other "process" sees the bucket the first one emptied
-        assert time.monotonic() - started == pytest.approx(0.25, abs=0.1)
+        waited = time.monotonic() - started
+        # Five tokens refill in a quarter of a second; a busy machine may add to that, never take from it.
+        assert 0.2 <= waited < 1.0, waited
     finally:
         await first.aclose()
         await second.aclose()
