@@ -71,7 +71,8 @@ typecheck: $(STAMP)
 pytest: $(STAMP)
 	@source scripts/test-services.sh && $(BIN)/pytest $(PYTEST_ARGS)
 
-test: lint typecheck	@scripts/ensure-browser.sh
+test: lint typecheck
+	@scripts/ensure-browser.sh
 	@source scripts/test-services.sh && $(BIN)/pytest $(PYTEST_ARGS)
 
 # Refresh the README's screenshots (docs/screenshots) from the browser tests that take them; `make test` writes
