@@ -41,6 +41,9 @@ class SchedulerLeadership:
         self._redis: Any = redis_asyncio.from_url(
             redis_url, socket_timeout=timeout, socket_connect_timeout=timeout
         )
+        # A bound on each whole command, reconnects and retries included: the socket timeouts bound one read, and a
+        # connection left half-read by a cancelled command must not hold a scheduler (or its shutdown) forever.
+        self._command_timeout = 3 * timeout
         self.key = key
         self.lock_seconds = lock_seconds
         self.identity = uuid.uuid4().hex
@@ -57,9 +60,13 @@ class SchedulerLeadership:
         milliseconds = int(self.lock_seconds * 1000)
         try:
             # Renew first: after a Redis blip the key may still be ours though this process stopped trusting it.
-            held = bool(await self._redis.eval(_RENEW, 1, self.key, self.identity, milliseconds))
+            held = bool(
+                await self._command(self._redis.eval(_RENEW, 1, self.key, self.identity, milliseconds))
+            )
             if not held:
-                held = bool(await self._redis.set(self.key, self.identity, nx=True, px=milliseconds))
+                held = bool(
+                    await self._command(self._redis.set(self.key, self.identity, nx=True, px=milliseconds))
+                )
         except Exception as error:  # Redis down: keep leading only while the key surely still is ours
             log.warning("scheduler lock: Redis unavailable (%s)", type(error).__name__)
             self._report()
@@ -67,6 +74,9 @@ class SchedulerLeadership:
         # Counted from before the request: the key's time to live began no earlier than that.
         self._valid_until = started + self.lock_seconds * 0.9 if held else 0.0
         self._report()
+
+    async def _command(self, call: Any) -> Any:
+        return await asyncio.wait_for(call, self._command_timeout)
 
     def _report(self) -> None:
         leading = self.leading
@@ -91,10 +101,11 @@ class SchedulerLeadership:
         """Stop renewing and hand the lock over at once, so a standby scheduler need not wait for it to expire."""
         if self._task is not None:
             self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
-        with contextlib.suppress(Exception):
-            await self._redis.eval(_RELEASE, 1, self.key, self.identity)
+            with contextlib.suppress(asyncio.CancelledError, asyncio.TimeoutError):
+                await asyncio.wait_for(self._task, self._command_timeout)
+            self._task = None
         self._valid_until = 0.0
         with contextlib.suppress(Exception):
-            await self._redis.aclose()
+            await self._command(self._redis.eval(_RELEASE, 1, self.key, self.identity))
+        with contextlib.suppress(Exception):
+            await self._command(self._redis.aclose())
