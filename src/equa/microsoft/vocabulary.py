@@ -67,3 +67,13 @@ def nickname_preview(display_name: str, explicit: str) -> str:
     if not display_name.strip():
         return ""
     return f"Mail nickname: {derive_mail_nickname(display_name)} (from the name; a number is added if it is taken)"
+
+
+def remove_member_question(name: str, is_you: bool) -> str:
+    """The confirmation before removing someone from the group: removing yourself says what you lose."""
+    if is_you:
+        return (
+            f"Remove yourself ({name}) from the Microsoft 365 group? You lose access to its conversations and "
+            "files; you stay in the Equa team and an admin can add you back."
+        )
+    return f"Remove {name} from the Microsoft 365 group? They stay in the Equa team."

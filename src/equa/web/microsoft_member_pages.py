@@ -83,7 +83,17 @@ async def members(
     except (AppError, GraphError) as error:
         page["problem"] = await problem_of(request, session, error)
         return partial(request, "members.html", page)
-    page |= {"members": found.items, "next_cursor": found.next_cursor, "shown": shown + len(found.items)}
+    # Graph's member pages come in no useful order; each page shown is sorted by name (then address).
+    ordered = sorted(
+        found.items,
+        key=lambda m: ((m.display_name or "").casefold(), (m.mail or m.user_principal_name or "").casefold()),
+    )
+    page |= {
+        "members": ordered,
+        "next_cursor": found.next_cursor,
+        "shown": shown + len(found.items),
+        "me": context.user.id,
+    }
     return partial(request, "members.html", page)
 
 
@@ -242,16 +252,19 @@ async def _run_answer(
 async def _flagged_list(
     request: Request, context: MicrosoftAdmin, session: DbSession, **extra: Any
 ) -> HTMLResponse:
-    rows, _more = await flagged.list_flagged(
-        session,
-        context.organization.id,
-        cursors=cursors_for(request, "flagged-members", context.organization.id),
-        status=FlagStatus.PENDING.value,
-        limit=runs.PAGE_SIZE_MAX,
+    lists: dict[str, list[Any]] = {}
+    for status in (FlagStatus.PENDING, FlagStatus.DISMISSED):
+        lists[status.value], _more = await flagged.list_flagged(
+            session,
+            context.organization.id,
+            cursors=cursors_for(request, "flagged-members", context.organization.id),
+            status=status.value,
+            limit=runs.PAGE_SIZE_MAX,
+        )
+    page = partial_context(
+        request, context, flags=lists["pending"], dismissed=lists["dismissed"], problem=None
     )
-    return partial(
-        request, "flagged.html", partial_context(request, context, flags=rows, problem=None) | extra
-    )
+    return partial(request, "flagged.html", page | extra)
 
 
 @router.get("/flagged")
@@ -277,6 +290,9 @@ async def decide_flagged(
         elif decision == "dismiss":
             flag = await flagged.dismiss_flagged(session, context.organization, flag_id, context.user)
             notice = f"{flag.display_name or flag.email or flag.directory_id} is no longer flagged."
+        elif decision == "restore":
+            flag = await flagged.restore_flagged(session, context.organization, flag_id, context.user)
+            notice = f"{flag.display_name or flag.email or flag.directory_id} is flagged again."
         else:
             raise AppError(404, "not_found", "Nothing exists at this address.", None)
     except AppError as error:
