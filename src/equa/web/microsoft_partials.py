@@ -30,6 +30,7 @@ from equa.web.templating import render
 # Events a response names in HX-Trigger; the parts listening for them reload from their own routes.
 MEMBERS_CHANGED = "ms-members"
 FLAGS_CHANGED = "ms-flagged"
+FLAG_DECIDED = "ms-flag-decided"  # a shown sync result re-renders its flagged people
 
 _URL = re.compile(r"(https://\S+)")
 
@@ -78,7 +79,8 @@ def section(request: Request, context: OrgContext, notice: str) -> HTMLResponse:
     """The whole section again, after the link changed: what is shown is what is stored."""
     response = render(request, "_microsoft.html", partial_context(request, context, ms_notice=notice))
     response.headers["HX-Retarget"] = "#microsoft"
-    response.headers["HX-Reswap"] = "outerHTML"
+    # The section's layout changes: bring its result (at the section's top) into view.
+    response.headers["HX-Reswap"] = "outerHTML show:#ms-notice:top"
     return response
 
 
