@@ -84,3 +84,36 @@ async def test_feedback_lands_at_each_control_and_the_changed_parts_follow(web: 
     saved = section.locator("[data-role=settings-feedback]")
     await expect(saved).to_contain_text("Sync settings saved")
     await expect(saved).to_be_in_viewport()
+
+
+async def test_validation_speaks_plain_words_at_the_field(web: WebWorld) -> None:
+    admin = await web.user("ada@equa.example")
+    organization = await web.organization(admin, "Northwind Partners")
+    page = await web.signed_in_page(admin)
+    await page.goto(f"{web.url}/organizations/{organization.id}/settings#microsoft")
+    section = page.locator("#microsoft")
+    await expect(section.locator("[data-role=status]")).to_contain_text("Not linked")
+
+    await section.locator("input[name=groupId]").fill("Marketing")
+    await section.get_by_role("button", name="Link", exact=True).click()
+    at_group_id = section.locator("[data-error-for=groupId]")
+    await expect(at_group_id).to_have_text(
+        "That is not a group ID: paste the Object ID from Microsoft Entra, or search by name below."
+    )
+    await expect(at_group_id).to_be_in_viewport()
+
+    nickname = section.get_by_label("Mail nickname")
+    at_nickname = section.locator("[data-error-for=mailNickname]")
+    await nickname.fill("my team")
+    await section.get_by_role("button", name="Create group").click()
+    await expect(at_nickname).to_contain_text("A mail nickname cannot contain spaces: use plain letters")
+    await expect(at_nickname).to_be_in_viewport()
+    await expect(section.locator("[data-role=create-problem] [role=alert]")).to_have_count(0)
+
+    await section.get_by_label("Mail nickname").fill("marketing")
+    await section.get_by_role("button", name="Create group").click()
+    await expect(at_nickname).to_contain_text(
+        "Nickname taken: another group or mailbox in the tenant uses “marketing”"
+    )
+    await expect(at_nickname).to_be_in_viewport()
+    assert (await web.reload_organization(organization.id)).microsoft_group is None
