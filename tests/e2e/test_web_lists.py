@@ -26,7 +26,7 @@ async def test_the_favicon_is_served(web: WebWorld) -> None:
 
 async def test_members_sorted_removing_yourself_asks_and_a_dismissal_can_be_undone(web: WebWorld) -> None:
     members = tenant_members()
-    me = members[12]  # a member of the Marketing group
+    me, owner = members[13], members[12]  # members of the Marketing group; the second owns it
     admin = await web.user(me["mail"])
     organization = await web.organization(admin, "Northwind Partners")
     await web.link(organization.id, MARKETING, by=admin)
@@ -44,7 +44,15 @@ async def test_members_sorted_removing_yourself_asks_and_a_dismissal_can_be_undo
         "hx-confirm",
         f"Remove yourself ({me['displayName']}) from the Microsoft 365 group? You lose access to its conversations and files; you stay in the Equa team and an admin can add you back.",
     )
-    other = members[13]
+    owner_row = rows.filter(has_text=owner["mail"])
+    await expect(owner_row.locator("[data-role=owner]")).to_have_text("Owner")
+    await expect(section.locator("[data-role=members] [data-role=owner]")).to_have_count(1)
+    await expect(owner_row.get_by_role("button", name="Remove")).to_have_attribute(
+        "hx-confirm",
+        f"Remove {owner['displayName']}, an owner of the group, from its members? They stay an owner in Microsoft"
+        " 365 (change owners in Microsoft 365) and stay in the Equa team.",
+    )
+    other = members[14]
     await expect(rows.filter(has_text=other["mail"]).get_by_role("button", name="Remove")).to_have_attribute(
         "hx-confirm",
         f"Remove {other['displayName']} from the Microsoft 365 group? They stay in the Equa team.",
@@ -60,7 +68,7 @@ async def test_members_sorted_removing_yourself_asks_and_a_dismissal_can_be_undo
     flagged_list = section.locator("[data-role=flagged-list] li")
     await expect(flagged_list).to_have_count(7)
     first = (await flagged_list.first.locator("strong").inner_text()).strip()
-    await section.get_by_role("button", name=f"Dismiss {first}").click()
+    await flagged_list.first.get_by_role("button", name=f"Dismiss {first}").click()
     await expect(flagged_list).to_have_count(6)
     dismissed = section.locator("[data-role=dismissed]")
     await expect(dismissed.locator("summary")).to_have_text("Dismissed (1)")

@@ -97,9 +97,14 @@ async def members(
         key=lambda m: ((m.display_name or "").casefold(), (m.mail or m.user_principal_name or "").casefold()),
     )
     invited = {i.email_normalized for i in await pending_invitations(session, context.organization)}
+    try:
+        owners = await groups.group_owner_ids(graph, context.organization)
+    except GraphError:
+        owners = set()  # the members are still worth showing; only the owner marks are missing
     page |= {
         "invited": {m.id for m in ordered if _address_of(m) in invited},
         "members": ordered,
+        "owners": owners,
         "next_cursor": found.next_cursor,
         "shown": shown + len(found.items),
         "me": context.user.id,
