@@ -12,6 +12,8 @@ from pydantic import BaseModel, ConfigDict
 from sqlalchemy.exc import DBAPIError
 from starlette.exceptions import HTTPException as StarletteHTTPException
 
+from equa.plain_words import api_detail, field_words
+
 PROBLEM_JSON = "application/problem+json"
 log = logging.getLogger("equa.errors")
 
@@ -124,16 +126,21 @@ def _field_name(loc: tuple[Any, ...]) -> str:
 
 
 def validation_problem(exc: RequestValidationError) -> AppError:
+    """422 with every invalid field in `errors` (pydantic's message, and the same in plain words as `detail`);
+    the problem's own `detail` is the first field's plain sentence."""
     errors = []
+    details = []
     for err in exc.errors():
         field = _field_name(tuple(err.get("loc", ())))
         message = str(err.get("msg", "is invalid"))
-        errors.append({"field": field, "message": message})
-    first = errors[0] if errors else {"field": "request", "message": "is invalid"}
+        error_type = str(err.get("type", ""))
+        words = field_words(field, error_type, message, err.get("ctx"))
+        errors.append({"field": field, "message": message, "detail": words})
+        details.append(api_detail(field, error_type, words))
     return AppError(
         422,
         "validation_failed",
-        f"{first['field']}: {first['message']}",
+        details[0] if details else "request: This request is not valid.",
         "Correct the highlighted field and send the request again.",
         extra={"errors": errors},
     )

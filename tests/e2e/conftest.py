@@ -63,6 +63,12 @@ class ServedApp:
     server: _ThreadServer
     thread: threading.Thread
 
+    def forget_graph_writes(self) -> None:
+        """The emulator is reset between tests; the app's memory of its own recent writes must go with it."""
+        graph = getattr(self.server.config.app.state, "graph", None)
+        if graph is not None:
+            graph.own_writes.clear()
+
     def stop(self) -> None:
         self.server.should_exit = True
         self.thread.join(timeout=15)
@@ -189,6 +195,8 @@ async def web(
 ) -> AsyncIterator[WebWorld]:
     await _empty_tables(web_engine)
     await asyncio.to_thread(graph_emulator_server.reset)
+    for served in served_apps.values():
+        served.forget_graph_writes()
     world = WebWorld(
         url=served_apps["enabled"].base_url,
         url_disabled=served_apps["disabled"].base_url,

@@ -64,8 +64,10 @@ async def test_preview_then_sync_then_invite_a_flagged_member(web: WebWorld) -> 
 
     invited = flagged[0]
     await section.get_by_role("button", name=f"Invite {invited['displayName']} to the team").click()
-    await expect(section.locator("[data-role=notice]")).to_contain_text("is invited. Send them this link")
-    await expect(section.locator("[data-role=notice]")).to_contain_text("/invitations/inv_")
+    feedback = section.locator("[data-role=flagged-feedback]")
+    await expect(feedback).to_contain_text("is invited. Send them this link")
+    await expect(feedback).to_contain_text("/invitations/inv_")
+    await expect(feedback).to_be_in_viewport()
     await expect(flagged_list).to_have_count(len(flagged) - 1)
     assert invited["mail"].lower() in await web.invitation_emails(organization.id)
 
@@ -76,5 +78,7 @@ async def test_preview_then_sync_then_invite_a_flagged_member(web: WebWorld) -> 
 
     await section.get_by_label("Sync automatically every few hours").check()
     await section.get_by_role("button", name="Save sync settings").click()
-    await expect(section.locator("[data-role=notice]")).to_contain_text("Sync settings saved")
+    saved = section.locator("[data-role=settings-feedback]")
+    await expect(saved).to_contain_text("Sync settings saved")
+    await expect(saved).to_be_in_viewport()
     assert (await web.reload_organization(organization.id)).microsoft_auto_sync is True

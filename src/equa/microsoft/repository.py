@@ -284,6 +284,20 @@ async def flagged_page(
     return list(await session.scalars(statement.order_by(FlaggedMember.id).limit(limit)))
 
 
+async def flag_statuses(
+    session: AsyncSession, organization_id: uuid.UUID, directory_ids: list[str]
+) -> dict[str, str]:
+    """directory id -> the status of that person's flag, for the given people that have one."""
+    if not directory_ids:
+        return {}
+    rows = await session.execute(
+        select(FlaggedMember.directory_id, FlaggedMember.status).where(
+            FlaggedMember.organization_id == organization_id, FlaggedMember.directory_id.in_(directory_ids)
+        )
+    )
+    return {directory_id: status for directory_id, status in rows}
+
+
 async def flagged_member(session: AsyncSession, flag_id: uuid.UUID) -> FlaggedMember | None:
     return await session.get(FlaggedMember, flag_id)
 

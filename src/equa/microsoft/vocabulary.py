@@ -67,3 +67,18 @@ def nickname_preview(display_name: str, explicit: str) -> str:
     if not display_name.strip():
         return ""
     return f"Mail nickname: {derive_mail_nickname(display_name)} (from the name; a number is added if it is taken)"
+
+
+def remove_member_question(name: str, is_you: bool, is_owner: bool = False) -> str:
+    """The confirmation before removing someone from the group: removing yourself or an owner says what changes."""
+    if is_you:
+        return (
+            f"Remove yourself ({name}) from the Microsoft 365 group? You lose access to its conversations and "
+            "files; you stay in the Equa team and an admin can add you back."
+        )
+    if is_owner:
+        return (
+            f"Remove {name}, an owner of the group, from its members? They stay an owner in Microsoft 365 "
+            "(change owners in Microsoft 365) and stay in the Equa team."
+        )
+    return f"Remove {name} from the Microsoft 365 group? They stay in the Equa team."

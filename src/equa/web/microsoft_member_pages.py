@@ -11,19 +11,22 @@ from email_validator import EmailNotValidError, validate_email
 from fastapi import APIRouter, Depends, Form, Query, Request
 from fastapi.responses import HTMLResponse
 
+from equa.accounts.models import normalize_email
 from equa.db.session import release_connection
 from equa.deps import DbSession
 from equa.errors import AppError
-from equa.microsoft import groups
+from equa.microsoft import groups, repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.graph import GraphError
 from equa.microsoft.models import FlagStatus, SyncOutcome, SyncRun
 from equa.microsoft.routes import Cache
 from equa.microsoft.sync import flagged, runs, sync_settings
 from equa.microsoft.vocabulary import ACTIVE_RUN_STATES, OUTCOME_ORDER
+from equa.organizations.invitations import pending_invitations
 from equa.organizations.routes import public_link
 from equa.pagination import cursors_for
 from equa.web.microsoft_partials import (
+    FLAG_DECIDED,
     FLAGS_CHANGED,
     MEMBERS_CHANGED,
     partial,
@@ -47,6 +50,11 @@ async def _fresh_status(
 ) -> dict[str, Any]:
     """The status card, sent along out of band after an action that changed what it shows."""
     return {"status_oob": await status_card(request, session, context, graph, cache, recount=True)}
+
+
+def _address_of(member: groups.GroupMember) -> str:
+    address = member.mail or member.user_principal_name or ""
+    return normalize_email(address) if address else ""
 
 
 @router.get("/members")
@@ -83,7 +91,24 @@ async def members(
     except (AppError, GraphError) as error:
         page["problem"] = await problem_of(request, session, error)
         return partial(request, "members.html", page)
-    page |= {"members": found.items, "next_cursor": found.next_cursor, "shown": shown + len(found.items)}
+    # Graph's member pages come in no useful order; each page shown is sorted by name (then address).
+    ordered = sorted(
+        found.items,
+        key=lambda m: ((m.display_name or "").casefold(), (m.mail or m.user_principal_name or "").casefold()),
+    )
+    invited = {i.email_normalized for i in await pending_invitations(session, context.organization)}
+    try:
+        owners = await groups.group_owner_ids(graph, context.organization)
+    except GraphError:
+        owners = set()  # the members are still worth showing; only the owner marks are missing
+    page |= {
+        "invited": {m.id for m in ordered if _address_of(m) in invited},
+        "members": ordered,
+        "owners": owners,
+        "next_cursor": found.next_cursor,
+        "shown": shown + len(found.items),
+        "me": context.user.id,
+    }
     return partial(request, "members.html", page)
 
 
@@ -152,8 +177,13 @@ async def remove_member(
             session, graph, context.organization, context.user, member_id, scope=scope
         )
     except (AppError, GraphError) as error:
+        # The row stays; the problem shows in a row right below it.
         problem = await problem_of(request, session, error)
-        return partial(request, "problem.html", partial_context(request, context, problem=problem))
+        page = partial_context(request, context, problem=problem)
+        response = partial(request, "member_removed.html", page, status_code=problem.status)
+        response.headers["HX-Reswap"] = "afterend"
+        return response
+    # The answer takes the removed member's row, so the result shows where the admin clicked.
     page = partial_context(
         request,
         context,
@@ -161,7 +191,7 @@ async def remove_member(
         ms_notice=f"Removed {name or 'the person'} from the group.",
         **await _fresh_status(request, session, context, graph, cache),
     )
-    return partial(request, "problem.html", page, trigger=[MEMBERS_CHANGED])
+    return partial(request, "member_removed.html", page)
 
 
 @router.post("/sync")
@@ -195,17 +225,26 @@ async def sync_run(
     session: DbSession,
     graph: Graph,
     cache: Cache,
+    refresh: bool = False,
 ) -> HTMLResponse:
-    """A run's progress while it is active (the partial polls this route), then its result."""
+    """A run's progress while it is active (the partial polls this route), then its result. `refresh` re-renders a
+    shown result after a flag was decided (no events then: the parts that decision changed reload themselves)."""
     try:
         run = await runs.get_run(session, context.organization.id, run_id)
     except AppError as error:
         return partial(request, "problem.html", partial_context(request, context, problem=error))
-    return await _run_answer(request, context, session, graph, cache, run)
+    return await _run_answer(request, context, session, graph, cache, run, quiet=refresh)
 
 
 async def _run_answer(
-    request: Request, context: MicrosoftAdmin, session: DbSession, graph: Graph, cache: Cache, run: SyncRun
+    request: Request,
+    context: MicrosoftAdmin,
+    session: DbSession,
+    graph: Graph,
+    cache: Cache,
+    run: SyncRun,
+    *,
+    quiet: bool = False,
 ) -> HTMLResponse:
     if run.status in ACTIVE_RUN_STATES:
         return partial(request, "run.html", partial_context(request, context, run=run, active=True))
@@ -229,9 +268,24 @@ async def _run_answer(
         listed.setdefault(row.outcome, []).append(row)
     counts = run.counts or {}
     chips = [(key, int(counts[key])) for key in OUTCOME_ORDER if counts.get(key)]
-    page = partial_context(
-        request, context, run=run, active=False, listed=listed, truncated=truncated, chips=chips
+    # A flagged person decided on since (invited, dismissed) is shown so, not as still waiting for a decision.
+    decided = await repository.flag_statuses(
+        session,
+        context.organization.id,
+        [row.directory_id for row in listed.get("flagged", []) if row.directory_id],
     )
+    page = partial_context(
+        request,
+        context,
+        run=run,
+        active=False,
+        listed=listed,
+        truncated=truncated,
+        chips=chips,
+        decided=decided,
+    )
+    if quiet:
+        return partial(request, "run.html", page)
     trigger = [FLAGS_CHANGED]
     if not run.dry_run:
         trigger.append(MEMBERS_CHANGED)
@@ -242,16 +296,19 @@ async def _run_answer(
 async def _flagged_list(
     request: Request, context: MicrosoftAdmin, session: DbSession, **extra: Any
 ) -> HTMLResponse:
-    rows, _more = await flagged.list_flagged(
-        session,
-        context.organization.id,
-        cursors=cursors_for(request, "flagged-members", context.organization.id),
-        status=FlagStatus.PENDING.value,
-        limit=runs.PAGE_SIZE_MAX,
+    lists: dict[str, list[Any]] = {}
+    for status in (FlagStatus.PENDING, FlagStatus.DISMISSED):
+        lists[status.value], _more = await flagged.list_flagged(
+            session,
+            context.organization.id,
+            cursors=cursors_for(request, "flagged-members", context.organization.id),
+            status=status.value,
+            limit=runs.PAGE_SIZE_MAX,
+        )
+    page = partial_context(
+        request, context, flags=lists["pending"], dismissed=lists["dismissed"], problem=None
     )
-    return partial(
-        request, "flagged.html", partial_context(request, context, flags=rows, problem=None) | extra
-    )
+    return partial(request, "flagged.html", page | extra)
 
 
 @router.get("/flagged")
@@ -277,12 +334,18 @@ async def decide_flagged(
         elif decision == "dismiss":
             flag = await flagged.dismiss_flagged(session, context.organization, flag_id, context.user)
             notice = f"{flag.display_name or flag.email or flag.directory_id} is no longer flagged."
+        elif decision == "restore":
+            flag = await flagged.restore_flagged(session, context.organization, flag_id, context.user)
+            notice = f"{flag.display_name or flag.email or flag.directory_id} is flagged again."
         else:
             raise AppError(404, "not_found", "Nothing exists at this address.", None)
     except AppError as error:
         problem = await problem_of(request, session, error)
         return await _flagged_list(request, context, session, problem=problem)
-    return await _flagged_list(request, context, session, ms_notice=notice)
+    # The members table (which marks people invited) and a shown sync result change with the decision.
+    response = await _flagged_list(request, context, session, ms_notice=notice)
+    response.headers["HX-Trigger"] = f"{MEMBERS_CHANGED}, {FLAG_DECIDED}"
+    return response
 
 
 @router.post("/settings")

@@ -20,10 +20,12 @@ from equa.microsoft.graph import GraphError
 from equa.microsoft.routes import Cache
 from equa.microsoft.schemas import CreateGroupIn
 from equa.pagination import cursors_for
+from equa.plain_words import NOT_A_GROUP_ID
 from equa.web.microsoft_partials import (
     field_errors,
     partial,
     partial_context,
+    problem_fields,
     problem_of,
     section,
     status_card,
@@ -34,7 +36,6 @@ router = APIRouter(prefix=PREFIX, include_in_schema=False, dependencies=[Depends
 
 LINK_BLOCK = "#ms-link-block"
 CREATE_BLOCK = "#ms-create-block"
-NOT_A_GROUP_ID = "That is not a group ID: paste the Object ID from Microsoft Entra, or search by name below."
 
 
 @router.get("/status")
@@ -124,6 +125,9 @@ async def create(
         )
     except (AppError, GraphError) as error:
         problem = await problem_of(request, session, error)
+        at_field = problem_fields(problem)
+        if at_field:
+            return refused(at_field, None, problem.status, same_key=False)
         return refused({}, problem, problem.status, same_key=problem.status >= 500)
     if not result.replayed:
         cache.remember_created(graph, result.group)

@@ -7,6 +7,7 @@ those parts reload themselves (members, flagged list).
 
 from __future__ import annotations
 
+import contextlib
 import re
 import uuid
 from typing import Any
@@ -14,6 +15,7 @@ from typing import Any
 from fastapi import Request
 from fastapi.responses import HTMLResponse
 from pydantic import ValidationError
+from sqlalchemy.exc import InvalidRequestError
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.sessions import csrf_token_for
@@ -25,11 +27,13 @@ from equa.microsoft.problems import graph_problem
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.status import OK, StatusCache, get_status
 from equa.organizations.deps import OrgContext
+from equa.plain_words import field_words
 from equa.web.templating import render
 
 # Events a response names in HX-Trigger; the parts listening for them reload from their own routes.
 MEMBERS_CHANGED = "ms-members"
 FLAGS_CHANGED = "ms-flagged"
+FLAG_DECIDED = "ms-flag-decided"  # a shown sync result re-renders its flagged people
 
 _URL = re.compile(r"(https://\S+)")
 
@@ -78,7 +82,8 @@ def section(request: Request, context: OrgContext, notice: str) -> HTMLResponse:
     """The whole section again, after the link changed: what is shown is what is stored."""
     response = render(request, "_microsoft.html", partial_context(request, context, ms_notice=notice))
     response.headers["HX-Retarget"] = "#microsoft"
-    response.headers["HX-Reswap"] = "outerHTML"
+    # The section's layout changes: bring its result (at the section's top) into view.
+    response.headers["HX-Reswap"] = "outerHTML show:#ms-notice:top"
     return response
 
 
@@ -88,6 +93,11 @@ async def problem_of(request: Request, session: AsyncSession, error: Exception) 
     as the JSON API does."""
     if isinstance(error, AppError) and not isinstance(error, groups.GroupMissing):
         await session.rollback()
+        # The rollback expired what the request had loaded (its organization, its user); the partial that shows
+        # the refusal reads them, so they are read again now rather than lazily (which async IO cannot do).
+        for loaded in list(session.identity_map.values()):
+            with contextlib.suppress(InvalidRequestError):  # a row the refused change had made is gone
+                await session.refresh(loaded)
         return error
     if isinstance(error, GraphError):
         return graph_problem(error, request.app.state.settings)
@@ -96,12 +106,30 @@ async def problem_of(request: Request, session: AsyncSession, error: Exception) 
 
 
 def field_errors(error: ValidationError) -> dict[str, str]:
-    """Pydantic's errors by form field name (the API's camelCase aliases), for the messages next to the fields."""
+    """Pydantic's errors by form field name (the API's camelCase aliases), in plain words, for the messages next
+    to the fields."""
     found: dict[str, str] = {}
     for item in error.errors():
         name = str(item["loc"][-1]) if item["loc"] else ""
-        found.setdefault(name, str(item["msg"]))
+        found.setdefault(name, field_words(name, str(item["type"]), str(item["msg"]), item.get("ctx")))
     return found
+
+
+def problem_fields(problem: AppError) -> dict[str, str]:
+    """A refusal about one field of a form, as the message at that field (else {}: the problem box shows it)."""
+    if problem.code == "microsoft_nickname_taken":
+        taken = problem.extra.get("mailNickname") or "this nickname"
+        return {
+            "mailNickname": f"Nickname taken: another group or mailbox in the tenant uses “{taken}”. "
+            "Choose another, or leave it empty to derive one from the group's name."
+        }
+    if problem.code == "validation_failed":
+        return {
+            str(item["field"]): str(item.get("detail") or item["message"])
+            for item in problem.extra.get("errors", [])
+            if isinstance(item, dict) and "field" in item
+        }
+    return {}
 
 
 async def status_card(

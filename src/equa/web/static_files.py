@@ -17,6 +17,12 @@ MEDIA_TYPES = {
 }
 
 
+@router.get("/favicon.ico")
+async def favicon() -> Response:
+    """Browsers ask for /favicon.ico on their own; it is the pages' icon (SVG, which they all read)."""
+    return await static_file("favicon.svg")
+
+
 @router.get("/static/{name:path}")
 async def static_file(name: str, v: str | None = None) -> Response:
     if name not in static_versions():

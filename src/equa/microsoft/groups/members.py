@@ -19,6 +19,7 @@ from equa.microsoft.groups.linking import (
     linkability,
     linked_group,
     recently_linked,
+    require_linked,
     require_linked_in_scope,
     tolerating_replication_lag,
 )
@@ -305,3 +306,15 @@ def _audit_member_change(
         detail=failure.message if failure is not None else detail,
         request_id=failure.request_id if failure is not None else request_id,
     )
+
+
+OWNERS_SHOWN = 100  # Microsoft 365 groups have at most 100 owners
+
+
+async def group_owner_ids(graph: GraphClient, organization: Organization) -> set[str]:
+    """The directory ids of the linked group's owners (one Graph call), to mark them in the members list."""
+    group_id = require_linked(organization)
+    response = await graph.get(
+        graph.url_for(f"groups/{group_id}/owners"), params={"$select": "id", "$top": str(OWNERS_SHOWN)}
+    )
+    return {str(item.get("id", "")).lower() for item in (response.json() or {}).get("value") or []}

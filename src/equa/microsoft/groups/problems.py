@@ -8,6 +8,7 @@ from __future__ import annotations
 from dataclasses import dataclass
 
 from equa.errors import AppError
+from equa.plain_words import nickname_words
 
 
 @dataclass(frozen=True)
@@ -113,12 +114,13 @@ def group_not_found(group_id: object, request_id: str | None) -> AppError:
 
 
 def invalid_mail_nickname(problem: str) -> AppError:
+    words = nickname_words(problem)
     return AppError(
         422,
         "validation_failed",
-        f"mailNickname: {problem}",
+        words,
         "Correct the highlighted field and send the request again.",
-        extra={"errors": [{"field": "mailNickname", "message": problem}]},
+        extra={"errors": [{"field": "mailNickname", "message": problem, "detail": words}]},
     )
 
 

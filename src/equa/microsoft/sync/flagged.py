@@ -120,3 +120,22 @@ async def dismiss_flagged(
     flag.decided_at = utcnow()
     await session.flush()
     return flag
+
+
+async def restore_flagged(
+    session: AsyncSession, organization: Organization, flag_id: uuid.UUID, actor: User
+) -> FlaggedMember:
+    """Undo a dismissal: the person is flagged again, for an admin to invite or dismiss."""
+    flag = await get_flagged(session, organization.id, flag_id)
+    if flag.status != FlagStatus.DISMISSED.value:
+        raise AppError(
+            409,
+            "not_dismissed",
+            "Only a dismissed flag can be restored.",
+            "Reload the flagged members: this person is already flagged or invited.",
+        )
+    flag.status = FlagStatus.PENDING.value
+    flag.decided_by = actor.id
+    flag.decided_at = utcnow()
+    await session.flush()
+    return flag

@@ -187,6 +187,16 @@ async def dismiss_flagged_member(
     )
 
 
+@router.post("/flagged-members/{flag_id}/restore", response_model=FlaggedMemberOut, responses=_errors(409))
+async def restore_flagged_member(
+    context: MicrosoftAdmin, session: DbSession, flag_id: uuid.UUID
+) -> FlaggedMemberOut:
+    """Undo a dismissal: the person is listed as flagged (`pending`) again."""
+    return FlaggedMemberOut.of(
+        await flagged.restore_flagged(session, context.organization, flag_id, context.user)
+    )
+
+
 @router.get("/settings", response_model=SyncSettingsOut, responses=_errors())
 async def get_settings(context: MicrosoftAdmin) -> SyncSettingsOut:
     current = sync_settings.get_sync_settings(context.organization)

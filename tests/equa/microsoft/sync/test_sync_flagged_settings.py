@@ -168,3 +168,30 @@ async def test_only_admins_see_sync_and_bad_input_is_a_clear_422(
     assert refused.status_code == 409 and refused.json()["code"] == "group_not_linked"
     async with session_factory() as session:
         assert (await session.scalar(select(MicrosoftMember.id))) is None
+
+
+async def test_a_dismissed_flag_can_be_restored_by_an_admin_only(
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
+) -> None:
+    users = [directory_user(i) for i in range(3)]
+    tenant = load_tenant(emu, users, members=[u["id"] for u in users[1:]])
+    org, admin, team = await make_team(session_factory, [users[0]["mail"]], group_id=tenant.group_id)
+    headers = await bearer(admin)
+    assert (await run_sync(client, org.id, headers))["counts"]["flagged"] == 2
+    flags = (await client.get(url(org.id, "flagged-members?status=pending"), headers=headers)).json()["items"]
+    flag_id = flags[0]["id"]
+
+    not_dismissed = await client.post(url(org.id, f"flagged-members/{flag_id}/restore"), headers=headers)
+    assert not_dismissed.status_code == 409 and not_dismissed.json()["code"] == "not_dismissed"
+    await client.post(url(org.id, f"flagged-members/{flag_id}/dismiss"), headers=headers)
+    member_headers = await bearer(team[0])
+    refused = await client.post(url(org.id, f"flagged-members/{flag_id}/restore"), headers=member_headers)
+    assert refused.status_code == 403, refused.text
+    dismissed = (await client.get(url(org.id, "flagged-members?status=dismissed"), headers=headers)).json()
+    assert [f["id"] for f in dismissed["items"]] == [flag_id]
+
+    restored = await client.post(url(org.id, f"flagged-members/{flag_id}/restore"), headers=headers)
+    assert restored.status_code == 200 and restored.json()["status"] == "pending"
+    pending = (await client.get(url(org.id, "flagged-members?status=pending"), headers=headers)).json()
+    assert flag_id in {f["id"] for f in pending["items"]}
+    assert (await run_sync(client, org.id, headers))["counts"]["flagged"] == 2
