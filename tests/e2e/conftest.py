@@ -24,6 +24,7 @@ from typing import Any
 import pytest
 import pytest_asyncio
 import uvicorn
+from playwright.async_api import expect
 from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncEngine
 from web_support import WebWorld
@@ -48,6 +49,10 @@ CHROMIUM_ARGS = [
 SECRET_KEY = "e2e-session-key-" + "s" * 32
 
 import_all_models()
+
+# Assertions wait for what a user would wait for: on two cores shared with the rest of the suite (pytest-xdist), a
+# page can take longer than Playwright's default 5 s to show an answer that the server gives in milliseconds alone.
+expect.set_options(timeout=15_000)
 
 
 class _ThreadServer(uvicorn.Server):
