@@ -341,13 +341,14 @@ async def sync_run(session: AsyncSession, run_id: uuid.UUID, *, fresh: bool = Fa
     return await session.get(SyncRun, run_id, populate_existing=fresh)
 
 
-async def last_run(session: AsyncSession, organization_id: uuid.UUID) -> SyncRun | None:
-    return await session.scalar(
-        select(SyncRun)
-        .where(SyncRun.organization_id == organization_id)
-        .order_by(SyncRun.created_at.desc(), SyncRun.id.desc())
-        .limit(1)
-    )
+async def last_run(
+    session: AsyncSession, organization_id: uuid.UUID, *, dry_run: bool | None = None
+) -> SyncRun | None:
+    """The organization's newest run; with `dry_run`, its newest real sync (False) or preview (True)."""
+    statement = select(SyncRun).where(SyncRun.organization_id == organization_id)
+    if dry_run is not None:
+        statement = statement.where(SyncRun.dry_run.is_(dry_run))
+    return await session.scalar(statement.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))
 
 
 async def last_real_run_at(session: AsyncSession, organization_id: uuid.UUID) -> datetime | None:

@@ -25,6 +25,7 @@ from equa.microsoft import groups, repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.graph import GraphClient, GraphError
 from equa.microsoft.graph.permissions import group_scope_of, permission_names
+from equa.microsoft.models import SyncRun
 from equa.microsoft.problems import graph_problem
 from equa.microsoft.schemas import (
     AddMemberIn,
@@ -141,20 +142,8 @@ async def read_status(
         )
         if result.group
         else None,
-        last_sync=LastSyncOut(
-            id=run.id,
-            status=run.status,
-            trigger=run.trigger,
-            dry_run=run.dry_run,
-            created_at=run.created_at,
-            started_at=run.started_at,
-            finished_at=run.finished_at,
-            counts=dict(run.counts or {}),
-            error_code=run.error_code,
-            error_message=run.error_message,
-        )
-        if run
-        else None,
+        last_sync=last_run_out(run),
+        last_preview=last_run_out(result.last_preview),
         health=result.health,  # type: ignore[arg-type]
         action=result.action,
         admin_consent_url=result.admin_consent_url,
@@ -479,6 +468,23 @@ async def admin_consent_url(request: Request, user: CurrentUser) -> AdminConsent
         tenant_id=settings.ms_auth_tenant_id,
         client_id=settings.ms_auth_client_id,
         permissions=permission_names(group_scope_of(settings)),
+    )
+
+
+def last_run_out(run: SyncRun | None) -> LastSyncOut | None:
+    if run is None:
+        return None
+    return LastSyncOut(
+        id=run.id,
+        status=run.status,
+        trigger=run.trigger,
+        dry_run=run.dry_run,
+        created_at=run.created_at,
+        started_at=run.started_at,
+        finished_at=run.finished_at,
+        counts=dict(run.counts or {}),
+        error_code=run.error_code,
+        error_message=run.error_message,
     )
 
 

@@ -73,6 +73,8 @@ class StatusOut(CamelModel):
     group_id: uuid.UUID | None
     group: GroupSummaryOut | None
     last_sync: LastSyncOut | None
+    # The last preview (dry run), apart from lastSync, which is the last real sync.
+    last_preview: LastSyncOut | None = None
     health: Health
     action: str | None
     admin_consent_url: str | None

@@ -246,20 +246,28 @@ class Status:
     stale: bool
     age_seconds: float | None
     checked_at: datetime | None
+    # `last_sync` is the last real sync; previews (dry runs) change nothing in the group and are shown apart.
+    last_preview: SyncRun | None = None
 
 
 async def last_sync_run(
-    session: AsyncSession, organization: Organization, read_cache: ReadCache | None = None
+    session: AsyncSession,
+    organization: Organization,
+    read_cache: ReadCache | None = None,
+    *,
+    preview: bool = False,
 ) -> SyncRun | None:
+    """The organization's last real sync, or with `preview` its last dry run."""
+
     async def load() -> SyncRun | None:
-        return await repository.last_run(session, organization.id)
+        return await repository.last_run(session, organization.id, dry_run=preview)
 
     async def attach(copy: SyncRun | None) -> SyncRun | None:
         return None if copy is None else await session.merge(copy, load=False)
 
     return await read_through(
         read_cache,
-        ("last_sync_run", organization.id),
+        ("last_preview_run" if preview else "last_sync_run", organization.id),
         (SyncRun.__tablename__,),
         load,
         detached_copy,
@@ -279,6 +287,24 @@ async def get_status(
     wait_seconds: float = DEFAULT_WAIT_SECONDS,
 ) -> Status:
     """The organization's integration status; waits for Graph at most `wait_seconds`."""
+    # Read before Graph is waited on (which gives the session's connection back).
+    preview = await last_sync_run(session, organization, read_cache, preview=True)
+    status = await _status(
+        session, graph, cache, organization, settings, read_cache, wait_seconds=wait_seconds
+    )
+    return replace(status, last_preview=preview)
+
+
+async def _status(
+    session: AsyncSession,
+    graph: GraphClient | None,
+    cache: StatusCache | None,
+    organization: Organization,
+    settings: Settings,
+    read_cache: ReadCache | None = None,
+    *,
+    wait_seconds: float = DEFAULT_WAIT_SECONDS,
+) -> Status:
     group_id = linked_group_id(organization)
     consent_url = settings.admin_consent_url()
     last = await last_sync_run(session, organization, read_cache)
