@@ -12,6 +12,7 @@ from __future__ import annotations
 import uuid
 from collections.abc import Collection
 from datetime import datetime
+from typing import TypeVar
 
 from sqlalchemy import and_, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -30,6 +31,9 @@ from equa.microsoft.models import (
     SyncRun,
 )
 from equa.organizations.models import Membership, Organization
+
+# The organization's rows listed newest first, by (created_at, id).
+_Listed = TypeVar("_Listed", AuditEvent, SyncRun)
 
 # --- organizations and their link columns -----------------------------------------------------------------
 
@@ -313,15 +317,7 @@ async def audit_page(
     limit: int,
 ) -> list[AuditEvent]:
     """Up to `limit` of the organization's audit events older than `after` (created_at, id), newest first."""
-    query = select(AuditEvent).where(AuditEvent.organization_id == organization_id)
-    if after is not None:
-        when, event_id = after
-        query = query.where(
-            or_(AuditEvent.created_at < when, and_(AuditEvent.created_at == when, AuditEvent.id < event_id))
-        )
-    return list(
-        await session.scalars(query.order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc()).limit(limit))
-    )
+    return await _newest_first(session, AuditEvent, organization_id, after, limit)
 
 
 # --- sync runs (reads) ------------------------------------------------------------------------------------
@@ -369,14 +365,25 @@ async def runs_page(
     limit: int,
 ) -> list[SyncRun]:
     """Up to `limit` of the organization's runs older than `after` (created_at, id), newest first."""
-    statement = select(SyncRun).where(SyncRun.organization_id == organization_id)
+    return await _newest_first(session, SyncRun, organization_id, after, limit)
+
+
+async def _newest_first(
+    session: AsyncSession,
+    model: type[_Listed],
+    organization_id: uuid.UUID,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
+) -> list[_Listed]:
+    """One keyset page of an organization's rows, newest first: (created_at, id) below `after`."""
+    statement = select(model).where(model.organization_id == organization_id)
     if after is not None:
         stamp, after_id = after
         statement = statement.where(
-            or_(SyncRun.created_at < stamp, and_(SyncRun.created_at == stamp, SyncRun.id < after_id))
+            or_(model.created_at < stamp, and_(model.created_at == stamp, model.id < after_id))
         )
     return list(
-        await session.scalars(statement.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(limit))
+        await session.scalars(statement.order_by(model.created_at.desc(), model.id.desc()).limit(limit))
     )
 
 
