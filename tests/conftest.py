@@ -235,13 +235,16 @@ RETRY_BUDGETS: dict[str, dict[str, Any]] = {
         "graph_max_retry_wait_seconds": 4.0,
         "graph_timeout_seconds": 10.0,
         "status_cache_seconds": 60.0,
+        "sync_requeue_backoff_seconds": 0.2,
     },
-    # Sync tests: a run rides out injected faults; no scheduled syncs start behind the test's back.
+    # Sync tests: a run rides out injected faults; no scheduled syncs start behind the test's back. A run an outage
+    # queues again waits fractions of a second, not EQUA_SYNC_REQUEUE_BACKOFF's half minute.
     "sync": {
         "graph_max_attempts": 6,
         "graph_max_retry_wait_seconds": 20.0,
         "graph_timeout_seconds": 10.0,
         "sync_interval_seconds": 3600,
+        "sync_requeue_backoff_seconds": 0.2,
     },
     # Chaos tests: small budgets, so a run under heavy fault injection takes seconds.
     "chaos": {
@@ -250,6 +253,7 @@ RETRY_BUDGETS: dict[str, dict[str, Any]] = {
         "graph_timeout_seconds": 5.0,
         "status_cache_seconds": 1.0,
         "sync_interval_seconds": 3600,
+        "sync_requeue_backoff_seconds": 0.2,
     },
 }
 

@@ -88,6 +88,10 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, alias="EQUA_METRICS_TOKEN")
     sync_interval_seconds: int = Field(4 * 3600, alias="EQUA_SYNC_INTERVAL", ge=60)
     sync_lease_seconds: int = Field(120, alias="EQUA_SYNC_LEASE", ge=10)
+    # A run whose Graph calls stay unavailable (429, 503, 504, network) after the client's retries is queued again
+    # this many times, waiting EQUA_SYNC_REQUEUE_BACKOFF seconds before the first try and twice as long each time.
+    sync_max_requeues: int = Field(3, alias="EQUA_SYNC_MAX_REQUEUES", ge=0, le=20)
+    sync_requeue_backoff_seconds: float = Field(30.0, alias="EQUA_SYNC_REQUEUE_BACKOFF", gt=0, le=3600)
     status_cache_seconds: float = Field(60.0, alias="EQUA_STATUS_CACHE_SECONDS", ge=0)
     # Unset: 2 s on SQLite (one serving process, where each statement costs thread round trips), off on
     # PostgreSQL (several replicas, where another replica's change would show only after the lifetime).

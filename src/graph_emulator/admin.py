@@ -8,6 +8,7 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .batch_faults import batch_item_faults_control
 from .seeds import complete_group, complete_unit, complete_user
 from .state import Tenant, iso_now
 
@@ -263,6 +264,7 @@ def control_routes() -> list[Route]:
         r("/info", info, ["GET"]),
         r("/reset", reset, ["POST"]),
         r("/faults", faults, ["GET", "PUT"]),
+        r("/batch-item-faults", batch_item_faults_control, ["GET", "PUT", "DELETE"]),
         r("/stats", stats, ["GET", "DELETE"]),
         r("/users", add_user, ["POST"]),
         r("/groups", add_group, ["POST"]),

@@ -104,6 +104,11 @@ def run_batch(emu: Emulator, outer: GraphRequest, new_request_id: Any) -> GraphR
             if isinstance(sub, GraphError):
                 results[item_id] = emu.error((request_id, outer.client_request_id), sub)
                 continue
+            injected = emu.batch_item_faults.take(sub.method, sub.path)
+            if injected is not None:
+                emu.stats.fault(f"batch_item_{injected.status}")
+                results[item_id] = emu.error((request_id, outer.client_request_id), injected)
+                continue
             response = emu.execute(sub)
             if response.status == 429:
                 # A throttled item carries its own Retry-After, as Graph does.

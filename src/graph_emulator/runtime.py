@@ -8,6 +8,7 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from .batch_faults import BatchItemFaults
 from .errors import GraphError, error_body, throttled_body
 from .faults import FaultInjector, Faults
 from .listing import JSON_CONTENT_TYPE
@@ -72,6 +73,7 @@ class Emulator:
         self.time_scale = time_scale
         self.tokens = TokenService()
         self.faults = FaultInjector(Faults.from_dict(faults))
+        self.batch_item_faults = BatchItemFaults()
         self.throttle = Throttle(time_scale, throttling)
         self.stats = Stats()
         self.base_url = ""
@@ -100,6 +102,7 @@ class Emulator:
         self.directory = load_seed(self.seed)
         self.lag_seconds = self.initial_lag_seconds
         self.set_faults({})
+        self.batch_item_faults.clear()
         self.throttle.reset()
         self.stats.reset()
         self.delta_rounds.clear()

@@ -53,6 +53,12 @@ class EmulatorControl:
     def stats(self) -> dict[str, Any]:
         return self._call("GET", "/stats")  # type: ignore[no-any-return]
 
+    def set_batch_item_faults(self, *rules: dict[str, Any]) -> dict[str, Any]:
+        return self._call("PUT", "/batch-item-faults", {"rules": list(rules)})  # type: ignore[no-any-return]
+
+    def batch_item_faults(self) -> dict[str, Any]:
+        return self._call("GET", "/batch-item-faults")  # type: ignore[no-any-return]
+
     def reset_stats(self) -> None:
         self._call("DELETE", "/stats")
 
@@ -217,6 +223,14 @@ class RunningEmulator:
 
     def stats(self) -> dict[str, Any]:
         return self.control.stats()
+
+    def set_batch_item_faults(self, *rules: dict[str, Any]) -> None:
+        """Fail the next $batch items that match each rule ({status, times, method, path}: batch_faults.py)."""
+        self.control.set_batch_item_faults(*rules)
+
+    def batch_item_faults(self) -> dict[str, Any]:
+        """The rules left, and how many items they failed."""
+        return self.control.batch_item_faults()
 
     def reset_stats(self) -> None:
         self.control.reset_stats()

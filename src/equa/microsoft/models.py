@@ -127,6 +127,9 @@ class SyncRun(Base):
     error_code: Mapped[str | None] = mapped_column(String(64), default=None)
     error_message: Mapped[str | None] = mapped_column(Text, default=None)
     error_action: Mapped[str | None] = mapped_column(Text, default=None)
+    # Times the run was queued again after Microsoft Graph stayed unavailable, and when it next tries (queued).
+    requeues: Mapped[int] = mapped_column(default=0, server_default=text("0"))
+    retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class Outcome(StrEnum):

@@ -26,12 +26,13 @@ from sqlalchemy.orm import Session
 from equa.db.base import utcnow
 from equa.db.engine import session_class_of
 from equa.microsoft import repository
-from equa.microsoft.models import SyncRun
+from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs, fail_queued_run
+from equa.microsoft.sync.requeue import RequeuePolicy
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
 
 if TYPE_CHECKING:
@@ -64,14 +65,30 @@ class JobResources:
 
 
 async def run_sync_task(resources: JobResources, run_id: str) -> str | None:
-    """The task body: run one queued sync (a no-op if another worker already claimed it)."""
-    return await execute_run(
+    """The task body: run one queued sync (a no-op if another worker already claimed it). A run an outage queued
+    again is handed to the broker once more when its retry_at comes; if this process stops before then, the run
+    is abandoned a lease later, like any queued run nobody took."""
+    status = await execute_run(
         resources.session_factory,
         resources.graph,
         uuid.UUID(run_id),
         scope=GroupScope.from_settings(resources.settings),
         lease_seconds=resources.settings.sync_lease_seconds,
+        requeue=RequeuePolicy.from_settings(resources.settings),
     )
+    if status == RunStatus.QUEUED.value:
+        await wait_for_retry(resources.session_factory, uuid.UUID(run_id))
+        await enqueue_sync_runs(resources, [uuid.UUID(run_id)])
+    return status
+
+
+async def wait_for_retry(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> None:
+    """Sleep until the retry_at of a run queued again."""
+    async with session_factory() as session:
+        run = await repository.sync_run(session, run_id)
+        retry_at = run.retry_at if run is not None else None
+    if retry_at is not None:
+        await asyncio.sleep(max(0.0, (retry_at - utcnow()).total_seconds()))
 
 
 def build_broker(resources: JobResources) -> AsyncBroker:
@@ -395,14 +412,20 @@ async def run_in_foreground(
             await session.commit()
             run_id = run.id
         async with build_graph_client(settings) as graph:
-            await execute_run(
-                session_factory,
-                graph,
-                run_id,
-                scope=GroupScope.from_settings(settings),
-                progress=progress,
-                lease_seconds=lease_seconds,
-            )
+            # A run an outage queued again is tried again here, in the foreground, when its turn comes.
+            while (
+                await execute_run(
+                    session_factory,
+                    graph,
+                    run_id,
+                    scope=GroupScope.from_settings(settings),
+                    progress=progress,
+                    lease_seconds=lease_seconds,
+                    requeue=RequeuePolicy.from_settings(settings),
+                )
+                == RunStatus.QUEUED.value
+            ):
+                await wait_for_retry(session_factory, run_id)
         async with session_factory() as session:
             finished = await repository.sync_run(session, run_id)
             assert finished is not None

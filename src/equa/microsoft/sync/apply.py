@@ -38,12 +38,14 @@ ProgressCallback = Callable[[int], None]
 
 @dataclass(frozen=True, slots=True)
 class MemberChange:
-    """What happened to one directory id; MISSING means Graph does not know the user (look it up again)."""
+    """What happened to one directory id; MISSING means Graph does not know the user (look it up again).
+    `outage`: it failed because Graph stayed unavailable or throttled after the client's retries (requeue.py)."""
 
     directory_id: str
     outcome: str
     message: str | None = None
     request_id: str | None = None
+    outage: bool = False
 
 
 MISSING = "missing"
@@ -82,7 +84,7 @@ def _change_from_error(directory_id: str, error: GraphError | None, status: int)
         return MemberChange(directory_id, MISSING, error.message, error.request_id)
     if isinstance(error, GraphGuestBlocked):
         return MemberChange(directory_id, Outcome.BLOCKED_BY_POLICY.value, error.action, error.request_id)
-    return MemberChange(directory_id, Outcome.FAILED.value, str(error), error.request_id)
+    return MemberChange(directory_id, Outcome.FAILED.value, str(error), error.request_id, error.retryable)
 
 
 async def _send_in_batches(
@@ -152,7 +154,9 @@ async def add_members(
         for directory_id, result in zip(fallback, await _send_in_batches(graph, singles), strict=True):
             _raise_if_fatal(result)
             if isinstance(result, GraphTransient):
-                changes[directory_id] = MemberChange(directory_id, Outcome.FAILED.value, str(result))
+                changes[directory_id] = MemberChange(
+                    directory_id, Outcome.FAILED.value, str(result), outage=True
+                )
             elif result.ok:
                 changes[directory_id] = MemberChange(
                     directory_id, Outcome.ADDED.value, None, result.request_id
@@ -177,7 +181,7 @@ async def remove_members(
     for directory_id, result in zip(ids, await _send_in_batches(graph, deletes), strict=True):
         _raise_if_fatal(result)
         if isinstance(result, GraphTransient):
-            changes.append(MemberChange(directory_id, Outcome.FAILED.value, str(result)))
+            changes.append(MemberChange(directory_id, Outcome.FAILED.value, str(result), outage=True))
         elif result.ok or isinstance(result.error, GraphNotFound):
             changes.append(MemberChange(directory_id, Outcome.REMOVED.value, None, result.request_id))
             if result.ok:
@@ -185,7 +189,9 @@ async def remove_members(
         else:
             change = _change_from_error(directory_id, result.error, result.status)
             changes.append(
-                MemberChange(directory_id, Outcome.FAILED.value, change.message, change.request_id)
+                MemberChange(
+                    directory_id, Outcome.FAILED.value, change.message, change.request_id, change.outage
+                )
             )
     if on_progress:
         on_progress(len(ids))

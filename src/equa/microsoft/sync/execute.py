@@ -4,7 +4,8 @@ A job is not a request: it uses one short DB session per unit of work (read the 
 of results, the final write), so a long run never holds a transaction open while it talks to Microsoft. The final
 state is always written, whatever goes wrong; a run stopped half-way (a killed worker) converges on the next run
 because every step is idempotent. Where the pieces live: inputs.py (what a run starts from), recorder.py (outcomes,
-links, flags, audit), lifecycle.py (claim, heartbeat, finish, abandon), policy.py (what a Graph error does to a run).
+links, flags, audit), lifecycle.py (claim, heartbeat, finish, abandon), policy.py (what a Graph error does to a run),
+requeue.py (a run that meets an outage is queued again, keeping what it did).
 """
 
 from __future__ import annotations
@@ -13,9 +14,11 @@ import asyncio
 import logging
 import time
 import uuid
+from datetime import timedelta
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.metrics import record_sync_run
 from equa.microsoft.graph import (
@@ -33,10 +36,14 @@ from equa.microsoft.sync.inputs import SyncInputs, load_inputs
 from equa.microsoft.sync.lifecycle import (
     DEFAULT_LEASE_SECONDS,
     Heartbeat,
+    KeptWork,
     claim_run,
     finish_failed,
     finish_run,
     graph_stats_json,
+    keep_made_changes,
+    kept_work,
+    requeue_run,
 )
 from equa.microsoft.sync.plan import DirectoryUser, IdentityLink, PlannedMember, SyncPlan, SyncPlanner
 from equa.microsoft.sync.policy import REPLICATION_DELAYS
@@ -51,6 +58,16 @@ from equa.microsoft.sync.recorder import (
     note_removal,
     plan_rows,
     store_flags,
+)
+from equa.microsoft.sync.requeue import (
+    GAVE_UP_ACTION,
+    NO_REQUEUES,
+    REQUEUED_ACTION,
+    RequeuePolicy,
+    gave_up_message,
+    is_outage,
+    outage_code,
+    requeued_message,
 )
 from equa.microsoft.sync.resolve import resolve_addresses
 
@@ -90,9 +107,11 @@ async def build_plan(graph: GraphClient, inputs: SyncInputs, progress: Progress)
 
 async def apply_plan(
     graph: GraphClient, inputs: SyncInputs, plan: SyncPlan, progress: Progress, recorder: Recorder
-) -> None:
-    """Send the plan's writes a chunk at a time; every member gets one outcome and every change one audit event."""
+) -> int:
+    """Send the plan's writes a chunk at a time; every member gets one outcome and every change one audit event.
+    Returns how many member changes failed because Graph stayed unavailable (worth a requeue)."""
     progress.set_phase("applying", total=len(plan.adds) + len(plan.removals))
+    outages = 0
     pending_links = {link.user_id: link for link in plan.links}
     for chunk in chunks(plan.adds, ADD_CHUNK):
         applied = AppliedChanges()
@@ -100,7 +119,7 @@ async def apply_plan(
             link = pending_links.pop(planned.user_id, None)
             if link is not None:
                 applied.links[planned.user_id] = link
-        await _add_chunk(graph, inputs, chunk, applied, progress)
+        outages += await _add_chunk(graph, inputs, chunk, applied, progress)
         await recorder.record(applied)
 
     for removal_chunk in chunks(plan.removals, ADD_CHUNK):
@@ -108,6 +127,7 @@ async def apply_plan(
         removals = {r.directory_id: r for r in removal_chunk}
         for change in await applying.remove_members(graph, inputs.group_id, list(removals), progress.advance):
             note_removal(inputs, applied, removals[change.directory_id], change)
+            outages += change.outage
         await recorder.record(applied)
 
     # Links that need no write (members already in the group, found under a new address), then the forgotten.
@@ -116,6 +136,7 @@ async def apply_plan(
         await recorder.record(AppliedChanges(links={link.user_id: link for link in link_chunk}))
     if plan.forget_links:
         await recorder.record(AppliedChanges(forget_links=set(plan.forget_links)))
+    return outages
 
 
 class _StillMissing(GraphNotFound):
@@ -128,13 +149,15 @@ async def _add_chunk(
     chunk: list[PlannedMember],
     applied: AppliedChanges,
     progress: Progress,
-) -> None:
-    """Add one chunk; members Graph does not know yet are looked up again and retried while_replicating."""
+) -> int:
+    """Add one chunk; members Graph does not know yet are looked up again and retried while_replicating.
+    Returns how many adds failed because Graph stayed unavailable."""
     pending: list[PlannedMember] = list(chunk)
     missing: list[PlannedMember] = []
+    outages = 0
 
     async def add_pending() -> None:
-        nonlocal pending, missing
+        nonlocal pending, missing, outages
         if missing:
             # The directory id may be gone (account deleted and re-created): look the addresses up again.
             pending = await _look_up_again(graph, missing, applied)
@@ -158,6 +181,7 @@ async def _add_chunk(
                 graph.own_writes.changed(
                     graph.tenant, inputs.group_id, planned.directory_id, present=True, member=listed
                 )
+            outages += change.outage
             note_add(inputs, applied, planned, change)
         if missing:
             raise _StillMissing(f"{len(missing)} member(s) not found by Microsoft Graph")
@@ -170,6 +194,7 @@ async def _add_chunk(
         for planned in missing:
             change = applying.MemberChange(planned.directory_id, Outcome.FAILED.value, STILL_REPLICATING)
             note_add(inputs, applied, planned, change)
+    return outages
 
 
 async def _look_up_again(
@@ -210,8 +235,10 @@ async def execute_run(
     scope: GroupScope,
     progress: Progress | None = None,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    requeue: RequeuePolicy = NO_REQUEUES,
 ) -> str | None:
-    """Claim and run one queued sync; returns its final status (None if another worker had claimed it)."""
+    """Claim and run one queued sync; returns its status once this try ends (None if another worker had claimed
+    it): a final one, or `queued` when an outage queued it again (`requeue`; its retry_at says when)."""
     run = await claim_run(session_factory, run_id)
     if run is None:
         return None
@@ -224,7 +251,7 @@ async def execute_run(
         status = RunStatus.FAILED.value
         started = time.monotonic()
         try:
-            status = await _run(session_factory, graph, run, progress, usage, scope)
+            status = await _run(session_factory, graph, run, progress, usage, scope, requeue)
             return status
         except asyncio.CancelledError:
             if heartbeat.lost.is_set():
@@ -238,13 +265,25 @@ async def execute_run(
                 "The sync was interrupted (the process is shutting down).",
                 "Start the sync again; it picks up where this one stopped.",
                 usage,
+                earlier_stats=run.graph_stats,
             )
             raise
         except GraphError as error:
+            if is_outage(error) and requeue.allows(run.requeues):
+                log.warning("sync run %s met an outage, queued again: %r", run_id, error)
+                status = await _requeue(session_factory, run, requeue, usage, error, error.message)
+                return status
             # Whatever its class, an error that reaches here fails the run (policy.py says which do).
             log.warning("sync run %s failed: %r", run_id, error)
+            code, message, action = error.code or "graph_error", error.message, error.action
+            if is_outage(error):
+                code = outage_code(error)
+                async with session_factory() as session:
+                    kept = await kept_work(session, run_id)
+                message = gave_up_message(error.message, kept=kept.changes, requeues=run.requeues)
+                action = GAVE_UP_ACTION
             await finish_failed(
-                session_factory, run_id, error.code or "graph_error", error.message, error.action, usage
+                session_factory, run_id, code, message, action, usage, earlier_stats=run.graph_stats
             )
             return RunStatus.FAILED.value
         except Exception:
@@ -256,11 +295,46 @@ async def execute_run(
                 "The sync stopped on an unexpected error.",
                 "Try again; if it persists, contact support with the run id.",
                 usage,
+                earlier_stats=run.graph_stats,
             )
             return RunStatus.FAILED.value
         finally:
             await heartbeat.stop()
-            record_sync_run(status, time.monotonic() - started, progress.newly_flagged)
+            outcome = "requeued" if status == RunStatus.QUEUED.value else status
+            record_sync_run(outcome, time.monotonic() - started, progress.newly_flagged)
+
+
+async def _requeue(
+    session_factory: async_sessionmaker[AsyncSession],
+    run: SyncRun,
+    policy: RequeuePolicy,
+    usage: GraphUsage,
+    error: GraphError | None,
+    reason: str,
+) -> str:
+    """Queue the run again after its backoff, keeping the changes it made; `queued`, or `abandoned` if the run had
+    been marked abandoned meanwhile."""
+    retry_at = utcnow() + timedelta(seconds=policy.delay(run.requeues, error))
+    async with session_factory() as session:
+        kept = await keep_made_changes(session, run.id, dry_run=run.dry_run)
+        queued = await requeue_run(
+            session,
+            run.id,
+            retry_at=retry_at,
+            counts=kept.counts,
+            graph_stats=graph_stats_json(usage, run.graph_stats),
+            error_code=outage_code(error) if error is not None else "microsoft_unavailable",
+            error_message=requeued_message(
+                reason,
+                kept=kept.changes,
+                retry_at=retry_at,
+                attempt=run.requeues + 2,
+                attempts=policy.max_requeues + 1,
+            ),
+            error_action=REQUEUED_ACTION,
+        )
+        await session.commit()
+    return RunStatus.QUEUED.value if queued else RunStatus.ABANDONED.value
 
 
 async def _run(
@@ -270,9 +344,14 @@ async def _run(
     progress: Progress,
     usage: GraphUsage,
     scope: GroupScope,
+    requeue: RequeuePolicy,
 ) -> str:
+    kept = KeptWork()
     async with session_factory() as session:
         inputs = await load_inputs(session, run)
+        if run.requeues:
+            # A try after a requeue: what the earlier tries did stays on the run, and counts.
+            kept = await kept_work(session, run.id)
         if inputs is not None:
             try:
                 # Scheduled runs too: a group that left the scope since it was linked is not touched.
@@ -293,16 +372,27 @@ async def _run(
     plan = await build_plan(graph, inputs, progress)
     # The plan holds what the next steps need; the team and the old links are no longer.
     inputs.team, inputs.links = [], []
-    recorder = Recorder(session_factory, inputs, run.id)
+    recorder = Recorder(session_factory, inputs, run.id, last_seq=kept.last_seq)
+    outages = 0
     if inputs.dry_run:
         for rows in chunks(dry_run_rows(plan), ADD_CHUNK):
             await recorder.record(AppliedChanges(rows=rows), store_links=False)
     else:
-        await apply_plan(graph, inputs, plan, progress, recorder)
+        outages = await apply_plan(graph, inputs, plan, progress, recorder)
+    if outages and requeue.allows(run.requeues):
+        # Some changes met an outage: the whole run is tried again later (only what is left is done then).
+        reason = f"{outages} member change{'s' if outages != 1 else ''} could not be made: Microsoft Graph stayed unavailable."
+        log.warning("sync run %s: %d member change(s) met an outage, queued again", run.id, outages)
+        return await _requeue(session_factory, run, requeue, usage, None, reason)
     for rows in chunks(plan_rows(plan), ADD_CHUNK):
         await recorder.record(AppliedChanges(rows=rows), store_links=False)
     counts = dict(recorder.counts)
-    counts[Outcome.ALREADY_MEMBER.value] += len(plan.already_members)
+    for outcome, number in kept.counts.items():
+        counts[outcome] = counts.get(outcome, 0) + number
+    # Members an earlier try added are in the group now: counted once, as added.
+    counts[Outcome.ALREADY_MEMBER.value] += sum(
+        1 for member in plan.already_members if member.user_id not in kept.added_user_ids
+    )
     counts["dismissedInGroup"] = plan.dismissed_in_group
     status = RunStatus.PARTIAL.value if counts[Outcome.FAILED.value] else RunStatus.SUCCEEDED.value
 
@@ -316,7 +406,7 @@ async def _run(
             run.id,
             status=status,
             counts=counts,
-            graph_stats=graph_stats_json(usage),
+            graph_stats=graph_stats_json(usage, run.graph_stats),
             done=progress.done,
             total=progress.total,
             error_code="some_members_failed" if partial else None,

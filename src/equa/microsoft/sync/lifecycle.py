@@ -1,6 +1,7 @@
 """A sync run's lifecycle, on a worker's side: claim, heartbeat, finish, abandon.
 
-queued -> running (claim_run, exactly one worker) -> succeeded | partial | failed (finish_run). A running run beats
+queued -> running (claim_run, exactly one worker) -> succeeded | partial | failed (finish_run), or back to queued
+(requeue_run) when Microsoft Graph stayed unavailable, to be claimed again once its retry_at has come. A running run beats
 (its heartbeat and progress) every quarter of the lease; one that misses a whole lease, or a queued run nobody
 claimed within one, is abandoned (abandon_stale_runs), and a run that learns it was abandoned stops quietly. A run
 the task queue never received is failed at once (fail_queued_run). Every write here is guarded by the status it
@@ -14,15 +15,16 @@ import contextlib
 import logging
 import uuid
 from collections.abc import Callable
+from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import and_, or_, update
+from sqlalchemy import and_, delete, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.db.base import utcnow
 from equa.microsoft.graph import GraphUsage
-from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.models import Outcome, RunStatus, SyncOutcome, SyncRun
 from equa.microsoft.sync.progress import Progress
 
 log = logging.getLogger("equa.microsoft.sync.runs")
@@ -47,7 +49,14 @@ async def claim_run(session_factory: async_sessionmaker[AsyncSession], run_id: u
         result = await session.execute(
             update(SyncRun)
             .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED.value)
-            .values(status=RunStatus.RUNNING.value, started_at=now, heartbeat_at=now, phase="starting")
+            # A run queued again keeps the time its first try started.
+            .values(
+                status=RunStatus.RUNNING.value,
+                started_at=func.coalesce(SyncRun.started_at, now),
+                heartbeat_at=now,
+                phase="starting",
+                retry_at=None,
+            )
             .execution_options(synchronize_session=False)
         )
         await session.commit()
@@ -136,13 +145,15 @@ class Heartbeat:
 # --- finish --------------------------------------------------------------------------------------------------
 
 
-def graph_stats_json(usage: GraphUsage) -> dict[str, int]:
-    """A run's Graph traffic as SyncRun.graph_stats stores it (and the API shows it)."""
+def graph_stats_json(usage: GraphUsage, earlier: dict[str, Any] | None = None) -> dict[str, int]:
+    """A run's Graph traffic as SyncRun.graph_stats stores it (and the API shows it); `earlier` is what the
+    run's earlier tries sent, for a run queued again."""
+    earlier = earlier or {}
     return {
-        "requests": usage.requests,
-        "batchSubrequests": usage.batch_subrequests,
-        "throttled": usage.throttled,
-        "retries": usage.retries,
+        "requests": int(earlier.get("requests", 0)) + usage.requests,
+        "batchSubrequests": int(earlier.get("batchSubrequests", 0)) + usage.batch_subrequests,
+        "throttled": int(earlier.get("throttled", 0)) + usage.throttled,
+        "retries": int(earlier.get("retries", 0)) + usage.retries,
     }
 
 
@@ -193,6 +204,8 @@ async def finish_failed(
     message: str,
     action: str | None,
     usage: GraphUsage | None = None,
+    *,
+    earlier_stats: dict[str, Any] | None = None,
 ) -> None:
     """Fail a running run in its own transaction, with what the admin should do next."""
     async with session_factory() as session:
@@ -200,12 +213,101 @@ async def finish_failed(
             session,
             run_id,
             status=RunStatus.FAILED.value,
-            graph_stats=graph_stats_json(usage) if usage is not None else None,
+            graph_stats=graph_stats_json(usage, earlier_stats) if usage is not None else None,
             error_code=code,
             error_message=message,
             error_action=action,
         )
         await session.commit()
+
+
+# --- queued again --------------------------------------------------------------------------------------------
+
+# What a run changed in Microsoft 365; every other outcome is decided again by the next try.
+MADE_CHANGES = (Outcome.ADDED.value, Outcome.REMOVED.value)
+
+
+@dataclass(frozen=True)
+class KeptWork:
+    """What the earlier tries of a run queued again had done: its outcome rows go on after `last_seq`."""
+
+    last_seq: int = 0
+    counts: dict[str, int] = field(default_factory=dict)
+    added_user_ids: frozenset[uuid.UUID] = frozenset()
+
+    @property
+    def changes(self) -> int:
+        return sum(self.counts.get(outcome, 0) for outcome in MADE_CHANGES)
+
+
+async def keep_made_changes(session: AsyncSession, run_id: uuid.UUID, *, dry_run: bool) -> KeptWork:
+    """Before a run is queued again: keep the outcomes of the changes it made (none for a dry run, which made
+    none), drop the rest, which the next try decides again, and return what is kept."""
+    kept = () if dry_run else MADE_CHANGES
+    await session.execute(
+        delete(SyncOutcome)
+        .where(SyncOutcome.run_id == run_id, SyncOutcome.outcome.not_in(kept))
+        .execution_options(synchronize_session=False)
+    )
+    return await kept_work(session, run_id)
+
+
+async def kept_work(session: AsyncSession, run_id: uuid.UUID) -> KeptWork:
+    """The outcomes a run already holds: a try after a requeue counts them and numbers its own after them."""
+    rows = (
+        await session.execute(
+            select(SyncOutcome.outcome, func.count(), func.max(SyncOutcome.seq))
+            .where(SyncOutcome.run_id == run_id)
+            .group_by(SyncOutcome.outcome)
+        )
+    ).all()
+    if not rows:
+        return KeptWork()
+    added = await session.scalars(
+        select(SyncOutcome.user_id).where(
+            SyncOutcome.run_id == run_id,
+            SyncOutcome.outcome == Outcome.ADDED.value,
+            SyncOutcome.user_id.is_not(None),
+        )
+    )
+    return KeptWork(
+        last_seq=max(int(last or 0) for _, _, last in rows),
+        counts={str(outcome): int(count) for outcome, count, _ in rows},
+        added_user_ids=frozenset(u for u in added if u is not None),
+    )
+
+
+async def requeue_run(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    *,
+    retry_at: datetime,
+    counts: dict[str, Any],
+    graph_stats: dict[str, Any],
+    error_code: str,
+    error_message: str,
+    error_action: str,
+) -> bool:
+    """running -> queued again, to be tried at `retry_at` (in the caller's transaction); False if the run had been
+    marked abandoned meanwhile. The error says why, and what the run had done so far."""
+    result = await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.RUNNING.value)
+        .values(
+            status=RunStatus.QUEUED.value,
+            requeues=SyncRun.requeues + 1,
+            retry_at=retry_at,
+            heartbeat_at=utcnow(),
+            phase="waiting",
+            counts=counts,
+            graph_stats=graph_stats,
+            error_code=error_code,
+            error_message=error_message,
+            error_action=error_action,
+        )
+        .execution_options(synchronize_session=False)
+    )
+    return _rowcount(result) == 1
 
 
 async def fail_queued_run(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> None:
@@ -234,8 +336,12 @@ def _stale_condition(now: datetime, lease_seconds: int) -> Any:
     cutoff = now - timedelta(seconds=lease_seconds)
     return or_(
         and_(SyncRun.status == RunStatus.RUNNING.value, SyncRun.heartbeat_at < cutoff),
-        # Queued but never claimed within a lease: its message was lost (a broker restart, a failed enqueue).
-        and_(SyncRun.status == RunStatus.QUEUED.value, SyncRun.created_at < cutoff),
+        # Queued but never claimed within a lease of its turn (its creation, or the retry_at of a run queued
+        # again): its message was lost (a broker restart, a failed enqueue, a worker stopped while it waited).
+        and_(
+            SyncRun.status == RunStatus.QUEUED.value,
+            func.coalesce(SyncRun.retry_at, SyncRun.created_at) < cutoff,
+        ),
     )
 
 

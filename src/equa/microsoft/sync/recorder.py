@@ -218,12 +218,17 @@ class Recorder:
     """Writes a run's outcomes, audit events and identity links chunk by chunk, each in its own short transaction."""
 
     def __init__(
-        self, session_factory: async_sessionmaker[AsyncSession], inputs: SyncInputs, run_id: uuid.UUID
+        self,
+        session_factory: async_sessionmaker[AsyncSession],
+        inputs: SyncInputs,
+        run_id: uuid.UUID,
+        *,
+        last_seq: int = 0,
     ):
         self._session_factory = session_factory
         self._inputs = inputs
         self._run_id = run_id
-        self._seq = 0
+        self._seq = last_seq  # a run queued again numbers its outcomes after those it kept
         self.counts = {o.value: 0 for o in Outcome}
 
     async def record(self, changes: AppliedChanges, *, store_links: bool = True) -> None:

@@ -64,6 +64,11 @@ class SyncRunOut(CamelModel):
     heartbeat_at: datetime | None
     error: RunErrorOut | None
     graph_stats: GraphStatsOut
+    requeues: int = Field(
+        0,
+        description="Times the run was queued again after Microsoft 365 stayed unavailable (EQUA_SYNC_MAX_REQUEUES).",
+    )
+    retry_at: datetime | None = Field(None, description="When a run queued again tries once more.")
 
     @classmethod
     def of(cls, run: SyncRun) -> SyncRunOut:
@@ -92,6 +97,8 @@ class SyncRunOut(CamelModel):
                 throttled=int(stored.get("throttled", 0)),
                 retries=int(stored.get("retries", 0)),
             ),
+            requeues=run.requeues or 0,
+            retry_at=run.retry_at if run.status == "queued" else None,
         )
 
 
