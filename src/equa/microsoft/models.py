@@ -36,12 +36,55 @@ class MicrosoftMember(TimestampMixin, Base):
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
     user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    # The group the link was made for (lower-case GUID text): a link, and added_by_sync, hold only in that group;
+    # a link to another group starts fresh.
+    group_id: Mapped[str | None] = mapped_column(String(DIRECTORY_ID_LENGTH), default=None)
     directory_id: Mapped[str] = mapped_column(String(DIRECTORY_ID_LENGTH))
     matched_by: Mapped[str] = mapped_column(String(32))
     # The normalized Equa address the match was made from: when the user's address changes, resolve again.
     matched_email: Mapped[str] = mapped_column(String(320))
     # Only members the sync itself added may ever be removed by it (and only with removeDeparted on).
     added_by_sync: Mapped[bool] = mapped_column(default=False)
+
+
+class MicrosoftExclusion(Base):
+    """A team member an admin removed from the group: the sync never adds them back until they are allowed again
+    (or an admin adds them by hand)."""
+
+    __tablename__ = "microsoft_exclusions"
+    __table_args__ = (UniqueConstraint("organization_id", "user_id"),)
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    user_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("users.id", ondelete="CASCADE"))
+    excluded_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+
+
+class HandAddedMember(Base):
+    """A directory user an admin added to the linked group by hand who is not on the team: the admin chose them,
+    so the sync does not flag them."""
+
+    __tablename__ = "microsoft_hand_added_members"
+    __table_args__ = (
+        UniqueConstraint(
+            "organization_id",
+            "group_id",
+            "directory_id",
+            name="uq_microsoft_hand_added_members_org_group_directory",
+        ),
+    )
+
+    id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
+    organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    group_id: Mapped[str] = mapped_column(String(DIRECTORY_ID_LENGTH))
+    directory_id: Mapped[str] = mapped_column(String(DIRECTORY_ID_LENGTH))
+    added_by: Mapped[uuid.UUID | None] = mapped_column(
+        ForeignKey("users.id", ondelete="SET NULL"), default=None
+    )
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
 
 
 class FlagStatus(StrEnum):
@@ -61,6 +104,8 @@ class FlaggedMember(TimestampMixin, Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
+    # The group the person was seen in: flags and dismissals shown are those of the linked group only.
+    group_id: Mapped[str | None] = mapped_column(String(DIRECTORY_ID_LENGTH), default=None)
     directory_id: Mapped[str] = mapped_column(String(DIRECTORY_ID_LENGTH))
     display_name: Mapped[str | None] = mapped_column(String(256), default=None)
     email: Mapped[str | None] = mapped_column(String(320), default=None)
@@ -136,6 +181,7 @@ class Outcome(StrEnum):
     ADDED = "added"
     ALREADY_MEMBER = "alreadyMember"
     REMOVED = "removed"
+    EXCLUDED = "excluded"  # an admin removed them from the group: the sync does not add them back
     FLAGGED = "flagged"
     NOT_IN_TENANT = "notInTenant"
     BLOCKED_BY_POLICY = "blockedByPolicy"

@@ -14,7 +14,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import and_, func, or_, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
@@ -228,34 +228,58 @@ async def team_member(session: AsyncSession, organization_id: uuid.UUID, user_id
     return rows.scalar_one_or_none()
 
 
-async def directory_links(session: AsyncSession, organization_id: uuid.UUID) -> list[MicrosoftMember]:
-    """The organization's links between Equa users and directory users."""
+async def directory_links(
+    session: AsyncSession, organization_id: uuid.UUID, group_id: str
+) -> list[MicrosoftMember]:
+    """The organization's links between Equa users and directory users, made for the group `group_id`."""
     return list(
         await session.scalars(
-            select(MicrosoftMember).where(MicrosoftMember.organization_id == organization_id)
+            select(MicrosoftMember).where(
+                MicrosoftMember.organization_id == organization_id, MicrosoftMember.group_id == group_id
+            )
         )
     )
 
 
-async def directory_user_ids(session: AsyncSession, organization_id: uuid.UUID) -> dict[str, uuid.UUID]:
-    """Directory id (lower-case) -> the Equa user linked to it in this organization."""
+async def directory_user_ids(
+    session: AsyncSession, organization_id: uuid.UUID, group_id: str
+) -> dict[str, uuid.UUID]:
+    """Directory id (lower-case) -> the Equa user linked to it in this organization, for the group `group_id`."""
     rows = await session.execute(
         select(MicrosoftMember.directory_id, MicrosoftMember.user_id).where(
-            MicrosoftMember.organization_id == organization_id
+            MicrosoftMember.organization_id == organization_id, MicrosoftMember.group_id == group_id
         )
     )
     return {directory_id.lower(): user_id for directory_id, user_id in rows}
 
 
-async def directory_id_of(
+async def directory_link(
     session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID
-) -> str | None:
-    """The directory user an Equa user is linked to in this organization, if any."""
+) -> MicrosoftMember | None:
+    """The Equa user's link in this organization (made for whichever group), if any."""
     return await session.scalar(
-        select(MicrosoftMember.directory_id).where(
+        select(MicrosoftMember).where(
             MicrosoftMember.organization_id == organization_id, MicrosoftMember.user_id == user_id
         )
     )
+
+
+async def directory_id_of(
+    session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID, group_id: str
+) -> str | None:
+    """The directory user an Equa user is linked to in this organization for the group `group_id`, if any."""
+    return await session.scalar(
+        select(MicrosoftMember.directory_id).where(
+            MicrosoftMember.organization_id == organization_id,
+            MicrosoftMember.user_id == user_id,
+            MicrosoftMember.group_id == group_id,
+        )
+    )
+
+
+async def forget_directory_links(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Drop every link of the organization: the next group linked starts fresh."""
+    await session.execute(delete(MicrosoftMember).where(MicrosoftMember.organization_id == organization_id))
 
 
 # --- flagged members --------------------------------------------------------------------------------------

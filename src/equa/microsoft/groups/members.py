@@ -18,6 +18,7 @@ from equa.microsoft.graph import GraphAlreadyExists, GraphClient, GraphError, Gr
 from equa.microsoft.groups.linking import (
     linkability,
     linked_group,
+    linked_group_id,
     recently_linked,
     require_linked,
     require_linked_in_scope,
@@ -74,7 +75,12 @@ async def team_directory(
 ) -> tuple[dict[str, uuid.UUID], ...]:
     """(address -> Equa user id, directory id -> Equa user id) for the organization's team."""
     by_email = await repository.team_addresses(session, organization.id)
-    by_directory_id = await repository.directory_user_ids(session, organization.id)
+    group_id = linked_group_id(organization)
+    by_directory_id = (
+        await repository.directory_user_ids(session, organization.id, group_id)
+        if group_id is not None
+        else {}
+    )
     return by_email, by_directory_id
 
 
@@ -165,7 +171,9 @@ async def _resolve_user(
         equa_user = await repository.team_member(session, organization.id, equa_user_id)
         if equa_user is None:
             raise equa_user_not_found()
-        linked = await repository.directory_id_of(session, organization.id, equa_user.id)
+        linked = await repository.directory_id_of(
+            session, organization.id, equa_user.id, require_linked(organization)
+        )
         if linked is not None:
             try:
                 response = await graph.get(f"users/{linked}", params={"$select": USER_FIELDS})

@@ -33,7 +33,9 @@ async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
         TeamMember(user_id, email, name)
         for user_id, email, name in await repository.active_team(session, organization.id)
     ]
-    link_rows = await repository.directory_links(session, organization.id)
+    group_id = str(organization.microsoft_group)
+    # Links made for another group (one linked before) do not count: a new link starts fresh.
+    link_rows = await repository.directory_links(session, organization.id, group_id)
     links = [
         IdentityLink(
             user_id=m.user_id,
@@ -47,7 +49,7 @@ async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
     dismissed = await repository.dismissed_directory_ids(session, organization.id)
     return SyncInputs(
         organization_id=organization.id,
-        group_id=str(organization.microsoft_group),
+        group_id=group_id,
         actor_id=run.requested_by,
         dry_run=run.dry_run,
         team=team,

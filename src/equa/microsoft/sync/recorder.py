@@ -297,6 +297,7 @@ async def store_links_of(session: AsyncSession, inputs: SyncInputs, applied: App
             session.add(
                 MicrosoftMember(
                     organization_id=inputs.organization_id,
+                    group_id=inputs.group_id,
                     user_id=user_id,
                     directory_id=link.directory_id,
                     matched_by=link.matched_by,
@@ -304,15 +305,14 @@ async def store_links_of(session: AsyncSession, inputs: SyncInputs, applied: App
                     added_by_sync=link.added_by_sync,
                 )
             )
-        else:
-            row.directory_id = link.directory_id
-            row.matched_by = link.matched_by
-            row.matched_email = link.matched_email
-            # Known bug, kept as it is until its fix lands with tests: directory_id was assigned above, so the
-            # comparison is always true and an old added_by_sync survives a change of directory id.
-            row.added_by_sync = link.added_by_sync or (
-                row.added_by_sync and row.directory_id == link.directory_id
-            )
+            continue
+        # The sync added this person only if it says so now, or said so before for the same group and account.
+        same_account = row.group_id == inputs.group_id and row.directory_id == link.directory_id
+        row.added_by_sync = link.added_by_sync or (row.added_by_sync and same_account)
+        row.group_id = inputs.group_id
+        row.directory_id = link.directory_id
+        row.matched_by = link.matched_by
+        row.matched_email = link.matched_email
 
 
 async def store_flags(session: AsyncSession, inputs: SyncInputs, plan: SyncPlan) -> int:
