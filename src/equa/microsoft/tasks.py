@@ -243,6 +243,28 @@ async def _health_check(resources: JobResources) -> None:
         log.exception("health check of linked groups failed")
 
 
+async def _prune(resources: JobResources) -> None:
+    from equa.microsoft.retention import prune
+
+    settings = resources.settings
+    try:
+        pruned = await prune(
+            resources.session_factory,
+            keep_runs=settings.sync_run_retention,
+            audit_days=settings.audit_retention_days,
+        )
+    except Exception:
+        log.exception("retention of sync outcomes and audit events failed")
+        return
+    if pruned.outcomes or pruned.audit_events:
+        log.info(
+            "retention: deleted %d outcome(s) of %d old run(s) and %d audit event(s)",
+            pruned.outcomes,
+            pruned.runs,
+            pruned.audit_events,
+        )
+
+
 async def run_scheduler(
     resources: JobResources,
     stop: asyncio.Event | None,
@@ -250,7 +272,8 @@ async def run_scheduler(
     first_tick_delay: float = 0.0,
     leadership: SchedulerLeadership | None = None,
 ) -> None:
-    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check.
+    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check and the
+    retention of old outcomes and audit events.
 
     With `leadership` (a Redis lock shared by every scheduler) only the leader ticks; the others stand by and
     check often enough to take over within EQUA_SCHEDULER_LOCK_SECONDS of the leader's end.
@@ -278,6 +301,7 @@ async def run_scheduler(
             log.exception("scheduler tick failed")
         if loop.time() >= next_health:
             await _health_check(resources)
+            await _prune(resources)
             next_health = loop.time() + interval
         if await _sleep_or_stop(stop, tick):
             return
