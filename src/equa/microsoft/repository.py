@@ -207,15 +207,31 @@ async def team_addresses(session: AsyncSession, organization_id: uuid.UUID) -> d
 
 
 async def active_team(
-    session: AsyncSession, organization_id: uuid.UUID
+    session: AsyncSession, organization_id: uuid.UUID, *, only: Collection[uuid.UUID] | None = None
 ) -> list[tuple[uuid.UUID, str, str | None]]:
-    """(user id, normalized address, display name) of the organization's active members."""
-    rows = await session.execute(
+    """(user id, normalized address, display name) of the organization's active members (of `only`, if given)."""
+    statement = (
         select(User.id, User.email_normalized, User.display_name)
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.organization_id == organization_id, User.is_active.is_(True))
     )
+    if only is not None:
+        statement = statement.where(User.id.in_(list(only)))
+    rows = await session.execute(statement)
     return [(user_id, email, name) for user_id, email, name in rows]
+
+
+async def organizations_of_users(
+    session: AsyncSession, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, set[uuid.UUID]]:
+    """Organization id -> which of these users are its members (active or not)."""
+    rows = await session.execute(
+        select(Membership.organization_id, Membership.user_id).where(Membership.user_id.in_(list(user_ids)))
+    )
+    found: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for organization_id, user_id in rows:
+        found.setdefault(organization_id, set()).add(user_id)
+    return found
 
 
 async def team_member(session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID) -> User | None:

@@ -32,6 +32,7 @@ from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs, fail_queued_run
+from equa.microsoft.sync.push import TeamChangePusher, install_push_hook
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
 
 if TYPE_CHECKING:
@@ -168,6 +169,10 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
     await broker.startup()
     stack.callback(install_enqueue_hook(resources))
     stack.push_async_callback(_shutdown_broker, broker)
+    # Team changes made through this process, pushed to the group as targeted runs (autoSync on).
+    pusher = TeamChangePusher(resources.session_factory, lease_seconds=settings.sync_lease_seconds)
+    stack.push_async_callback(pusher.aclose)
+    stack.callback(install_push_hook(resources.session_factory, pusher))
     if not settings.broker_url:
         # Several API replicas sharing EQUA_REDIS_URL each embed a scheduler; the lock lets one of them lead.
         leadership = scheduler_leadership(settings)
