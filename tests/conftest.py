@@ -214,6 +214,8 @@ def make_settings(database_url: str, tmp_path: Path) -> Callable[..., Settings]:
             "database_url": database_url,
             "secret_key": TEST_SECRET_KEY,
             "data_dir": tmp_path / "data",
+            # Tests sync several times in a row; the pacing of admins' syncs has tests of its own.
+            "sync_min_interval_seconds": 0,
         }
         values.update(overrides)
         return Settings(**values)

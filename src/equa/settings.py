@@ -92,6 +92,13 @@ class Settings(BaseSettings):
     # this many times, waiting EQUA_SYNC_REQUEUE_BACKOFF seconds before the first try and twice as long each time.
     sync_max_requeues: int = Field(3, alias="EQUA_SYNC_MAX_REQUEUES", ge=0, le=20)
     sync_requeue_backoff_seconds: float = Field(30.0, alias="EQUA_SYNC_REQUEUE_BACKOFF", gt=0, le=3600)
+    # Per-person outcomes are kept for this many of each organization's newest runs; older ones are deleted in
+    # the background (the runs themselves stay).
+    sync_run_retention: int = Field(50, alias="EQUA_SYNC_RUN_RETENTION", ge=1, le=100_000)
+    # An organization may ask for one sync or dry run (API or page) every this many seconds; 0: no limit.
+    sync_min_interval_seconds: int = Field(10, alias="EQUA_SYNC_MIN_INTERVAL", ge=0, le=86_400)
+    # Unset: audit events are kept forever. Set: events older than this many days are deleted in the background.
+    audit_retention_days: int | None = Field(None, alias="EQUA_AUDIT_RETENTION_DAYS", ge=1, le=36_500)
     status_cache_seconds: float = Field(60.0, alias="EQUA_STATUS_CACHE_SECONDS", ge=0)
     # Unset: 2 s on SQLite (one serving process, where each statement costs thread round trips), off on
     # PostgreSQL (several replicas, where another replica's change would show only after the lifetime).

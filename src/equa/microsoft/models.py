@@ -151,7 +151,7 @@ class SyncRun(Base):
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))
-    trigger: Mapped[str] = mapped_column(String(16))  # api, web, schedule, cli
+    trigger: Mapped[str] = mapped_column(String(16))  # api, web, schedule, cli, push
     dry_run: Mapped[bool] = mapped_column(default=False)
     status: Mapped[str] = mapped_column(String(16), default=RunStatus.QUEUED.value)
     requested_by: Mapped[uuid.UUID | None] = mapped_column(
@@ -175,6 +175,8 @@ class SyncRun(Base):
     # Times the run was queued again after Microsoft Graph stayed unavailable, and when it next tries (queued).
     requeues: Mapped[int] = mapped_column(default=0, server_default=text("0"))
     retry_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
+    # A targeted run (trigger push): the Equa user ids whose team change it carries to the group. None: everyone.
+    targets: Mapped[list[str] | None] = mapped_column(JSON(none_as_null=True), default=None)
 
 
 class Outcome(StrEnum):
@@ -212,7 +214,11 @@ class AuditEvent(Base):
     """A change the system made (or tried to make) in Microsoft 365, or to the link itself."""
 
     __tablename__ = "microsoft_audit_events"
-    __table_args__ = (Index("ix_microsoft_audit_events_org_created", "organization_id", "created_at"),)
+    __table_args__ = (
+        Index("ix_microsoft_audit_events_org_created", "organization_id", "created_at"),
+        # EQUA_AUDIT_RETENTION_DAYS deletes by age across organizations.
+        Index("ix_microsoft_audit_events_created", "created_at"),
+    )
 
     id: Mapped[uuid.UUID] = mapped_column(primary_key=True, default=uuid.uuid4)
     organization_id: Mapped[uuid.UUID] = mapped_column(ForeignKey("organizations.id", ondelete="CASCADE"))

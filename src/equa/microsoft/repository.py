@@ -14,7 +14,7 @@ from collections.abc import Collection
 from datetime import datetime
 from typing import TypeVar
 
-from sqlalchemy import and_, delete, func, or_, select
+from sqlalchemy import and_, delete, exists, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
@@ -207,15 +207,31 @@ async def team_addresses(session: AsyncSession, organization_id: uuid.UUID) -> d
 
 
 async def active_team(
-    session: AsyncSession, organization_id: uuid.UUID
+    session: AsyncSession, organization_id: uuid.UUID, *, only: Collection[uuid.UUID] | None = None
 ) -> list[tuple[uuid.UUID, str, str | None]]:
-    """(user id, normalized address, display name) of the organization's active members."""
-    rows = await session.execute(
+    """(user id, normalized address, display name) of the organization's active members (of `only`, if given)."""
+    statement = (
         select(User.id, User.email_normalized, User.display_name)
         .join(Membership, Membership.user_id == User.id)
         .where(Membership.organization_id == organization_id, User.is_active.is_(True))
     )
+    if only is not None:
+        statement = statement.where(User.id.in_(list(only)))
+    rows = await session.execute(statement)
     return [(user_id, email, name) for user_id, email, name in rows]
+
+
+async def organizations_of_users(
+    session: AsyncSession, user_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, set[uuid.UUID]]:
+    """Organization id -> which of these users are its members (active or not)."""
+    rows = await session.execute(
+        select(Membership.organization_id, Membership.user_id).where(Membership.user_id.in_(list(user_ids)))
+    )
+    found: dict[uuid.UUID, set[uuid.UUID]] = {}
+    for organization_id, user_id in rows:
+        found.setdefault(organization_id, set()).add(user_id)
+    return found
 
 
 async def team_member(session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID) -> User | None:
@@ -375,9 +391,23 @@ async def last_real_run_at(session: AsyncSession, organization_id: uuid.UUID) ->
     """When the organization's last sync that was not a dry run was asked for."""
     return await session.scalar(
         select(SyncRun.created_at)
-        .where(SyncRun.organization_id == organization_id, SyncRun.dry_run.is_(False))
+        .where(
+            SyncRun.organization_id == organization_id,
+            SyncRun.dry_run.is_(False),
+            # A targeted run (a pushed team change) reconciles a few people, not the whole group.
+            SyncRun.trigger != "push",
+        )
         .order_by(SyncRun.created_at.desc())
         .limit(1)
+    )
+
+
+async def last_manual_run_at(session: AsyncSession, organization_id: uuid.UUID) -> datetime | None:
+    """When the organization's admins last asked for a sync or a dry run (from the API or the page)."""
+    return await session.scalar(
+        select(func.max(SyncRun.created_at)).where(
+            SyncRun.organization_id == organization_id, SyncRun.trigger.in_(("api", "web"))
+        )
     )
 
 
@@ -421,3 +451,34 @@ async def outcomes_page(
     if after is not None:
         statement = statement.where(SyncOutcome.seq > after)
     return list(await session.scalars(statement.order_by(SyncOutcome.seq).limit(limit)))
+
+
+# --- retention --------------------------------------------------------------------------------------------
+
+
+async def runs_past_retention(session: AsyncSession, keep: int, *, limit: int) -> list[uuid.UUID]:
+    """Up to `limit` finished runs, older than their organization's `keep` newest, that still have outcomes."""
+    ranked = select(
+        SyncRun.id,
+        SyncRun.status,
+        func.row_number()
+        .over(partition_by=SyncRun.organization_id, order_by=(SyncRun.created_at.desc(), SyncRun.id.desc()))
+        .label("rank"),
+    ).subquery()
+    statement = (
+        select(ranked.c.id)
+        .where(ranked.c.rank > keep, ranked.c.status.not_in(ACTIVE_RUN_STATUSES))
+        .where(exists().where(SyncOutcome.run_id == ranked.c.id))
+        .limit(limit)
+    )
+    return list(await session.scalars(statement))
+
+
+async def delete_outcomes(session: AsyncSession, run_ids: Collection[uuid.UUID]) -> int:
+    result = await session.execute(delete(SyncOutcome).where(SyncOutcome.run_id.in_(list(run_ids))))
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def delete_audit_events_before(session: AsyncSession, before: datetime) -> int:
+    result = await session.execute(delete(AuditEvent).where(AuditEvent.created_at < before))
+    return int(getattr(result, "rowcount", 0) or 0)

@@ -32,6 +32,7 @@ from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
 from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs, fail_queued_run
+from equa.microsoft.sync.push import TeamChangePusher, install_push_hook
 from equa.microsoft.sync.requeue import RequeuePolicy
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
 
@@ -185,6 +186,10 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
     await broker.startup()
     stack.callback(install_enqueue_hook(resources))
     stack.push_async_callback(_shutdown_broker, broker)
+    # Team changes made through this process, pushed to the group as targeted runs (autoSync on).
+    pusher = TeamChangePusher(resources.session_factory, lease_seconds=settings.sync_lease_seconds)
+    stack.push_async_callback(pusher.aclose)
+    stack.callback(install_push_hook(resources.session_factory, pusher))
     if not settings.broker_url:
         # Several API replicas sharing EQUA_REDIS_URL each embed a scheduler; the lock lets one of them lead.
         leadership = scheduler_leadership(settings)
@@ -260,6 +265,28 @@ async def _health_check(resources: JobResources) -> None:
         log.exception("health check of linked groups failed")
 
 
+async def _prune(resources: JobResources) -> None:
+    from equa.microsoft.retention import prune
+
+    settings = resources.settings
+    try:
+        pruned = await prune(
+            resources.session_factory,
+            keep_runs=settings.sync_run_retention,
+            audit_days=settings.audit_retention_days,
+        )
+    except Exception:
+        log.exception("retention of sync outcomes and audit events failed")
+        return
+    if pruned.outcomes or pruned.audit_events:
+        log.info(
+            "retention: deleted %d outcome(s) of %d old run(s) and %d audit event(s)",
+            pruned.outcomes,
+            pruned.runs,
+            pruned.audit_events,
+        )
+
+
 async def run_scheduler(
     resources: JobResources,
     stop: asyncio.Event | None,
@@ -267,7 +294,8 @@ async def run_scheduler(
     first_tick_delay: float = 0.0,
     leadership: SchedulerLeadership | None = None,
 ) -> None:
-    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check.
+    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check and the
+    retention of old outcomes and audit events.
 
     With `leadership` (a Redis lock shared by every scheduler) only the leader ticks; the others stand by and
     check often enough to take over within EQUA_SCHEDULER_LOCK_SECONDS of the leader's end.
@@ -295,6 +323,7 @@ async def run_scheduler(
             log.exception("scheduler tick failed")
         if loop.time() >= next_health:
             await _health_check(resources)
+            await _prune(resources)
             next_health = loop.time() + interval
         if await _sleep_or_stop(stop, tick):
             return

@@ -208,7 +208,16 @@ async def start_sync(
     try:
         if context.organization.microsoft_group is not None:
             await scope.check(session, graph, context.organization.id, context.organization.microsoft_group)
-        run = await runs.request_sync(session, context.organization, context.user, dry_run, "web")
+        settings = request.app.state.settings
+        run = await runs.request_sync(
+            session,
+            context.organization,
+            context.user,
+            dry_run,
+            "web",
+            lease_seconds=settings.sync_lease_seconds,
+            min_interval=settings.sync_min_interval_seconds,
+        )
     except (AppError, GraphError) as error:
         problem = await problem_of(request, session, error)
         return partial(request, "problem.html", partial_context(request, context, problem=problem))

@@ -48,6 +48,7 @@ from equa.microsoft.sync.lifecycle import (
 from equa.microsoft.sync.plan import DirectoryUser, IdentityLink, PlannedMember, SyncPlan, SyncPlanner
 from equa.microsoft.sync.policy import REPLICATION_DELAYS
 from equa.microsoft.sync.progress import Progress
+from equa.microsoft.sync.push_run import PUSH_TRIGGER, run_push
 from equa.microsoft.sync.recorder import (
     AppliedChanges,
     Recorder,
@@ -251,7 +252,10 @@ async def execute_run(
         status = RunStatus.FAILED.value
         started = time.monotonic()
         try:
-            status = await _run(session_factory, graph, run, progress, usage, scope, requeue)
+            if run.trigger == PUSH_TRIGGER:
+                status = await run_push(session_factory, graph, run, progress, usage, scope)
+            else:
+                status = await _run(session_factory, graph, run, progress, usage, scope, requeue)
             return status
         except asyncio.CancelledError:
             if heartbeat.lost.is_set():

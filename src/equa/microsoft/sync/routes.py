@@ -37,6 +37,7 @@ ADMIN_ERRORS = (401, 403, 404, 422)
 DESCRIPTIONS = {
     "s404": "Feature disabled, no such organization (or not a member), or no such run or flagged member",
     "s409": "No Microsoft 365 group is linked, or the person is already on the team",
+    "s429": "A sync or dry run was asked for less than EQUA_SYNC_MIN_INTERVAL seconds ago (see Retry-After)",
 }
 
 
@@ -59,7 +60,7 @@ def _run_location(request: Request, org_id: uuid.UUID, run_id: uuid.UUID) -> str
     response_model=SyncRunOut,
     responses={
         200: {"model": SyncRunOut, "description": "The run finished within `wait` seconds."},
-        **_errors(409),
+        **_errors(409, 429),
     },
 )
 async def sync_members(
@@ -73,7 +74,10 @@ async def sync_members(
         float, Query(ge=0, le=MAX_WAIT_SECONDS, description="Seconds to wait for the run to finish.")
     ] = 0,
 ) -> JSONResponse:
-    """Start a sync (or get the one already queued or running). 202 with the run; 200 if it finished in time."""
+    """Start a sync (or get the one already queued or running). 202 with the run; 200 if it finished in time.
+
+    An organization may ask for one sync or dry run every EQUA_SYNC_MIN_INTERVAL seconds: sooner, 429 with
+    Retry-After (unless a run is still queued or running: that run is answered)."""
     dry_run = body.dry_run if body is not None else False
     if context.organization.microsoft_group is not None:
         # Refused now rather than as a failed run: the group is outside MS_GROUP_SCOPE (the job checks again).
@@ -85,6 +89,7 @@ async def sync_members(
         dry_run,
         "api",
         lease_seconds=request.app.state.settings.sync_lease_seconds,
+        min_interval=request.app.state.settings.sync_min_interval_seconds,
     )
     # Committed here, not at the end of the request: the task is handed to the broker on commit, and a worker
     # (or `wait` below) must see the run.

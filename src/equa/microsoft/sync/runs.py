@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import uuid
 from datetime import datetime
 
@@ -17,6 +18,7 @@ from sqlalchemy.exc import IntegrityError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
+from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.microsoft import repository
 from equa.microsoft.models import Outcome, RunStatus, SyncOutcome, SyncRun
@@ -26,7 +28,9 @@ from equa.pagination import Cursors, invalid_cursor
 
 log = logging.getLogger("equa.microsoft.sync.runs")
 
-TRIGGERS = ("api", "web", "schedule", "cli")
+TRIGGERS = ("api", "web", "schedule", "cli", "push")
+# Runs an organization's admins ask for (a sync or a dry run): these are paced by EQUA_SYNC_MIN_INTERVAL.
+MANUAL_TRIGGERS = ("api", "web")
 PAGE_SIZE_DEFAULT = 50
 PAGE_SIZE_MAX = 500
 FINISHED_STATUSES = (
@@ -63,11 +67,15 @@ async def request_sync(
     *,
     enqueue: bool = True,
     lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    min_interval: int = 0,
+    targets: list[str] | None = None,
 ) -> SyncRun:
     """The organization's queued-or-running run if there is one, else a new queued run.
 
     A new run is handed to the task broker after the caller's transaction commits (never before, so a worker
-    can always see it). Raises AppError 409 if no group is linked.
+    can always see it). Raises AppError 409 if no group is linked, and 429 if an admin's run (`api`, `web`) comes
+    less than `min_interval` seconds after the organization's last one. `targets` (user ids) makes the run a
+    targeted one, for just those people.
     """
     if trigger not in TRIGGERS:
         raise ValueError(f"unknown trigger {trigger!r}")
@@ -81,6 +89,8 @@ async def request_sync(
             "This organization has no Microsoft 365 group linked, so there is nothing to sync.",
             "Link a group (or create one) first.",
         )
+    if min_interval > 0 and trigger in MANUAL_TRIGGERS:
+        await _check_pace(session, organization.id, min_interval)
     run = SyncRun(
         organization_id=organization.id,
         trigger=trigger,
@@ -90,6 +100,7 @@ async def request_sync(
         group_id=str(organization.microsoft_group),
         counts={},
         graph_stats={},
+        targets=targets,
     )
     try:
         async with session.begin_nested():
@@ -103,6 +114,27 @@ async def request_sync(
     if enqueue:
         _enqueue_after_commit(session, run.id)
     return run
+
+
+async def _check_pace(session: AsyncSession, organization_id: uuid.UUID, min_interval: int) -> None:
+    """AppError 429 (with Retry-After) if the organization's last sync or dry run was asked for too recently."""
+    last = await repository.last_manual_run_at(session, organization_id)
+    if last is None:
+        return
+    wait = min_interval - (utcnow() - last).total_seconds()
+    if wait <= 0:
+        return
+    seconds = max(1, math.ceil(wait))
+    raise AppError(
+        429,
+        "sync_too_soon",
+        f"A sync or preview of this organization was asked for {max(0, min_interval - seconds)} s ago; one "
+        f"may be asked for every {min_interval} s.",
+        f"Wait {seconds} s (the Retry-After header), then ask again; the last run's result is on the "
+        "sync-runs list meanwhile.",
+        headers={"Retry-After": str(seconds)},
+        extra={"retryAfterSeconds": seconds},
+    )
 
 
 async def _expire_if_stale(session: AsyncSession, run: SyncRun, lease_seconds: int) -> bool:
