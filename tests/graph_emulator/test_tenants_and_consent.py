@@ -349,3 +349,18 @@ def test_a_tenant_can_be_created_consented_and_a_taken_domain_is_refused(multi):
     assert multi.consent_state(created["id"])["consented"]
     with pytest.raises(RuntimeError, match="400"):
         multi.create_tenant("Other", domain="fabrikam.com")
+
+
+def test_msal_with_a_customer_tenants_authority(multi):
+    import msal
+
+    def acquire() -> dict:
+        settings = {**multi.msal_settings(), "authority": f"{multi.base_url}/{FABRIKAM}"}
+        with settings["http_client"]:
+            return msal.ConfidentialClientApplication(**settings).acquire_token_for_client([GRAPH_SCOPE])
+
+    refused = acquire()
+    assert refused["error"] == "invalid_client" and refused["error_codes"] == [7000229]
+    multi.complete_admin_consent(multi.admin_consent_url(CALLBACK), *multi.tenant_admin(FABRIKAM))
+    granted = acquire()
+    assert jwt.decode(granted["access_token"], options={"verify_signature": False})["tid"] == FABRIKAM
