@@ -22,6 +22,17 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=Path, help="JSON seed file in Graph's shapes")
     parser.add_argument("--users", type=int, default=0, help="generate a tenant with this many users")
     parser.add_argument("--groups", type=int, default=0, help="... and this many groups")
+    parser.add_argument(
+        "--multi-tenant",
+        action="store_true",
+        help="the multi-tenant demo: the app's home tenant, Contoso (consented) and Fabrikam (not consented)",
+    )
+    parser.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="with --multi-tenant: a redirect URI registered for the app (repeatable; none: any is accepted)",
+    )
     parser.add_argument("--time-scale", type=float, default=1.0, help="speed up throttling windows and lag")
     parser.add_argument("--no-throttling", action="store_true", help="turn the token buckets off")
     parser.add_argument(
@@ -69,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
         except SeedFileError as error:
             print(f"graph_emulator: error: {error}", file=sys.stderr, flush=True)
             return 2
+    elif args.multi_tenant:
+        seed = seeds.multi_tenant_seed(args.redirect_uri)
     elif args.users or args.groups:
         seed = seeds.generated_seed(args.users, args.groups)
     else:
@@ -83,5 +96,14 @@ def main(argv: list[str] | None = None) -> int:
     server = EmulatorServer(emu, args.data_dir, args.port)
     print(server.base_url, flush=True)
     print(f"CA certificate: {server.tls.ca_path}", file=sys.stderr, flush=True)
+    for tenant in emu.directory.tenants.values():
+        for account in tenant.accounts.values():
+            if account.admin:
+                print(
+                    f"{tenant.display_name} ({tenant.id}): administrator {account.user_principal_name} "
+                    f"password {account.password}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     server.run()
     return 0

@@ -39,7 +39,15 @@ class Stats:
         self.writes = 0
         self.throttled = 0
         self.token_requests = 0
+        self.token_requests_by_tenant: Counter[str] = Counter()  # tenant id (or the unknown name asked for)
+        self.tokens_issued_by_tenant: Counter[str] = Counter()
         self.faults_injected: Counter[str] = Counter()
+
+    def count_token_request(self, tenant: str) -> None:
+        self.token_requests_by_tenant[tenant] += 1
+
+    def count_token_issued(self, tenant_id: str) -> None:
+        self.tokens_issued_by_tenant[tenant_id] += 1
 
     def fault(self, kind: str) -> None:
         self.faults_injected[kind] += 1
@@ -52,6 +60,8 @@ class Stats:
             "writes": self.writes,
             "throttled": self.throttled,
             "token_requests": self.token_requests,
+            "token_requests_by_tenant": dict(self.token_requests_by_tenant),
+            "tokens_issued_by_tenant": dict(self.tokens_issued_by_tenant),
             "faults_injected": dict(self.faults_injected),
         }
 
@@ -79,6 +89,7 @@ class Emulator:
         self.base_url = ""
         self.shuffle = random.Random(self.faults.faults.seed_random)
         self.delta_rounds: dict[str, list[dict[str, Any]]] = {}
+        self.consent_flows: dict[str, Any] = {}  # admin consent pages in progress (consent.ConsentFlow by id)
 
     @property
     def graph_base(self) -> str:
@@ -106,6 +117,7 @@ class Emulator:
         self.throttle.reset()
         self.stats.reset()
         self.delta_rounds.clear()
+        self.consent_flows.clear()
 
     def set_faults(self, faults: dict[str, Any]) -> None:
         self.faults.configure(Faults.from_dict(faults))

@@ -11,6 +11,7 @@ import httpx
 from . import seeds
 from .runtime import DEFAULT_LAG_SECONDS, Emulator
 from .server import EmulatorServer
+from .testing_tenants import TenantHelpers
 
 
 class EmulatorControl:
@@ -29,7 +30,7 @@ class EmulatorControl:
 
     def _call(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         query = dict(params or {})
-        if self.tenant:
+        if self.tenant and "tenant" not in query:
             query["tenant"] = self.tenant
         response = self._http.request(method, path, json=json, params=query)
         if response.status_code >= 400:
@@ -135,8 +136,32 @@ class EmulatorControl:
     def consistency(self) -> dict[str, Any]:
         return self._call("GET", "/consistency")  # type: ignore[no-any-return]
 
+    # ---- tenants and consent -----------------------------------------------------------------------
 
-class RunningEmulator:
+    def tenants(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/tenants")["value"]  # type: ignore[no-any-return]
+
+    def create_tenant(self, **spec: Any) -> dict[str, Any]:
+        return self._call("POST", "/tenants", spec)  # type: ignore[no-any-return]
+
+    def consent_state(self, tenant: str) -> list[dict[str, Any]]:
+        return self._call("GET", "/consent", params={"tenant": tenant})["value"]  # type: ignore[no-any-return]
+
+    def grant_consent(self, tenant: str, client_id: str | None = None) -> list[dict[str, Any]]:
+        body = {"clientId": client_id} if client_id else {}
+        return self._call("POST", "/consent/grant", body, {"tenant": tenant})["value"]  # type: ignore[no-any-return]
+
+    def revoke_consent(
+        self, tenant: str, client_id: str | None = None, mode: str = "service_principal"
+    ) -> bool:
+        body: dict[str, Any] = {"mode": mode, **({"clientId": client_id} if client_id else {})}
+        return bool(self._call("POST", "/consent/revoke", body, {"tenant": tenant})["revoked"])
+
+    def set_redirect_uris(self, client_id: str, redirect_uris: list[str]) -> None:
+        self._call("PUT", f"/apps/{client_id}/redirect-uris", {"redirectUris": list(redirect_uris)})
+
+
+class RunningEmulator(TenantHelpers):
     """An emulator serving HTTPS on a background thread; stop() (or leaving the `with` block) shuts it down."""
 
     def __init__(self, server: EmulatorServer, seed: dict[str, Any]) -> None:
