@@ -64,6 +64,10 @@ class SyncRunOut(CamelModel):
     heartbeat_at: datetime | None
     error: RunErrorOut | None
     graph_stats: GraphStatsOut
+    targets: list[uuid.UUID] | None = Field(
+        None,
+        description="A targeted run (trigger `push`, a team change): the Equa user ids it is for. None: everyone.",
+    )
 
     @classmethod
     def of(cls, run: SyncRun) -> SyncRunOut:
@@ -92,6 +96,7 @@ class SyncRunOut(CamelModel):
                 throttled=int(stored.get("throttled", 0)),
                 retries=int(stored.get("retries", 0)),
             ),
+            targets=None if run.targets is None else [uuid.UUID(t) for t in run.targets],
         )
 
 
