@@ -194,6 +194,12 @@ async def apply_push(
     return applied
 
 
+def matched_directory_ids(applied: AppliedChanges) -> set[str]:
+    """Directory users this run found in the group, or put there, for people on the team."""
+    in_group = (Outcome.ADDED.value, Outcome.ALREADY_MEMBER.value)
+    return {row.directory_id for row in applied.rows if row.outcome in in_group and row.directory_id}
+
+
 async def run_push(
     session_factory: async_sessionmaker[AsyncSession],
     graph: GraphClient,
@@ -231,6 +237,8 @@ async def run_push(
     status = RunStatus.PARTIAL.value if failed else RunStatus.SUCCEEDED.value
     progress.set_phase("recording")
     async with session_factory() as session:
+        # Someone flagged as "in the group, not on the team" who has just joined is on the team now.
+        await repository.clear_flags(session, inputs.sync.organization_id, matched_directory_ids(applied))
         finished = await finish_run(
             session,
             run.id,

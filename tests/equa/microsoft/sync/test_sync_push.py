@@ -124,6 +124,30 @@ async def test_a_member_who_joins_is_added_to_the_group_with_a_lookup_and_a_writ
     assert [(o["outcome"], o["email"]) for o in outcomes] == [("added", users[1]["mail"])]
 
 
+async def test_a_flagged_group_member_who_is_invited_and_joins_is_no_longer_flagged(
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
+) -> None:
+    users = [directory_user(i) for i in range(2)]
+    tenant = load_tenant(emu, users, members=[users[1]["id"]])
+    org, admin, _ = await make_team(session_factory, [], group_id=tenant.group_id, auto_sync=True)
+    headers = await bearer(admin)
+    first = await client.post(url(org.id, "sync-members?wait=30"), json={}, headers=headers)
+    assert first.json()["counts"]["flagged"] == 1
+    (flag,) = (await client.get(url(org.id, "flagged-members"), headers=headers)).json()["items"]
+    invited = await client.post(url(org.id, f"flagged-members/{flag['id']}/invite"), headers=headers)
+    assert invited.status_code == 200, invited.text
+    token = invited.json()["invitationUrl"].rsplit("/invitations/", 1)[1]
+    accepted = await client.post(
+        f"/api/v1/invitations/{token}", json={"displayName": "P1", "password": PASSWORD}
+    )
+    assert accepted.status_code == 201, accepted.text
+
+    (run,) = await finished_push(session_factory, org.id)
+    assert run.counts["alreadyMember"] == 1
+    assert (await client.get(url(org.id, "flagged-members"), headers=headers)).json()["items"] == []
+    assert emu.group_members(tenant.group_id) == [users[1]["id"]]
+
+
 async def test_changes_within_a_second_go_in_one_run_and_nothing_is_pushed_with_autosync_off(
     client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
 ) -> None:
