@@ -30,6 +30,7 @@ from equa.app import create_app
 from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.sync.runs import wait_for_run
 from equa.microsoft.tasks import QUEUE_NAME
+from equa.organizations.models import Membership, Role
 
 pytestmark = pytest.mark.retry_budget("sync")
 
@@ -149,17 +150,19 @@ async def test_a_flagged_group_member_who_is_invited_and_joins_is_no_longer_flag
 
 
 async def test_changes_within_a_second_go_in_one_run_and_nothing_is_pushed_with_autosync_off(
-    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
+    emu: Any, session_factory: Any
 ) -> None:
     users = [directory_user(i) for i in range(4)]
     tenant = load_tenant(emu, users)
-    org, admin, _ = await make_team(session_factory, [], group_id=tenant.group_id, auto_sync=True)
-    headers = await bearer(admin)
-    other, other_admin, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()), auto_sync=False)
+    org, _, _ = await make_team(session_factory, [], group_id=tenant.group_id, auto_sync=True)
+    other, _, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()), auto_sync=False)
+    _, _, people = await make_team(session_factory, [u["mail"] for u in users[:3]], group_id=None)
 
-    await join(client, org.id, headers, users[0]["mail"])
-    await join(client, org.id, headers, users[1]["mail"])
-    await join(client, other.id, await bearer(other_admin), users[2]["mail"])
+    # Two members added one after the other (two transactions), and one to the organization without autoSync.
+    for organization, person in ((org, people[0]), (org, people[1]), (other, people[2])):
+        async with session_factory() as session:
+            session.add(Membership(organization_id=organization.id, user_id=person.id, role=Role.MEMBER))
+            await session.commit()
 
     runs = await finished_push(session_factory, org.id)
     await asyncio.sleep(1.5)  # past the window: no second run, none for the organization without autoSync
@@ -254,7 +257,7 @@ async def test_a_change_while_a_run_is_active_follows_it(
         session_factory, [u["mail"] for u in users[:2]], group_id=tenant.group_id, auto_sync=True
     )
     headers = await bearer(admin)
-    emu.set_faults(latency_ms=700)  # the manual sync takes a few seconds
+    emu.set_faults(latency_ms=1000)  # the manual sync takes a few seconds
     started = await client.post(url(org.id, "sync-members"), json={}, headers=headers)
     assert started.status_code == 202
     manual_id = uuid.UUID(started.json()["id"])
@@ -266,8 +269,8 @@ async def test_a_change_while_a_run_is_active_follows_it(
 
     await until(running)
     await asyncio.sleep(0.3)  # it has read the team
-    emu.set_faults(latency_ms=0)
     await join(client, org.id, headers, users[3]["mail"])
+    assert await running(), "the change was meant to come while the manual sync runs"
 
     manual = await wait_for_run(session_factory, manual_id, 30)
     assert manual is not None and manual.counts["added"] == 2
