@@ -193,3 +193,42 @@ async def test_audit_events_are_kept_forever_by_default(
         session_factory, keep_runs=settings.sync_run_retention, audit_days=settings.audit_retention_days
     )
     assert pruned.audit_events == 0
+
+
+async def test_each_organization_keeps_the_outcomes_of_its_own_newest_runs(
+    session_factory: Any, settings: Any
+) -> None:
+    from equa.microsoft.models import SyncOutcome
+
+    async def runs_with_outcomes(organization_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+        ids = []
+        async with session_factory() as session:
+            for age in range(count, 0, -1):
+                run = SyncRun(
+                    organization_id=organization_id,
+                    trigger="schedule",
+                    status=RunStatus.SUCCEEDED.value,
+                    counts={},
+                    graph_stats={},
+                    created_at=utcnow() - timedelta(hours=age),
+                )
+                session.add(run)
+                await session.flush()
+                session.add(SyncOutcome(run_id=run.id, seq=1, outcome="added", email=f"p{age}@equa.example"))
+                ids.append(run.id)
+            await session.commit()
+        return ids  # oldest first
+
+    busy, _, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()))
+    quiet, _, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()))
+    busy_runs = await runs_with_outcomes(busy.id, 5)
+    quiet_runs = await runs_with_outcomes(quiet.id, 2)
+
+    pruned = await prune(session_factory, keep_runs=2, audit_days=None)
+    assert (pruned.runs, pruned.outcomes) == (3, 3)
+    async with session_factory() as session:
+        kept = set(await session.scalars(select(SyncOutcome.run_id)))
+        runs_left = set(await session.scalars(select(SyncRun.id)))
+    assert kept == set(busy_runs[-2:]) | set(quiet_runs)
+    assert runs_left == set(busy_runs) | set(quiet_runs)  # the runs themselves stay
+    assert await prune(session_factory, keep_runs=2, audit_days=None) == type(pruned)()
