@@ -311,6 +311,20 @@ async def dismissed_directory_ids(session: AsyncSession, organization_id: uuid.U
     return set(rows)
 
 
+async def clear_flags(
+    session: AsyncSession, organization_id: uuid.UUID, directory_ids: Collection[str]
+) -> None:
+    """Clear the flags of people now matched to the team (a dismissal is a decision: it is kept)."""
+    if directory_ids:
+        await session.execute(
+            delete(FlaggedMember).where(
+                FlaggedMember.organization_id == organization_id,
+                FlaggedMember.directory_id.in_(list(directory_ids)),
+                FlaggedMember.status != FlagStatus.DISMISSED.value,
+            )
+        )
+
+
 async def flagged_page(
     session: AsyncSession,
     organization_id: uuid.UUID,

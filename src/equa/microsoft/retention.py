@@ -16,7 +16,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from equa.db.base import utcnow
 from equa.microsoft import repository
 
-RUNS_PER_TRANSACTION = 20
+RUNS_PER_SCAN = 1000  # old runs found per query (each ranks every run)
+RUNS_PER_TRANSACTION = 20  # runs whose outcomes one transaction deletes
 
 
 @dataclass(frozen=True)
@@ -33,12 +34,15 @@ async def prune(
     runs = outcomes = audit_events = 0
     while True:
         async with session_factory() as session:
-            run_ids = await repository.runs_past_retention(session, keep_runs, limit=RUNS_PER_TRANSACTION)
-            if not run_ids:
-                break
-            outcomes += await repository.delete_outcomes(session, run_ids)
-            await session.commit()
-        runs += len(run_ids)
+            found = await repository.runs_past_retention(session, keep_runs, limit=RUNS_PER_SCAN)
+        for start in range(0, len(found), RUNS_PER_TRANSACTION):
+            run_ids = found[start : start + RUNS_PER_TRANSACTION]
+            async with session_factory() as session:
+                outcomes += await repository.delete_outcomes(session, run_ids)
+                await session.commit()
+            runs += len(run_ids)
+        if len(found) < RUNS_PER_SCAN:
+            break
     if audit_days is not None:
         async with session_factory() as session:
             audit_events = await repository.delete_audit_events_before(

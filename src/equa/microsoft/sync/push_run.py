@@ -47,6 +47,7 @@ class PushInputs:
 @dataclass
 class PushPlan:
     adds: list[PlannedMember] = field(default_factory=list)
+    same_account: list[PlannedMember] = field(default_factory=list)  # in the group once one of the adds is
     links: dict[uuid.UUID, IdentityLink] = field(default_factory=dict)
     not_in_tenant: list[TeamMember] = field(default_factory=list)
     removals: list[PlannedRemoval] = field(default_factory=list)
@@ -133,11 +134,16 @@ async def plan_push(graph: GraphClient, inputs: PushInputs) -> PushPlan:
                 matched_by=user.matched_by or MatchedBy.MAIL.value,
                 added_by_sync=bool(old and old.directory_id == directory_id and old.added_by_sync),
             )
-        plan.adds.append(PlannedMember(member.user_id, member.email, member.display_name, directory_id))
+        planned = PlannedMember(member.user_id, member.email, member.display_name, directory_id)
+        if any(p.directory_id == directory_id for p in plan.adds):
+            plan.same_account.append(planned)  # two team members, one directory user: added once
+        else:
+            plan.adds.append(planned)
 
     if sync.policy.remove_departed:
+        kept = inputs.claimed | {p.directory_id for p in plan.adds}
         candidates = [
-            link for link in inputs.departed if link.added_by_sync and link.directory_id not in inputs.claimed
+            link for link in inputs.departed if link.added_by_sync and link.directory_id not in kept
         ]
         if candidates:
             owners = await applying.list_group_owner_ids(graph, sync.group_id)
@@ -177,6 +183,13 @@ async def apply_push(
                 )
             note_add(inputs, applied, planned, change)
         progress.advance(len(by_id))
+        for planned in plan.same_account:
+            note_add(
+                inputs,
+                applied,
+                planned,
+                applying.MemberChange(planned.directory_id, Outcome.ALREADY_MEMBER.value),
+            )
     if plan.removals:
         removals = {r.directory_id: r for r in plan.removals}
         for change in await applying.remove_members(graph, inputs.group_id, list(removals), progress.advance):
@@ -192,6 +205,12 @@ async def apply_push(
         for m in plan.not_in_tenant
     ]
     return applied
+
+
+def matched_directory_ids(applied: AppliedChanges) -> set[str]:
+    """Directory users this run found in the group, or put there, for people on the team."""
+    in_group = (Outcome.ADDED.value, Outcome.ALREADY_MEMBER.value)
+    return {row.directory_id for row in applied.rows if row.outcome in in_group and row.directory_id}
 
 
 async def run_push(
@@ -231,6 +250,8 @@ async def run_push(
     status = RunStatus.PARTIAL.value if failed else RunStatus.SUCCEEDED.value
     progress.set_phase("recording")
     async with session_factory() as session:
+        # Someone flagged as "in the group, not on the team" who has just joined is on the team now.
+        await repository.clear_flags(session, inputs.sync.organization_id, matched_directory_ids(applied))
         finished = await finish_run(
             session,
             run.id,

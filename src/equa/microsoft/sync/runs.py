@@ -130,8 +130,7 @@ async def _check_pace(session: AsyncSession, organization_id: uuid.UUID, min_int
         "sync_too_soon",
         f"A sync or preview of this organization was asked for {max(0, min_interval - seconds)} s ago; one "
         f"may be asked for every {min_interval} s.",
-        f"Wait {seconds} s (the Retry-After header), then ask again; the last run's result is on the "
-        "sync-runs list meanwhile.",
+        f"Wait {seconds} s (Retry-After), then start it again; the last run's result is shown meanwhile.",
         headers={"Retry-After": str(seconds)},
         extra={"retryAfterSeconds": seconds},
     )

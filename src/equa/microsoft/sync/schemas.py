@@ -69,6 +69,10 @@ class SyncRunOut(CamelModel):
         description="Times the run was queued again after Microsoft 365 stayed unavailable (EQUA_SYNC_MAX_REQUEUES).",
     )
     retry_at: datetime | None = Field(None, description="When a run queued again tries once more.")
+    targets: list[uuid.UUID] | None = Field(
+        None,
+        description="A targeted run (trigger `push`, a team change): the Equa user ids it is for. None: everyone.",
+    )
 
     @classmethod
     def of(cls, run: SyncRun) -> SyncRunOut:
@@ -99,6 +103,7 @@ class SyncRunOut(CamelModel):
             ),
             requeues=run.requeues or 0,
             retry_at=run.retry_at if run.status == "queued" else None,
+            targets=None if run.targets is None else [uuid.UUID(t) for t in run.targets],
         )
 
 

@@ -8,19 +8,29 @@ own database sessions.
 from __future__ import annotations
 
 import asyncio
+import os
+import signal
+import subprocess
+import sys
 import time
 import uuid
 from collections.abc import Awaitable, Callable
+from pathlib import Path
 from typing import Any
 
 import httpx
 import pytest
+from asgi_lifespan import LifespanManager
 from sqlalchemy import select
 from sync_support import directory_user, load_tenant, make_team
 
 from equa.accounts.models import User, normalize_email
+from equa.accounts.tokens import create_api_token
+from equa.app import create_app
 from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.sync.runs import wait_for_run
+from equa.microsoft.tasks import QUEUE_NAME
+from equa.organizations.models import Membership, Role
 
 pytestmark = pytest.mark.retry_budget("sync")
 
@@ -103,29 +113,56 @@ async def test_a_member_who_joins_is_added_to_the_group_with_a_lookup_and_a_writ
 
     (run,) = await finished_push(session_factory, org.id)
     assert run.status == RunStatus.SUCCEEDED.value and run.counts["added"] == 1
-    assert run.targets == [str(await user_id_of(session_factory, users[1]["mail"]))]
+    joined = str(await user_id_of(session_factory, users[1]["mail"]))
+    assert run.targets == [joined]
     assert emu.stats()["graph_requests"] <= 2, emu.stats()
     assert emu.group_members(tenant.group_id) == [users[1]["id"]]
     listed = (await client.get(url(org.id, "sync-runs"), headers=headers)).json()["items"]
-    assert listed[0]["trigger"] == "push"
+    assert listed[0]["trigger"] == "push" and listed[0]["targets"] == [joined]
     outcomes = (await client.get(url(org.id, f"sync-runs/{run.id}/outcomes"), headers=headers)).json()[
         "items"
     ]
     assert [(o["outcome"], o["email"]) for o in outcomes] == [("added", users[1]["mail"])]
 
 
-async def test_changes_within_a_second_go_in_one_run_and_nothing_is_pushed_with_autosync_off(
+async def test_a_flagged_group_member_who_is_invited_and_joins_is_no_longer_flagged(
     client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
+) -> None:
+    users = [directory_user(i) for i in range(2)]
+    tenant = load_tenant(emu, users, members=[users[1]["id"]])
+    org, admin, _ = await make_team(session_factory, [], group_id=tenant.group_id, auto_sync=True)
+    headers = await bearer(admin)
+    first = await client.post(url(org.id, "sync-members?wait=30"), json={}, headers=headers)
+    assert first.json()["counts"]["flagged"] == 1
+    (flag,) = (await client.get(url(org.id, "flagged-members"), headers=headers)).json()["items"]
+    invited = await client.post(url(org.id, f"flagged-members/{flag['id']}/invite"), headers=headers)
+    assert invited.status_code == 200, invited.text
+    token = invited.json()["invitationUrl"].rsplit("/invitations/", 1)[1]
+    accepted = await client.post(
+        f"/api/v1/invitations/{token}", json={"displayName": "P1", "password": PASSWORD}
+    )
+    assert accepted.status_code == 201, accepted.text
+
+    (run,) = await finished_push(session_factory, org.id)
+    assert run.counts["alreadyMember"] == 1
+    assert (await client.get(url(org.id, "flagged-members"), headers=headers)).json()["items"] == []
+    assert emu.group_members(tenant.group_id) == [users[1]["id"]]
+
+
+async def test_changes_within_a_second_go_in_one_run_and_nothing_is_pushed_with_autosync_off(
+    emu: Any, session_factory: Any
 ) -> None:
     users = [directory_user(i) for i in range(4)]
     tenant = load_tenant(emu, users)
-    org, admin, _ = await make_team(session_factory, [], group_id=tenant.group_id, auto_sync=True)
-    headers = await bearer(admin)
-    other, other_admin, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()), auto_sync=False)
+    org, _, _ = await make_team(session_factory, [], group_id=tenant.group_id, auto_sync=True)
+    other, _, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()), auto_sync=False)
+    _, _, people = await make_team(session_factory, [u["mail"] for u in users[:3]], group_id=None)
 
-    await join(client, org.id, headers, users[0]["mail"])
-    await join(client, org.id, headers, users[1]["mail"])
-    await join(client, other.id, await bearer(other_admin), users[2]["mail"])
+    # Two members added one after the other (two transactions), and one to the organization without autoSync.
+    for organization, person in ((org, people[0]), (org, people[1]), (other, people[2])):
+        async with session_factory() as session:
+            session.add(Membership(organization_id=organization.id, user_id=person.id, role=Role.MEMBER))
+            await session.commit()
 
     runs = await finished_push(session_factory, org.id)
     await asyncio.sleep(1.5)  # past the window: no second run, none for the organization without autoSync
@@ -220,7 +257,7 @@ async def test_a_change_while_a_run_is_active_follows_it(
         session_factory, [u["mail"] for u in users[:2]], group_id=tenant.group_id, auto_sync=True
     )
     headers = await bearer(admin)
-    emu.set_faults(latency_ms=700)  # the manual sync takes a few seconds
+    emu.set_faults(latency_ms=1000)  # the manual sync takes a few seconds
     started = await client.post(url(org.id, "sync-members"), json={}, headers=headers)
     assert started.status_code == 202
     manual_id = uuid.UUID(started.json()["id"])
@@ -232,8 +269,8 @@ async def test_a_change_while_a_run_is_active_follows_it(
 
     await until(running)
     await asyncio.sleep(0.3)  # it has read the team
-    emu.set_faults(latency_ms=0)
     await join(client, org.id, headers, users[3]["mail"])
+    assert await running(), "the change was meant to come while the manual sync runs"
 
     manual = await wait_for_run(session_factory, manual_id, 30)
     assert manual is not None and manual.counts["added"] == 2
@@ -241,3 +278,67 @@ async def test_a_change_while_a_run_is_active_follows_it(
     assert follow_up.created_at >= manual.finished_at
     assert follow_up.counts["added"] == 1
     assert set(emu.group_members(tenant.group_id)) == {users[0]["id"], users[1]["id"], users[3]["id"]}
+
+
+@pytest.mark.postgres
+@pytest.mark.redis
+async def test_with_the_redis_broker_an_equa_worker_runs_the_push(
+    emulator_settings: Any, database_url: str, clean_database: str, emu: Any, tmp_path: Path
+) -> None:
+    redis_url = os.environ.get("EQUA_TEST_REDIS_URL")
+    if not redis_url:
+        pytest.skip("needs EQUA_TEST_REDIS_URL")
+    if not database_url.startswith("postgresql"):
+        pytest.skip("the scaled-out shape runs on PostgreSQL")
+    assert redis_url.rstrip("/").endswith("/15"), "the tests use Redis database 15 only"
+    settings = emulator_settings("sync", broker_url=redis_url)
+    users = [directory_user(i) for i in range(2)]
+    tenant = load_tenant(emu, users)
+    worker = start_worker(settings, tmp_path)
+    try:
+        application = create_app(settings)
+        async with LifespanManager(application):
+            session_factory = application.state.session_factory
+            org, admin, _ = await make_team(session_factory, [], group_id=tenant.group_id, auto_sync=True)
+            async with session_factory() as session:
+                _, token = await create_api_token(session, admin, "push")
+                await session.commit()
+            transport = httpx.ASGITransport(app=application)
+            async with httpx.AsyncClient(transport=transport, base_url="http://testserver") as client:
+                await join(client, org.id, {"Authorization": f"Bearer {token}"}, users[1]["mail"])
+                await until(lambda: users[1]["id"] in emu.group_members(tenant.group_id), 30)
+            (run,) = await finished_push(session_factory, org.id)
+            assert run.status == RunStatus.SUCCEEDED.value and run.counts["added"] == 1
+    finally:
+        worker.send_signal(signal.SIGTERM)
+        try:
+            worker.wait(timeout=15)
+        except subprocess.TimeoutExpired:
+            worker.kill()
+        import redis
+
+        client = redis.Redis.from_url(redis_url)
+        client.delete(QUEUE_NAME)
+        client.close()
+
+
+def start_worker(settings: Any, tmp_path: Path) -> subprocess.Popen[bytes]:
+    env = {
+        **os.environ,
+        "EQUA_DATABASE_URL": settings.database_url,
+        "EQUA_BROKER_URL": settings.broker_url,
+        "EQUA_LOG_LEVEL": "INFO",
+        "EQUA_DATA_DIR": str(tmp_path / "worker"),
+        "EQUA_SECRET_KEY": settings.secret_key.get_secret_value(),
+        "MS_AUTH_ENABLED": "true",
+        "MS_AUTH_CLIENT_ID": settings.ms_auth_client_id,
+        "MS_AUTH_TENANT_ID": settings.ms_auth_tenant_id,
+        "MS_AUTH_SECRET": settings.ms_auth_secret.get_secret_value(),
+        "MS_AUTHORITY_HOST": settings.ms_authority_host,
+        "MS_GRAPH_URL": settings.ms_graph_url,
+        "MS_CA_BUNDLE": str(settings.ms_ca_bundle),
+        "MS_GROUP_SCOPE": settings.ms_group_scope,
+    }
+    equa = Path(sys.executable).with_name("equa")
+    log = (tmp_path / "worker.log").open("wb")
+    return subprocess.Popen([str(equa), "worker"], env=env, stdout=log, stderr=log)

@@ -10,14 +10,20 @@ from typing import Any
 
 import httpx
 import pytest
+from sqlalchemy import select
 from sync_support import directory_user, load_tenant, make_team
 
+from equa.accounts.models import User
+from equa.accounts.service import set_password
 from equa.db.base import utcnow
 from equa.microsoft.models import AuditEvent, RunStatus, SyncRun
 from equa.microsoft.retention import prune
+from equa.microsoft.sync.runs import wait_for_run
 from equa.microsoft.tasks import run_scheduler
 
 pytestmark = pytest.mark.retry_budget("sync")
+
+PASSWORD = "correct horse battery staple"
 
 
 def url(org_id: Any, path: str) -> str:
@@ -73,6 +79,30 @@ async def test_an_organization_may_ask_for_one_sync_or_dry_run_per_interval(
         assert "30 s" in problem["detail"] and "Retry-After" in problem["action"]
     listed = (await client.get(url(org.id, "sync-runs"), headers=headers)).json()["items"]
     assert [r["trigger"] for r in listed] == ["api", "schedule"]
+
+
+@pytest.mark.retry_budget("sync", sync_min_interval_seconds=30)
+async def test_the_settings_page_shows_the_refusal_of_a_sync_asked_for_too_soon(
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, sign_in: Any
+) -> None:
+    tenant = load_tenant(emu, [directory_user(0)])
+    org, admin, _ = await make_team(session_factory, [directory_user(0)["mail"]], group_id=tenant.group_id)
+    async with session_factory() as session:
+        await set_password(session, await session.get(User, admin.id), PASSWORD)
+        await session.commit()
+    csrf = await sign_in(admin, PASSWORD)
+    page_headers = {"X-CSRF-Token": csrf, "HX-Request": "true"}
+    sync_page = f"/organizations/{org.id}/settings/microsoft/sync"
+
+    first = await client.post(sync_page, data={"dryRun": "true"}, headers=page_headers)
+    assert first.status_code == 200 and "sync_too_soon" not in first.text
+    async with session_factory() as session:
+        (run,) = await session.scalars(select(SyncRun).where(SyncRun.organization_id == org.id))
+    assert await wait_for_run(session_factory, run.id, 30) is not None
+    refused = await client.post(sync_page, data={}, headers=page_headers)
+    assert 'data-code="sync_too_soon"' in refused.text and "then start it again" in refused.text
+    async with session_factory() as session:
+        assert len(list(await session.scalars(select(SyncRun).where(SyncRun.organization_id == org.id)))) == 1
 
 
 @pytest.mark.retry_budget("sync", sync_min_interval_seconds=30)
@@ -163,3 +193,42 @@ async def test_audit_events_are_kept_forever_by_default(
         session_factory, keep_runs=settings.sync_run_retention, audit_days=settings.audit_retention_days
     )
     assert pruned.audit_events == 0
+
+
+async def test_each_organization_keeps_the_outcomes_of_its_own_newest_runs(
+    session_factory: Any, settings: Any
+) -> None:
+    from equa.microsoft.models import SyncOutcome
+
+    async def runs_with_outcomes(organization_id: uuid.UUID, count: int) -> list[uuid.UUID]:
+        ids = []
+        async with session_factory() as session:
+            for age in range(count, 0, -1):
+                run = SyncRun(
+                    organization_id=organization_id,
+                    trigger="schedule",
+                    status=RunStatus.SUCCEEDED.value,
+                    counts={},
+                    graph_stats={},
+                    created_at=utcnow() - timedelta(hours=age),
+                )
+                session.add(run)
+                await session.flush()
+                session.add(SyncOutcome(run_id=run.id, seq=1, outcome="added", email=f"p{age}@equa.example"))
+                ids.append(run.id)
+            await session.commit()
+        return ids  # oldest first
+
+    busy, _, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()))
+    quiet, _, _ = await make_team(session_factory, [], group_id=str(uuid.uuid4()))
+    busy_runs = await runs_with_outcomes(busy.id, 5)
+    quiet_runs = await runs_with_outcomes(quiet.id, 2)
+
+    pruned = await prune(session_factory, keep_runs=2, audit_days=None)
+    assert (pruned.runs, pruned.outcomes) == (3, 3)
+    async with session_factory() as session:
+        kept = set(await session.scalars(select(SyncOutcome.run_id)))
+        runs_left = set(await session.scalars(select(SyncRun.id)))
+    assert kept == set(busy_runs[-2:]) | set(quiet_runs)
+    assert runs_left == set(busy_runs) | set(quiet_runs)  # the runs themselves stay
+    assert await prune(session_factory, keep_runs=2, audit_days=None) == type(pruned)()
