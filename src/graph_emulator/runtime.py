@@ -8,11 +8,13 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from .delta_tokens import DeltaTokens
 from .errors import GraphError, error_body, throttled_body
 from .faults import FaultInjector, Faults
+from .fleet import load_directory
 from .listing import JSON_CONTENT_TYPE
 from .router import GraphRequest, GraphResponse, match, normalize_path, resource_units
-from .seeds import default_seed, load_seed
+from .seeds import default_seed
 from .state import Directory
 from .throttle import Throttle
 from .tokens import TokenService
@@ -78,7 +80,7 @@ class Emulator:
         self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
         self.initial_lag_seconds = lag_seconds
         self.lag_seconds = lag_seconds
-        self.directory: Directory = load_seed(self.seed)
+        self.directory: Directory = load_directory(self.seed)
         self.time_scale = time_scale
         self.tokens = TokenService()
         self.faults = FaultInjector(Faults.from_dict(faults))
@@ -87,6 +89,7 @@ class Emulator:
         self.base_url = ""
         self.shuffle = random.Random(self.faults.faults.seed_random)
         self.delta_rounds: dict[str, list[dict[str, Any]]] = {}
+        self.delta_tokens = DeltaTokens()
         self.consent_flows: dict[str, Any] = {}  # admin consent pages in progress (consent.ConsentFlow by id)
 
     @property
@@ -108,13 +111,14 @@ class Emulator:
 
     def reset(self, seed: dict[str, Any] | None = None) -> None:
         self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
-        self.directory = load_seed(self.seed)
+        self.directory = load_directory(self.seed)
         self.lag_seconds = self.initial_lag_seconds
         self.set_faults({})
         self.throttle.reset()
         self.stats.reset()
         self.delta_rounds.clear()
         self.consent_flows.clear()
+        self.delta_tokens.reset()
 
     def set_faults(self, faults: dict[str, Any]) -> None:
         self.faults.configure(Faults.from_dict(faults))
