@@ -87,7 +87,7 @@ def _replicated_until(tenant: Tenant, since: int, lagging: set[str]) -> int:
     """The last change sequence number a round may include: just before the first change still replicating."""
     first_lagging: int | None = None
     for group_id in lagging:
-        events = tenant.changes_by_group.get(group_id)
+        events = tenant.group_events(group_id)
         if not events:
             continue
         index = _after(events, since)
@@ -119,7 +119,7 @@ def _events(tenant: Tenant, since: int, ids: list[str] | None, upto: int) -> lis
         return [e for e in tenant.changes[_after(tenant.changes, since) :] if e.seq <= upto]
     found: list[ChangeEvent] = []
     for group_id in dict.fromkeys(ids):
-        events = tenant.changes_by_group.get(group_id)
+        events = tenant.group_events(group_id)
         if events:
             found.extend(e for e in events[_after(events, since) :] if e.seq <= upto)
     found.sort(key=lambda event: event.seq)

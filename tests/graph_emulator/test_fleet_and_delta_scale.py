@@ -201,3 +201,15 @@ def test_a_delta_link_of_another_tenant_is_refused(emu):
     first, second = layout["tenants"]
     link = first_delta_link(tenant_graph(emu, first["id"]), [g["id"] for g in first["groups"]])
     assert tenant_graph(emu, second["id"]).get(link).status_code == 400
+
+
+def test_the_per_group_change_index_follows_the_change_log_even_when_written_directly():
+    from graph_emulator.state import ChangeEvent, Tenant
+
+    tenant = Tenant(id="t", domain="t.example", size="S", display_name="T")
+    tenant.record("g1", "add", "u1")
+    tenant.changes.append(ChangeEvent(tenant.next_seq, "g2", "add", "u2"))  # not through record()
+    tenant.next_seq += 1
+    tenant.record("g1", "remove", "u1")
+    assert [e.seq for e in tenant.group_events("g1")] == [1, 3]
+    assert [e.seq for e in tenant.group_events("g2")] == [2]
