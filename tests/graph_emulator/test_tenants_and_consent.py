@@ -22,9 +22,8 @@ CALLBACK = "https://equa.example/microsoft/consent-callback"
 
 
 @pytest.fixture
-def multi(emu: RunningEmulator) -> RunningEmulator:
-    emu.reset(seeds.multi_tenant_seed())
-    return emu
+def multi(graph_emulator_multi_tenant: RunningEmulator) -> RunningEmulator:
+    return graph_emulator_multi_tenant
 
 
 def token_response(emu: RunningEmulator, tenant: str, client_id: str | None = None) -> httpx.Response:
