@@ -10,7 +10,6 @@ from __future__ import annotations
 import math
 import random
 import time
-import uuid
 from dataclasses import dataclass
 from typing import Any
 
@@ -115,12 +114,14 @@ def fit_sizes(raw: list[float], low: list[int], high: list[int], total: int) -> 
         else:
             hi_scale = middle
     sizes = at(hi_scale)
-    step = 1 if sum(sizes) < total else -1
+    missing = total - sum(sizes)
+    step = 1 if missing > 0 else -1
     index = 0
-    while sum(sizes) != total:  # rounding: a member more or less, group by group
+    while missing:  # rounding: a member more or less, group by group
         bound = high[index] if step > 0 else low[index]
         if sizes[index] != bound:
             sizes[index] += step
+            missing -= step
         index = (index + 1) % len(sizes)
     return sizes
 
@@ -131,8 +132,14 @@ def _user_template() -> dict[str, Any]:
     return template
 
 
+def _guid(rng: random.Random) -> str:
+    digits = f"{rng.getrandbits(128):032x}"
+    return f"{digits[:8]}-{digits[8:12]}-4{digits[13:16]}-a{digits[17:20]}-{digits[20:]}"
+
+
 def _users(rng: random.Random, tenant: Tenant, count: int, template: dict[str, Any]) -> list[str]:
-    ids = []
+    """`count` member users, written into the tenant's maps and indexes in bulk."""
+    users: dict[str, dict[str, Any]] = {}
     for index in range(count):
         first = FIRST_NAMES[index % len(FIRST_NAMES)]
         last = LAST_NAMES[(index // len(FIRST_NAMES)) % len(LAST_NAMES)]
@@ -140,7 +147,7 @@ def _users(rng: random.Random, tenant: Tenant, count: int, template: dict[str, A
         upn = f"{alias}@{tenant.domain}"
         user = dict(template)
         user.update(
-            id=str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+            id=_guid(rng),
             displayName=f"{first} {last}",
             givenName=first,
             surname=last,
@@ -151,9 +158,13 @@ def _users(rng: random.Random, tenant: Tenant, count: int, template: dict[str, A
             businessPhones=[],
             otherMails=[],
         )
-        tenant.put_user(user)
-        ids.append(user["id"])
-    return ids
+        users[user["id"]] = user
+    tenant.users.update(users)
+    tenant.upn_index.update((user["userPrincipalName"], user_id) for user_id, user in users.items())
+    tenant.mail_index.update((user["mail"], user_id) for user_id, user in users.items())
+    tenant.proxy_index.update((f"smtp:{user['mail']}", {user_id}) for user_id, user in users.items())
+    tenant.users_sorted = None
+    return list(users)
 
 
 def build_fleet(directory: Directory, raw_spec: dict[str, Any]) -> dict[str, Any]:
@@ -203,7 +214,7 @@ def build_fleet(directory: Directory, raw_spec: dict[str, Any]) -> dict[str, Any
             cursor += 1
             group = complete_group(
                 {
-                    "id": str(uuid.UUID(int=rng.getrandbits(128), version=4)),
+                    "id": _guid(rng),
                     "displayName": f"Team {index:03d}-{number:03d}",
                     "groupTypes": ["Unified"],
                     "mailEnabled": True,
