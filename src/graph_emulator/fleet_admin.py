@@ -1,4 +1,4 @@
-"""/_emulator controls for scale: the generated fleet's layout, and delta tokens' lifetime and expiry."""
+"""/_emulator controls for scale: the fleet's layout, delta tokens' lifetime and expiry, a tenant throttled hard."""
 
 from __future__ import annotations
 
@@ -68,9 +68,29 @@ async def delta_expire(request: Request) -> Response:
     return JSONResponse(_delta_view(emu))
 
 
+async def tenant_throttle(request: Request) -> Response:
+    """GET: the tenants throttled hard. PUT `?tenant=` {"rate_429": 1.0, "retry_after_seconds": 2}: that share
+    of the tenant's Graph requests (and $batch items) answers 429, whatever its buckets hold; 0 ends it."""
+    emu = _emulator(request)
+    if request.method == "PUT":
+        ref = request.query_params.get("tenant")
+        tenant = emu.directory.resolve(ref) if ref else emu.directory.default
+        assert tenant is not None  # the loopback guard answers 404 for an unknown tenant
+        raw = await request.body()
+        body = json.loads(raw) if raw else {}
+        emu.throttle.throttle_tenant(
+            tenant.id, float(body.get("rate_429", 1.0)), int(body.get("retry_after_seconds", 1))
+        )
+    hard = emu.throttle.hard
+    return JSONResponse(
+        {t: {"rate_429": h.rate_429, "retry_after_seconds": h.retry_after_seconds} for t, h in hard.items()}
+    )
+
+
 def fleet_routes(r: Callable[[str, Any, list[str]], Route]) -> list[Route]:
     return [
         r("/fleet", fleet, ["GET"]),
         r("/delta", delta, ["GET", "PUT"]),
         r("/delta/expire", delta_expire, ["POST"]),
+        r("/tenant-throttle", tenant_throttle, ["GET", "PUT"]),
     ]

@@ -166,6 +166,12 @@ class EmulatorControl:
         params = {"tenant": tenant} if tenant else {"tenant": ""}
         return self._call("POST", "/delta/expire", {"status": status}, params)  # type: ignore[no-any-return]
 
+    def throttle_tenant(
+        self, tenant: str, rate_429: float = 1.0, retry_after_seconds: int = 1
+    ) -> dict[str, Any]:
+        body = {"rate_429": rate_429, "retry_after_seconds": retry_after_seconds}
+        return self._call("PUT", "/tenant-throttle", body, {"tenant": tenant})  # type: ignore[no-any-return]
+
     def set_redirect_uris(self, client_id: str, redirect_uris: list[str]) -> None:
         self._call("PUT", f"/apps/{client_id}/redirect-uris", {"redirectUris": list(redirect_uris)})
 

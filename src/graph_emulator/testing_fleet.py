@@ -48,3 +48,8 @@ class FleetHelpers:
     def delta_tokens(self) -> dict[str, Any]:
         """Tokens issued, lifetime, expiries, and how many requests got the expired answer."""
         return self.control.delta_tokens()
+
+    def throttle_tenant(self, tenant: str, rate_429: float = 1.0, retry_after_seconds: int = 1) -> None:
+        """Throttle one tenant hard: this share of its Graph requests answers 429 with `Retry-After`, even with
+        throttling off; other tenants are untouched. 0 ends it; a reset too."""
+        self.control.throttle_tenant(tenant, rate_429, retry_after_seconds)

@@ -213,3 +213,16 @@ def test_the_per_group_change_index_follows_the_change_log_even_when_written_dir
     tenant.record("g1", "remove", "u1")
     assert [e.seq for e in tenant.group_events("g1")] == [1, 3]
     assert [e.seq for e in tenant.group_events("g2")] == [2]
+
+
+def test_one_tenant_throttled_hard_leaves_the_others_alone(emu):
+    layout = emu.load_fleet(tenants=3, groups=9, memberships=150)
+    busy, calm = (tenant_graph(emu, t["id"]) for t in layout["tenants"][:2])
+    emu.throttle_tenant(layout["tenants"][0]["id"], rate_429=1.0, retry_after_seconds=2)
+    refused = busy.get("/groups")
+    assert refused.status_code == 429 and refused.headers["Retry-After"] == "2"
+    assert refused.headers["x-ms-throttle-scope"].endswith(f"/{layout['tenants'][0]['id']}")
+    assert error_of(refused)["code"] == "TooManyRequests"
+    assert calm.get("/groups").status_code == 200
+    emu.throttle_tenant(layout["tenants"][0]["id"], rate_429=0)
+    assert busy.get("/groups").status_code == 200
