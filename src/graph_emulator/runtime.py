@@ -42,6 +42,7 @@ class Stats:
         self.token_requests = 0
         self.token_requests_by_tenant: Counter[str] = Counter()  # tenant id (or the unknown name asked for)
         self.tokens_issued_by_tenant: Counter[str] = Counter()
+        self.graph_requests_by_tenant: Counter[str] = Counter()  # authenticated Graph HTTP requests ($batch: 1)
         self.faults_injected: Counter[str] = Counter()
 
     def count_token_request(self, tenant: str) -> None:
@@ -63,6 +64,7 @@ class Stats:
             "token_requests": self.token_requests,
             "token_requests_by_tenant": dict(self.token_requests_by_tenant),
             "tokens_issued_by_tenant": dict(self.tokens_issued_by_tenant),
+            "graph_requests_by_tenant": dict(self.graph_requests_by_tenant),
             "faults_injected": dict(self.faults_injected),
         }
 
