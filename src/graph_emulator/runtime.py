@@ -42,7 +42,9 @@ class Stats:
         self.token_requests = 0
         self.token_requests_by_tenant: Counter[str] = Counter()  # tenant id (or the unknown name asked for)
         self.tokens_issued_by_tenant: Counter[str] = Counter()
-        self.graph_requests_by_tenant: Counter[str] = Counter()  # authenticated Graph HTTP requests ($batch: 1)
+        self.graph_requests_by_tenant: Counter[str] = (
+            Counter()
+        )  # authenticated Graph HTTP requests ($batch: 1)
         self.faults_injected: Counter[str] = Counter()
 
     def count_token_request(self, tenant: str) -> None:
