@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from .batch_faults import batch_item_faults_control
 from .consent_admin import consent_routes
+from .fleet_admin import fleet_routes
 from .seeds import complete_group, complete_unit, complete_user
 from .state import Tenant, iso_now
 
@@ -280,4 +281,5 @@ def control_routes() -> list[Route]:
         r("/replicate-now", replicate_now, ["POST"]),
         r("/consistency", consistency, ["GET", "PUT"]),
         *consent_routes(r),
+        *fleet_routes(r),
     ]

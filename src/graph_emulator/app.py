@@ -98,6 +98,7 @@ async def graph_endpoint(request: Request) -> Response:
     if app is None:
         # The app's service principal was removed from the tenant after the token was issued (consent revoked).
         return _error(401, "Authorization_IdentityNotFound", IDENTITY_NOT_FOUND, ids, {})
+    emu.stats.graph_requests_by_tenant[tenant.id] += 1
     body: Any = None
     raw = await request.body()
     if raw:

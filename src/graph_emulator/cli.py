@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import seeds
+from .fleet import fleet_seed
 from .runtime import DEFAULT_LAG_SECONDS, Emulator
 from .server import EmulatorServer
 
@@ -32,6 +33,11 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
         action="append",
         default=[],
         help="with --multi-tenant: a redirect URI registered for the app (repeatable; none: any is accepted)",
+    )
+    parser.add_argument(
+        "--fleet",
+        metavar="TENANTS,GROUPS,MEMBERSHIPS",
+        help="a generated fleet for scale benches, e.g. 100,2000,400000 (tenants of sizes S/M/L)",
     )
     parser.add_argument("--time-scale", type=float, default=1.0, help="speed up throttling windows and lag")
     parser.add_argument("--no-throttling", action="store_true", help="turn the token buckets off")
@@ -80,6 +86,15 @@ def main(argv: list[str] | None = None) -> int:
         except SeedFileError as error:
             print(f"graph_emulator: error: {error}", file=sys.stderr, flush=True)
             return 2
+    elif args.fleet:
+        try:
+            tenants, groups, memberships = (int(part) for part in args.fleet.split(","))
+        except ValueError:
+            print(
+                "graph_emulator: error: --fleet takes TENANTS,GROUPS,MEMBERSHIPS", file=sys.stderr, flush=True
+            )
+            return 2
+        seed = fleet_seed(tenants, groups, memberships)
     elif args.multi_tenant:
         seed = seeds.multi_tenant_seed(args.redirect_uri)
     elif args.users or args.groups:

@@ -147,6 +147,8 @@ class Tenant:
     stale_members: dict[str, Pending] = field(default_factory=dict)
     new_users: dict[str, float] = field(default_factory=dict)  # user created through Graph -> when
     changes: list[ChangeEvent] = field(default_factory=list)
+    changes_by_group: dict[str, list[ChangeEvent]] = field(default_factory=dict)  # the same events, per group
+    indexed_changes: int = 0  # how many of `changes` the per-group index holds
     next_seq: int = 1
     users_sorted: list[str] | None = None
 
@@ -250,8 +252,21 @@ class Tenant:
             self.record(group_id, "remove", object_id)
 
     def record(self, group_id: str, kind: str, member_id: str | None = None) -> None:
-        self.changes.append(ChangeEvent(self.next_seq, group_id, kind, member_id))
+        event = ChangeEvent(self.next_seq, group_id, kind, member_id)
+        self.changes.append(event)
+        if self.indexed_changes == len(self.changes) - 1:
+            self.changes_by_group.setdefault(group_id, []).append(event)
+            self.indexed_changes += 1
         self.next_seq += 1
+
+    def group_events(self, group_id: str) -> list[ChangeEvent]:
+        """The change events of one group, in sequence order (the index is rebuilt if `changes` was edited)."""
+        if self.indexed_changes != len(self.changes):
+            self.changes_by_group = {}
+            for event in self.changes:
+                self.changes_by_group.setdefault(event.group_id, []).append(event)
+            self.indexed_changes = len(self.changes)
+        return self.changes_by_group.get(group_id, [])
 
     # ---- replication lag -----------------------------------------------------------------------
     # Graph writes land at once; reads, counts and the advanced-query index see them only after `lag` seconds.
@@ -334,9 +349,9 @@ class Directory:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     by_domain: dict[str, str] = field(default_factory=dict)
     default_tenant_id: str = ""
-    registrations: dict[str, App] = field(
-        default_factory=dict
-    )  # app registrations by client id (home tenant's)
+    # App registrations by client id (each in its home tenant), and the layout of a generated fleet.
+    registrations: dict[str, App] = field(default_factory=dict)
+    fleet: dict[str, Any] | None = None
 
     def add(self, tenant: Tenant) -> None:
         self.tenants[tenant.id] = tenant

@@ -444,3 +444,20 @@ def test_multi_tenant_demo_prints_each_administrator_and_checks_the_redirect_uri
         assert http.get(url, params={**query, "redirect_uri": callback}).status_code == 200
         other = http.get(url, params={**query, "redirect_uri": "https://elsewhere.example/cb"})
         assert other.status_code == 400 and "AADSTS50011" in other.text
+
+
+def test_fleet_option_serves_a_generated_fleet(launch):
+    child = launch(
+        "--fleet",
+        "3,12,300",
+        tenant_id="",
+        client_id=seeds.DEFAULT_CLIENT_ID,
+        client_secret=seeds.DEFAULT_CLIENT_SECRET,
+    )
+    control = EmulatorControl(child.base_url, child.ca_path)
+    try:
+        layout = control.fleet()
+    finally:
+        control.close()
+    assert len(layout["tenants"]) == 3 and layout["memberships"] == 300
+    assert sum(len(tenant["groups"]) for tenant in layout["tenants"]) == 12

@@ -22,9 +22,8 @@ CALLBACK = "https://equa.example/microsoft/consent-callback"
 
 
 @pytest.fixture
-def multi(emu: RunningEmulator) -> RunningEmulator:
-    emu.reset(seeds.multi_tenant_seed())
-    return emu
+def multi(graph_emulator_multi_tenant: RunningEmulator) -> RunningEmulator:
+    return graph_emulator_multi_tenant
 
 
 def token_response(emu: RunningEmulator, tenant: str, client_id: str | None = None) -> httpx.Response:
@@ -145,6 +144,8 @@ def test_token_requests_are_counted_per_tenant(multi):
     assert multi.token_requests_by_tenant() == {CONTOSO: 3, FABRIKAM: 1, PUBLISHER: 1}
     assert stats["tokens_issued_by_tenant"] == {CONTOSO: 3, PUBLISHER: 1}
     assert stats["token_requests"] == 5
+    Graph(multi, tenant_token(multi, CONTOSO)).get("/groups")
+    assert multi.stats()["graph_requests_by_tenant"] == {CONTOSO: 1}
 
 
 # ---- the consent pages -------------------------------------------------------------------------------------
