@@ -272,6 +272,7 @@ async def _run_answer(
     decided = await repository.flag_statuses(
         session,
         context.organization.id,
+        run.group_id,
         [row.directory_id for row in listed.get("flagged", []) if row.directory_id],
     )
     page = partial_context(
