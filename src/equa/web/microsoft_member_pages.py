@@ -26,6 +26,7 @@ from equa.organizations.invitations import pending_invitations
 from equa.organizations.routes import public_link
 from equa.pagination import cursors_for
 from equa.web.microsoft_partials import (
+    EXCLUSIONS_CHANGED,
     FLAG_DECIDED,
     FLAGS_CHANGED,
     MEMBERS_CHANGED,
@@ -102,6 +103,7 @@ async def members(
     except GraphError:
         owners = set()  # the members are still worth showing; only the owner marks are missing
     page |= {
+        "hand_added": await repository.hand_added_ids(session, context.organization.id, group_id or ""),
         "invited": {m.id for m in ordered if _address_of(m) in invited},
         "members": ordered,
         "owners": owners,
@@ -191,7 +193,7 @@ async def remove_member(
         ms_notice=f"Removed {name or 'the person'} from the group.",
         **await _fresh_status(request, session, context, graph, cache),
     )
-    return partial(request, "member_removed.html", page)
+    return partial(request, "member_removed.html", page, trigger=[EXCLUSIONS_CHANGED])
 
 
 @router.post("/sync")

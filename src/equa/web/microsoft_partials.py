@@ -34,6 +34,7 @@ from equa.web.templating import render
 MEMBERS_CHANGED = "ms-members"
 FLAGS_CHANGED = "ms-flagged"
 FLAG_DECIDED = "ms-flag-decided"  # a shown sync result re-renders its flagged people
+EXCLUSIONS_CHANGED = "ms-exclusions"  # someone was removed from the group by hand
 
 _URL = re.compile(r"(https://\S+)")
 

@@ -31,6 +31,9 @@ ENDPOINTS: list[tuple[str, str, Any, int]] = [
     ("DELETE", f"group/members/{MEMBER}", None, 204),
     ("GET", "groups", None, 200),
     ("GET", "audit", None, 200),
+    ("GET", "exclusions", None, 200),
+    # Nobody is excluded: the admin's answer is 404 exclusion_not_found.
+    ("DELETE", "exclusions/00000000-0000-4000-8000-000000000001", None, 404),
 ]
 NEEDS_LINK = {"unlink-group", "group", "group/members", f"group/members/{MEMBER}"}
 ACTORS = ["anonymous", "bad_token", "other_org_admin", "member", "admin"]

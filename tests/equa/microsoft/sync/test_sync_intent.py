@@ -11,7 +11,7 @@ from sync_support import directory_user, load_tenant, make_team
 
 from equa.accounts.models import User
 from equa.microsoft.models import AuditEvent, MicrosoftMember
-from equa.organizations.models import Membership
+from equa.organizations.models import Membership, Role
 
 pytestmark = pytest.mark.retry_budget("sync")
 
@@ -222,3 +222,46 @@ async def test_people_added_by_hand_are_linked_or_left_unflagged_by_the_next_syn
     emu.replicate_now()
     app.state.graph.own_writes.clear()
     assert (await run_sync(client, org.id, headers))["counts"]["flagged"] == 1
+
+
+async def test_the_settings_page_lists_people_removed_by_hand_with_allow_again_and_marks_people_added_by_hand(
+    client: httpx.AsyncClient,
+    emu: Any,
+    session_factory: Any,
+    bearer: Any,
+    make_user: Any,
+    sign_in: Any,
+) -> None:
+    users = [directory_user(i) for i in range(3)]
+    tenant = load_tenant(emu, users)
+    org, admin, team = await make_team(
+        session_factory, [u["mail"] for u in users[:2]], group_id=tenant.group_id
+    )
+    headers = await bearer(admin)
+    assert (await run_sync(client, org.id, headers))["counts"]["added"] == 2
+    added = await client.post(url(org.id, "group/members"), json={"userId": users[2]["id"]}, headers=headers)
+    assert added.status_code == 201, added.text
+
+    page_admin = await make_user(password="a long passphrase 1")
+    async with session_factory() as session:
+        session.add(Membership(organization_id=org.id, user_id=page_admin.id, role=Role.ADMIN))
+        await session.commit()
+    csrf = {"X-CSRF-Token": await sign_in(page_admin, "a long passphrase 1")}
+    base = f"/organizations/{org.id}/settings/microsoft"
+
+    members = await client.get(f"{base}/members")
+    assert members.status_code == 200, members.text
+    rows = {row.split('"', 1)[0]: row for row in members.text.split('data-member-id="')[1:]}
+    assert 'data-role="added-by-hand"' in rows[users[2]["id"]]
+    assert 'data-role="added-by-hand"' not in rows[users[1]["id"]]
+
+    removed = await client.delete(f"{base}/members/{users[1]['id']}?name=person1", headers=csrf)
+    assert removed.status_code == 200, removed.text
+    assert "ms-exclusions" in removed.headers["HX-Trigger"]
+    listed = await client.get(f"{base}/exclusions")
+    assert f'data-user-id="{team[1].id}"' in listed.text and "Allow again" in listed.text
+
+    allowed = await client.post(f"{base}/exclusions/{team[1].id}/allow", headers=csrf)
+    assert allowed.status_code == 200, allowed.text
+    assert "allowed again" in allowed.text and 'data-user-id="' not in allowed.text
+    assert (await client.get(url(org.id, "exclusions"), headers=headers)).json()["items"] == []
