@@ -360,18 +360,6 @@ async def excluded_user_ids(session: AsyncSession, organization_id: uuid.UUID) -
     return set(rows)
 
 
-async def hand_added(
-    session: AsyncSession, organization_id: uuid.UUID, group_id: str, directory_id: str
-) -> HandAddedMember | None:
-    return await session.scalar(
-        select(HandAddedMember).where(
-            HandAddedMember.organization_id == organization_id,
-            HandAddedMember.group_id == group_id,
-            HandAddedMember.directory_id == directory_id,
-        )
-    )
-
-
 async def hand_added_ids(session: AsyncSession, organization_id: uuid.UUID, group_id: str) -> set[str]:
     """Directory ids of the people an admin added to the group `group_id` by hand (not on the team)."""
     rows = await session.scalars(
@@ -439,10 +427,17 @@ async def sync_run(session: AsyncSession, run_id: uuid.UUID, *, fresh: bool = Fa
 
 
 async def last_run(
-    session: AsyncSession, organization_id: uuid.UUID, *, dry_run: bool | None = None
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    dry_run: bool | None = None,
+    group_id: str | None = None,
 ) -> SyncRun | None:
-    """The organization's newest run; with `dry_run`, its newest real sync (False) or preview (True)."""
+    """The organization's newest run (of the group `group_id`, if given); with `dry_run`, its newest real sync
+    (False) or preview (True)."""
     statement = select(SyncRun).where(SyncRun.organization_id == organization_id)
+    if group_id is not None:
+        statement = statement.where(SyncRun.group_id == group_id)
     if dry_run is not None:
         statement = statement.where(SyncRun.dry_run.is_(dry_run))
     return await session.scalar(statement.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))

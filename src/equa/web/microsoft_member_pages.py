@@ -308,10 +308,42 @@ async def _flagged_list(
             status=status.value,
             limit=runs.PAGE_SIZE_MAX,
         )
+    preview: list[SyncOutcome] = []
+    if not lists["pending"] and not lists["dismissed"]:
+        preview = await _flagged_by_preview(request, context, session)
     page = partial_context(
-        request, context, flags=lists["pending"], dismissed=lists["dismissed"], problem=None
+        request,
+        context,
+        flags=lists["pending"],
+        dismissed=lists["dismissed"],
+        preview_flags=preview,
+        problem=None,
     )
     return partial(request, "flagged.html", page | extra)
+
+
+async def _flagged_by_preview(
+    request: Request, context: MicrosoftAdmin, session: DbSession
+) -> list[SyncOutcome]:
+    """Before the linked group's first sync, who its last preview would flag (a preview stores no flags): the
+    flagged list then agrees with the members marked "Not in the team"."""
+    group_id = groups.linked_group_id(context.organization)
+    if group_id is None:
+        return []
+    organization_id = context.organization.id
+    if await repository.last_run(session, organization_id, dry_run=False, group_id=group_id) is not None:
+        return []
+    preview = await repository.last_run(session, organization_id, dry_run=True, group_id=group_id)
+    if preview is None or preview.status in ACTIVE_RUN_STATES:
+        return []
+    rows, _more = await runs.list_outcomes(
+        session,
+        preview,
+        cursors=cursors_for(request, "sync-outcomes", preview.id),
+        outcome="flagged",
+        limit=runs.PAGE_SIZE_MAX,
+    )
+    return rows
 
 
 @router.get("/flagged")

@@ -156,7 +156,7 @@ async def note_added(
     directory_id = str(directory_user["id"]).lower()
     user = equa_user or await team_member_by_address(session, organization, directory_user)
     if user is None:
-        if await repository.hand_added(session, organization.id, group_id, directory_id) is None:
+        if directory_id not in await repository.hand_added_ids(session, organization.id, group_id):
             session.add(
                 HandAddedMember(
                     organization_id=organization.id,
