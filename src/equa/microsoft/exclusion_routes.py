@@ -31,7 +31,7 @@ def exclusion_out(excluded: Exclusion) -> ExclusionOut:
     )
 
 
-@router.get("/exclusions", response_model=ExclusionListOut, responses=problem_responses(401, 403, 404))
+@router.get("/exclusions", response_model=ExclusionListOut, responses=problem_responses(401, 403, 404, 422))
 async def exclusions(context: MicrosoftAdmin, session: DbSession) -> ExclusionListOut:
     """Team members an admin removed from the group: the sync reports them as `excluded` and does not add them."""
     return ExclusionListOut(
@@ -43,7 +43,7 @@ async def exclusions(context: MicrosoftAdmin, session: DbSession) -> ExclusionLi
     "/exclusions/{user_id}",
     status_code=status.HTTP_204_NO_CONTENT,
     response_class=Response,
-    responses=problem_responses(401, 403, 404),
+    responses=problem_responses(401, 403, 404, 422),
 )
 async def allow(user_id: uuid.UUID, context: MicrosoftAdmin, session: DbSession) -> Response:
     """Allow an excluded team member again: the next sync adds them. 404 when they are not excluded."""

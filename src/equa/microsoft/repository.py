@@ -266,9 +266,10 @@ async def directory_link(
     )
 
 
-async def forget_directory_links(session: AsyncSession, organization_id: uuid.UUID) -> None:
-    """Drop every link of the organization: the next group linked starts fresh."""
-    await session.execute(delete(MicrosoftMember).where(MicrosoftMember.organization_id == organization_id))
+async def forget_group_state(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Drop the organization's links, flags and people added by hand: the next group linked starts fresh."""
+    for model in (MicrosoftMember, FlaggedMember, HandAddedMember):
+        await session.execute(delete(model).where(model.organization_id == organization_id))
 
 
 # --- flagged members --------------------------------------------------------------------------------------

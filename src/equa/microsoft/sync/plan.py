@@ -88,6 +88,7 @@ class PlannedRemoval:
     user_id: uuid.UUID
     email: str
     directory_id: str
+    display_name: str | None = None
 
 
 @dataclass
@@ -254,6 +255,7 @@ class SyncPlanner:
             old = self._old_links.get(member.user_id)
             directory_id = self._target_of(member)
             matched_by = self._present_by.get(member.user_id)
+            name = member.display_name
             if member.user_id in self._excluded and member.user_id not in self._present:
                 plan.excluded.append(member)
                 continue
@@ -264,6 +266,8 @@ class SyncPlanner:
                     continue
                 directory_id = found.id
                 matched_by = found.matched_by or MatchedBy.MAIL.value
+                # People are named as Microsoft 365 names them (the members table's names), when it was asked.
+                name = found.display_name or name
             if old is None or old.directory_id != directory_id or old.matched_email != member.email:
                 plan.links.append(
                     IdentityLink(
@@ -275,7 +279,7 @@ class SyncPlanner:
                         added_by_sync=bool(old and old.directory_id == directory_id and old.added_by_sync),
                     )
                 )
-            planned = PlannedMember(member.user_id, member.email, member.display_name, directory_id)
+            planned = PlannedMember(member.user_id, member.email, name, directory_id)
             claimed.add(directory_id)
             if directory_id in self._group_ids or directory_id in planned_adds:
                 plan.already_members.append(planned)
@@ -286,7 +290,8 @@ class SyncPlanner:
         removable = set(self.removal_candidates()) - owner_ids - claimed
         for directory_id in sorted(removable):
             link = self._departed[directory_id]
-            plan.removals.append(PlannedRemoval(link.user_id, link.matched_email, directory_id))
+            name = self._unmatched[directory_id].display_name
+            plan.removals.append(PlannedRemoval(link.user_id, link.matched_email, directory_id, name))
         for user_id in sorted(self._old_links, key=str):
             if user_id in self._team:
                 continue

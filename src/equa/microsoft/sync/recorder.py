@@ -132,6 +132,7 @@ def note_removal(
             user_id=removal.user_id,
             directory_id=removal.directory_id,
             email=removal.email,
+            display_name=removal.display_name,
             message=change.message,
         )
     )
@@ -179,7 +180,11 @@ def dry_run_rows(plan: SyncPlan) -> list[OutcomeRow]:
     ]
     rows += [
         OutcomeRow(
-            outcome=Outcome.REMOVED.value, user_id=r.user_id, directory_id=r.directory_id, email=r.email
+            outcome=Outcome.REMOVED.value,
+            user_id=r.user_id,
+            directory_id=r.directory_id,
+            email=r.email,
+            display_name=r.display_name,
         )
         for r in plan.removals
     ]

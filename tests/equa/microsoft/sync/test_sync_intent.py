@@ -265,3 +265,37 @@ async def test_the_settings_page_lists_people_removed_by_hand_with_allow_again_a
     assert allowed.status_code == 200, allowed.text
     assert "allowed again" in allowed.text and 'data-user-id="' not in allowed.text
     assert (await client.get(url(org.id, "exclusions"), headers=headers)).json()["items"] == []
+
+
+async def named(
+    client: httpx.AsyncClient, org_id: Any, run: dict[str, Any], headers: Any
+) -> set[tuple[str, str, str]]:
+    response = await client.get(url(org_id, f"sync-runs/{run['id']}/outcomes"), headers=headers)
+    return {(item["outcome"], item["displayName"], item["email"]) for item in response.json()["items"]}
+
+
+async def test_run_results_name_people_as_the_members_table_does_with_their_address_beside(
+    client: httpx.AsyncClient, app: Any, emu: Any, session_factory: Any, bearer: Any
+) -> None:
+    users = [directory_user(i) for i in range(3)]
+    tenant = load_tenant(emu, users, members=[users[2]["id"]])
+    # Equa knows these people by the local part of their address; Microsoft 365 by their names ("Person 0").
+    org, admin, team = await make_team(
+        session_factory, [u["mail"] for u in users[:2]], group_id=tenant.group_id, remove_departed=True
+    )
+    headers = await bearer(admin)
+    first = await run_sync(client, org.id, headers)
+    assert {row for row in await named(client, org.id, first, headers) if row[0] != "notInTenant"} == {
+        ("added", "Person 0", users[0]["mail"]),
+        ("added", "Person 1", users[1]["mail"]),
+        ("flagged", "Person 2", users[2]["mail"]),
+    }
+    await leave_team(session_factory, org.id, team[1].id)
+    emu.replicate_now()
+    app.state.graph.own_writes.clear()
+    preview = (
+        await client.post(url(org.id, "sync-members?wait=30"), json={"dryRun": True}, headers=headers)
+    ).json()
+    assert ("removed", "Person 1", users[1]["mail"]) in await named(client, org.id, preview, headers)
+    after = await run_sync(client, org.id, headers)
+    assert ("removed", "Person 1", users[1]["mail"]) in await named(client, org.id, after, headers)
