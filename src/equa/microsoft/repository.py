@@ -25,6 +25,8 @@ from equa.microsoft.models import (
     FlaggedMember,
     FlagStatus,
     GroupCreation,
+    HandAddedMember,
+    MicrosoftExclusion,
     MicrosoftGroupGrant,
     MicrosoftMember,
     SyncOutcome,
@@ -280,31 +282,22 @@ async def directory_link(
     )
 
 
-async def directory_id_of(
-    session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID, group_id: str
-) -> str | None:
-    """The directory user an Equa user is linked to in this organization for the group `group_id`, if any."""
-    return await session.scalar(
-        select(MicrosoftMember.directory_id).where(
-            MicrosoftMember.organization_id == organization_id,
-            MicrosoftMember.user_id == user_id,
-            MicrosoftMember.group_id == group_id,
-        )
-    )
-
-
-async def forget_directory_links(session: AsyncSession, organization_id: uuid.UUID) -> None:
-    """Drop every link of the organization: the next group linked starts fresh."""
-    await session.execute(delete(MicrosoftMember).where(MicrosoftMember.organization_id == organization_id))
+async def forget_group_state(session: AsyncSession, organization_id: uuid.UUID) -> None:
+    """Drop the organization's links, flags and people added by hand: the next group linked starts fresh."""
+    for model in (MicrosoftMember, FlaggedMember, HandAddedMember):
+        await session.execute(delete(model).where(model.organization_id == organization_id))
 
 
 # --- flagged members --------------------------------------------------------------------------------------
 
 
-async def dismissed_directory_ids(session: AsyncSession, organization_id: uuid.UUID) -> set[str]:
+async def dismissed_directory_ids(
+    session: AsyncSession, organization_id: uuid.UUID, group_id: str
+) -> set[str]:
     rows = await session.scalars(
         select(FlaggedMember.directory_id).where(
             FlaggedMember.organization_id == organization_id,
+            FlaggedMember.group_id == group_id,
             FlaggedMember.status == FlagStatus.DISMISSED.value,
         )
     )
@@ -329,12 +322,15 @@ async def flagged_page(
     session: AsyncSession,
     organization_id: uuid.UUID,
     *,
+    group_id: str | None,
     status: str | None,
     after: uuid.UUID | None,
     limit: int,
 ) -> list[FlaggedMember]:
-    """Up to `limit` flagged members (with `status`, if given) after `after`, by id."""
-    statement = select(FlaggedMember).where(FlaggedMember.organization_id == organization_id)
+    """Up to `limit` flagged members of the group `group_id` (with `status`, if given) after `after`, by id."""
+    statement = select(FlaggedMember).where(
+        FlaggedMember.organization_id == organization_id, FlaggedMember.group_id == group_id
+    )
     if status is not None:
         statement = statement.where(FlaggedMember.status == status)
     if after is not None:
@@ -343,14 +339,16 @@ async def flagged_page(
 
 
 async def flag_statuses(
-    session: AsyncSession, organization_id: uuid.UUID, directory_ids: list[str]
+    session: AsyncSession, organization_id: uuid.UUID, group_id: str | None, directory_ids: list[str]
 ) -> dict[str, str]:
-    """directory id -> the status of that person's flag, for the given people that have one."""
-    if not directory_ids:
+    """directory id -> the status of that person's flag in the group `group_id`, for the given people."""
+    if not directory_ids or group_id is None:
         return {}
     rows = await session.execute(
         select(FlaggedMember.directory_id, FlaggedMember.status).where(
-            FlaggedMember.organization_id == organization_id, FlaggedMember.directory_id.in_(directory_ids)
+            FlaggedMember.organization_id == organization_id,
+            FlaggedMember.group_id == group_id,
+            FlaggedMember.directory_id.in_(directory_ids),
         )
     )
     return {directory_id: status for directory_id, status in rows}
@@ -358,6 +356,74 @@ async def flag_statuses(
 
 async def flagged_member(session: AsyncSession, flag_id: uuid.UUID) -> FlaggedMember | None:
     return await session.get(FlaggedMember, flag_id)
+
+
+# --- exclusions and people added by hand ------------------------------------------------------------------
+
+
+async def exclusion(
+    session: AsyncSession, organization_id: uuid.UUID, user_id: uuid.UUID
+) -> MicrosoftExclusion | None:
+    return await session.scalar(
+        select(MicrosoftExclusion).where(
+            MicrosoftExclusion.organization_id == organization_id, MicrosoftExclusion.user_id == user_id
+        )
+    )
+
+
+async def exclusions(
+    session: AsyncSession, organization_id: uuid.UUID
+) -> list[tuple[MicrosoftExclusion, User]]:
+    """The organization's exclusions with their people, by name then address."""
+    rows = await session.execute(
+        select(MicrosoftExclusion, User)
+        .join(User, User.id == MicrosoftExclusion.user_id)
+        .where(MicrosoftExclusion.organization_id == organization_id)
+        .order_by(func.lower(func.coalesce(User.display_name, User.email)), User.email_normalized)
+    )
+    return [(excluded, user) for excluded, user in rows]
+
+
+async def excluded_user_ids(session: AsyncSession, organization_id: uuid.UUID) -> set[uuid.UUID]:
+    rows = await session.scalars(
+        select(MicrosoftExclusion.user_id).where(MicrosoftExclusion.organization_id == organization_id)
+    )
+    return set(rows)
+
+
+async def hand_added_ids(session: AsyncSession, organization_id: uuid.UUID, group_id: str) -> set[str]:
+    """Directory ids of the people an admin added to the group `group_id` by hand (not on the team)."""
+    rows = await session.scalars(
+        select(HandAddedMember.directory_id).where(
+            HandAddedMember.organization_id == organization_id, HandAddedMember.group_id == group_id
+        )
+    )
+    return set(rows)
+
+
+async def forget_hand_added(
+    session: AsyncSession, organization_id: uuid.UUID, group_id: str, directory_id: str
+) -> None:
+    await session.execute(
+        delete(HandAddedMember).where(
+            HandAddedMember.organization_id == organization_id,
+            HandAddedMember.group_id == group_id,
+            HandAddedMember.directory_id == directory_id,
+        )
+    )
+
+
+async def user_linked_to(
+    session: AsyncSession, organization_id: uuid.UUID, group_id: str, directory_id: str
+) -> uuid.UUID | None:
+    """The Equa user linked to this directory user for the group `group_id`, if any."""
+    return await session.scalar(
+        select(MicrosoftMember.user_id).where(
+            MicrosoftMember.organization_id == organization_id,
+            MicrosoftMember.group_id == group_id,
+            func.lower(MicrosoftMember.directory_id) == directory_id.lower(),
+        )
+    )
 
 
 # --- audit events -----------------------------------------------------------------------------------------
@@ -392,10 +458,17 @@ async def sync_run(session: AsyncSession, run_id: uuid.UUID, *, fresh: bool = Fa
 
 
 async def last_run(
-    session: AsyncSession, organization_id: uuid.UUID, *, dry_run: bool | None = None
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    dry_run: bool | None = None,
+    group_id: str | None = None,
 ) -> SyncRun | None:
-    """The organization's newest run; with `dry_run`, its newest real sync (False) or preview (True)."""
+    """The organization's newest run (of the group `group_id`, if given); with `dry_run`, its newest real sync
+    (False) or preview (True)."""
     statement = select(SyncRun).where(SyncRun.organization_id == organization_id)
+    if group_id is not None:
+        statement = statement.where(SyncRun.group_id == group_id)
     if dry_run is not None:
         statement = statement.where(SyncRun.dry_run.is_(dry_run))
     return await session.scalar(statement.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))

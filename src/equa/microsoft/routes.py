@@ -23,6 +23,7 @@ from equa.deps import DbSession, read_cache_for
 from equa.errors import problem_response
 from equa.microsoft import groups, repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
+from equa.microsoft.exclusion_routes import router as exclusions_router
 from equa.microsoft.graph import GraphClient, GraphError
 from equa.microsoft.graph.permissions import group_scope_of, permission_names
 from equa.microsoft.models import SyncRun
@@ -489,4 +490,4 @@ def last_run_out(run: SyncRun | None) -> LastSyncOut | None:
 
 
 def microsoft_routers() -> list[APIRouter]:
-    return [router, operator_router]
+    return [router, operator_router, exclusions_router]

@@ -34,7 +34,8 @@ class CreateGroupIn(CamelModel):
 
 
 class AddMemberIn(CamelModel):
-    """Exactly one of userId (directory object id), email, equaUserId (a member of this organization)."""
+    """One of userId (directory object id), email, equaUserId (a member of this organization); or equaUserId with
+    userId, to say which directory account is that member's (later syncs use it)."""
 
     user_id: uuid.UUID | None = None
     email: EmailStr | None = None
@@ -43,8 +44,9 @@ class AddMemberIn(CamelModel):
     @model_validator(mode="after")
     def _exactly_one(self) -> AddMemberIn:
         given = [v for v in (self.user_id, self.email, self.equa_user_id) if v is not None]
-        if len(given) != 1:
-            raise ValueError("send exactly one of userId, email or equaUserId")
+        together = self.user_id is not None and self.equa_user_id is not None and self.email is None
+        if len(given) != 1 and not together:
+            raise ValueError("send one of userId, email or equaUserId, or equaUserId with userId")
         return self
 
 
@@ -213,3 +215,17 @@ _MICROSOFT_STATUS_MEANINGS = {
 def problem_responses(*statuses: int) -> dict[int | str, dict[str, Any]]:
     """The service-wide problem+json declarations, with what each status means on the Microsoft endpoints."""
     return errors.problem_responses(*statuses, **_MICROSOFT_STATUS_MEANINGS)
+
+
+class ExclusionOut(CamelModel):
+    user_id: uuid.UUID
+    email: str
+    display_name: str | None
+    excluded_at: datetime
+    excluded_by: uuid.UUID | None = Field(description="The admin who removed them from the group.")
+
+
+class ExclusionListOut(CamelModel):
+    items: list[ExclusionOut] = Field(
+        description="Team members an admin removed from the group: the sync does not add them back."
+    )

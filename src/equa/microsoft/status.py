@@ -257,17 +257,23 @@ async def last_sync_run(
     *,
     preview: bool = False,
 ) -> SyncRun | None:
-    """The organization's last real sync, or with `preview` its last dry run."""
+    """The last real sync of the linked group, or with `preview` its last dry run (None when nothing is linked).
+
+    Runs belong to the group they ran against: after a new link, the old group's stay in the run list only.
+    """
+    group_id = linked_group_id(organization)
+    if group_id is None:
+        return None
 
     async def load() -> SyncRun | None:
-        return await repository.last_run(session, organization.id, dry_run=preview)
+        return await repository.last_run(session, organization.id, dry_run=preview, group_id=group_id)
 
     async def attach(copy: SyncRun | None) -> SyncRun | None:
         return None if copy is None else await session.merge(copy, load=False)
 
     return await read_through(
         read_cache,
-        ("last_preview_run" if preview else "last_sync_run", organization.id),
+        ("last_preview_run" if preview else "last_sync_run", organization.id, group_id),
         (SyncRun.__tablename__,),
         load,
         detached_copy,

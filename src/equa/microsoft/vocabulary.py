@@ -36,6 +36,10 @@ OUTCOME_TEXT: dict[str, tuple[str, str]] = {
     Outcome.ADDED: ("Added to the group", "Would be added to the group"),
     Outcome.ALREADY_MEMBER: ("Already members", "Already members"),
     Outcome.REMOVED: ("Removed from the group", "Would be removed from the group"),
+    Outcome.EXCLUDED: (
+        "Not added back: an admin removed them from the group",
+        "Would not be added back: an admin removed them from the group",
+    ),
     Outcome.FLAGGED: (
         "Flagged: in the group, not in the Equa team",
         "Would be flagged: in the group, not in the Equa team",

@@ -26,6 +26,7 @@ from equa.organizations.invitations import pending_invitations
 from equa.organizations.routes import public_link
 from equa.pagination import cursors_for
 from equa.web.microsoft_partials import (
+    EXCLUSIONS_CHANGED,
     FLAG_DECIDED,
     FLAGS_CHANGED,
     MEMBERS_CHANGED,
@@ -102,6 +103,7 @@ async def members(
     except GraphError:
         owners = set()  # the members are still worth showing; only the owner marks are missing
     page |= {
+        "hand_added": await repository.hand_added_ids(session, context.organization.id, group_id or ""),
         "invited": {m.id for m in ordered if _address_of(m) in invited},
         "members": ordered,
         "owners": owners,
@@ -191,7 +193,7 @@ async def remove_member(
         ms_notice=f"Removed {name or 'the person'} from the group.",
         **await _fresh_status(request, session, context, graph, cache),
     )
-    return partial(request, "member_removed.html", page)
+    return partial(request, "member_removed.html", page, trigger=[EXCLUSIONS_CHANGED])
 
 
 @router.post("/sync")
@@ -281,6 +283,7 @@ async def _run_answer(
     decided = await repository.flag_statuses(
         session,
         context.organization.id,
+        run.group_id,
         [row.directory_id for row in listed.get("flagged", []) if row.directory_id],
     )
     page = partial_context(
@@ -314,10 +317,42 @@ async def _flagged_list(
             status=status.value,
             limit=runs.PAGE_SIZE_MAX,
         )
+    preview: list[SyncOutcome] = []
+    if not lists["pending"] and not lists["dismissed"]:
+        preview = await _flagged_by_preview(request, context, session)
     page = partial_context(
-        request, context, flags=lists["pending"], dismissed=lists["dismissed"], problem=None
+        request,
+        context,
+        flags=lists["pending"],
+        dismissed=lists["dismissed"],
+        preview_flags=preview,
+        problem=None,
     )
     return partial(request, "flagged.html", page | extra)
+
+
+async def _flagged_by_preview(
+    request: Request, context: MicrosoftAdmin, session: DbSession
+) -> list[SyncOutcome]:
+    """Before the linked group's first sync, who its last preview would flag (a preview stores no flags): the
+    flagged list then agrees with the members marked "Not in the team"."""
+    group_id = groups.linked_group_id(context.organization)
+    if group_id is None:
+        return []
+    organization_id = context.organization.id
+    if await repository.last_run(session, organization_id, dry_run=False, group_id=group_id) is not None:
+        return []
+    preview = await repository.last_run(session, organization_id, dry_run=True, group_id=group_id)
+    if preview is None or preview.status in ACTIVE_RUN_STATES:
+        return []
+    rows, _more = await runs.list_outcomes(
+        session,
+        preview,
+        cursors=cursors_for(request, "sync-outcomes", preview.id),
+        outcome="flagged",
+        limit=runs.PAGE_SIZE_MAX,
+    )
+    return rows
 
 
 @router.get("/flagged")

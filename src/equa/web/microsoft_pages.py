@@ -25,6 +25,7 @@ from equa.web.microsoft_partials import (
     field_errors,
     partial,
     partial_context,
+    preview_after_link,
     problem_fields,
     problem_of,
     section,
@@ -74,7 +75,8 @@ async def link(
         problem = await problem_of(request, session, error)
         return refused({}, problem, problem.status)
     cache.forget(graph, str(parsed))
-    return section(request, context, f"Linked to “{result.group.get('displayName') or parsed}”.")
+    run = await preview_after_link(session, context)
+    return section(request, context, f"Linked to “{result.group.get('displayName') or parsed}”.", run=run)
 
 
 @router.post("/create")
@@ -131,8 +133,12 @@ async def create(
         return refused({}, problem, problem.status, same_key=problem.status >= 500)
     if not result.replayed:
         cache.remember_created(graph, result.group)
+    run = await preview_after_link(session, context)
     return section(
-        request, context, f"Created the private group “{result.group.get('displayName')}” and linked it."
+        request,
+        context,
+        f"Created the private group “{result.group.get('displayName')}” and linked it.",
+        run=run,
     )
 
 

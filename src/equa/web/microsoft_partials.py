@@ -23,9 +23,11 @@ from equa.deps import read_cache_for
 from equa.errors import AppError
 from equa.microsoft import groups, vocabulary
 from equa.microsoft.graph import GraphClient, GraphError
+from equa.microsoft.models import SyncRun
 from equa.microsoft.problems import graph_problem
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.status import OK, StatusCache, get_status
+from equa.microsoft.sync import runs
 from equa.organizations.deps import OrgContext
 from equa.plain_words import field_words
 from equa.web.templating import render
@@ -34,6 +36,7 @@ from equa.web.templating import render
 MEMBERS_CHANGED = "ms-members"
 FLAGS_CHANGED = "ms-flagged"
 FLAG_DECIDED = "ms-flag-decided"  # a shown sync result re-renders its flagged people
+EXCLUSIONS_CHANGED = "ms-exclusions"  # someone was removed from the group by hand
 
 _URL = re.compile(r"(https://\S+)")
 
@@ -78,9 +81,14 @@ def partial(
     return response
 
 
-def section(request: Request, context: OrgContext, notice: str) -> HTMLResponse:
-    """The whole section again, after the link changed: what is shown is what is stored."""
-    response = render(request, "_microsoft.html", partial_context(request, context, ms_notice=notice))
+def section(
+    request: Request, context: OrgContext, notice: str, *, run: SyncRun | None = None
+) -> HTMLResponse:
+    """The whole section again, after the link changed: what is shown is what is stored. `run`: a preview started
+    with the new link, shown (and polled) in the sync result's place."""
+    response = render(
+        request, "_microsoft.html", partial_context(request, context, ms_notice=notice, ms_run=run)
+    )
     response.headers["HX-Retarget"] = "#microsoft"
     # The section's layout changes: bring its result (at the section's top) into view.
     response.headers["HX-Reswap"] = "outerHTML show:#ms-notice:top"
@@ -103,6 +111,17 @@ async def problem_of(request: Request, session: AsyncSession, error: Exception) 
         return graph_problem(error, request.app.state.settings)
     assert isinstance(error, AppError)
     return error
+
+
+async def preview_after_link(session: AsyncSession, context: OrgContext) -> SyncRun | None:
+    """A preview (dry run) of the group just linked or created, so that the flags and the members' marks agree
+    from the first view. Committed at once: the page polls for the run straight away."""
+    try:
+        run = await runs.request_sync(session, context.organization, context.user, True, "web")
+    except AppError:
+        return None  # nothing to preview after all (the link was cleared meanwhile): the section says so
+    await session.commit()
+    return run
 
 
 def field_errors(error: ValidationError) -> dict[str, str]:

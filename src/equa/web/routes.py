@@ -7,6 +7,7 @@ from fastapi import APIRouter
 from equa.web import (
     auth_pages,
     invitation_pages,
+    microsoft_intent_pages,
     microsoft_member_pages,
     microsoft_pages,
     organization_pages,
@@ -20,3 +21,4 @@ router.include_router(organization_pages.router)
 router.include_router(invitation_pages.router)
 router.include_router(microsoft_pages.router)
 router.include_router(microsoft_member_pages.router)
+router.include_router(microsoft_intent_pages.router)

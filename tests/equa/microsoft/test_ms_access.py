@@ -19,6 +19,7 @@ pytestmark = pytest.mark.retry_budget("api")
 
 
 MEMBER = tenant_members()[25]["id"]
+NOBODY = "00000000-0000-4000-8000-000000000001"
 # (method, path under /microsoft/, body, the admin's success status)
 ENDPOINTS: list[tuple[str, str, Any, int]] = [
     ("GET", "status", None, 200),
@@ -31,6 +32,9 @@ ENDPOINTS: list[tuple[str, str, Any, int]] = [
     ("DELETE", f"group/members/{MEMBER}", None, 204),
     ("GET", "groups", None, 200),
     ("GET", "audit", None, 200),
+    ("GET", "exclusions", None, 200),
+    # Nobody is excluded: the admin's answer is 404 exclusion_not_found.
+    ("DELETE", f"exclusions/{NOBODY}", None, 404),
 ]
 NEEDS_LINK = {"unlink-group", "group", "group/members", f"group/members/{MEMBER}"}
 ACTORS = ["anonymous", "bad_token", "other_org_admin", "member", "admin"]
@@ -151,8 +155,13 @@ async def test_everything_is_absent_with_the_feature_off(
 
 async def test_every_microsoft_response_is_declared_in_openapi(client: httpx.AsyncClient) -> None:
     spec = (await client.get("/openapi.json")).json()
-    mine = {f"/api/v1/organizations/{{org_id}}/microsoft/{p}" for _, p, _, _ in ENDPOINTS if MEMBER not in p}
+    mine = {
+        f"/api/v1/organizations/{{org_id}}/microsoft/{p}"
+        for _, p, _, _ in ENDPOINTS
+        if MEMBER not in p and NOBODY not in p
+    }
     mine |= {"/api/v1/organizations/{org_id}/microsoft/group/members/{member_id}"}
+    mine |= {"/api/v1/organizations/{org_id}/microsoft/exclusions/{user_id}"}
     mine |= {"/api/v1/microsoft/admin-consent-url"}
     assert mine <= set(spec["paths"])
     paths = {p: spec["paths"][p] for p in mine}

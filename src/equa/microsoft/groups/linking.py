@@ -133,7 +133,7 @@ async def clear_stale_link(
     if group_id is None:
         return None
     repository.clear_link(organization)
-    await repository.forget_directory_links(session, organization.id)
+    await repository.forget_group_state(session, organization.id)
     record_audit(
         session,
         organization_id=organization.id,
@@ -264,8 +264,8 @@ async def unlink_group(session: AsyncSession, organization: Organization, actor:
     """Clear the link (the group stays in Microsoft 365, spec section 6). Returns the group id that was linked."""
     group_id = require_linked(organization)
     repository.clear_link(organization)
-    # Who the sync linked and added belongs to that group: the next group linked starts fresh.
-    await repository.forget_directory_links(session, organization.id)
+    # Who the sync linked and added, flagged or was told about belongs to that group: the next one starts fresh.
+    await repository.forget_group_state(session, organization.id)
     record_audit(
         session,
         organization_id=organization.id,

@@ -15,6 +15,7 @@ from equa.accounts.models import User, normalize_email
 from equa.microsoft import repository
 from equa.microsoft.audit import FAILURE, SUCCESS, record_audit
 from equa.microsoft.graph import GraphAlreadyExists, GraphClient, GraphError, GraphNotFound
+from equa.microsoft.groups.exclusions import note_added, note_removed
 from equa.microsoft.groups.linking import (
     linkability,
     linked_group,
@@ -158,7 +159,7 @@ async def _resolve_user(
     *,
     user_id: uuid.UUID | None,
     email: str | None,
-    equa_user_id: uuid.UUID | None,
+    equa_user: User | None,
 ) -> dict[str, Any]:
     if user_id is not None:
         try:
@@ -167,12 +168,10 @@ async def _resolve_user(
             raise user_not_found(f"the id {user_id}") from None
         user: dict[str, Any] = response.json() or {}
         return user
-    if equa_user_id is not None:
-        equa_user = await repository.team_member(session, organization.id, equa_user_id)
-        if equa_user is None:
-            raise equa_user_not_found()
-        linked = await repository.directory_id_of(
-            session, organization.id, equa_user.id, require_linked(organization)
+    if equa_user is not None:
+        link = await repository.directory_link(session, organization.id, equa_user.id)
+        linked = (
+            link.directory_id if link is not None and link.group_id == require_linked(organization) else None
         )
         if linked is not None:
             try:
@@ -208,15 +207,23 @@ async def add_group_member(
 ) -> MemberChange:
     """Add one user (by directory id, address, or Equa team member) to the linked group.
 
-    added=False when they already were a member (not an error). 404 when the tenant has no such user, 422 for
-    guests the tenant's policy keeps out (via GraphGuestBlocked) and for groups whose members cannot change.
+    `equa_user_id` with `user_id` says which directory account is that team member's. The admin's choice is kept
+    (groups.exclusions.note_added): a team member gets an explicit link and is no longer excluded; anyone else is
+    remembered as added by hand, and not flagged by the sync. added=False when they already were a member (not an
+    error). 404 when the tenant has no such user or equaUserId is not on the team, 422 for guests the tenant's
+    policy keeps out (via GraphGuestBlocked) and for groups whose members cannot change.
     """
+    equa_user: User | None = None
+    if equa_user_id is not None:
+        equa_user = await repository.team_member(session, organization.id, equa_user_id)
+        if equa_user is None:
+            raise equa_user_not_found()
     group = await linked_group(session, graph, organization, actor, "adding a member", scope=scope)
     refusal = linkability(group)
     if refusal is not None:
         raise unmanageable(refusal)
     user = await _resolve_user(
-        session, graph, organization, user_id=user_id, email=email, equa_user_id=equa_user_id
+        session, graph, organization, user_id=user_id, email=email, equa_user=equa_user
     )
     group_id = str(group["id"])
     target = str(user.get("userPrincipalName") or user.get("mail") or user["id"])
@@ -249,6 +256,7 @@ async def add_group_member(
     if added:
         listed = {"@odata.type": "#microsoft.graph.user", **user}
         graph.own_writes.changed(graph.tenant, group_id, str(user["id"]), present=True, member=listed)
+    await note_added(session, organization, actor, group_id.lower(), user, equa_user=equa_user)
     by_email, by_directory_id = await team_directory(session, organization)
     return MemberChange(_member_from_graph(user, by_email, by_directory_id), added)
 
@@ -289,6 +297,7 @@ async def remove_group_member(
     )
     if removed:
         graph.own_writes.changed(graph.tenant, str(group["id"]), str(member_id), present=False)
+    await note_removed(session, graph, organization, actor, str(group["id"]).lower(), str(member_id))
     return removed
 
 

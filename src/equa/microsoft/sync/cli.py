@@ -127,10 +127,12 @@ async def _print_outcome(settings: Settings, run: SyncRun) -> None:
         await engine.dispose()
     if rows:
         detail = Table(title="Members" + (f" (first {ROWS_SHOWN})" if more else ""))
-        for column in ("outcome", "email", "message"):
+        for column in ("outcome", "name", "email", "message"):
             detail.add_column(column)
         for row in rows:
-            detail.add_row(row.outcome, row.email or row.directory_id or "", row.message or "")
+            detail.add_row(
+                row.outcome, row.display_name or "", row.email or row.directory_id or "", row.message or ""
+            )
         console.print(detail)
 
 

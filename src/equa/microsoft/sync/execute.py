@@ -85,7 +85,14 @@ __all__ = ["Progress", "execute_run"]
 
 
 async def build_plan(graph: GraphClient, inputs: SyncInputs, progress: Progress) -> SyncPlan:
-    planner = SyncPlanner(inputs.team, inputs.links, inputs.policy, inputs.dismissed)
+    planner = SyncPlanner(
+        inputs.team,
+        inputs.links,
+        inputs.policy,
+        inputs.dismissed,
+        excluded=inputs.excluded,
+        chosen=inputs.chosen,
+    )
     progress.set_phase("listing", total=0)
 
     async def list_members() -> None:

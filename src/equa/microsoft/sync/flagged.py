@@ -35,7 +35,10 @@ async def list_flagged(
     cursor: str | None = None,
     limit: int = 50,
 ) -> tuple[list[FlaggedMember], str | None]:
-    """Flagged members (all, or those with `status`), in a stable order, a page at a time."""
+    """Flagged members of the linked group (all, or those with `status`), in a stable order, a page at a time.
+
+    Flags and dismissals belong to the group they were seen in: after a new link, the old group's are not listed.
+    """
     limit = max(1, min(limit, PAGE_SIZE_MAX))
     if status is not None and status not in {s.value for s in FlagStatus}:
         raise AppError(
@@ -54,8 +57,16 @@ async def list_flagged(
             after = uuid.UUID(after_text)
         except ValueError:
             raise invalid_cursor() from None
+    organization = await repository.organization(session, organization_id)
+    if organization is None or organization.microsoft_group is None:
+        return [], None
     rows = await repository.flagged_page(
-        session, organization_id, status=status, after=after, limit=limit + 1
+        session,
+        organization_id,
+        group_id=str(organization.microsoft_group),
+        status=status,
+        after=after,
+        limit=limit + 1,
     )
     next_cursor = None
     if len(rows) > limit:

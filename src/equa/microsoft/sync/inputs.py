@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import uuid
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -22,6 +22,9 @@ class SyncInputs:
     links: list[IdentityLink]
     dismissed: set[str]
     policy: SyncPolicy
+    # Team members an admin removed from the group (never added back), people an admin added by hand (never flagged).
+    excluded: set[uuid.UUID] = field(default_factory=set)
+    chosen: set[str] = field(default_factory=set)
 
 
 async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
@@ -46,7 +49,7 @@ async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
         )
         for m in link_rows
     ]
-    dismissed = await repository.dismissed_directory_ids(session, organization.id)
+    dismissed = await repository.dismissed_directory_ids(session, organization.id, group_id)
     return SyncInputs(
         organization_id=organization.id,
         group_id=group_id,
@@ -56,4 +59,6 @@ async def load_inputs(session: AsyncSession, run: SyncRun) -> SyncInputs | None:
         links=links,
         dismissed=dismissed,
         policy=SyncPolicy(remove_departed=organization.microsoft_remove_departed),
+        excluded=await repository.excluded_user_ids(session, organization.id),
+        chosen=await repository.hand_added_ids(session, organization.id, group_id),
     )

@@ -5,8 +5,11 @@ decision needs: the set of member ids, and the members that match nobody on the 
 therefore never sits in memory as full objects.
 
 Rules (spec section 6, issue 6):
-- every team member whose address resolves to a directory user not in the group is added;
-- group members matching no team member are flagged (unless an admin dismissed them), never turned into accounts;
+- every team member whose address resolves to a directory user not in the group is added, except those an admin
+  removed from the group (excluded: never added back until allowed again);
+- a link an admin made (explicit: this directory account is that team member's) holds whatever the addresses say;
+- group members matching no team member are flagged (unless an admin dismissed them, or added them by hand),
+  never turned into accounts;
 - removals only with remove_departed on, only of members the sync itself added, who left the team, never owners.
 """
 
@@ -85,6 +88,7 @@ class PlannedRemoval:
     user_id: uuid.UUID
     email: str
     directory_id: str
+    display_name: str | None = None
 
 
 @dataclass
@@ -96,6 +100,8 @@ class SyncPlan:
     removals: list[PlannedRemoval] = field(default_factory=list)
     flagged: list[DirectoryUser] = field(default_factory=list)
     not_in_tenant: list[TeamMember] = field(default_factory=list)
+    # Team members an admin removed from the group: not added back.
+    excluded: list[TeamMember] = field(default_factory=list)
     # Links to store (new or changed); added_by_sync is kept from the old link and set by apply for adds.
     links: list[IdentityLink] = field(default_factory=list)
     # Links of people who left the team and are no longer in the group (or were just removed): to forget.
@@ -113,14 +119,21 @@ class SyncPlan:
             "removed": len(self.removals),
             "flagged": len(self.flagged),
             "notInTenant": len(self.not_in_tenant),
+            "excluded": len(self.excluded),
         }
+
+
+def _holds(link: IdentityLink, address: str) -> bool:
+    """Whether a link still names the team member with this address: one an admin made always does, one found
+    by address until the member's address changes."""
+    return link.matched_by == MatchedBy.EXPLICIT.value or link.matched_email == address
 
 
 class SyncPlanner:
     """Builds a SyncPlan in three steps: observe every group member, resolve what is left, finish.
 
     ```
-    planner = SyncPlanner(team, links, policy, dismissed)
+    planner = SyncPlanner(team, links, policy, dismissed, excluded=..., chosen=...)
     for member in group_members: planner.observe(member)
     addresses = planner.addresses_to_resolve()        # lookups happen outside, in resolve.py
     plan = planner.finish(resolved, owners)            # owners only matter if planner.removal_candidates()
@@ -133,9 +146,15 @@ class SyncPlanner:
         links: Iterable[IdentityLink],
         policy: SyncPolicy,
         dismissed: Iterable[str] = (),
+        *,
+        excluded: Iterable[uuid.UUID] = (),
+        chosen: Iterable[str] = (),
     ) -> None:
         self._policy = policy
+        # Directory ids nobody flags: dismissed by an admin, or added to the group by hand.
         self._dismissed = set(dismissed)
+        self._chosen = set(chosen)
+        self._excluded = set(excluded)
         self._team: dict[uuid.UUID, TeamMember] = {}
         self._team_by_email: dict[str, uuid.UUID] = {}
         for member in team:
@@ -151,7 +170,7 @@ class SyncPlanner:
             linked_member = self._team.get(link.user_id)
             if linked_member is None:
                 self._departed.setdefault(link.directory_id, link)
-            elif link.matched_email == linked_member.email:
+            elif _holds(link, linked_member.email):
                 self._linked.setdefault(link.directory_id, link.user_id)
         self._group_ids: set[str] = set()
         # Team member -> directory id seen in the group.
@@ -179,7 +198,7 @@ class SyncPlanner:
             if candidate is None or candidate in self._present:
                 continue
             old = self._old_links.get(candidate)
-            if old is not None and old.matched_email == address and old.directory_id != member.id:
+            if old is not None and _holds(old, address) and old.directory_id != member.id:
                 # The member's valid link points at another directory user; that one decides.
                 continue
             self._present[candidate] = member.id
@@ -199,13 +218,17 @@ class SyncPlanner:
         if present is not None:
             return present
         link = self._old_links.get(member.user_id)
-        if link is not None and link.matched_email == member.email:
+        if link is not None and _holds(link, member.email):
             return link.directory_id
         return None
 
     def addresses_to_resolve(self) -> list[str]:
-        """Addresses of team members with no known directory user: they need a lookup."""
-        return sorted(member.email for member in self._team.values() if self._target_of(member) is None)
+        """Addresses of team members with no known directory user: they need a lookup (the excluded do not)."""
+        return sorted(
+            member.email
+            for member in self._team.values()
+            if self._target_of(member) is None and member.user_id not in self._excluded
+        )
 
     def removal_candidates(self) -> list[str]:
         """Directory ids that may be removed (before the owner check); empty unless remove_departed is on."""
@@ -232,6 +255,10 @@ class SyncPlanner:
             old = self._old_links.get(member.user_id)
             directory_id = self._target_of(member)
             matched_by = self._present_by.get(member.user_id)
+            name = member.display_name
+            if member.user_id in self._excluded and member.user_id not in self._present:
+                plan.excluded.append(member)
+                continue
             if directory_id is None:
                 found = resolved.get(member.email)
                 if found is None:
@@ -239,6 +266,8 @@ class SyncPlanner:
                     continue
                 directory_id = found.id
                 matched_by = found.matched_by or MatchedBy.MAIL.value
+                # People are named as Microsoft 365 names them (the members table's names), when it was asked.
+                name = found.display_name or name
             if old is None or old.directory_id != directory_id or old.matched_email != member.email:
                 plan.links.append(
                     IdentityLink(
@@ -250,7 +279,7 @@ class SyncPlanner:
                         added_by_sync=bool(old and old.directory_id == directory_id and old.added_by_sync),
                     )
                 )
-            planned = PlannedMember(member.user_id, member.email, member.display_name, directory_id)
+            planned = PlannedMember(member.user_id, member.email, name, directory_id)
             claimed.add(directory_id)
             if directory_id in self._group_ids or directory_id in planned_adds:
                 plan.already_members.append(planned)
@@ -261,7 +290,8 @@ class SyncPlanner:
         removable = set(self.removal_candidates()) - owner_ids - claimed
         for directory_id in sorted(removable):
             link = self._departed[directory_id]
-            plan.removals.append(PlannedRemoval(link.user_id, link.matched_email, directory_id))
+            name = self._unmatched[directory_id].display_name
+            plan.removals.append(PlannedRemoval(link.user_id, link.matched_email, directory_id, name))
         for user_id in sorted(self._old_links, key=str):
             if user_id in self._team:
                 continue
@@ -276,6 +306,8 @@ class SyncPlanner:
             if any(address in self._team_by_email for address in unmatched.addresses()):
                 # A second directory object carrying a team member's address: that person is on the team.
                 continue
+            if directory_id in self._chosen:
+                continue  # an admin added them by hand: they chose this person
             if directory_id in self._dismissed:
                 plan.dismissed_in_group += 1
                 continue
@@ -292,9 +324,11 @@ def plan_sync(
     resolved: Mapping[str, DirectoryUser | None] | None = None,
     owners: Iterable[str] = (),
     dismissed: Iterable[str] = (),
+    excluded: Iterable[uuid.UUID] = (),
+    chosen: Iterable[str] = (),
 ) -> SyncPlan:
     """The whole plan in one call, when the group and the lookups are already at hand (tests, small groups)."""
-    planner = SyncPlanner(team, links, policy, dismissed)
+    planner = SyncPlanner(team, links, policy, dismissed, excluded=excluded, chosen=chosen)
     for member in group_members:
         planner.observe(member)
     return planner.finish(resolved or {}, owners)

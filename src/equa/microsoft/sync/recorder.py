@@ -11,7 +11,7 @@ import uuid
 from dataclasses import dataclass, field
 from typing import Any, TypeVar
 
-from sqlalchemy import delete, insert, select
+from sqlalchemy import delete, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.db.base import utcnow
@@ -132,6 +132,7 @@ def note_removal(
             user_id=removal.user_id,
             directory_id=removal.directory_id,
             email=removal.email,
+            display_name=removal.display_name,
             message=change.message,
         )
     )
@@ -179,7 +180,11 @@ def dry_run_rows(plan: SyncPlan) -> list[OutcomeRow]:
     ]
     rows += [
         OutcomeRow(
-            outcome=Outcome.REMOVED.value, user_id=r.user_id, directory_id=r.directory_id, email=r.email
+            outcome=Outcome.REMOVED.value,
+            user_id=r.user_id,
+            directory_id=r.directory_id,
+            email=r.email,
+            display_name=r.display_name,
         )
         for r in plan.removals
     ]
@@ -207,6 +212,16 @@ def plan_rows(plan: SyncPlan) -> list[OutcomeRow]:
             message=f"No directory user has the address {m.email}.",
         )
         for m in plan.not_in_tenant
+    ]
+    rows += [
+        OutcomeRow(
+            outcome=Outcome.EXCLUDED.value,
+            user_id=m.user_id,
+            email=m.email,
+            display_name=m.display_name,
+            message="An admin removed them from the group; they are not added back until allowed again.",
+        )
+        for m in plan.excluded
     ]
     return rows
 
@@ -318,6 +333,13 @@ async def store_links_of(session: AsyncSession, inputs: SyncInputs, applied: App
 async def store_flags(session: AsyncSession, inputs: SyncInputs, plan: SyncPlan) -> int:
     """Upsert this run's flags and clear the ones that no longer apply; returns how many are new."""
     now = utcnow()
+    # Flags and dismissals of a group linked before belong to it: this group's start fresh.
+    await session.execute(
+        delete(FlaggedMember).where(
+            FlaggedMember.organization_id == inputs.organization_id,
+            or_(FlaggedMember.group_id.is_(None), FlaggedMember.group_id != inputs.group_id),
+        )
+    )
     existing = {
         f.directory_id: f
         for f in await session.scalars(
@@ -334,6 +356,7 @@ async def store_flags(session: AsyncSession, inputs: SyncInputs, plan: SyncPlan)
             session.add(
                 FlaggedMember(
                     organization_id=inputs.organization_id,
+                    group_id=inputs.group_id,
                     directory_id=member.id,
                     display_name=(member.display_name or None) and member.display_name[:DISPLAY_NAME_MAX],
                     email=member.mail,

@@ -194,3 +194,36 @@ def test_flagged_members_and_the_team_never_overlap(s: dict) -> None:  # type: i
         assert flagged.id not in team_ids
         assert not set(flagged.addresses()) & team_emails
         assert flagged.id not in s["dismissed"]
+
+
+def test_an_excluded_member_is_not_added_nor_looked_up_but_stays_when_already_in_the_group() -> None:
+    from equa.microsoft.sync.plan import SyncPlanner
+
+    planner = SyncPlanner([member(1), member(2)], [], SyncPolicy(), excluded=[uid(1), uid(2)])
+    planner.observe(person(2))
+    assert planner.addresses_to_resolve() == []
+    plan = planner.finish({})
+    assert [m.email for m in plan.excluded] == ["p1@contoso.example"]
+    assert plan.adds == [] and [m.email for m in plan.already_members] == ["p2@contoso.example"]
+    assert plan.counts()["excluded"] == 1
+
+
+def test_an_explicit_link_holds_whatever_the_address_and_people_added_by_hand_are_not_flagged() -> None:
+    link = IdentityLink(uid(1), did(7), "old@equa.example", "explicit")
+    plan = plan_sync([member(1)], [person(7), person(8)], [link], SyncPolicy(), chosen=[did(8)])
+    assert [(m.email, m.directory_id) for m in plan.already_members] == [("p1@contoso.example", did(7))]
+    assert plan.flagged == [] and plan.not_in_tenant == []
+    assert [(x.directory_id, x.matched_by) for x in plan.links] == [(did(7), "explicit")]
+
+
+def test_adds_and_removals_are_named_as_microsoft_365_names_them() -> None:
+    departed = IdentityLink(uid(9), did(9), "p9@contoso.example", "mail", added_by_sync=True)
+    plan = plan_sync(
+        [TeamMember(uid(1), "p1@contoso.example", "p1")],
+        [person(9)],
+        [departed],
+        SyncPolicy(remove_departed=True),
+        resolved={"p1@contoso.example": person(1)},
+    )
+    assert [a.display_name for a in plan.adds] == ["P 1"]
+    assert [r.display_name for r in plan.removals] == ["P 9"]
