@@ -34,6 +34,7 @@ FINISHED_STATUSES = (
     RunStatus.PARTIAL.value,
     RunStatus.FAILED.value,
     RunStatus.ABANDONED.value,
+    RunStatus.CANCELLED.value,
 )
 
 
