@@ -28,10 +28,10 @@ HTTP_REQUEST_SECONDS = Histogram(
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30),
 )
 
-SYNC_RESULTS = ("succeeded", "partial", "failed", "abandoned", "requeued")
+SYNC_RESULTS = ("succeeded", "partial", "failed", "abandoned", "cancelled", "requeued")
 SYNC_RUNS = Counter(
     "equa_sync_runs",
-    "Sync runs finished in this process, by result (succeeded, partial, failed, abandoned; requeued: a try that "
+    "Sync runs finished in this process, by result (succeeded, partial, failed, abandoned, cancelled; requeued: a try that "
     "met a Microsoft 365 outage and queued the run again).",
     ["result"],
 )

@@ -10,6 +10,7 @@ from starlette.routing import Route
 
 from .batch_faults import batch_item_faults_control
 from .consent_admin import consent_routes
+from .deleted_items import age_deleted_item, deleted_items_control
 from .fleet_admin import fleet_routes
 from .seeds import complete_group, complete_unit, complete_user
 from .state import Tenant, iso_now
@@ -267,6 +268,8 @@ def control_routes() -> list[Route]:
         r("/reset", reset, ["POST"]),
         r("/faults", faults, ["GET", "PUT"]),
         r("/batch-item-faults", batch_item_faults_control, ["GET", "PUT", "DELETE"]),
+        r("/deleted-items", deleted_items_control, ["GET"]),
+        r("/deleted-items/{group_id}", age_deleted_item, ["PUT"]),
         r("/stats", stats, ["GET", "DELETE"]),
         r("/users", add_user, ["POST"]),
         r("/groups", add_group, ["POST"]),

@@ -12,6 +12,7 @@ from starlette.responses import Response
 from starlette.routing import Route
 
 from . import (  # noqa: F401 - registers the Graph routes
+    deleted_items,
     delta,
     groups,
     memberships,

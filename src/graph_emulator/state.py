@@ -121,6 +121,15 @@ class ChangeEvent:
 
 
 @dataclass
+class DeletedMemberships:
+    """What a soft-deleted group had, so that restoring it brings its members back (deleted_items.py)."""
+
+    members: MemberSet
+    owners: MemberSet
+    deleted_at: float  # time.monotonic() of the deletion; retention is measured on it, following time_scale
+
+
+@dataclass
 class Tenant:
     id: str
     domain: str
@@ -132,6 +141,7 @@ class Tenant:
     members: dict[str, MemberSet] = field(default_factory=dict)
     owners: dict[str, MemberSet] = field(default_factory=dict)
     deleted_groups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    deleted_memberships: dict[str, DeletedMemberships] = field(default_factory=dict)
     units: dict[str, dict[str, Any]] = field(default_factory=dict)  # administrative units by id
     unit_members: dict[str, MemberSet] = field(default_factory=dict)
     upn_index: dict[str, str] = field(default_factory=dict)
@@ -203,13 +213,15 @@ class Tenant:
             return None
         if group.get("mailNickname"):
             self.nickname_index.pop(group["mailNickname"].lower(), None)
-        self.members.pop(group_id, None)
-        self.owners.pop(group_id, None)
+        members = self.members.pop(group_id, None) or MemberSet()
+        owners = self.owners.pop(group_id, None) or MemberSet()
         # A deletion is seen at once (readers that saw the group get 404 from now on).
         self.stale_groups.pop(group_id, None)
         self.stale_members.pop(group_id, None)
+        # Microsoft 365 groups go to deleted items for 30 days; security groups are gone for good at once.
         if "Unified" in (group.get("groupTypes") or []):
             self.deleted_groups[group_id] = {**group, "deletedDateTime": iso_now()}
+            self.deleted_memberships[group_id] = DeletedMemberships(members, owners, time.monotonic())
         self.record(group_id, "deleted")
         # A deleted group leaves every group it belonged to.
         for other_id, members in self.members.items():

@@ -98,6 +98,12 @@ class EmulatorControl:
     def delete_group_behind_app(self, group_id: str) -> None:
         self._call("DELETE", f"/groups/{group_id}")
 
+    def deleted_items(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/deleted-items")["value"]  # type: ignore[no-any-return]
+
+    def age_deleted_item(self, group_id: str, days: float) -> None:
+        self._call("PUT", f"/deleted-items/{group_id}", {"age_days": days})
+
     def administrative_units(self) -> list[dict[str, Any]]:
         return self._call("GET", "/administrative-units")["value"]  # type: ignore[no-any-return]
 
@@ -315,7 +321,16 @@ class RunningEmulator(TenantHelpers, FleetHelpers):
         return self.control.find_groups(**props)
 
     def delete_group_behind_app(self, group_id: str) -> None:
+        """Delete the group as an administrator would: a Microsoft 365 group goes to deleted items for 30 days."""
         self.control.delete_group_behind_app(group_id)
+
+    def deleted_items(self) -> list[dict[str, Any]]:
+        """The deleted groups still restorable (id, deletedDateTime, displayName)."""
+        return self.control.deleted_items()
+
+    def age_deleted_item(self, group_id: str, days: float) -> None:
+        """Make a deleted group `days` older; past 30 days it is gone for good."""
+        self.control.age_deleted_item(group_id, days)
 
     def administrative_units(self) -> list[dict[str, Any]]:
         return self.control.administrative_units()

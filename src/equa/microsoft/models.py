@@ -127,6 +127,7 @@ class RunStatus(StrEnum):
     PARTIAL = "partial"
     FAILED = "failed"
     ABANDONED = "abandoned"
+    CANCELLED = "cancelled"  # the group was unlinked while the run ran: it stopped before its next write
 
 
 ACTIVE_RUN_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
@@ -188,6 +189,7 @@ class Outcome(StrEnum):
     NOT_IN_TENANT = "notInTenant"
     BLOCKED_BY_POLICY = "blockedByPolicy"
     FAILED = "failed"
+    CANCELLED = "cancelled"  # not done: the group was unlinked before this change was sent
 
 
 class SyncOutcome(Base):

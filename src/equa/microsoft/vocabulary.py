@@ -25,6 +25,7 @@ RUN_TEXT = {
     "partial": "Partly done",
     "failed": "Failed",
     "abandoned": "Interrupted",
+    "cancelled": "Stopped (group unlinked)",
 }
 ACTIVE_RUN_STATES = frozenset({"queued", "running"})
 
@@ -47,6 +48,7 @@ OUTCOME_TEXT: dict[str, tuple[str, str]] = {
     Outcome.NOT_IN_TENANT: ("Not found in the tenant", "Not found in the tenant"),
     Outcome.BLOCKED_BY_POLICY: ("Blocked by the tenant's policy", "Would be blocked by the tenant's policy"),
     Outcome.FAILED: ("Failed", "Would fail"),
+    Outcome.CANCELLED: ("Not done: the group was unlinked", "Not done: the group was unlinked"),
 }
 
 

@@ -96,8 +96,9 @@ _BASE = (
         "Group.Read.All",
         Feature.READ_GROUPS,
         "read the linked group's properties (name, kind, `isAssignableToRole`, dynamic membership rule, "
-        "on-premises sync) to decide whether it can be managed, and search groups by name or `mailNickname` "
-        "when linking or before creating one",
+        "on-premises sync) to decide whether it can be managed, search groups by name or `mailNickname` "
+        "when linking or before creating one, and look a vanished group up among deleted items "
+        "(`GET /directory/deletedItems/{id}`) to tell a deleted group from one not replicated yet",
         ("Group.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
     ),
     Permission(
@@ -147,6 +148,8 @@ def feature_of(method: str, route: str) -> Feature | None:
     """What a Graph request (method and path template, like `POST /groups/{id}/members/$ref`) is for."""
     path = route.lower()
     method = method.upper()
+    if path.startswith("/directory/deleteditems"):
+        return Feature.READ_GROUPS
     if path.startswith("/users"):
         return Feature.LOOK_UP_USERS
     if path.startswith("/groups/{id}/members") or path.startswith("/groups/{id}/owners"):

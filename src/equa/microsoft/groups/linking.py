@@ -23,6 +23,7 @@ from equa.db.base import utcnow
 from equa.microsoft import repository
 from equa.microsoft.audit import record_audit
 from equa.microsoft.graph import GraphClient, GraphNotFound, GraphTransient, while_replicating
+from equa.microsoft.groups.deleted import deletion_time_text, find_deleted_group
 from equa.microsoft.groups.problems import (
     GroupMissing,
     LinkRefusal,
@@ -127,6 +128,7 @@ async def clear_stale_link(
     actor_id: uuid.UUID | None,
     request_id: str | None,
     found_by: str,
+    deleted_at: str | None = None,
 ) -> str | None:
     """Forget a linked group that Graph says is gone (spec risk table); returns the group id that was cleared."""
     group_id = linked_group_id(organization)
@@ -134,13 +136,14 @@ async def clear_stale_link(
         return None
     repository.clear_link(organization)
     await repository.forget_group_state(session, organization.id)
+    where = f" It is among deleted items since {deleted_at}." if deleted_at else ""
     record_audit(
         session,
         organization_id=organization.id,
         actor_id=actor_id,
         action="group.missing",
         target=group_id,
-        detail=f"Microsoft Graph answered 404 for the linked group ({found_by}); the link was cleared.",
+        detail=f"Microsoft Graph answered 404 for the linked group ({found_by}); the link was cleared.{where}",
         request_id=request_id,
     )
     await session.flush()
@@ -179,26 +182,62 @@ async def linked_group(
         if scope is None
         else await require_linked_in_scope(session, graph, organization, scope)
     )
-    recent = recently_linked(organization)
     try:
-        return await tolerating_replication_lag(lambda: fetch_group(graph, group_id), recent=recent)
+        return await fetch_group(graph, group_id)
     except GraphNotFound as error:
-        if recent:
-            # Still inside the replication window: not evidence of a deletion yet.
-            raise GraphTransient(
-                "The new group is not visible in Microsoft 365 yet.",
-                code="replication_lag",
-                request_id=error.request_id,
-                action="Microsoft 365 is still replicating the new group; try again in a minute.",
-            ) from None
-        await clear_stale_link(
+        missing = await group_gone(
             session,
+            graph,
             organization,
             actor_id=actor.id if actor else None,
             request_id=error.request_id,
             found_by=found_by,
         )
-        raise GroupMissing(group_id) from None
+        if missing is not None:
+            raise missing from None
+    try:
+        return await tolerating_replication_lag(lambda: fetch_group(graph, group_id), recent=True)
+    except GraphNotFound as error:
+        # Still inside the replication window and not among deleted items: not evidence of a deletion yet.
+        raise GraphTransient(
+            "The new group is not visible in Microsoft 365 yet.",
+            code="replication_lag",
+            request_id=error.request_id,
+            action="Microsoft 365 is still replicating the new group; try again in a minute.",
+        ) from None
+
+
+async def group_gone(
+    session: AsyncSession,
+    graph: GraphClient,
+    organization: Organization,
+    *,
+    actor_id: uuid.UUID | None,
+    request_id: str | None,
+    found_by: str,
+) -> GroupMissing | None:
+    """After Graph answered 404 for the linked group: the GroupMissing to raise, the link cleared, when the group
+    is among deleted items or was linked too long ago for replication to explain it; None while a new group may
+    still be replicating (groups/deleted.py)."""
+    group_id = require_linked(organization)
+    deleted = await find_deleted_group(graph, group_id)
+    if deleted is None and recently_linked(organization):
+        return None
+    deleted_at = deletion_time_text(deleted)
+    await clear_stale_link(
+        session,
+        organization,
+        actor_id=actor_id,
+        request_id=request_id,
+        found_by=found_by,
+        deleted_at=deleted_at,
+    )
+    return GroupMissing(
+        group_id,
+        deleted=deleted is not None,
+        deleted_at=deleted_at,
+        restorable=deleted is not None and deleted.unified,
+    )
 
 
 async def flush_link(session: AsyncSession) -> None:

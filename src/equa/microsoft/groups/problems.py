@@ -30,18 +30,44 @@ def refusal_error(refusal: LinkRefusal) -> AppError:
     )
 
 
-class GroupMissing(AppError):
-    """The linked group no longer exists in Microsoft 365; the link has been cleared in the caller's session."""
+RESTORE_ACTION = "Restore it (within 30 days of its deletion), or link or create another group."
+GONE_ACTION = "It can no longer be restored: link another group or create a new one."
 
-    def __init__(self, group_id: str) -> None:
+
+class GroupMissing(AppError):
+    """The linked group no longer exists in Microsoft 365; the link has been cleared in the caller's session.
+
+    `deleted_at` (ISO 8601) when Microsoft 365 keeps it among deleted items: `restorable` (a Microsoft 365 group,
+    30 days) or not (a security group never is); without it, the group is gone for good."""
+
+    def __init__(
+        self,
+        group_id: str,
+        *,
+        deleted: bool = False,
+        deleted_at: str | None = None,
+        restorable: bool = False,
+    ) -> None:
+        if deleted:
+            when = f" on {deleted_at}" if deleted_at else ""
+            message = (
+                f"The linked Microsoft 365 group {group_id} was deleted in Microsoft 365{when}; "
+                "the link has been removed."
+            )
+        else:
+            message = (
+                f"The linked Microsoft 365 group {group_id} no longer exists (it was deleted outside Equa, and "
+                "Microsoft 365 no longer keeps it among deleted items); the link has been removed."
+            )
         super().__init__(
             409,
             "microsoft_group_missing",
-            f"The linked Microsoft 365 group {group_id} no longer exists (it was deleted outside Equa); "
-            "the link has been removed.",
-            "Link another group or create a new one.",
-            extra={"groupId": group_id},
+            message,
+            RESTORE_ACTION if restorable else GONE_ACTION,
+            extra={"groupId": group_id, "deletedDateTime": deleted_at, "restorable": restorable},
         )
+        self.group_id = group_id
+        self.restorable = restorable
 
 
 def not_linked() -> AppError:

@@ -14,11 +14,10 @@ import asyncio
 import logging
 import time
 import uuid
-from datetime import timedelta
+from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from equa.db.base import utcnow
 from equa.errors import AppError
 from equa.metrics import record_sync_run
 from equa.microsoft.graph import (
@@ -29,6 +28,7 @@ from equa.microsoft.graph import (
     measure_usage,
     while_replicating,
 )
+from equa.microsoft.groups import GroupMissing
 from equa.microsoft.models import Outcome, RunStatus, SyncRun
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync import apply as applying
@@ -41,9 +41,8 @@ from equa.microsoft.sync.lifecycle import (
     finish_failed,
     finish_run,
     graph_stats_json,
-    keep_made_changes,
     kept_work,
-    requeue_run,
+    still_linked,
 )
 from equa.microsoft.sync.plan import DirectoryUser, IdentityLink, PlannedMember, SyncPlan, SyncPlanner
 from equa.microsoft.sync.policy import REPLICATION_DELAYS
@@ -63,14 +62,19 @@ from equa.microsoft.sync.recorder import (
 from equa.microsoft.sync.requeue import (
     GAVE_UP_ACTION,
     NO_REQUEUES,
-    REQUEUED_ACTION,
     RequeuePolicy,
     gave_up_message,
     is_outage,
     outage_code,
-    requeued_message,
+    requeue_after_outage,
 )
 from equa.microsoft.sync.resolve import resolve_addresses
+from equa.microsoft.sync.stopping import (
+    RunCancelled,
+    cancelled_rows,
+    finish_cancelled,
+    raise_if_group_gone,
+)
 
 log = logging.getLogger("equa.microsoft.sync")
 
@@ -84,7 +88,14 @@ STILL_REPLICATING = (
 __all__ = ["Progress", "execute_run"]
 
 
-async def build_plan(graph: GraphClient, inputs: SyncInputs, progress: Progress) -> SyncPlan:
+async def build_plan(
+    graph: GraphClient,
+    inputs: SyncInputs,
+    progress: Progress,
+    *,
+    on_missing: Callable[[GraphNotFound], Awaitable[None]] | None = None,
+) -> SyncPlan:
+    """`on_missing` hears a 404 for the group before any member was listed, and raises if the group is gone."""
     planner = SyncPlanner(
         inputs.team,
         inputs.links,
@@ -96,9 +107,14 @@ async def build_plan(graph: GraphClient, inputs: SyncInputs, progress: Progress)
     progress.set_phase("listing", total=0)
 
     async def list_members() -> None:
-        async for member in applying.list_group_members(graph, inputs.group_id):
-            planner.observe(member)
-            progress.advance(1)
+        try:
+            async for member in applying.list_group_members(graph, inputs.group_id):
+                planner.observe(member)
+                progress.advance(1)
+        except GraphNotFound as error:
+            if on_missing is not None and not progress.done:
+                await on_missing(error)
+            raise
 
     # A group created moments ago may not have replicated yet; one that is really gone stays 404, and a 404 once
     # members were listed is not replication lag.
@@ -114,14 +130,29 @@ async def build_plan(graph: GraphClient, inputs: SyncInputs, progress: Progress)
 
 
 async def apply_plan(
-    graph: GraphClient, inputs: SyncInputs, plan: SyncPlan, progress: Progress, recorder: Recorder
+    graph: GraphClient,
+    inputs: SyncInputs,
+    plan: SyncPlan,
+    progress: Progress,
+    recorder: Recorder,
+    still_linked: Callable[[], Awaitable[bool]] | None = None,
 ) -> int:
     """Send the plan's writes a chunk at a time; every member gets one outcome and every change one audit event.
-    Returns how many member changes failed because Graph stayed unavailable (worth a requeue)."""
+    Returns how many member changes failed because Graph stayed unavailable (worth a requeue). Before each chunk,
+    `still_linked` is asked: once the group is unlinked, RunCancelled (stopping.py) carries what was left."""
     progress.set_phase("applying", total=len(plan.adds) + len(plan.removals))
     outages = 0
     pending_links = {link.user_id: link for link in plan.links}
-    for chunk in chunks(plan.adds, ADD_CHUNK):
+    add_chunks, removal_chunks = chunks(plan.adds, ADD_CHUNK), chunks(plan.removals, ADD_CHUNK)
+
+    async def stop_if_unlinked(adds_left: int, removals_left: int) -> None:
+        if still_linked is not None and not await still_linked():
+            left = [p for c in add_chunks[len(add_chunks) - adds_left :] for p in c]
+            removals = [r for c in removal_chunks[len(removal_chunks) - removals_left :] for r in c]
+            raise RunCancelled(cancelled_rows(left, removals))
+
+    for index, chunk in enumerate(add_chunks):
+        await stop_if_unlinked(len(add_chunks) - index, len(removal_chunks))
         applied = AppliedChanges()
         for planned in chunk:
             link = pending_links.pop(planned.user_id, None)
@@ -130,7 +161,8 @@ async def apply_plan(
         outages += await _add_chunk(graph, inputs, chunk, applied, progress)
         await recorder.record(applied)
 
-    for removal_chunk in chunks(plan.removals, ADD_CHUNK):
+    for index, removal_chunk in enumerate(removal_chunks):
+        await stop_if_unlinked(0, len(removal_chunks) - index)
         applied = AppliedChanges()
         removals = {r.directory_id: r for r in removal_chunk}
         for change in await applying.remove_members(graph, inputs.group_id, list(removals), progress.advance):
@@ -282,7 +314,9 @@ async def execute_run(
         except GraphError as error:
             if is_outage(error) and requeue.allows(run.requeues):
                 log.warning("sync run %s met an outage, queued again: %r", run_id, error)
-                status = await _requeue(session_factory, run, requeue, usage, error, error.message)
+                status = await requeue_after_outage(
+                    session_factory, run, requeue, usage, error, error.message
+                )
                 return status
             # Whatever its class, an error that reaches here fails the run (policy.py says which do).
             log.warning("sync run %s failed: %r", run_id, error)
@@ -313,39 +347,6 @@ async def execute_run(
             await heartbeat.stop()
             outcome = "requeued" if status == RunStatus.QUEUED.value else status
             record_sync_run(outcome, time.monotonic() - started, progress.newly_flagged)
-
-
-async def _requeue(
-    session_factory: async_sessionmaker[AsyncSession],
-    run: SyncRun,
-    policy: RequeuePolicy,
-    usage: GraphUsage,
-    error: GraphError | None,
-    reason: str,
-) -> str:
-    """Queue the run again after its backoff, keeping the changes it made; `queued`, or `abandoned` if the run had
-    been marked abandoned meanwhile."""
-    retry_at = utcnow() + timedelta(seconds=policy.delay(run.requeues, error))
-    async with session_factory() as session:
-        kept = await keep_made_changes(session, run.id, dry_run=run.dry_run)
-        queued = await requeue_run(
-            session,
-            run.id,
-            retry_at=retry_at,
-            counts=kept.counts,
-            graph_stats=graph_stats_json(usage, run.graph_stats),
-            error_code=outage_code(error) if error is not None else "microsoft_unavailable",
-            error_message=requeued_message(
-                reason,
-                kept=kept.changes,
-                retry_at=retry_at,
-                attempt=run.requeues + 2,
-                attempts=policy.max_requeues + 1,
-            ),
-            error_action=REQUEUED_ACTION,
-        )
-        await session.commit()
-    return RunStatus.QUEUED.value if queued else RunStatus.ABANDONED.value
 
 
 async def _run(
@@ -380,7 +381,24 @@ async def _run(
         )
         return RunStatus.FAILED.value
 
-    plan = await build_plan(graph, inputs, progress)
+    organization_id, group_id = inputs.organization_id, inputs.group_id
+
+    async def on_missing(error: GraphNotFound) -> None:
+        await raise_if_group_gone(session_factory, graph, organization_id, group_id, error)
+
+    try:
+        plan = await build_plan(graph, inputs, progress, on_missing=on_missing)
+    except GroupMissing as missing:
+        await finish_failed(
+            session_factory,
+            run.id,
+            missing.code,
+            missing.message,
+            missing.action,
+            usage,
+            earlier_stats=run.graph_stats,
+        )
+        return RunStatus.FAILED.value
     # The plan holds what the next steps need; the team and the old links are no longer.
     inputs.team, inputs.links = [], []
     recorder = Recorder(session_factory, inputs, run.id, last_seq=kept.last_seq)
@@ -389,12 +407,22 @@ async def _run(
         for rows in chunks(dry_run_rows(plan), ADD_CHUNK):
             await recorder.record(AppliedChanges(rows=rows), store_links=False)
     else:
-        outages = await apply_plan(graph, inputs, plan, progress, recorder)
+        try:
+            outages = await apply_plan(
+                graph,
+                inputs,
+                plan,
+                progress,
+                recorder,
+                still_linked=lambda: still_linked(session_factory, organization_id, group_id),
+            )
+        except RunCancelled as cancelled:
+            return await finish_cancelled(session_factory, run, recorder, kept, usage, progress, cancelled)
     if outages and requeue.allows(run.requeues):
         # Some changes met an outage: the whole run is tried again later (only what is left is done then).
         reason = f"{outages} member change{'s' if outages != 1 else ''} could not be made: Microsoft Graph stayed unavailable."
         log.warning("sync run %s: %d member change(s) met an outage, queued again", run.id, outages)
-        return await _requeue(session_factory, run, requeue, usage, None, reason)
+        return await requeue_after_outage(session_factory, run, requeue, usage, None, reason)
     for rows in chunks(plan_rows(plan), ADD_CHUNK):
         await recorder.record(AppliedChanges(rows=rows), store_links=False)
     counts = dict(recorder.counts)

@@ -26,6 +26,7 @@ from equa.db.base import utcnow
 from equa.microsoft.graph import GraphUsage
 from equa.microsoft.models import Outcome, RunStatus, SyncOutcome, SyncRun
 from equa.microsoft.sync.progress import Progress
+from equa.organizations.models import Organization
 
 log = logging.getLogger("equa.microsoft.sync.runs")
 
@@ -140,6 +141,20 @@ class Heartbeat:
                 if work is not None:
                     work.cancel()
                 return
+
+
+# --- the link, between two writes -------------------------------------------------------------------------
+
+
+async def still_linked(
+    session_factory: async_sessionmaker[AsyncSession], organization_id: uuid.UUID, group_id: str
+) -> bool:
+    """Whether the organization is still linked to the group the run writes to (an admin may unlink meanwhile)."""
+    async with session_factory() as session:
+        linked = await session.scalar(
+            select(Organization.microsoft_group).where(Organization.id == organization_id)
+        )
+    return linked is not None and str(linked).lower() == group_id.lower()
 
 
 # --- finish --------------------------------------------------------------------------------------------------

@@ -58,8 +58,8 @@ def run_targets(run: SyncRun) -> set[uuid.UUID]:
 
 
 def not_excluded(inputs: PushInputs, people: list[TeamMember]) -> list[TeamMember]:
-    """The one place a push decides who may be added: people an admin keeps out of the group are dropped here."""
-    return people
+    """The one place a push decides who may be added: people an admin removed from the group by hand stay out."""
+    return [member for member in people if member.user_id not in inputs.sync.excluded]
 
 
 async def load_push_inputs(session: AsyncSession, run: SyncRun) -> PushInputs | None:
@@ -101,6 +101,7 @@ async def load_push_inputs(session: AsyncSession, run: SyncRun) -> PushInputs | 
             links=links,
             dismissed=set(),
             policy=SyncPolicy(remove_departed=organization.microsoft_remove_departed),
+            excluded=await repository.excluded_user_ids(session, organization.id),
         ),
         departed,
         claimed,

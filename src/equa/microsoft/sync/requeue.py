@@ -11,10 +11,15 @@ permission, a missing or unmanageable group, a rejected sign-in) fail a run at o
 from __future__ import annotations
 
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from equa.microsoft.graph import GraphError, GraphThrottled
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from equa.db.base import utcnow
+from equa.microsoft.graph import GraphError, GraphThrottled, GraphUsage
+from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.sync.lifecycle import graph_stats_json, keep_made_changes, requeue_run
 
 if TYPE_CHECKING:
     from equa.settings import Settings
@@ -87,3 +92,36 @@ GAVE_UP_ACTION = (
     "Start the sync again once Microsoft 365 answers (https://status.cloud.microsoft): it retries only what is "
     "left. Frequent outages: raise EQUA_SYNC_MAX_REQUEUES or EQUA_SYNC_REQUEUE_BACKOFF."
 )
+
+
+async def requeue_after_outage(
+    session_factory: async_sessionmaker[AsyncSession],
+    run: SyncRun,
+    policy: RequeuePolicy,
+    usage: GraphUsage,
+    error: GraphError | None,
+    reason: str,
+) -> str:
+    """Queue the run again after its backoff, keeping the changes it made; `queued`, or `abandoned` if the run had
+    been marked abandoned meanwhile."""
+    retry_at = utcnow() + timedelta(seconds=policy.delay(run.requeues, error))
+    async with session_factory() as session:
+        kept = await keep_made_changes(session, run.id, dry_run=run.dry_run)
+        queued = await requeue_run(
+            session,
+            run.id,
+            retry_at=retry_at,
+            counts=kept.counts,
+            graph_stats=graph_stats_json(usage, run.graph_stats),
+            error_code=outage_code(error) if error is not None else "microsoft_unavailable",
+            error_message=requeued_message(
+                reason,
+                kept=kept.changes,
+                retry_at=retry_at,
+                attempt=run.requeues + 2,
+                attempts=policy.max_requeues + 1,
+            ),
+            error_action=REQUEUED_ACTION,
+        )
+        await session.commit()
+    return RunStatus.QUEUED.value if queued else RunStatus.ABANDONED.value

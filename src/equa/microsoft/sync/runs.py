@@ -38,6 +38,7 @@ FINISHED_STATUSES = (
     RunStatus.PARTIAL.value,
     RunStatus.FAILED.value,
     RunStatus.ABANDONED.value,
+    RunStatus.CANCELLED.value,
 )
 
 

@@ -342,3 +342,28 @@ def start_worker(settings: Any, tmp_path: Path) -> subprocess.Popen[bytes]:
     equa = Path(sys.executable).with_name("equa")
     log = (tmp_path / "worker.log").open("wb")
     return subprocess.Popen([str(equa), "worker"], env=env, stdout=log, stderr=log)
+
+
+async def test_a_member_an_admin_removed_from_the_group_is_not_pushed_back(
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
+) -> None:
+    users = [directory_user(i) for i in range(2)]
+    tenant = load_tenant(emu, users)
+    org, admin, (kept_out,) = await make_team(
+        session_factory, [users[0]["mail"]], group_id=tenant.group_id, auto_sync=True
+    )
+    emu.add_members(tenant.group_id, [users[0]["id"]])
+    headers = await bearer(admin)
+    removed = await client.delete(url(org.id, f"group/members/{users[0]['id']}"), headers=headers)
+    assert removed.status_code == 204, removed.text
+
+    # Re-activating the person is a team change a push carries; the admin's removal must still win.
+    async with session_factory() as session:
+        (await session.get(User, kept_out.id)).is_active = False
+        await session.commit()
+    async with session_factory() as session:
+        (await session.get(User, kept_out.id)).is_active = True
+        await session.commit()
+    (run,) = await finished_push(session_factory, org.id)
+    assert run.counts.get("added", 0) == 0
+    assert emu.group_members(tenant.group_id) == []
