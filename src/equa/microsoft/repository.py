@@ -320,6 +320,19 @@ async def audit_page(
     return await _newest_first(session, AuditEvent, organization_id, after, limit)
 
 
+async def last_group_of(
+    session: AsyncSession, organization_id: uuid.UUID, actions: Collection[str]
+) -> str | None:
+    """The group (audit target) of the organization's newest audit event among `actions`."""
+    target = await session.scalar(
+        select(AuditEvent.target)
+        .where(AuditEvent.organization_id == organization_id, AuditEvent.action.in_(list(actions)))
+        .order_by(AuditEvent.created_at.desc(), AuditEvent.id.desc())
+        .limit(1)
+    )
+    return str(target) if target else None
+
+
 # --- sync runs (reads) ------------------------------------------------------------------------------------
 
 

@@ -84,10 +84,11 @@ async def members(
             cursor=cursor,
             limit=MEMBERS_PAGE,
         )
-    except groups.GroupMissing:
-        # The service cleared the link to a group deleted in Microsoft 365: the section now offers link and create.
+    except groups.GroupMissing as missing:
+        # The service cleared the link to a group deleted in Microsoft 365: the section now offers link and create,
+        # and to restore a group Microsoft 365 still keeps.
         cache.forget(graph, group_id)
-        return section(request, context, GROUP_DELETED)
+        return section(request, context, GROUP_DELETED, restore=missing.restorable)
     except (AppError, GraphError) as error:
         page["problem"] = await problem_of(request, session, error)
         return partial(request, "members.html", page)

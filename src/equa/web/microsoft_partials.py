@@ -78,9 +78,11 @@ def partial(
     return response
 
 
-def section(request: Request, context: OrgContext, notice: str) -> HTMLResponse:
-    """The whole section again, after the link changed: what is shown is what is stored."""
-    response = render(request, "_microsoft.html", partial_context(request, context, ms_notice=notice))
+def section(request: Request, context: OrgContext, notice: str, *, restore: bool = False) -> HTMLResponse:
+    """The whole section again, after the link changed: what is shown is what is stored. `restore`: the notice
+    offers to restore the deleted group."""
+    page = partial_context(request, context, ms_notice=notice, ms_restore=restore)
+    response = render(request, "_microsoft.html", page)
     response.headers["HX-Retarget"] = "#microsoft"
     # The section's layout changes: bring its result (at the section's top) into view.
     response.headers["HX-Reswap"] = "outerHTML show:#ms-notice:top"
