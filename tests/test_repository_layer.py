@@ -9,7 +9,7 @@ import ast
 from pathlib import Path
 
 DOMAIN_ROOT = Path(__file__).resolve().parents[1] / "src" / "equa" / "microsoft"
-ALLOWED = {"repository.py", "models.py", "sync/recorder.py", "sync/lifecycle.py"}
+ALLOWED = {"repository.py", "history_repository.py", "models.py", "sync/recorder.py", "sync/lifecycle.py"}
 QUERY_BUILDERS = {"select", "insert", "update", "delete", "func", "text", "and_", "or_", "exists", "union"}
 SESSION_QUERIES = {"execute", "scalar", "scalars", "stream", "stream_scalars"}
 

@@ -51,10 +51,11 @@ def microsoft_routers(settings: Settings | None) -> list[APIRouter]:
     if settings is None or not settings.ms_auth_enabled:
         return []
     from equa.microsoft.grant_routes import router as grants_router
+    from equa.microsoft.restore_routes import router as restore_router
     from equa.microsoft.routes import microsoft_routers as routers_of_microsoft
     from equa.microsoft.sync.routes import router as sync_router
 
-    return [*routers_of_microsoft(), sync_router, grants_router]
+    return [*routers_of_microsoft(), restore_router, sync_router, grants_router]
 
 
 def lifespan_hooks() -> list[LifespanHook]:

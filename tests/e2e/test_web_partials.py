@@ -125,3 +125,22 @@ async def test_a_group_deleted_in_microsoft_365_is_reported_and_its_link_cleared
     await expect(section.locator("[data-role=status]")).to_contain_text("Not linked")
     await expect(section.locator("input[name=groupId]")).to_be_visible()
     assert (await web.reload_organization(organization.id)).microsoft_group is None
+
+
+async def test_the_missing_group_notice_restores_the_deleted_group_and_links_it_again(web: WebWorld) -> None:
+    admin = await web.user("ada@equa.example")
+    organization = await web.organization(admin)
+    await web.link(organization.id, MARKETING, by=admin)
+    await asyncio.to_thread(web.emulator.delete_group_behind_app, MARKETING)
+    page = await web.signed_in_page(admin)
+    await page.goto(f"{web.url}/organizations/{organization.id}/settings#microsoft")
+    section = page.locator("#microsoft")
+    # Deleted right after linking: found among deleted items at once, the link is cleared and Restore is offered.
+    notice = section.locator("[data-role=notice]")
+    await expect(notice).to_contain_text("its link was cleared")
+    await notice.get_by_role("button", name="Restore").click()
+    await expect(section.locator("[data-role=notice]")).to_contain_text(
+        "Restored “Marketing” from Microsoft 365's deleted items and linked it again."
+    )
+    await expect(section.locator("[data-role=status]")).to_contain_text("Marketing")
+    assert str((await web.reload_organization(organization.id)).microsoft_group) == MARKETING

@@ -14,7 +14,7 @@ from datetime import timedelta
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.db.base import utcnow
-from equa.microsoft import repository
+from equa.microsoft import history_repository
 
 RUNS_PER_SCAN = 1000  # old runs found per query (each ranks every run)
 RUNS_PER_TRANSACTION = 20  # runs whose outcomes one transaction deletes
@@ -34,18 +34,18 @@ async def prune(
     runs = outcomes = audit_events = 0
     while True:
         async with session_factory() as session:
-            found = await repository.runs_past_retention(session, keep_runs, limit=RUNS_PER_SCAN)
+            found = await history_repository.runs_past_retention(session, keep_runs, limit=RUNS_PER_SCAN)
         for start in range(0, len(found), RUNS_PER_TRANSACTION):
             run_ids = found[start : start + RUNS_PER_TRANSACTION]
             async with session_factory() as session:
-                outcomes += await repository.delete_outcomes(session, run_ids)
+                outcomes += await history_repository.delete_outcomes(session, run_ids)
                 await session.commit()
             runs += len(run_ids)
         if len(found) < RUNS_PER_SCAN:
             break
     if audit_days is not None:
         async with session_factory() as session:
-            audit_events = await repository.delete_audit_events_before(
+            audit_events = await history_repository.delete_audit_events_before(
                 session, utcnow() - timedelta(days=audit_days)
             )
             await session.commit()

@@ -21,7 +21,7 @@ from equa.accounts.platform_admins import is_platform_admin, platform_admin_requ
 from equa.db.session import release_connection
 from equa.deps import DbSession, read_cache_for
 from equa.errors import problem_response
-from equa.microsoft import groups, repository
+from equa.microsoft import groups, history_repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.exclusion_routes import router as exclusions_router
 from equa.microsoft.graph import GraphClient, GraphError
@@ -429,7 +429,9 @@ async def audit(
         position = cursors.read(cursor, max_size=groups.MAX_PAGE_SIZE)
         limit = position.size
         after = _audit_position(position.position)
-    events = await repository.audit_page(session, context.organization.id, after=after, limit=limit + 1)
+    events = await history_repository.audit_page(
+        session, context.organization.id, after=after, limit=limit + 1
+    )
     more = len(events) > limit
     events = events[:limit]
     return AuditPageOut(

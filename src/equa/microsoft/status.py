@@ -24,7 +24,7 @@ from equa.db.base import utcnow
 from equa.db.read_cache import ReadCache, detached_copy, read_through
 from equa.db.session import release_connection
 from equa.errors import AppError
-from equa.microsoft import repository
+from equa.microsoft import history_repository
 from equa.microsoft.graph import (
     GraphAuthenticationFailed,
     GraphClient,
@@ -266,7 +266,7 @@ async def last_sync_run(
         return None
 
     async def load() -> SyncRun | None:
-        return await repository.last_run(session, organization.id, dry_run=preview, group_id=group_id)
+        return await history_repository.last_run(session, organization.id, dry_run=preview, group_id=group_id)
 
     async def attach(copy: SyncRun | None) -> SyncRun | None:
         return None if copy is None else await session.merge(copy, load=False)

@@ -25,7 +25,7 @@ from sqlalchemy.orm import Session
 
 from equa.db.base import utcnow
 from equa.db.engine import session_class_of
-from equa.microsoft import repository
+from equa.microsoft import history_repository, repository
 from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
@@ -86,7 +86,7 @@ async def run_sync_task(resources: JobResources, run_id: str) -> str | None:
 async def wait_for_retry(session_factory: async_sessionmaker[AsyncSession], run_id: uuid.UUID) -> None:
     """Sleep until the retry_at of a run queued again."""
     async with session_factory() as session:
-        run = await repository.sync_run(session, run_id)
+        run = await history_repository.sync_run(session, run_id)
         retry_at = run.retry_at if run is not None else None
     if retry_at is not None:
         await asyncio.sleep(max(0.0, (retry_at - utcnow()).total_seconds()))
@@ -243,7 +243,7 @@ async def schedule_due_syncs(
     started: list[uuid.UUID] = []
     now = utcnow()
     for organization in organizations:
-        last = await repository.last_real_run_at(session, organization.id)
+        last = await history_repository.last_real_run_at(session, organization.id)
         if last is None and organization.microsoft_group_linked_at is not None:
             last = organization.microsoft_group_linked_at
         if next_sync_due(organization.id, last, interval_seconds) > now:
@@ -456,7 +456,7 @@ async def run_in_foreground(
             ):
                 await wait_for_retry(session_factory, run_id)
         async with session_factory() as session:
-            finished = await repository.sync_run(session, run_id)
+            finished = await history_repository.sync_run(session, run_id)
             assert finished is not None
             return finished
     finally:

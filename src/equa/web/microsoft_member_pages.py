@@ -15,7 +15,7 @@ from equa.accounts.models import normalize_email
 from equa.db.session import release_connection
 from equa.deps import DbSession
 from equa.errors import AppError
-from equa.microsoft import groups, repository
+from equa.microsoft import groups, history_repository, repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.graph import GraphError
 from equa.microsoft.models import FlagStatus, SyncOutcome, SyncRun
@@ -85,10 +85,11 @@ async def members(
             cursor=cursor,
             limit=MEMBERS_PAGE,
         )
-    except groups.GroupMissing:
-        # The service cleared the link to a group deleted in Microsoft 365: the section now offers link and create.
+    except groups.GroupMissing as missing:
+        # The service cleared the link to a group deleted in Microsoft 365: the section now offers link and create,
+        # and to restore a group Microsoft 365 still keeps.
         cache.forget(graph, group_id)
-        return section(request, context, GROUP_DELETED)
+        return section(request, context, GROUP_DELETED, restore=missing.restorable)
     except (AppError, GraphError) as error:
         page["problem"] = await problem_of(request, session, error)
         return partial(request, "members.html", page)
@@ -340,9 +341,12 @@ async def _flagged_by_preview(
     if group_id is None:
         return []
     organization_id = context.organization.id
-    if await repository.last_run(session, organization_id, dry_run=False, group_id=group_id) is not None:
+    if (
+        await history_repository.last_run(session, organization_id, dry_run=False, group_id=group_id)
+        is not None
+    ):
         return []
-    preview = await repository.last_run(session, organization_id, dry_run=True, group_id=group_id)
+    preview = await history_repository.last_run(session, organization_id, dry_run=True, group_id=group_id)
     if preview is None or preview.status in ACTIVE_RUN_STATES:
         return []
     rows, _more = await runs.list_outcomes(

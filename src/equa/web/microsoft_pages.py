@@ -176,16 +176,40 @@ async def clear_missing(
 ) -> HTMLResponse:
     """Reading the group clears a link to a group deleted in Microsoft 365; the section then offers link and create."""
     group_id = groups.linked_group_id(context.organization)
+    restorable = False
     try:
         await groups.group_details(session, graph, context.organization, context.user, scope=scope)
-    except groups.GroupMissing:
+    except groups.GroupMissing as missing:
         cache.forget(graph, group_id)
+        restorable = missing.restorable
     except (AppError, GraphError) as error:
         problem = await problem_of(request, session, error)
         page = partial_context(request, context, problem=problem)
         return partial(request, "problem.html", page, status_code=problem.status)
     return section(
-        request, context, "The link to the deleted group was cleared. Link or create another group."
+        request,
+        context,
+        "The link to the deleted group was cleared. Link or create another group.",
+        restore=restorable,
+    )
+
+
+@router.post("/restore-group")
+async def restore_group(
+    request: Request, context: MicrosoftAdmin, session: DbSession, graph: Graph, cache: Cache, scope: Scope
+) -> HTMLResponse:
+    """The missing-group notice's Restore button: the deleted group back from deleted items, and linked again."""
+    try:
+        group = await groups.restore_group(session, graph, context.organization, context.user, scope=scope)
+    except (AppError, GraphError) as error:
+        problem = await problem_of(request, session, error)
+        page = partial_context(request, context, problem=problem)
+        return partial(request, "problem.html", page, status_code=problem.status)
+    cache.forget(graph, str(group["id"]))
+    name = group.get("displayName")
+    label = f"“{name.strip()}”" if isinstance(name, str) and name.strip() else "the group"
+    return section(
+        request, context, f"Restored {label} from Microsoft 365's deleted items and linked it again."
     )
 
 

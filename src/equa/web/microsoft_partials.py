@@ -82,13 +82,18 @@ def partial(
 
 
 def section(
-    request: Request, context: OrgContext, notice: str, *, run: SyncRun | None = None
+    request: Request,
+    context: OrgContext,
+    notice: str,
+    *,
+    run: SyncRun | None = None,
+    restore: bool = False,
 ) -> HTMLResponse:
     """The whole section again, after the link changed: what is shown is what is stored. `run`: a preview started
-    with the new link, shown (and polled) in the sync result's place."""
-    response = render(
-        request, "_microsoft.html", partial_context(request, context, ms_notice=notice, ms_run=run)
-    )
+    with the new link, shown (and polled) in the sync result's place. `restore`: the notice offers to restore the
+    deleted group."""
+    page = partial_context(request, context, ms_notice=notice, ms_run=run, ms_restore=restore)
+    response = render(request, "_microsoft.html", page)
     response.headers["HX-Retarget"] = "#microsoft"
     # The section's layout changes: bring its result (at the section's top) into view.
     response.headers["HX-Reswap"] = "outerHTML show:#ms-notice:top"

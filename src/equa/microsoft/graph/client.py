@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 from collections.abc import AsyncIterator, Mapping, Sequence
 from typing import TYPE_CHECKING, Any
 
@@ -20,7 +21,7 @@ from equa.microsoft.graph.batch import (
     status_of,
 )
 from equa.microsoft.graph.config import GraphConfig
-from equa.microsoft.graph.errors import GraphTransient
+from equa.microsoft.graph.errors import GraphGuestBlocked, GraphTransient, GraphUnmanageable
 from equa.microsoft.graph.pacing import FREE, build_request_pacer, request_cost
 from equa.microsoft.graph.responses import GraphResponse
 from equa.microsoft.graph.retry import Attempts, TryAgain, is_safe_to_repeat, retrying
@@ -30,6 +31,9 @@ from equa.microsoft.graph.usage import count_batch_answers
 
 if TYPE_CHECKING:
     from equa.settings import Settings
+
+# The client's logger name, shared with transport.py: operators filter on it.
+log = logging.getLogger("equa.microsoft.graph.client")
 
 
 class GraphClient(GraphTransport):
@@ -171,9 +175,12 @@ class GraphClient(GraphTransport):
             return
         retry: list[int] = []
         answered: dict[str, Any] = {}
+        refreshed_token = False
 
         async def attempt_once(tries: Attempts) -> TryAgain | None:
-            nonlocal pending, retry, answered
+            nonlocal pending, retry, answered, refreshed_token
+            # The token the envelope goes out with (the cached one): dropped if its items are rejected.
+            token = await self._tokens.get_token()
             pending_ids = {ids[i] for i in pending}
             items = [
                 batch_item(requests[i], ids[i], pending_ids, self._relative(requests[i].url)) for i in pending
@@ -204,6 +211,21 @@ class GraphClient(GraphTransport):
                 self._config.group_scope,
             )
             retry = answers.retry
+            # Spec: a rejected token is refreshed and the call tried once more, inside $batch too: the items
+            # answered 401 (or a 403 a new token may cure, newly granted consent) get one refresh and one retry.
+            rejected = [] if refreshed_token else [i for i in pending if _token_rejected(results.get(i))]
+            if rejected:
+                refreshed_token = True
+                log.info(
+                    "$batch: %d item(s) rejected the token, refreshing it and trying them once more",
+                    len(rejected),
+                )
+                await self._tokens.invalidate(token)
+                if not retry:
+                    retry = sorted(rejected, key=lambda i: chunk.index(i))
+                    pending = retry
+                    return TryAgain("token_refresh", None, items=len(retry), at_once=True)
+                retry = list(dict.fromkeys([*retry, *rejected]))
             if not retry:
                 return None
             retry.sort(key=lambda i: chunk.index(i))
@@ -237,6 +259,15 @@ class GraphClient(GraphTransport):
         await retrying(
             attempt_once, give_up, policy=self._policy, gate=self._gate, tenant=self.tenant, rng=self._rng
         )
+
+
+def _token_rejected(result: BatchResult | None) -> bool:
+    """A $batch item answered as Graph answers a stale token (the rule transport.py follows for a request)."""
+    return (
+        result is not None
+        and result.status in (401, 403)
+        and not isinstance(result.error, GraphGuestBlocked | GraphUnmanageable)
+    )
 
 
 def build_graph_client(settings: Settings, *, dry_run: bool | None = None) -> GraphClient:

@@ -68,6 +68,7 @@ class Feature(StrEnum):
     MANAGE_MEMBERS = "list, add and remove members"
     LOOK_UP_USERS = "look up team members"
     CREATE_GROUPS = "create groups"
+    RESTORE_GROUPS = "restore a deleted group"
 
 
 @dataclass(frozen=True)
@@ -133,6 +134,20 @@ _ADMINISTRATIVE_UNIT = (
 )
 
 
+# Not required: what works without them says so when it is asked for (`equa microsoft check` does not miss them).
+OPTIONAL_PERMISSIONS = (
+    Permission(
+        "Group.ReadWrite.All",
+        Feature.RESTORE_GROUPS,
+        "restore the organization's deleted Microsoft 365 group from deleted items within its 30 days "
+        "(`POST /directory/deletedItems/{id}/restore`, the Restore button, `restore-group`); without it "
+        "everything else works and restoring answers `microsoft_permission_missing`. It also lets the app change "
+        "and delete any group of the tenant: grant it only if admins should restore groups from Equa",
+        ("Directory.ReadWrite.All",),
+    ),
+)
+
+
 def required_permissions(scope: ScopeSetting) -> tuple[Permission, ...]:
     """Every permission the service needs in this scope mode, in the order the docs list them."""
     if scope.kind == ScopeKind.ADMINISTRATIVE_UNIT:
@@ -141,7 +156,10 @@ def required_permissions(scope: ScopeSetting) -> tuple[Permission, ...]:
 
 
 def permission_names(scope: ScopeSetting, feature: Feature | None = None) -> list[str]:
-    return [p.name for p in required_permissions(scope) if feature is None or p.serves(feature)]
+    """The required permissions (of one feature, optional ones included, when `feature` is given)."""
+    if feature is None:
+        return [p.name for p in required_permissions(scope)]
+    return [p.name for p in (*required_permissions(scope), *OPTIONAL_PERMISSIONS) if p.serves(feature)]
 
 
 def feature_of(method: str, route: str) -> Feature | None:
@@ -149,7 +167,7 @@ def feature_of(method: str, route: str) -> Feature | None:
     path = route.lower()
     method = method.upper()
     if path.startswith("/directory/deleteditems"):
-        return Feature.READ_GROUPS
+        return Feature.RESTORE_GROUPS if method == "POST" else Feature.READ_GROUPS
     if path.startswith("/users"):
         return Feature.LOOK_UP_USERS
     if path.startswith("/groups/{id}/members") or path.startswith("/groups/{id}/owners"):

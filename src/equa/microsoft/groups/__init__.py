@@ -53,6 +53,7 @@ from equa.microsoft.groups.members import (
     team_directory,
 )
 from equa.microsoft.groups.problems import GroupMissing, LinkRefusal, not_linked
+from equa.microsoft.groups.restore import restore_group
 from equa.microsoft.groups.search import SEARCH_PAGE_SIZE, GroupChoice, GroupSearchPage, search_groups
 
 __all__ = [
@@ -99,6 +100,7 @@ __all__ = [
     "recently_linked",
     "remove_group_member",
     "require_linked_in_scope",
+    "restore_group",
     "search_groups",
     "team_directory",
     "tolerating_replication_lag",

@@ -256,8 +256,9 @@ async def _send_create(
                     )
             if fixed_alias:
                 raise nickname_taken(creation.mail_nickname) from None
+            base = derive_mail_nickname(str(body.get("displayName") or ""))
             creation.mail_nickname = await _free_nickname(
-                graph, _next_nickname(creation.mail_nickname), False
+                graph, base, False, start=_after(base, creation.mail_nickname)
             )
             body["mailNickname"] = creation.mail_nickname
             await _save_attempt(session)
@@ -339,23 +340,32 @@ async def _adoptable_group(
     return group
 
 
-def _next_nickname(nickname: str) -> str:
-    match = re.fullmatch(r"(.*)-(\d+)", nickname)
-    if match:
-        return _with_suffix(match.group(1), int(match.group(2)) + 1)
-    return _with_suffix(nickname, 2)
+def nickname_candidates(base: str) -> list[str]:
+    """`base`, then `base-2`, `base-3`, ...: a taken alias gets a suffix appended, never its own digits changed
+    ("board-2025" goes on as "board-2025-2", not "board-2026")."""
+    return [base] + [_with_suffix(base, number) for number in range(2, NICKNAME_SUFFIX_TRIES + 1)]
 
 
-async def _free_nickname(graph: GraphClient, nickname: str, explicit: bool) -> str:
-    """`nickname` when no group uses it; else 409 (explicit) or the first free suffixed variant (derived)."""
-    candidate = nickname
-    for _ in range(NICKNAME_SUFFIX_TRIES):
+def _after(base: str, nickname: str) -> str:
+    """The candidate that comes after `nickname` among `base`'s (the first suffixed one if it is not among them)."""
+    candidates = nickname_candidates(base)
+    if nickname in candidates and candidates.index(nickname) + 1 < len(candidates):
+        return candidates[candidates.index(nickname) + 1]
+    return candidates[1] if nickname not in candidates else nickname
+
+
+async def _free_nickname(graph: GraphClient, base: str, explicit: bool, *, start: str | None = None) -> str:
+    """`base` when no group uses it; else 409 (explicit) or the first free suffixed variant (derived), from
+    `start` on."""
+    candidates = nickname_candidates(base)
+    if start is not None and start in candidates:
+        candidates = candidates[candidates.index(start) :]
+    for candidate in candidates:
         if await find_group_by_nickname(graph, candidate) is None:
             return candidate
         if explicit:
-            raise nickname_taken(nickname)
-        candidate = _next_nickname(candidate)
-    raise nickname_taken(nickname)
+            raise nickname_taken(base)
+    raise nickname_taken(base)
 
 
 def _created_at(group: dict[str, Any]) -> datetime | None:

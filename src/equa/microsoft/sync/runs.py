@@ -20,7 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.errors import AppError
-from equa.microsoft import repository
+from equa.microsoft import history_repository
 from equa.microsoft.models import Outcome, RunStatus, SyncOutcome, SyncRun
 from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs
 from equa.organizations.models import Organization
@@ -50,7 +50,7 @@ PENDING_ENQUEUE_KEY = "equa_sync_runs_to_enqueue"
 
 
 async def active_run(session: AsyncSession, organization_id: uuid.UUID) -> SyncRun | None:
-    return await repository.active_run(session, organization_id)
+    return await history_repository.active_run(session, organization_id)
 
 
 def _enqueue_after_commit(session: AsyncSession, run_id: uuid.UUID) -> None:
@@ -119,7 +119,7 @@ async def request_sync(
 
 async def _check_pace(session: AsyncSession, organization_id: uuid.UUID, min_interval: int) -> None:
     """AppError 429 (with Retry-After) if the organization's last sync or dry run was asked for too recently."""
-    last = await repository.last_manual_run_at(session, organization_id)
+    last = await history_repository.last_manual_run_at(session, organization_id)
     if last is None:
         return
     wait = min_interval - (utcnow() - last).total_seconds()
@@ -149,7 +149,7 @@ async def _expire_if_stale(session: AsyncSession, run: SyncRun, lease_seconds: i
 
 async def get_run(session: AsyncSession, organization_id: uuid.UUID, run_id: uuid.UUID) -> SyncRun:
     """The run, if it belongs to the organization; AppError 404 otherwise."""
-    run = await repository.sync_run(session, run_id, fresh=True)
+    run = await history_repository.sync_run(session, run_id, fresh=True)
     if run is None or run.organization_id != organization_id:
         raise AppError(
             404,
@@ -161,7 +161,7 @@ async def get_run(session: AsyncSession, organization_id: uuid.UUID, run_id: uui
 
 
 async def last_run(session: AsyncSession, organization_id: uuid.UUID) -> SyncRun | None:
-    return await repository.last_run(session, organization_id)
+    return await history_repository.last_run(session, organization_id)
 
 
 async def list_runs(
@@ -183,7 +183,7 @@ async def list_runs(
             after = datetime.fromisoformat(stamp_text), uuid.UUID(id_text)
         except ValueError:
             raise invalid_cursor() from None
-    rows = await repository.runs_page(session, organization_id, after=after, limit=limit + 1)
+    rows = await history_repository.runs_page(session, organization_id, after=after, limit=limit + 1)
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -220,7 +220,9 @@ async def list_outcomes(
             after = int(after_text)
         except ValueError:
             raise invalid_cursor() from None
-    rows = await repository.outcomes_page(session, run.id, outcome=outcome, after=after, limit=limit + 1)
+    rows = await history_repository.outcomes_page(
+        session, run.id, outcome=outcome, after=after, limit=limit + 1
+    )
     next_cursor = None
     if len(rows) > limit:
         rows = rows[:limit]
@@ -243,7 +245,7 @@ async def wait_for_run(
     deadline = loop.time() + max(0.0, timeout)
     while True:
         async with session_factory() as session:
-            run = await repository.sync_run(session, run_id)
+            run = await history_repository.sync_run(session, run_id)
             if run is not None and run.status in FINISHED_STATUSES:
                 return run
         if loop.time() >= deadline:

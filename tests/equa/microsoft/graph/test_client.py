@@ -280,3 +280,28 @@ async def test_secrets_and_tokens_stay_out_of_logs_errors_and_metrics(
     )
     for secret in (canary, access_token):
         assert secret not in exposed
+
+
+async def test_batch_items_that_reject_the_token_get_one_refresh_and_one_retry_of_just_them(
+    emu: Any, graph: GraphClient
+) -> None:
+    users = [_new_user(emu) for _ in range(3)]
+    await graph.get("/groups", params={"$top": "1"})  # a token in hand
+    emu.reset_stats()
+    emu.set_batch_item_faults({"method": "GET", "path": "/users/", "status": 401, "times": 2})
+    try:
+        results = await graph.batch([BatchRequest("GET", f"/users/{u}") for u in users])
+        assert [r.status for r in results] == [200, 200, 200]
+        stats = emu.stats()
+        assert stats["token_requests"] == 1  # one refresh for both rejected items
+        assert stats["requests"]["POST /v1.0/$batch"] == 2
+        assert stats["batch_subrequests"] == 3 + 2  # the second envelope carries only the two rejected items
+
+        # Rejected again after the refresh: the answer stands (one refresh per call, not a loop).
+        emu.reset_stats()
+        emu.set_batch_item_faults({"method": "GET", "path": "/users/", "status": 401, "times": 10})
+        again = await graph.batch([BatchRequest("GET", f"/users/{users[0]}")])
+        assert again[0].status == 401 and isinstance(again[0].error, GraphAuthenticationFailed)
+        assert emu.stats()["requests"]["POST /v1.0/$batch"] == 2
+    finally:
+        emu.set_batch_item_faults()

@@ -16,6 +16,7 @@ from equa.microsoft.graph.errors import (
     classify_token_error,
 )
 from equa.microsoft.graph.permissions import (
+    OPTIONAL_PERMISSIONS,
     Feature,
     GroupScopeError,
     ScopeKind,
@@ -47,11 +48,12 @@ def documented_tables() -> list[list[str]]:
 
 
 def test_the_registration_guide_lists_exactly_the_permissions_of_the_code() -> None:
-    every_mode, unit_only = documented_tables()
+    every_mode, unit_only, optional = documented_tables()
     base = required_permissions(GRANTED)
     extra = required_permissions(UNIT)[len(base) :]
     assert every_mode == [f"| `{p.name}` | {p.why} |" for p in base]
     assert unit_only == [f"| `{p.name}` | {p.why} |" for p in extra]
+    assert optional == [f"| `{p.name}` | {p.why} |" for p in OPTIONAL_PERMISSIONS]
     assert required_permissions(ScopeSetting(ScopeKind.TENANT)) == base
 
 
@@ -85,6 +87,8 @@ def test_broader_permissions_count_for_the_ones_they_include() -> None:
         ("POST", "/groups/{id}/members/$ref", Feature.MANAGE_MEMBERS, "GroupMember.ReadWrite.All"),
         ("GET", "/users", Feature.LOOK_UP_USERS, "User.Read.All"),
         ("GET", "/groups/{id}", Feature.READ_GROUPS, "Group.Read.All"),
+        ("GET", "/directory/deletedItems/{id}", Feature.READ_GROUPS, "Group.Read.All"),
+        ("POST", "/directory/deletedItems/{id}/restore", Feature.RESTORE_GROUPS, "Group.ReadWrite.All"),
     ],
 )
 def test_a_missing_permission_names_the_one_the_request_needed(

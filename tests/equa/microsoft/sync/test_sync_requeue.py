@@ -217,3 +217,23 @@ async def test_a_run_queued_again_counts_its_lease_from_its_retry_time_not_its_c
     async with session_factory() as session:
         stale = await session.get(SyncRun, run_id)
         assert stale is not None and stale.status == "abandoned"
+
+
+@pytest.mark.retry_budget("sync", **FAST_GIVE_UP, sync_requeue_backoff_seconds=0.1)
+async def test_a_user_lookup_batch_that_gives_up_on_503_queues_the_run_again_and_it_succeeds(
+    client: httpx.AsyncClient, emu: Any, session_factory: Any, bearer: Any
+) -> None:
+    """What failed whole runs before: one $batch of address lookups still answered 503 after the client's last
+    attempt, and the run ended `failed`."""
+    users = [directory_user(i) for i in range(5)]
+    tenant = load_tenant(emu, users)
+    org, admin, _ = await make_team(session_factory, [u["mail"] for u in users], group_id=tenant.group_id)
+    headers = await bearer(admin)
+    # One $batch carries the three lookups (by mail, user principal name, proxy address): all fail on both attempts.
+    emu.set_batch_item_faults({"method": "GET", "path": "/users", "status": 503, "times": 6})
+
+    run_id = await start_sync(client, org.id, headers)
+    run = await wait_until(client, org.id, run_id, headers, lambda r: r["status"] in FINAL)
+    assert run["status"] == "succeeded", run
+    assert run["requeues"] == 1 and run["counts"]["added"] == 5, run
+    assert emu.batch_item_faults()["injected"] == 6
