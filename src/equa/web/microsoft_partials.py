@@ -57,6 +57,7 @@ def partial_context(request: Request, context: OrgContext, **extra: Any) -> dict
         "vocab": vocabulary,
         "links": text_with_links,
         "group_scope": GroupScope.from_settings(request.app.state.settings),
+        "multi_tenant": request.app.state.settings.multi_tenant,
     } | extra
 
 
@@ -78,9 +79,11 @@ def partial(
     return response
 
 
-def section(request: Request, context: OrgContext, notice: str) -> HTMLResponse:
+def section(request: Request, context: OrgContext, notice: str, **extra: Any) -> HTMLResponse:
     """The whole section again, after the link changed: what is shown is what is stored."""
-    response = render(request, "_microsoft.html", partial_context(request, context, ms_notice=notice))
+    response = render(
+        request, "_microsoft.html", partial_context(request, context, ms_notice=notice, **extra)
+    )
     response.headers["HX-Retarget"] = "#microsoft"
     # The section's layout changes: bring its result (at the section's top) into view.
     response.headers["HX-Reswap"] = "outerHTML show:#ms-notice:top"
