@@ -8,6 +8,8 @@ from starlette.requests import Request
 from starlette.responses import JSONResponse, Response
 from starlette.routing import Route
 
+from .consent_admin import consent_routes
+from .fleet_admin import fleet_routes
 from .seeds import complete_group, complete_unit, complete_user
 from .state import Tenant, iso_now
 
@@ -276,4 +278,6 @@ def control_routes() -> list[Route]:
         r("/tenant-policy", tenant_policy, ["PUT"]),
         r("/replicate-now", replicate_now, ["POST"]),
         r("/consistency", consistency, ["GET", "PUT"]),
+        *consent_routes(r),
+        *fleet_routes(r),
     ]

@@ -21,9 +21,10 @@ from . import (  # noqa: F401 - registers the Graph routes
 )
 from .admin import control_routes
 from .batch import run_batch
+from .consent import admin_consent, admin_consent_form
 from .errors import GraphError, error_body
 from .faults import DroppedResponse
-from .identity import admin_consent, instance_discovery, jwks, openid_configuration, token
+from .identity import instance_discovery, jwks, openid_configuration, token
 from .router import GraphRequest, GraphResponse
 from .runtime import FAULT_ERRORS, new_request_id
 from .tokens import InvalidToken
@@ -37,6 +38,7 @@ UNAUTHORIZED_HEADERS = {
     "WWW-Authenticate": 'Bearer realm="", authorization_uri="https://login.microsoftonline.com/common/oauth2/'
     'authorize", client_id="00000003-0000-0000-c000-000000000000"'
 }
+IDENTITY_NOT_FOUND = "The identity of the calling application could not be established."
 BAD_JSON = (
     "Unable to read JSON request payload. Please ensure Content-Type header is set and payload is of valid "
     "JSON format."
@@ -89,10 +91,14 @@ async def graph_endpoint(request: Request) -> Response:
         return _error(401, "InvalidAuthenticationToken", invalid.message, ids, UNAUTHORIZED_HEADERS)
     tenant = emu.directory.tenants.get(claims["tid"])
     app = tenant.apps.get(claims["appid"]) if tenant else None
-    if tenant is None or app is None:
+    if tenant is None:
         return _error(
             401, "InvalidAuthenticationToken", "Access token validation failure.", ids, UNAUTHORIZED_HEADERS
         )
+    if app is None:
+        # The app's service principal was removed from the tenant after the token was issued (consent revoked).
+        return _error(401, "Authorization_IdentityNotFound", IDENTITY_NOT_FOUND, ids, {})
+    emu.stats.graph_requests_by_tenant[tenant.id] += 1
     body: Any = None
     raw = await request.body()
     if raw:
@@ -165,6 +171,8 @@ def create_app(emu: Emulator) -> Any:
         Route("/{tenant}/discovery/instance", instance_discovery, methods=["GET"]),
         Route("/{tenant}/v2.0/adminconsent", admin_consent, methods=["GET"]),
         Route("/{tenant}/adminconsent", admin_consent, methods=["GET"]),
+        Route("/{tenant}/v2.0/adminconsent", admin_consent_form, methods=["POST"]),
+        Route("/{tenant}/adminconsent", admin_consent_form, methods=["POST"]),
     ]
     starlette = Starlette(routes=routes)
     starlette.state.emulator = emu

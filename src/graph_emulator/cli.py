@@ -9,6 +9,7 @@ from pathlib import Path
 from typing import Any
 
 from . import seeds
+from .fleet import fleet_seed
 from .runtime import DEFAULT_LAG_SECONDS, Emulator
 from .server import EmulatorServer
 
@@ -22,6 +23,22 @@ def parse_args(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--seed", type=Path, help="JSON seed file in Graph's shapes")
     parser.add_argument("--users", type=int, default=0, help="generate a tenant with this many users")
     parser.add_argument("--groups", type=int, default=0, help="... and this many groups")
+    parser.add_argument(
+        "--multi-tenant",
+        action="store_true",
+        help="the multi-tenant demo: the app's home tenant, Contoso (consented) and Fabrikam (not consented)",
+    )
+    parser.add_argument(
+        "--redirect-uri",
+        action="append",
+        default=[],
+        help="with --multi-tenant: a redirect URI registered for the app (repeatable; none: any is accepted)",
+    )
+    parser.add_argument(
+        "--fleet",
+        metavar="TENANTS,GROUPS,MEMBERSHIPS",
+        help="a generated fleet for scale benches, e.g. 100,2000,400000 (tenants of sizes S/M/L)",
+    )
     parser.add_argument("--time-scale", type=float, default=1.0, help="speed up throttling windows and lag")
     parser.add_argument("--no-throttling", action="store_true", help="turn the token buckets off")
     parser.add_argument(
@@ -69,6 +86,17 @@ def main(argv: list[str] | None = None) -> int:
         except SeedFileError as error:
             print(f"graph_emulator: error: {error}", file=sys.stderr, flush=True)
             return 2
+    elif args.fleet:
+        try:
+            tenants, groups, memberships = (int(part) for part in args.fleet.split(","))
+        except ValueError:
+            print(
+                "graph_emulator: error: --fleet takes TENANTS,GROUPS,MEMBERSHIPS", file=sys.stderr, flush=True
+            )
+            return 2
+        seed = fleet_seed(tenants, groups, memberships)
+    elif args.multi_tenant:
+        seed = seeds.multi_tenant_seed(args.redirect_uri)
     elif args.users or args.groups:
         seed = seeds.generated_seed(args.users, args.groups)
     else:
@@ -83,5 +111,14 @@ def main(argv: list[str] | None = None) -> int:
     server = EmulatorServer(emu, args.data_dir, args.port)
     print(server.base_url, flush=True)
     print(f"CA certificate: {server.tls.ca_path}", file=sys.stderr, flush=True)
+    for tenant in emu.directory.tenants.values():
+        for account in tenant.accounts.values():
+            if account.admin:
+                print(
+                    f"{tenant.display_name} ({tenant.id}): administrator {account.user_principal_name} "
+                    f"password {account.password}",
+                    file=sys.stderr,
+                    flush=True,
+                )
     server.run()
     return 0

@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
+import bisect
 import uuid
 from typing import TYPE_CHECKING, Any
 
-from .errors import bad_request
+from .delta_tokens import EXPIRED_MESSAGE, SYNC_STATE_NOT_FOUND
+from .errors import GraphError, bad_request
 from .odata import decode_skiptoken, encode_skiptoken, parse_filter, parse_select
 from .router import READ_GROUP, GraphRequest, GraphResponse, route
 
 if TYPE_CHECKING:
     from .runtime import Emulator
-    from .state import Tenant
+    from .state import ChangeEvent, Tenant
 
 DELTA_DEFAULT = [
     "createdDateTime",
@@ -27,7 +29,7 @@ DELTA_DEFAULT = [
 GROUPS_PER_PAGE = 100
 MEMBERS_PER_ENTRY = 500
 MAX_FILTER_IDS = 50
-MAX_ROUNDS_KEPT = 200
+MAX_ROUNDS_KEPT = 2000  # rounds of several pages in progress; an evicted one is computed again
 
 
 def _filter_ids(raw: str | None) -> list[str] | None:
@@ -76,13 +78,22 @@ def _entries_with_members(view: dict[str, Any], refs: list[dict[str, Any]]) -> l
     ]
 
 
+def _after(events: list[ChangeEvent], since: int) -> int:
+    """Index of the first event with a sequence number over `since` (events are in sequence order)."""
+    return bisect.bisect_right(events, since, key=lambda event: event.seq)
+
+
 def _replicated_until(tenant: Tenant, since: int, lagging: set[str]) -> int:
     """The last change sequence number a round may include: just before the first change still replicating."""
-    if lagging:
-        for event in tenant.changes:
-            if event.seq > since and event.group_id in lagging:
-                return event.seq - 1
-    return tenant.next_seq - 1
+    first_lagging: int | None = None
+    for group_id in lagging:
+        events = tenant.group_events(group_id)
+        if not events:
+            continue
+        index = _after(events, since)
+        if index < len(events) and (first_lagging is None or events[index].seq < first_lagging):
+            first_lagging = events[index].seq
+    return tenant.next_seq - 1 if first_lagging is None else first_lagging - 1
 
 
 def _initial(
@@ -101,25 +112,31 @@ def _initial(
     return entries
 
 
+def _events(tenant: Tenant, since: int, ids: list[str] | None, upto: int) -> list[ChangeEvent]:
+    """The events of a round in sequence order: from the per-group index when the round names its groups, so a
+    round over unchanged groups costs a few binary searches whatever the tenant's history."""
+    if ids is None:
+        return [e for e in tenant.changes[_after(tenant.changes, since) :] if e.seq <= upto]
+    found: list[ChangeEvent] = []
+    for group_id in dict.fromkeys(ids):
+        events = tenant.group_events(group_id)
+        if events:
+            found.extend(e for e in events[_after(events, since) :] if e.seq <= upto)
+    found.sort(key=lambda event: event.seq)
+    return found
+
+
 def _changes(
     tenant: Tenant, since: int, ids: list[str] | None, select: list[str] | None, upto: int
 ) -> list[dict[str, Any]]:
     with_members = select is None or "members" in select
-    wanted = set(ids) if ids is not None else None
     touched: dict[str, dict[str, str]] = {}  # group -> member -> last event kind
-    changed: list[str] = []
-    for event in tenant.changes:
-        if event.seq > upto:
-            break
-        if event.seq <= since or (wanted is not None and event.group_id not in wanted):
-            continue
-        if event.group_id not in touched:
-            touched[event.group_id] = {}
-            changed.append(event.group_id)
+    for event in _events(tenant, since, ids, upto):
+        members = touched.setdefault(event.group_id, {})
         if event.member_id is not None:
-            touched[event.group_id][event.member_id] = event.kind
+            members[event.member_id] = event.kind
     entries: list[dict[str, Any]] = []
-    for group_id in changed:
+    for group_id, members in touched.items():
         group = tenant.groups.get(group_id)
         if group is None:
             reason = "changed" if group_id in tenant.deleted_groups else "deleted"
@@ -127,10 +144,17 @@ def _changes(
             continue
         refs = []
         if with_members:
-            for member_id, kind in touched[group_id].items():
+            for member_id, kind in members.items():
                 refs.append(_member_ref(tenant, member_id, removed=kind == "remove"))
         entries.extend(_entries_with_members(_group_view(group, select), refs))
     return entries
+
+
+def _check_expiry(emu: Emulator, tenant: Tenant, state: dict[str, Any]) -> None:
+    status = emu.delta_tokens.expired_status(tenant.id, state)
+    if status is not None:
+        emu.delta_tokens.expired_answers += 1
+        raise GraphError(status, SYNC_STATE_NOT_FOUND, EXPIRED_MESSAGE)
 
 
 @route("GET", "/groups/delta", "read")
@@ -139,17 +163,21 @@ def groups_delta(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
     tenant = req.tenant
     if "$skiptoken" in req.query:
         state = decode_skiptoken(req.query["$skiptoken"])
-        round_entries = emu.delta_rounds.get(str(state.get("r")))
+        _check_expiry(emu, tenant, state)
+        round_id = str(state.get("r"))
+        round_entries = emu.delta_rounds.get(round_id)
         if round_entries is None:
-            raise bad_request("The skip token is no longer valid; start a new delta round.")
-        return _page(req, emu, round_entries, str(state["r"]), int(state.get("p", 0)), state)
+            # Evicted from the cache of rounds in progress: the token holds what it takes to compute it again.
+            round_entries = _round_entries(emu, tenant, state)
+            emu.delta_rounds[round_id] = round_entries
+        return _page(req, emu, round_entries, round_id, int(state.get("p", 0)), state)
     select = parse_select(req.query.get("$select"), _delta_properties(), "microsoft.graph.group")
     # Query option names are case-insensitive: Microsoft documents $deltatoken, the SDKs send $deltaToken.
     delta_token = next((v for k, v in req.query.items() if k.lower() == "$deltatoken"), None)
     if delta_token is not None and delta_token.lower() == "latest":
         # No data, only a deltaLink from now on: the documented way to skip the first full round.
         ids = _filter_ids(req.query.get("$filter"))
-        state = {"s": tenant.next_seq - 1, "sel": select, "f": ids}
+        state = {"s": tenant.next_seq - 1, "sel": select, "f": ids, **emu.delta_tokens.stamp(tenant.id)}
         token = encode_skiptoken(state)
         body = {
             "@odata.context": f"{req.graph_base}/$metadata#groups",
@@ -157,28 +185,35 @@ def groups_delta(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> Gr
             "value": [],
         }
         return GraphResponse(200, body)
-    # Delta has processing delays: changes still replicating come in a later round, from the first of them on.
-    lag = emu.replication_lag_seconds()
-    lagging = tenant.lagging_groups(lag)
     since = 0
     if delta_token is not None:
         state = decode_skiptoken(delta_token)
+        _check_expiry(emu, tenant, state)
         ids = state.get("f")
         select = state.get("sel")
         since = int(state.get("s", 0))
     else:
         ids = _filter_ids(req.query.get("$filter"))
+    # Delta has processing delays: changes still replicating come in a later round, from the first of them on.
+    lagging = tenant.lagging_groups(emu.replication_lag_seconds())
     upto = _replicated_until(tenant, since, lagging)
-    if delta_token is not None:
-        entries = _changes(tenant, since, ids, select, upto)
-    else:
-        entries = _initial(tenant, ids, select, lag)
+    state = {"b": since, "i": delta_token is None, "s": upto, "sel": select, "f": ids}
+    entries = _round_entries(emu, tenant, state)
     round_id = uuid.uuid4().hex
-    if len(emu.delta_rounds) >= MAX_ROUNDS_KEPT:
-        emu.delta_rounds.pop(next(iter(emu.delta_rounds)))
-    emu.delta_rounds[round_id] = entries
-    state = {"r": round_id, "s": upto, "sel": select, "f": ids}
+    state["r"] = round_id
+    state.update(emu.delta_tokens.stamp(tenant.id))
+    if len(entries) > GROUPS_PER_PAGE:  # a round of one page needs no keeping
+        if len(emu.delta_rounds) >= MAX_ROUNDS_KEPT:
+            emu.delta_rounds.pop(next(iter(emu.delta_rounds)))
+        emu.delta_rounds[round_id] = entries
     return _page(req, emu, entries, round_id, 0, state)
+
+
+def _round_entries(emu: Emulator, tenant: Tenant, state: dict[str, Any]) -> list[dict[str, Any]]:
+    ids, select = state.get("f"), state.get("sel")
+    if state.get("i"):
+        return _initial(tenant, ids, select, emu.replication_lag_seconds())
+    return _changes(tenant, int(state.get("b", 0)), ids, select, int(state["s"]))
 
 
 def _delta_properties() -> set[str]:
@@ -202,8 +237,13 @@ def _page(
         token = encode_skiptoken({**state, "r": round_id, "p": index + 1})
         body["@odata.nextLink"] = f"{req.graph_base}/groups/delta?$skiptoken={token}"
     else:
-        token = encode_skiptoken({"s": state["s"], "sel": state.get("sel"), "f": state.get("f")})
-        body["@odata.deltaLink"] = f"{req.graph_base}/groups/delta?$deltatoken={token}"
+        link = {
+            "s": state["s"],
+            "sel": state.get("sel"),
+            "f": state.get("f"),
+            **emu.delta_tokens.stamp(req.tenant.id),
+        }
+        body["@odata.deltaLink"] = f"{req.graph_base}/groups/delta?$deltatoken={encode_skiptoken(link)}"
         emu.delta_rounds.pop(round_id, None)
     body["value"] = chunk
     return GraphResponse(200, body)

@@ -8,12 +8,12 @@ import datetime as dt
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
-from urllib.parse import unquote_plus, urlencode, urlsplit
+from urllib.parse import unquote_plus, urlsplit
 
 import jwt
 from cryptography import x509
 from starlette.requests import Request
-from starlette.responses import JSONResponse, PlainTextResponse, RedirectResponse, Response
+from starlette.responses import JSONResponse, Response
 
 from .faults import DroppedResponse
 from .state import App, Tenant
@@ -280,9 +280,23 @@ def _check_assertion(
     return None
 
 
+def missing_service_principal(app_id: str, tenant_id: str, correlation: str | None) -> JSONResponse:
+    """The app is registered, but has no service principal in this tenant (no admin consent, or revoked)."""
+    return aad_error(
+        401,
+        "invalid_client",
+        7000229,
+        f"The client application {app_id} is missing service principal in the tenant {tenant_id}. See "
+        "instructions here: https://go.microsoft.com/fwlink/?linkid=2225119",
+        correlation,
+    )
+
+
 async def token(request: Request) -> Response:
     emu: Emulator = request.app.state.emulator
     emu.stats.token_requests += 1
+    requested = emu.directory.resolve(request.path_params["tenant"])
+    emu.stats.count_token_request(requested.id if requested else request.path_params["tenant"].lower())
     faulted = await _apply_faults(emu)
     if faulted is not None:
         return faulted
@@ -345,6 +359,13 @@ async def token(request: Request) -> Response:
             correlation,
         )
     app = tenant.apps.get(fields["client_id"])
+    registered = emu.directory.registrations.get(fields["client_id"])
+    if (
+        app is None
+        and registered is not None
+        and (registered.multi_tenant or registered.home_tenant_id == tenant.id)
+    ):
+        return missing_service_principal(registered.client_id, tenant.id, correlation)
     if app is None:
         return aad_error(
             400,
@@ -403,6 +424,7 @@ async def token(request: Request) -> Response:
         sorted(app.roles),
         f"https://sts.windows.net/{tenant.id}/",
     )
+    emu.stats.count_token_issued(tenant.id)
     body = {
         "token_type": "Bearer",
         "expires_in": lifetime,
@@ -410,48 +432,3 @@ async def token(request: Request) -> Response:
         "access_token": access_token,
     }
     return JSONResponse(body, headers={**NO_STORE, "x-ms-request-id": str(uuid.uuid4())})
-
-
-async def admin_consent(request: Request) -> Response:
-    """Grants the app's requested application permissions, as an admin clicking Accept would."""
-    emu: Emulator = request.app.state.emulator
-    params = request.query_params
-    tenant_ref = request.path_params["tenant"]
-    tenant = (
-        emu.directory.default
-        if tenant_ref.lower() in ("organizations", "common")
-        else emu.directory.resolve(tenant_ref)
-    )
-    if tenant is None:
-        return tenant_not_found(tenant_ref, None, discovery=True)
-    client_id = params.get("client_id", "")
-    redirect_uri = params.get("redirect_uri")
-    app = tenant.apps.get(client_id)
-    if app is None or not redirect_uri:
-        text = (
-            f"AADSTS700016: Application with identifier '{client_id}' was not found in the directory '{tenant_ref}'."
-            if app is None
-            else "AADSTS900144: The request body must contain the following parameter: 'redirect_uri'."
-        )
-        return PlainTextResponse(text, status_code=400)
-    state = params.get("state")
-    v2 = "/v2.0/" in request.url.path
-    if tenant.decline_consent:
-        stamp = _aad_timestamp()
-        query: dict[str, str] = {
-            "admin_consent": "True",
-            "error": "consent_required",
-            "error_description": (
-                "AADSTS65004: The resource owner or authorization server denied the request.\r\n"
-                f"Trace ID: {uuid.uuid4()}\r\nCorrelation ID: {uuid.uuid4()}\r\nTimestamp: {stamp}"
-            ),
-        }
-    else:
-        app.roles = set(app.requested_roles)
-        query = {"admin_consent": "True", "tenant": tenant.id}
-        if v2:
-            query["scope"] = params.get("scope", GRAPH_DEFAULT_SCOPE)
-    if state is not None:
-        query["state"] = state
-    separator = "&" if "?" in redirect_uri else "?"
-    return RedirectResponse(f"{redirect_uri}{separator}{urlencode(query)}", status_code=302)

@@ -73,7 +73,17 @@ def organization_of(tenant: Tenant) -> dict[str, Any]:
                 "isInitial": True,
                 "name": tenant.domain,
                 "type": "Managed",
-            }
+            },
+            *(
+                {
+                    "capabilities": "Email, OfficeCommunicationsOnline",
+                    "isDefault": False,
+                    "isInitial": False,
+                    "name": domain,
+                    "type": "Managed",
+                }
+                for domain in tenant.verified_domains
+            ),
         ],
     }
 

@@ -7,7 +7,8 @@ tenant before each test that uses it. The fixture is a `graph_emulator.testing.R
 - `ca_path`, `base_url`, `graph_url`, `authority`, `token_url`, `tenant_id`, `client_id`, `client_secret`;
 - `httpx_settings()`, `msal_settings()`, `azure_identity_settings()`: ready keyword arguments for those clients;
 - `set_faults(...)` (error rates, latency, dropped or lost answers), `set_lag(seconds)`, `replicate_now()`;
-  the fixture `graph_emulator_instant` is the same tenant with no replication lag;
+  the fixture `graph_emulator_instant` is the same tenant with no replication lag, `graph_emulator_multi_tenant`
+  the multi-tenant demo (several tenants, sign-in accounts, admin consent pages);
 - `add_user`, `add_group`, `add_members`, `add_administrative_unit`, `set_app_roles`, `stats()` and the other
   /_emulator controls.
 
@@ -25,6 +26,7 @@ from typing import Any
 import pytest
 
 from .runtime import DEFAULT_LAG_SECONDS
+from .seeds import multi_tenant_seed
 from .testing import RunningEmulator, start_emulator
 
 
@@ -70,6 +72,14 @@ def graph_emulator(graph_emulator_server: RunningEmulator) -> RunningEmulator:
     """The seeded tenant afresh: no faults, the configured lag, zeroed statistics."""
     graph_emulator_server.reset(getattr(graph_emulator_server, "initial_seed", None))
     return graph_emulator_server
+
+
+@pytest.fixture
+def graph_emulator_multi_tenant(graph_emulator: RunningEmulator) -> RunningEmulator:
+    """`graph_emulator` on the multi-tenant demo (seeds.multi_tenant_seed): the app registered in the publisher's
+    tenant, consented in Contoso, not in Fabrikam; `tenant_admin(...)` gives each tenant's administrator."""
+    graph_emulator.reset(multi_tenant_seed())
+    return graph_emulator
 
 
 @pytest.fixture

@@ -8,11 +8,13 @@ import uuid
 from collections import Counter
 from typing import Any
 
+from .delta_tokens import DeltaTokens
 from .errors import GraphError, error_body, throttled_body
 from .faults import FaultInjector, Faults
+from .fleet import load_directory
 from .listing import JSON_CONTENT_TYPE
 from .router import GraphRequest, GraphResponse, match, normalize_path, resource_units
-from .seeds import default_seed, load_seed
+from .seeds import default_seed
 from .state import Directory
 from .throttle import Throttle
 from .tokens import TokenService
@@ -38,7 +40,18 @@ class Stats:
         self.writes = 0
         self.throttled = 0
         self.token_requests = 0
+        self.token_requests_by_tenant: Counter[str] = Counter()  # tenant id (or the unknown name asked for)
+        self.tokens_issued_by_tenant: Counter[str] = Counter()
+        self.graph_requests_by_tenant: Counter[str] = (
+            Counter()
+        )  # authenticated Graph HTTP requests ($batch: 1)
         self.faults_injected: Counter[str] = Counter()
+
+    def count_token_request(self, tenant: str) -> None:
+        self.token_requests_by_tenant[tenant] += 1
+
+    def count_token_issued(self, tenant_id: str) -> None:
+        self.tokens_issued_by_tenant[tenant_id] += 1
 
     def fault(self, kind: str) -> None:
         self.faults_injected[kind] += 1
@@ -51,6 +64,9 @@ class Stats:
             "writes": self.writes,
             "throttled": self.throttled,
             "token_requests": self.token_requests,
+            "token_requests_by_tenant": dict(self.token_requests_by_tenant),
+            "tokens_issued_by_tenant": dict(self.tokens_issued_by_tenant),
+            "graph_requests_by_tenant": dict(self.graph_requests_by_tenant),
             "faults_injected": dict(self.faults_injected),
         }
 
@@ -68,7 +84,7 @@ class Emulator:
         self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
         self.initial_lag_seconds = lag_seconds
         self.lag_seconds = lag_seconds
-        self.directory: Directory = load_seed(self.seed)
+        self.directory: Directory = load_directory(self.seed)
         self.time_scale = time_scale
         self.tokens = TokenService()
         self.faults = FaultInjector(Faults.from_dict(faults))
@@ -77,6 +93,8 @@ class Emulator:
         self.base_url = ""
         self.shuffle = random.Random(self.faults.faults.seed_random)
         self.delta_rounds: dict[str, list[dict[str, Any]]] = {}
+        self.delta_tokens = DeltaTokens()
+        self.consent_flows: dict[str, Any] = {}  # admin consent pages in progress (consent.ConsentFlow by id)
 
     @property
     def graph_base(self) -> str:
@@ -97,12 +115,14 @@ class Emulator:
 
     def reset(self, seed: dict[str, Any] | None = None) -> None:
         self.seed = copy.deepcopy(seed) if seed is not None else default_seed()
-        self.directory = load_seed(self.seed)
+        self.directory = load_directory(self.seed)
         self.lag_seconds = self.initial_lag_seconds
         self.set_faults({})
         self.throttle.reset()
         self.stats.reset()
         self.delta_rounds.clear()
+        self.consent_flows.clear()
+        self.delta_tokens.reset()
 
     def set_faults(self, faults: dict[str, Any]) -> None:
         self.faults.configure(Faults.from_dict(faults))

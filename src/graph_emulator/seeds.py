@@ -11,7 +11,7 @@ from typing import Any
 from cryptography import x509
 from cryptography.hazmat.primitives import hashes
 
-from .state import App, Certificate, Directory, Secret, Tenant
+from .state import Account, App, Certificate, Directory, Secret, Tenant
 
 NAMESPACE = uuid.UUID("6f1c2b1e-8f0a-4c5d-9a51-3c0d8e7b2a10")
 
@@ -637,38 +637,218 @@ def load_app(entry: dict[str, Any], tenant_id: str) -> App:
         roles=set(entry.get("roles", [])),
         requested_roles=set(entry.get("requestedRoles", entry.get("roles", []))),
         service_principal_id=entry.get("servicePrincipalId") or stable_id(tenant_id, "sp", client_id),
+        home_tenant_id=tenant_id,
+        multi_tenant=entry.get("signInAudience") in MULTI_TENANT_AUDIENCES,
+        redirect_uris=[str(uri) for uri in entry.get("redirectUris", [])],
     )
+
+
+MULTI_TENANT_AUDIENCES = {"AzureADMultipleOrgs", "AzureADandPersonalMicrosoftAccount"}
+
+
+def service_principal(registration: App, tenant_id: str, roles: set[str] | None = None) -> App:
+    """The app's service principal in a tenant: the registration's credentials, the roles consented there."""
+    return App(
+        client_id=registration.client_id,
+        display_name=registration.display_name,
+        secrets=registration.secrets,  # the same lists: a credential belongs to the registration
+        certificates=registration.certificates,
+        roles=set(registration.requested_roles if roles is None else roles),
+        requested_roles=registration.requested_roles,
+        service_principal_id=stable_id(tenant_id, "sp", registration.client_id),
+        home_tenant_id=registration.home_tenant_id,
+        multi_tenant=registration.multi_tenant,
+        redirect_uris=registration.redirect_uris,
+    )
+
+
+def load_account(tenant: Tenant, entry: dict[str, Any]) -> Account:
+    """A sign-in account; its user is created in the tenant when the seed does not hold it already."""
+    upn = str(entry["userPrincipalName"])
+    user = tenant.find_user(upn)
+    if user is None:
+        alias = upn.split("@", 1)[0]
+        user = complete_user(
+            {
+                "id": entry.get("id") or stable_id(tenant.domain, "account", upn.lower()),
+                "userPrincipalName": upn,
+                "mail": upn,
+                "displayName": entry.get("displayName") or alias.replace(".", " ").title(),
+                "jobTitle": "Administrator" if entry.get("admin") else None,
+            },
+            tenant.domain,
+        )
+        tenant.put_user(user)
+    account = Account(user["id"], user["userPrincipalName"], str(entry["password"]), bool(entry.get("admin")))
+    tenant.accounts[upn.lower()] = account
+    return account
+
+
+def load_tenant(entry: dict[str, Any]) -> Tenant:
+    """One seed tenant: its apps (registered there), users, groups, units and sign-in accounts."""
+    tenant_id = (entry.get("id") or str(uuid.uuid4())).lower()
+    domain = entry.get("domain") or f"tenant{tenant_id[:8]}.onmicrosoft.com"
+    users = [complete_user(u, domain) for u in entry.get("users", [])]
+    tenant = Tenant(
+        id=tenant_id,
+        domain=domain,
+        size=entry.get("size") or size_for(len(users)),
+        display_name=entry.get("displayName", domain.split(".")[0].title()),
+        allow_guests_in_groups=entry.get("allowGuestsInGroups", True),
+        verified_domains=[str(d) for d in entry.get("verifiedDomains", [])],
+    )
+    for app_entry in entry.get("apps", []):
+        app = load_app(app_entry, tenant_id)
+        tenant.apps[app.client_id] = app
+    for user in users:
+        tenant.put_user(user)
+    for raw in entry.get("groups", []):
+        group = complete_group(raw, domain)
+        tenant.put_group(group, record=False)
+        for member_id in raw.get("members", []):
+            tenant.members[group["id"]].add(member_id)
+        for owner_id in raw.get("owners", []):
+            tenant.owners[group["id"]].add(owner_id)
+    for raw in entry.get("administrativeUnits", []):
+        unit = complete_unit(raw)
+        tenant.put_unit(unit)
+        for member_id in raw.get("members", []):
+            tenant.unit_members[unit["id"]].add(member_id)
+    for raw in entry.get("accounts", []):
+        load_account(tenant, raw)
+    return tenant
+
+
+def add_service_principals(directory: Directory, tenant: Tenant, entries: list[dict[str, Any]]) -> None:
+    """Service principals of apps registered in another tenant (admin consent already given in this one)."""
+    for raw in entries:
+        registration = directory.registrations.get(raw["clientId"])
+        if registration is None:
+            raise ValueError(f"service principal of unknown app {raw['clientId']}")
+        roles = set(raw["roles"]) if raw.get("roles") is not None else None
+        tenant.apps[registration.client_id] = service_principal(registration, tenant.id, roles)
 
 
 def load_seed(seed: dict[str, Any]) -> Directory:
     directory = Directory()
+    loaded: list[tuple[dict[str, Any], Tenant]] = []
     for entry in seed.get("tenants", []):
-        tenant_id = (entry.get("id") or str(uuid.uuid4())).lower()
-        domain = entry.get("domain") or f"tenant{tenant_id[:8]}.onmicrosoft.com"
-        users = [complete_user(u, domain) for u in entry.get("users", [])]
-        tenant = Tenant(
-            id=tenant_id,
-            domain=domain,
-            size=entry.get("size") or size_for(len(users)),
-            display_name=entry.get("displayName", domain.split(".")[0].title()),
-            allow_guests_in_groups=entry.get("allowGuestsInGroups", True),
-        )
-        for app_entry in entry.get("apps", []):
-            app = load_app(app_entry, tenant_id)
-            tenant.apps[app.client_id] = app
-        for user in users:
-            tenant.put_user(user)
-        for raw in entry.get("groups", []):
-            group = complete_group(raw, domain)
-            tenant.put_group(group, record=False)
-            for member_id in raw.get("members", []):
-                tenant.members[group["id"]].add(member_id)
-            for owner_id in raw.get("owners", []):
-                tenant.owners[group["id"]].add(owner_id)
-        for raw in entry.get("administrativeUnits", []):
-            unit = complete_unit(raw)
-            tenant.put_unit(unit)
-            for member_id in raw.get("members", []):
-                tenant.unit_members[unit["id"]].add(member_id)
+        tenant = load_tenant(entry)
         directory.add(tenant)
+        loaded.append((entry, tenant))
+    for entry, tenant in loaded:
+        add_service_principals(directory, tenant, entry.get("servicePrincipals", []))
     return directory
+
+
+# ---- several tenants: a multi-tenant app and the customers who consent to it ----------------------
+
+PUBLISHER_TENANT_ID = "0b4c1f2e-6a7d-4e8f-9a0b-1c2d3e4f5a6b"
+PUBLISHER_TENANT_DOMAIN = "equadev.onmicrosoft.com"
+FABRIKAM_TENANT_ID = "4a5b6c7d-8e9f-4a0b-9c1d-2e3f4a5b6c7d"
+FABRIKAM_TENANT_DOMAIN = "fabrikam.onmicrosoft.com"
+# What the multi-tenant app asks for: the single-tenant roles, and reading the tenant's name and domains.
+MULTI_TENANT_APP_ROLES = [*APP_ROLES, "Organization.Read.All"]
+# Sign-in accounts of the demo tenants: (sign-in name, password), shown by the demo so a person can consent.
+DEMO_ADMINS = {
+    PUBLISHER_TENANT_ID: ("admin@equadev.onmicrosoft.com", "Equa-Admin-2026!"),
+    DEFAULT_TENANT_ID: ("admin@contoso.onmicrosoft.com", "Contoso-Admin-2026!"),
+    FABRIKAM_TENANT_ID: ("admin@fabrikam.onmicrosoft.com", "Fabrikam-Admin-2026!"),
+}
+DEMO_USER_PASSWORD = "Member-User-2026!"  # the password of each demo tenant's one non-administrator account
+
+
+def multi_tenant_app(redirect_uris: list[str] | tuple[str, ...] = ()) -> dict[str, Any]:
+    """The Equa app registered as multi-tenant (any organization's admin may consent), with its secret."""
+    return {
+        "clientId": DEFAULT_CLIENT_ID,
+        "displayName": "Equa Microsoft 365 sync",
+        "signInAudience": "AzureADMultipleOrgs",
+        "secrets": [{"value": DEFAULT_CLIENT_SECRET, "expires": "2099-12-31T00:00:00Z"}],
+        "roles": list(MULTI_TENANT_APP_ROLES),
+        "requestedRoles": list(MULTI_TENANT_APP_ROLES),
+        "redirectUris": list(redirect_uris),
+    }
+
+
+def _accounts(tenant_id: str, member_upn: str) -> list[dict[str, Any]]:
+    admin, password = DEMO_ADMINS[tenant_id]
+    return [
+        {
+            "userPrincipalName": admin,
+            "password": password,
+            "admin": True,
+            "displayName": "Tenant Administrator",
+        },
+        {"userPrincipalName": member_upn, "password": DEMO_USER_PASSWORD, "admin": False},
+    ]
+
+
+def _fabrikam() -> dict[str, Any]:
+    domain = FABRIKAM_TENANT_DOMAIN
+    users = generate_users(domain, 24)
+    members = [user["id"] for user in users if user["userType"] == "Member"]
+
+    def group(key: str, name: str, nickname: str, member_ids: list[str], owners: list[str]) -> dict[str, Any]:
+        return {
+            "id": stable_id(domain, "seed-group", key),
+            "displayName": name,
+            "description": f"{name} (Fabrikam)",
+            "groupTypes": ["Unified"],
+            "mailEnabled": True,
+            "securityEnabled": False,
+            "mailNickname": nickname,
+            "visibility": "Private",
+            "members": member_ids,
+            "owners": owners,
+        }
+
+    return {
+        "id": FABRIKAM_TENANT_ID,
+        "domain": domain,
+        "verifiedDomains": ["fabrikam.com"],
+        "displayName": "Fabrikam",
+        "size": "S",
+        "apps": [],
+        "users": users,
+        "groups": [
+            group("research", "Fabrikam Research", "research", members[:10], members[:1]),
+            group("sales", "Fabrikam Sales", "sales", members[10:16], members[10:11]),
+            group("launch", "Product Launch", "product-launch", [], members[:1]),
+        ],
+        "accounts": _accounts(FABRIKAM_TENANT_ID, users[0]["userPrincipalName"]),
+    }
+
+
+def multi_tenant_seed(
+    redirect_uris: list[str] | tuple[str, ...] = (), *, contoso_consented: bool = True
+) -> dict[str, Any]:
+    """The multi-tenant demo: the publisher's tenant, where the app is registered, and two customer tenants.
+
+    - Equa (`PUBLISHER_TENANT_ID`, first, so `RunningEmulator.client_id`/`client_secret` are the app's);
+    - Contoso (`DEFAULT_TENANT_ID`): the default tenant's users, groups and units; the app is consented there
+      (unless `contoso_consented` is false);
+    - Fabrikam (`FABRIKAM_TENANT_ID`): 24 users and three Microsoft 365 groups; the app is not consented there.
+
+    Each tenant has an administrator (`DEMO_ADMINS`) and one member account (`DEMO_USER_PASSWORD`) for the
+    consent page. `redirect_uris` registers the app's redirect URIs (empty: any redirect is accepted).
+    """
+    contoso = default_seed()["tenants"][0]
+    contoso.update(
+        apps=[],
+        verifiedDomains=["contoso.com"],
+        accounts=_accounts(DEFAULT_TENANT_ID, contoso["users"][0]["userPrincipalName"]),
+        servicePrincipals=[{"clientId": DEFAULT_CLIENT_ID}] if contoso_consented else [],
+    )
+    publisher_users = generate_users(PUBLISHER_TENANT_DOMAIN, 5)
+    publisher = {
+        "id": PUBLISHER_TENANT_ID,
+        "domain": PUBLISHER_TENANT_DOMAIN,
+        "displayName": "Equa",
+        "size": "S",
+        "apps": [multi_tenant_app(redirect_uris)],
+        "users": publisher_users,
+        "groups": [],
+        "accounts": _accounts(PUBLISHER_TENANT_ID, publisher_users[0]["userPrincipalName"]),
+    }
+    return {"tenants": [publisher, contoso, _fabrikam()]}

@@ -49,6 +49,20 @@ class App:
     roles: set[str]  # application permissions granted by admin consent
     requested_roles: set[str]  # what admin consent grants
     service_principal_id: str
+    # The registration's own settings (shared by its service principals in other tenants).
+    home_tenant_id: str = ""
+    multi_tenant: bool = False  # signInAudience AzureADMultipleOrgs: other tenants may consent to it
+    redirect_uris: list[str] = field(default_factory=list)  # empty: any redirect is accepted
+
+
+@dataclass
+class Account:
+    """A person who can sign in to the consent page: a user of the tenant, with a password."""
+
+    user_id: str
+    user_principal_name: str
+    password: str
+    admin: bool  # a Global Administrator (may grant tenant-wide admin consent)
 
 
 class MemberSet:
@@ -126,11 +140,15 @@ class Tenant:
     nickname_index: dict[str, str] = field(default_factory=dict)
     allow_guests_in_groups: bool = True
     decline_consent: bool = False
+    accounts: dict[str, Account] = field(default_factory=dict)  # by lower-case sign-in name
+    verified_domains: list[str] = field(default_factory=list)  # custom domains beside the initial one
     # Replication: what readers still see of groups and memberships changed through Graph in the last lag.
     stale_groups: dict[str, Pending] = field(default_factory=dict)
     stale_members: dict[str, Pending] = field(default_factory=dict)
     new_users: dict[str, float] = field(default_factory=dict)  # user created through Graph -> when
     changes: list[ChangeEvent] = field(default_factory=list)
+    changes_by_group: dict[str, list[ChangeEvent]] = field(default_factory=dict)  # the same events, per group
+    indexed_changes: int = 0  # how many of `changes` the per-group index holds
     next_seq: int = 1
     users_sorted: list[str] | None = None
 
@@ -234,8 +252,21 @@ class Tenant:
             self.record(group_id, "remove", object_id)
 
     def record(self, group_id: str, kind: str, member_id: str | None = None) -> None:
-        self.changes.append(ChangeEvent(self.next_seq, group_id, kind, member_id))
+        event = ChangeEvent(self.next_seq, group_id, kind, member_id)
+        self.changes.append(event)
+        if self.indexed_changes == len(self.changes) - 1:
+            self.changes_by_group.setdefault(group_id, []).append(event)
+            self.indexed_changes += 1
         self.next_seq += 1
+
+    def group_events(self, group_id: str) -> list[ChangeEvent]:
+        """The change events of one group, in sequence order (the index is rebuilt if `changes` was edited)."""
+        if self.indexed_changes != len(self.changes):
+            self.changes_by_group = {}
+            for event in self.changes:
+                self.changes_by_group.setdefault(event.group_id, []).append(event)
+            self.indexed_changes = len(self.changes)
+        return self.changes_by_group.get(group_id, [])
 
     # ---- replication lag -----------------------------------------------------------------------
     # Graph writes land at once; reads, counts and the advanced-query index see them only after `lag` seconds.
@@ -318,12 +349,29 @@ class Directory:
     tenants: dict[str, Tenant] = field(default_factory=dict)
     by_domain: dict[str, str] = field(default_factory=dict)
     default_tenant_id: str = ""
+    # App registrations by client id (each in its home tenant), and the layout of a generated fleet.
+    registrations: dict[str, App] = field(default_factory=dict)
+    fleet: dict[str, Any] | None = None
 
     def add(self, tenant: Tenant) -> None:
         self.tenants[tenant.id] = tenant
         self.by_domain[tenant.domain.lower()] = tenant.id
+        for domain in tenant.verified_domains:
+            self.by_domain.setdefault(domain.lower(), tenant.id)
         if not self.default_tenant_id:
             self.default_tenant_id = tenant.id
+        for app in tenant.apps.values():
+            if app.home_tenant_id == tenant.id:
+                self.registrations.setdefault(app.client_id, app)
+
+    def find_account(self, sign_in_name: str) -> tuple[Tenant, Account] | None:
+        """The tenant and account a sign-in name belongs to, in any tenant."""
+        key = sign_in_name.strip().lower()
+        for tenant in self.tenants.values():
+            account = tenant.accounts.get(key)
+            if account is not None:
+                return tenant, account
+        return None
 
     def resolve(self, tenant_ref: str) -> Tenant | None:
         tenant = self.tenants.get(tenant_ref.lower())

@@ -11,6 +11,8 @@ import httpx
 from . import seeds
 from .runtime import DEFAULT_LAG_SECONDS, Emulator
 from .server import EmulatorServer
+from .testing_fleet import FleetHelpers
+from .testing_tenants import TenantHelpers
 
 
 class EmulatorControl:
@@ -29,7 +31,7 @@ class EmulatorControl:
 
     def _call(self, method: str, path: str, json: Any = None, params: dict[str, Any] | None = None) -> Any:
         query = dict(params or {})
-        if self.tenant:
+        if self.tenant and "tenant" not in query:
             query["tenant"] = self.tenant
         response = self._http.request(method, path, json=json, params=query)
         if response.status_code >= 400:
@@ -129,8 +131,62 @@ class EmulatorControl:
     def consistency(self) -> dict[str, Any]:
         return self._call("GET", "/consistency")  # type: ignore[no-any-return]
 
+    # ---- tenants and consent -----------------------------------------------------------------------
 
-class RunningEmulator:
+    def tenants(self) -> list[dict[str, Any]]:
+        return self._call("GET", "/tenants")["value"]  # type: ignore[no-any-return]
+
+    def create_tenant(self, **spec: Any) -> dict[str, Any]:
+        return self._call("POST", "/tenants", spec)  # type: ignore[no-any-return]
+
+    def consent_state(self, tenant: str) -> list[dict[str, Any]]:
+        return self._call("GET", "/consent", params={"tenant": tenant})["value"]  # type: ignore[no-any-return]
+
+    def grant_consent(self, tenant: str, client_id: str | None = None) -> list[dict[str, Any]]:
+        body = {"clientId": client_id} if client_id else {}
+        return self._call("POST", "/consent/grant", body, {"tenant": tenant})["value"]  # type: ignore[no-any-return]
+
+    def revoke_consent(
+        self, tenant: str, client_id: str | None = None, mode: str = "service_principal"
+    ) -> bool:
+        body: dict[str, Any] = {"mode": mode, **({"clientId": client_id} if client_id else {})}
+        return bool(self._call("POST", "/consent/revoke", body, {"tenant": tenant})["revoked"])
+
+    def fleet(self) -> dict[str, Any]:
+        return self._call("GET", "/fleet")  # type: ignore[no-any-return]
+
+    def delta_tokens(self) -> dict[str, Any]:
+        return self._call("GET", "/delta")  # type: ignore[no-any-return]
+
+    def set_delta_lifetime(self, seconds: float) -> dict[str, Any]:
+        return self._call("PUT", "/delta", {"lifetime_seconds": seconds})  # type: ignore[no-any-return]
+
+    def expire_delta_tokens(self, tenant: str | None = None, status: int = 400) -> dict[str, Any]:
+        # Without a tenant every tenant's tokens expire (this control ignores the client's default tenant).
+        params = {"tenant": tenant} if tenant else {"tenant": ""}
+        return self._call("POST", "/delta/expire", {"status": status}, params)  # type: ignore[no-any-return]
+
+    def throttle_tenant(
+        self, tenant: str, rate_429: float = 1.0, retry_after_seconds: int = 1
+    ) -> dict[str, Any]:
+        body = {"rate_429": rate_429, "retry_after_seconds": retry_after_seconds}
+        return self._call("PUT", "/tenant-throttle", body, {"tenant": tenant})  # type: ignore[no-any-return]
+
+    def set_redirect_uris(self, client_id: str, redirect_uris: list[str]) -> None:
+        self._call("PUT", f"/apps/{client_id}/redirect-uris", {"redirectUris": list(redirect_uris)})
+
+
+def _first_tenant(emu: Emulator) -> dict[str, Any]:
+    """The first tenant of a generated directory (a fleet), in a seed's shape."""
+    tenant = emu.directory.default
+    apps = [
+        {"clientId": app.client_id, "secrets": [{"value": secret.value} for secret in app.secrets]}
+        for app in tenant.apps.values()
+    ]
+    return {"id": tenant.id, "domain": tenant.domain, "apps": apps}
+
+
+class RunningEmulator(TenantHelpers, FleetHelpers):
     """An emulator serving HTTPS on a background thread; stop() (or leaving the `with` block) shuts it down."""
 
     def __init__(self, server: EmulatorServer, seed: dict[str, Any]) -> None:
@@ -139,7 +195,7 @@ class RunningEmulator:
         self.base_url = server.base_url
         self.graph_url = f"{self.base_url}/v1.0"
         self.ca_path = server.tls.ca_path
-        tenant = seed["tenants"][0]
+        tenant = seed["tenants"][0] if seed.get("tenants") else _first_tenant(server.emulator)
         self.tenant_id: str = tenant["id"]
         self.tenant_domain: str = tenant["domain"]
         apps = {app["clientId"]: app for app in tenant.get("apps", [])}

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import random
 import time
 from dataclasses import dataclass, field
 
@@ -51,14 +52,35 @@ class Verdict:
     limit_percentage: float | None = None
 
 
+@dataclass
+class TenantThrottle:
+    """A tenant throttled hard on purpose: this share of its requests answers 429, whatever its buckets hold."""
+
+    rate_429: float
+    retry_after_seconds: int = 1
+
+
 class Throttle:
     def __init__(self, time_scale: float = 1.0, enabled: bool = True) -> None:
         self.time_scale = time_scale
         self.enabled = enabled
         self.buckets: dict[tuple[str, ...], Bucket] = {}
+        self.hard: dict[str, TenantThrottle] = {}  # by tenant id; applies even with throttling off
+        self.rng = random.Random(0)
 
     def reset(self) -> None:
         self.buckets.clear()
+        self.hard.clear()
+
+    def throttle_tenant(self, tenant_id: str, rate_429: float, retry_after_seconds: int = 1) -> None:
+        if not 0.0 <= rate_429 <= 1.0:
+            raise ValueError("rate_429 must be a probability between 0 and 1")
+        if retry_after_seconds < 1:
+            raise ValueError("retry_after_seconds must be 1 or more")
+        if rate_429 == 0:
+            self.hard.pop(tenant_id, None)
+        else:
+            self.hard[tenant_id] = TenantThrottle(rate_429, retry_after_seconds)
 
     def _bucket(self, key: tuple[str, ...], capacity: float, window: float) -> Bucket:
         bucket = self.buckets.get(key)
@@ -68,6 +90,13 @@ class Throttle:
 
     def charge(self, tenant_id: str, tenant_size: str, app_id: str, units: int, is_write: bool) -> Verdict:
         """Take the request's cost from every bucket it draws on, or say how long to wait."""
+        hard = self.hard.get(tenant_id)
+        if hard is not None and self.rng.random() < hard.rate_429:
+            return Verdict(
+                retry_after=hard.retry_after_seconds,
+                scope=f"Tenant_Application/ReadWrite/{app_id}/{tenant_id}",
+                information="ResourceUnitLimitExceeded",
+            )
         if not self.enabled:
             return Verdict()
         now = time.monotonic()

@@ -413,3 +413,51 @@ def test_time_scale_shortens_replication_lag(launch):
     finally:
         graph.http.close()
     assert lag / scale <= visible_after <= lag / scale + 1.5, visible_after
+
+
+# ---- --multi-tenant ------------------------------------------------------------------------------------
+
+
+def test_multi_tenant_demo_prints_each_administrator_and_checks_the_redirect_uri(launch, tmp_path):
+    callback = "https://equa.example/microsoft/consent-callback"
+    child = launch(
+        "--multi-tenant",
+        "--redirect-uri",
+        callback,
+        tenant_id=seeds.DEFAULT_TENANT_ID,
+        client_id=seeds.DEFAULT_CLIENT_ID,
+        client_secret=seeds.DEFAULT_CLIENT_SECRET,
+    )
+    stderr = (tmp_path / "emulator-0" / "stderr.txt").read_text()
+    for tenant_id, (admin, password) in seeds.DEMO_ADMINS.items():
+        assert f"({tenant_id}): administrator {admin} password {password}" in stderr
+    assert fetch_token(child)  # Contoso consented
+    control = EmulatorControl(child.base_url, child.ca_path)
+    try:
+        fabrikam = next(t for t in control.tenants() if t["id"] == seeds.FABRIKAM_TENANT_ID)
+        assert not next(a for a in fabrikam["apps"] if a["clientId"] == seeds.DEFAULT_CLIENT_ID)["consented"]
+    finally:
+        control.close()
+    with http_client(child) as http:
+        query = {"client_id": seeds.DEFAULT_CLIENT_ID, "scope": "https://graph.microsoft.com/.default"}
+        url = f"{child.base_url}/organizations/v2.0/adminconsent"
+        assert http.get(url, params={**query, "redirect_uri": callback}).status_code == 200
+        other = http.get(url, params={**query, "redirect_uri": "https://elsewhere.example/cb"})
+        assert other.status_code == 400 and "AADSTS50011" in other.text
+
+
+def test_fleet_option_serves_a_generated_fleet(launch):
+    child = launch(
+        "--fleet",
+        "3,12,300",
+        tenant_id="",
+        client_id=seeds.DEFAULT_CLIENT_ID,
+        client_secret=seeds.DEFAULT_CLIENT_SECRET,
+    )
+    control = EmulatorControl(child.base_url, child.ca_path)
+    try:
+        layout = control.fleet()
+    finally:
+        control.close()
+    assert len(layout["tenants"]) == 3 and layout["memberships"] == 300
+    assert sum(len(tenant["groups"]) for tenant in layout["tenants"]) == 12
