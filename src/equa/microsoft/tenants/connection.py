@@ -124,7 +124,7 @@ async def complete_consent(
     try:
         claims = read_state(_secret(settings), answer.state, now)
     except BadState as bad:
-        return _failed(f"state_{bad.reason}", None)
+        return _failed(f"state_{bad.reason}", bad.claims.organization_id if bad.claims else None)
     organization_id = claims.organization_id
     used = await repository.use_consent_state(session, claims.state_id, now)
     if used is None:
@@ -197,8 +197,9 @@ async def complete_consent(
 async def prove_tenant(graph: GraphClient, tenant_id: str) -> tuple[str | None, str | None]:
     """A token for the tenant and its directory object: (display name, default verified domain)."""
     client = graph.for_tenant(tenant_id)
-    # A token cached from before a revocation would prove nothing about the consent just given.
-    await client.tokens.invalidate()
+    if tenant_id in graph.refusals:
+        # The tenant refused the app lately: a token cached from before proves nothing about the new consent.
+        await client.tokens.invalidate()
     response = await client.get("organization", params={"$select": "id,displayName,verifiedDomains"})
     organizations: list[dict[str, Any]] = (response.json() or {}).get("value") or []
     found = next((o for o in organizations if str(o.get("id", "")).lower() == tenant_id), None)

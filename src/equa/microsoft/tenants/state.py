@@ -18,19 +18,22 @@ _PURPOSE = "equa-microsoft-consent"
 _ALGORITHM = "HS256"
 
 
-class BadState(Exception):
-    """The state is missing, unreadable, tampered with or expired (`reason` says which, for the message)."""
-
-    def __init__(self, reason: str) -> None:
-        super().__init__(reason)
-        self.reason = reason
-
-
 @dataclass(frozen=True)
 class ConsentClaims:
     state_id: uuid.UUID
     organization_id: uuid.UUID
     user_id: uuid.UUID
+
+
+class BadState(Exception):
+    """The state is missing, unreadable, tampered with or expired (`reason` says which, for the message).
+
+    An expired state was signed here: its `claims` say which organization's page to go back to."""
+
+    def __init__(self, reason: str, claims: ConsentClaims | None = None) -> None:
+        super().__init__(reason)
+        self.reason = reason
+        self.claims = claims
 
 
 def sign_state(
@@ -64,5 +67,5 @@ def read_state(secret: str, state: str | None, now: datetime) -> ConsentClaims:
         raise BadState("invalid") from None
     # Checked here against the injected clock rather than by PyJWT against the wall clock.
     if now.timestamp() >= expires:
-        raise BadState("expired")
+        raise BadState("expired", parsed)
     return parsed
