@@ -85,7 +85,7 @@ async def member_ids(client: httpx.AsyncClient, org: Org) -> set[str]:
 
 
 async def test_each_organization_reaches_only_its_own_tenant(
-    client: httpx.AsyncClient, two_orgs: tuple[Org, Org], emu: Any
+    app: FastAPI, client: httpx.AsyncClient, two_orgs: tuple[Org, Org], emu: Any
 ) -> None:
     contoso, fabrikam = two_orgs
     engineering = seed_group_id("engineering")
@@ -113,6 +113,12 @@ async def test_each_organization_reaches_only_its_own_tenant(
     )
     assert own.status_code == 200, own.text
     assert own.json()["displayName"] == "Fabrikam Research"
+    async with browser(
+        app, fabrikam.admin.email
+    ) as page:  # the settings page's status card reads its tenant too
+        card = await page.get(f"/organizations/{fabrikam.org.id}/settings/microsoft/status")
+        assert card.status_code == 200
+        assert "Fabrikam Research" in card.text and "tag-ok" in card.text, card.text
 
     # Add: a person of the other tenant cannot be added; one of its own can.
     stranger = tenant_members()[5]["id"]
