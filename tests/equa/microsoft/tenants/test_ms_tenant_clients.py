@@ -107,3 +107,20 @@ def test_multi_tenant_mode_needs_the_public_address_and_reaches_the_whole_connec
     assert narrowed.ms_group_scope == "granted"  # ...unless MS_GROUP_SCOPE narrows it
     single = load_settings(**{**base, "ms_auth_tenant_id": str(uuid.uuid4())})
     assert not single.multi_tenant and single.ms_group_scope == "granted"
+
+
+async def test_the_gate_and_the_pacer_keep_no_state_for_idle_tenants() -> None:
+    from equa.microsoft.graph.pacing import WRITES, InProcessTokenBuckets
+    from equa.microsoft.graph.throttle import InProcessThrottleGate
+
+    gate = InProcessThrottleGate(max_in_flight=2)
+    buckets = InProcessTokenBuckets()
+    for index in range(5000):
+        tenant = f"tenant-{index}"
+        async with gate.slot(tenant):
+            await gate.wait_turn(tenant)
+        await buckets.take(tenant, WRITES, 0.0)  # a bucket that stays full
+    assert gate.tenants_held() == 0
+    assert len(buckets) <= InProcessTokenBuckets.PRUNE_ABOVE + 1
+    await gate.block("busy", 60)
+    assert gate.tenants_held() == 1
