@@ -156,3 +156,16 @@ async def test_the_scheduled_check_notices_a_revoked_consent(
     status = await status_of(client, linked)
     assert status["connection"] == "consent_revoked"
     assert "Reconnect" in status["action"]
+
+
+async def test_permissions_taken_back_are_a_revoked_consent_too(
+    app: FastAPI, client: httpx.AsyncClient, linked: Linked, emu: Any
+) -> None:
+    """The enterprise application kept but its roles removed: new tokens carry none and Graph answers 403."""
+    emu.revoke_consent(FABRIKAM, mode="permissions")
+    await app.state.graph.for_tenant(FABRIKAM).tokens.invalidate()  # the next call signs in afresh
+    refused = await client.get(linked.url("group/members"), headers=linked.headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "microsoft_consent_revoked"
+    status = await status_of(client, linked)
+    assert status["connection"] == "consent_revoked"
