@@ -32,8 +32,10 @@ async def signed_in(web: WebWorld, base: str, email: str) -> Any:
 
 async def consent_as_admin(page: Any, tenant: str, *, accept: bool) -> None:
     login, password = seeds.DEMO_ADMINS[tenant]
-    await page.get_by_label("Email").fill(login)
-    await page.get_by_label("Password").fill(password)
+    # htmx navigates to Microsoft's page after the click: wait for it (the settings page has address fields too).
+    await expect(page.get_by_role("heading", name="Sign in")).to_be_visible()
+    await page.get_by_label("Email", exact=True).fill(login)
+    await page.get_by_label("Password", exact=True).fill(password)
     await page.get_by_role("button", name="Sign in").click()
     await expect(page.get_by_role("heading", name="Permissions requested")).to_be_visible()
     await page.get_by_role("button", name="Accept" if accept else "Cancel").click()

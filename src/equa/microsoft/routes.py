@@ -47,7 +47,7 @@ from equa.microsoft.schemas import (
     problem_responses,
 )
 from equa.microsoft.status import StatusCache, get_status
-from equa.microsoft.tenants.routing import not_connected_status, status_graph
+from equa.microsoft.tenants.routing import status_graph, tenant_status
 from equa.pagination import cursors_for, invalid_cursor
 
 T = TypeVar("T")
@@ -132,8 +132,7 @@ async def read_status(
         session, getattr(request.app.state, "graph", None), settings, context.organization
     )
     result = await get_status(session, graph, cache, context.organization, settings, read_cache_for(request))
-    if graph is None and settings.ms_auth_enabled and tenant.action:
-        result = not_connected_status(result, tenant)
+    result = tenant_status(result, tenant, graph, settings)
     run = result.last_sync
     return StatusOut(
         enabled=result.enabled,

@@ -26,7 +26,7 @@ from equa.microsoft.graph import GraphClient, GraphError
 from equa.microsoft.problems import graph_problem
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.status import OK, StatusCache, get_status
-from equa.microsoft.tenants.routing import not_connected_status, status_graph
+from equa.microsoft.tenants.routing import status_graph, tenant_status
 from equa.organizations.deps import OrgContext
 from equa.plain_words import field_words
 from equa.web.templating import render
@@ -155,8 +155,8 @@ async def status_card(
             session, getattr(request.app.state, "graph", None), settings, context.organization
         )
     status = await get_status(session, graph, cache, context.organization, settings, read_cache_for(request))
-    if tenant is not None and graph is None and settings.ms_auth_enabled and tenant.action:
-        status = not_connected_status(status, tenant)
+    if tenant is not None:
+        status = tenant_status(status, tenant, graph, settings)
     member_count = status.group.member_count if status.group else None
     if recount and graph is not None and status.linked and status.health == OK:
         try:

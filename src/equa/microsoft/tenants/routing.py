@@ -128,6 +128,14 @@ async def paused_organization_ids(session: AsyncSession, settings: Settings) -> 
     return await repository.revoked_organization_ids(session)
 
 
-def not_connected_status(status: Status, tenant: TenantView) -> Status:
-    """The status of an organization whose tenant is not connected or revoked its consent: the action fixes it."""
-    return replace(status, enabled=True, health=AUTH_FAILED, action=tenant.action, admin_consent_url=None)
+def tenant_status(
+    status: Status, tenant: TenantView, graph: GraphClient | None, settings: Settings
+) -> Status:
+    """The status as multi-tenant mode tells it: an organization whose tenant is not connected or revoked its
+    consent gets the action that fixes it; there is no shared admin consent address (consent is per organization,
+    through connect)."""
+    if not settings.multi_tenant or not settings.ms_auth_enabled:
+        return status
+    if graph is None and tenant.action:
+        return replace(status, enabled=True, health=AUTH_FAILED, action=tenant.action, admin_consent_url=None)
+    return replace(status, admin_consent_url=None)

@@ -86,6 +86,7 @@ async def test_the_round_trip_connects_the_tenant_after_proving_it(
     assert status["tenantName"] == "Fabrikam"
     assert status["tenantDomain"] == "fabrikam.onmicrosoft.com"  # the default verified domain
     assert status["action"] is None
+    assert status["adminConsentUrl"] is None  # consent is per organization, through connect
     audit = await client.get(team.url("audit"), headers=team.admin_headers)
     connected = [e for e in audit.json()["items"] if e["action"] == "tenant.connect"]
     assert connected and connected[0]["target"] == FABRIKAM
