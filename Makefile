@@ -6,6 +6,8 @@ BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 HOST ?= 127.0.0.1
 PORT ?= 8000
+# `make demo DEMO_FLAGS=--multi-tenant`: the demo in multi-tenant mode (two tenants, two organizations).
+DEMO_FLAGS ?=
 
 # Exact versions: requirements/runtime.txt (the service) and requirements/dev.txt (plus tests and tools), made by
 # pip-compile from pyproject.toml with `make lock`. Installs use them, so every machine runs the same versions.
@@ -55,7 +57,7 @@ lock: | $(BIN)/python
 		--no-emit-find-links --no-emit-options --extra dev -c $(RUNTIME_LOCK) -o $(DEV_LOCK) pyproject.toml
 
 demo: $(STAMP)
-	$(BIN)/equa demo --host $(HOST) --port $(PORT)
+	$(BIN)/equa demo --host $(HOST) --port $(PORT) $(DEMO_FLAGS)
 
 serve: $(PROD_STAMP)
 	$(PROD_BIN)/equa db upgrade

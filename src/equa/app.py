@@ -54,8 +54,9 @@ def microsoft_routers(settings: Settings | None) -> list[APIRouter]:
     from equa.microsoft.restore_routes import router as restore_router
     from equa.microsoft.routes import microsoft_routers as routers_of_microsoft
     from equa.microsoft.sync.routes import router as sync_router
+    from equa.microsoft.tenants.routes import router as tenants_router
 
-    return [*routers_of_microsoft(), restore_router, sync_router, grants_router]
+    return [*routers_of_microsoft(), restore_router, sync_router, grants_router, tenants_router]
 
 
 def lifespan_hooks() -> list[LifespanHook]:

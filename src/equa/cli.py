@@ -83,13 +83,26 @@ def demo(
             "(default: the global --data-dir, else .equa-demo)."
         ),
     ] = None,
+    multi_tenant: Annotated[
+        bool,
+        typer.Option(
+            "--multi-tenant",
+            help="Multi-tenant mode: two tenants and two organizations, one connected and one to connect "
+            "through the admin consent page.",
+        ),
+    ] = False,
 ) -> None:
     """Try everything offline: a Microsoft 365 emulator, a seeded tenant and organization, and the app."""
     try:
         from equa.demo import run_demo
+        from equa.demo_multi_tenant import run_multi_tenant_demo
     except ImportError:
         raise fail("the demo needs the emulator package (graph_emulator), installed with equa") from None
-    run_demo(host, port, data_dir or (context.obj or {}).get("data_dir") or DEMO_DATA_DIR)
+    directory = data_dir or (context.obj or {}).get("data_dir") or DEMO_DATA_DIR
+    if multi_tenant:
+        run_multi_tenant_demo(host, port, directory)
+        return
+    run_demo(host, port, directory)
 
 
 @app.command()

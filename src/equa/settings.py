@@ -15,6 +15,9 @@ from pydantic_settings import BaseSettings, SettingsConfigDict
 
 GRAPH_SCOPE = "https://graph.microsoft.com/.default"
 PUBLIC_AUTHORITY_HOST = "https://login.microsoftonline.com"
+# MS_AUTH_TENANT_ID's value that turns multi-tenant mode on, and the consent's way back into Equa.
+MULTI_TENANT_AUTHORITY = "organizations"
+CONSENT_CALLBACK_PATH = "/microsoft/consent-callback"
 # Graph hosts of the national clouds; each issues tokens for its own resource (scope https://{host}/.default).
 NATIONAL_GRAPH_HOSTS = frozenset(
     {"graph.microsoft.us", "dod-graph.microsoft.us", "microsoftgraph.chinacloudapi.cn"}
@@ -65,6 +68,10 @@ class Settings(BaseSettings):
     ms_graph_scope: str | None = Field(None, alias="MS_GRAPH_SCOPE")
     ms_ca_bundle: Path | None = Field(None, alias="MS_CA_BUNDLE")
     ms_admin_consent_redirect_uri: str | None = Field(None, alias="MS_ADMIN_CONSENT_REDIRECT_URI")
+    # Multi-tenant mode (MS_AUTH_TENANT_ID=organizations): idle tenants' Graph clients are dropped after this long,
+    # and at most this many are kept, so memory stays flat however many tenants are connected.
+    graph_tenant_idle_seconds: float = Field(3600.0, alias="EQUA_GRAPH_TENANT_IDLE", ge=1)
+    graph_tenant_clients: int = Field(1000, alias="EQUA_GRAPH_TENANT_CLIENTS", ge=1, le=1_000_000)
 
     # --- Graph client behaviour ---
     graph_timeout_seconds: float = Field(30.0, alias="EQUA_GRAPH_TIMEOUT", gt=0)
@@ -239,6 +246,15 @@ class Settings(BaseSettings):
             raise SettingsError(
                 "MS_AUTHORITY_HOST must be an https:// URL (MSAL accepts only https authorities)"
             )
+        if self.multi_tenant:
+            if not self.public_url:
+                raise SettingsError(
+                    "MS_AUTH_TENANT_ID=organizations (multi-tenant mode) needs EQUA_PUBLIC_URL: the admin consent "
+                    "redirects back to {EQUA_PUBLIC_URL}/microsoft/consent-callback"
+                )
+            if "ms_group_scope" not in self.model_fields_set:
+                # A tenant administrator consented for the whole tenant: its groups are the organization's to use.
+                self.ms_group_scope = GroupScopeMode.TENANT.value
         return self
 
     # --- derived values ---
@@ -325,6 +341,16 @@ class Settings(BaseSettings):
     @property
     def authority(self) -> str:
         return f"{self.ms_authority_host}/{self.ms_auth_tenant_id}"
+
+    @property
+    def multi_tenant(self) -> bool:
+        """MS_AUTH_TENANT_ID=organizations: each organization connects its own tenant; there is no home tenant."""
+        return (self.ms_auth_tenant_id or "").strip().lower() == MULTI_TENANT_AUTHORITY
+
+    @property
+    def consent_callback_url(self) -> str:
+        """Where the admin consent of multi-tenant mode comes back to (the app registration's redirect URI)."""
+        return self.public_link(CONSENT_CALLBACK_PATH)
 
     def admin_consent_url(self, state: str | None = None, redirect_uri: str | None = None) -> str | None:
         """The URL a tenant administrator opens to grant the app's Graph permissions."""

@@ -79,14 +79,14 @@ class ServedApp:
         self.thread.join(timeout=15)
 
 
-def _free_port() -> int:
+def free_port() -> int:
     with socket.socket() as probe:
         probe.bind(("127.0.0.1", 0))
         return int(probe.getsockname()[1])
 
 
-def serve(settings: Settings) -> ServedApp:
-    port = _free_port()
+def serve(settings: Settings, port: int | None = None) -> ServedApp:
+    port = port or free_port()
     config = uvicorn.Config(
         create_app(settings), host="127.0.0.1", port=port, log_level="warning", lifespan="on", ws="none"
     )
@@ -164,6 +164,26 @@ def served_apps(
     finally:
         for served in apps.values():
             served.stop()
+
+
+@pytest.fixture(scope="session")
+def multi_tenant_app(
+    chromium_path: Path,
+    web_database_url: str,
+    graph_emulator_server: RunningEmulator,
+    tmp_path_factory: pytest.TempPathFactory,
+) -> Iterator[ServedApp]:
+    """The app in multi-tenant mode (MS_AUTH_TENANT_ID=organizations), its public address its own."""
+    port = free_port()
+    settings = _settings(web_database_url, tmp_path_factory.mktemp("web-multi"), graph_emulator_server)
+    values = settings.model_dump(exclude_unset=True)
+    values.update(ms_auth_tenant_id="organizations", public_url=f"http://127.0.0.1:{port}")
+    values.pop("ms_group_scope", None)  # each organization's own tenant
+    served = serve(Settings(**values), port)
+    try:
+        yield served
+    finally:
+        served.stop()
 
 
 @pytest_asyncio.fixture(scope="session")

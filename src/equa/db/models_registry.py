@@ -7,4 +7,5 @@ def import_all_models() -> None:
     # One line per package that owns tables; add yours here.
     import equa.accounts.models
     import equa.microsoft.models
+    import equa.microsoft.tenants.models
     import equa.organizations.models  # noqa: F401

@@ -6,9 +6,11 @@ from typing import Annotated
 
 from fastapi import Depends, Request
 
+from equa.deps import DbSession
 from equa.errors import AppError
 from equa.microsoft.graph import GraphClient
 from equa.microsoft.scope import GroupScope
+from equa.microsoft.tenants.routing import graph_for
 from equa.organizations.deps import OrgContext, require_org_admin
 
 
@@ -30,7 +32,11 @@ async def require_microsoft_admin(
     return context
 
 
-async def get_graph_client(request: Request) -> GraphClient:
+MicrosoftAdmin = Annotated[OrgContext, Depends(require_microsoft_admin)]
+
+
+async def get_process_graph_client(request: Request) -> GraphClient:
+    """The process's own client (single-tenant mode's tenant); operator routes that name no organization use it."""
     # async on purpose: FastAPI runs a plain `def` dependency in its thread pool, a needless hop per request.
     graph: GraphClient | None = getattr(request.app.state, "graph", None)
     if graph is None:
@@ -38,8 +44,19 @@ async def get_graph_client(request: Request) -> GraphClient:
     return graph
 
 
-MicrosoftAdmin = Annotated[OrgContext, Depends(require_microsoft_admin)]
+async def get_graph_client(
+    request: Request,
+    context: MicrosoftAdmin,
+    session: DbSession,
+    graph: Annotated[GraphClient, Depends(get_process_graph_client)],
+) -> GraphClient:
+    """The client of the organization's tenant: the process's one in single-tenant mode; in multi-tenant mode the
+    connected tenant's, or a problem whose action connects (or reconnects) it."""
+    return await graph_for(session, graph, request.app.state.settings, context.organization)
+
+
 Graph = Annotated[GraphClient, Depends(get_graph_client)]
+ProcessGraph = Annotated[GraphClient, Depends(get_process_graph_client)]
 
 
 async def get_group_scope(request: Request) -> GroupScope:

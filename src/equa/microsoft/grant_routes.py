@@ -17,7 +17,7 @@ from equa.db.session import release_connection
 from equa.deps import DbSession
 from equa.errors import problem_response
 from equa.microsoft import grants, repository
-from equa.microsoft.deps import Graph, require_microsoft_enabled
+from equa.microsoft.deps import ProcessGraph, require_microsoft_enabled
 from equa.microsoft.graph import GraphError
 from equa.microsoft.models import MicrosoftGroupGrant
 from equa.microsoft.problems import graph_problem
@@ -49,6 +49,7 @@ def grant_out(grant: MicrosoftGroupGrant, linked: bool) -> GrantOut:
         granted_by=grant.granted_by,
         granted_at=grant.granted_at,
         linked=linked,
+        tenant_id=grant.tenant_id,
     )
 
 
@@ -76,9 +77,19 @@ async def list_grants(
     },
 )
 async def grant(
-    request: Request, body: GrantIn, response: Response, user: PlatformAdmin, session: DbSession, graph: Graph
+    request: Request,
+    body: GrantIn,
+    response: Response,
+    user: PlatformAdmin,
+    session: DbSession,
+    graph: ProcessGraph,
 ) -> GrantOut | JSONResponse:
-    """Let an organization link and manage an existing group (checked with Graph: it exists and is manageable)."""
+    """Let an organization link and manage an existing group (checked with Graph: it exists and is manageable).
+
+    Multi-tenant mode: the group is looked up in the organization's connected tenant, recorded on the grant."""
+    graph = await grants.graph_of_organization(
+        session, graph, request.app.state.settings, body.organization_id
+    )
     await release_connection(session)
     try:
         result = await grants.grant_group(session, graph, body.organization_id, body.group_id, user)

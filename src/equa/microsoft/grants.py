@@ -20,7 +20,9 @@ from equa.microsoft.graph import GraphClient, GraphNotFound
 from equa.microsoft.groups import fetch_group, linkability, linked_group_id
 from equa.microsoft.models import GrantOrigin, MicrosoftGroupGrant
 from equa.microsoft.scope import grant_of, granted_elsewhere, normalize_group_id
+from equa.microsoft.tenants.routing import graph_for
 from equa.organizations.models import Organization
+from equa.settings import Settings
 
 GROUP_NAME_MAX = 256
 
@@ -49,6 +51,15 @@ async def _organization(session: AsyncSession, organization_id: uuid.UUID) -> Or
     if organization is None:
         raise organization_not_found(organization_id)
     return organization
+
+
+async def graph_of_organization(
+    session: AsyncSession, graph: GraphClient, settings: Settings, organization_id: uuid.UUID
+) -> GraphClient:
+    """The client of the organization's tenant (multi-tenant mode), where its grants' groups are looked up."""
+    if not settings.multi_tenant:
+        return graph
+    return await graph_for(session, graph, settings, await _organization(session, organization_id))
 
 
 @dataclass(frozen=True)
@@ -108,6 +119,7 @@ async def grant_group(
         origin=GrantOrigin.OPERATOR.value,
         group_name=str(group.get("displayName") or "")[:GROUP_NAME_MAX] or None,
         granted_by=actor.id if actor is not None else None,
+        tenant_id=graph.tenant,
     )
     session.add(grant)
     record_audit(

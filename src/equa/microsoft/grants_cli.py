@@ -77,12 +77,14 @@ def _run(
 
 def grant_group_command(organization_id: OrgArgument, group_id: GroupArgument) -> None:
     """Let an organization link and manage an existing group (checked with Graph: it exists and is manageable)."""
-    from equa.microsoft.grants import grant_group
+    from equa.microsoft.grants import grant_group, graph_of_organization
 
     settings = _settings(graph=True)
 
     async def work(session: AsyncSession, graph: GraphClient | None) -> str:
         assert graph is not None
+        # Multi-tenant mode: the group is looked up in the organization's connected tenant.
+        graph = await graph_of_organization(session, graph, settings, organization_id)
         result = await grant_group(session, graph, organization_id, group_id, None)
         name = result.grant.group_name or "(no name)"
         if not result.created:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import logging
 import uuid
+from collections.abc import Mapping
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -15,7 +16,9 @@ log = logging.getLogger("equa.microsoft.health")
 
 
 async def check_linked_groups(
-    session_factory: async_sessionmaker[AsyncSession], graph: GraphClient
+    session_factory: async_sessionmaker[AsyncSession],
+    graph: GraphClient,
+    tenants: Mapping[str, str] | None = None,
 ) -> list[uuid.UUID]:
     """Read every linked group once; clear (with an audit event) the links of groups Graph says are gone.
 
@@ -23,6 +26,9 @@ async def check_linked_groups(
     is skipped (Graph may not show a new group yet), and any other Graph failure (throttling, permissions)
     stops the check without clearing anything: only a 404 is evidence of a deletion. One transaction, committed
     at the end.
+
+    `tenants` (multi-tenant mode): organization id -> its connected tenant; each group is read in its own tenant,
+    organizations without one are skipped, and one tenant's failure does not stop the others' checks.
     """
     cleared: list[uuid.UUID] = []
     async with session_factory() as session:
@@ -30,8 +36,14 @@ async def check_linked_groups(
         for organization in organizations:
             if recently_linked(organization):
                 continue
+            client = graph
+            if tenants is not None:
+                tenant = tenants.get(str(organization.id))
+                if tenant is None:
+                    continue
+                client = graph.for_tenant(tenant)
             try:
-                await fetch_group(graph, str(organization.microsoft_group))
+                await fetch_group(client, str(organization.microsoft_group))
             except GraphNotFound as error:
                 await clear_stale_link(
                     session,
@@ -42,6 +54,8 @@ async def check_linked_groups(
                 )
                 cleared.append(organization.id)
             except GraphError as error:
+                if tenants is not None:
+                    continue
                 log.warning("health check stopped: %s", error)
                 break
         await session.commit()

@@ -278,6 +278,10 @@ class MicrosoftGroupGrant(Base):
         ForeignKey("users.id", ondelete="SET NULL"), default=None
     )
     granted_at: Mapped[datetime] = mapped_column(UTCDateTime(), default=utcnow)
+    # The tenant the group lives in (the organization's connected tenant in multi-tenant mode); None for grants
+    # recorded before tenants were.
+    # (MS_AUTH_TENANT_ID may name the home tenant by a domain, hence the length.)
+    tenant_id: Mapped[str | None] = mapped_column(String(256), default=None)
     # For origin `created`: the create-group attempt that made the group.
     creation_id: Mapped[uuid.UUID | None] = mapped_column(
         ForeignKey("microsoft_group_creations.id", ondelete="SET NULL"), default=None

@@ -20,6 +20,8 @@ from equa.microsoft.graph import (
     GraphTransient,
     GraphUnmanageable,
 )
+from equa.microsoft.graph.errors import refuses_the_app
+from equa.microsoft.tenants.problems import consent_revoked
 from equa.settings import Settings
 
 DEFAULT_RETRY_AFTER_SECONDS = 30
@@ -34,6 +36,11 @@ def graph_problem(error: GraphError, settings: Settings) -> AppError:
         extra["microsoftCode"] = error.code
     headers: dict[str, str] = {}
 
+    if settings.multi_tenant and refuses_the_app(error):
+        # The organization's tenant no longer lets the app in: the answer is the reconnect action.
+        revoked = consent_revoked(None)
+        revoked.extra.update(extra)
+        return revoked
     if isinstance(error, GraphThrottled):
         wait = math.ceil(error.retry_after) if error.retry_after else DEFAULT_RETRY_AFTER_SECONDS
         headers["Retry-After"] = str(max(1, wait))

@@ -24,7 +24,7 @@ from equa.errors import problem_response
 from equa.microsoft import groups, history_repository
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.exclusion_routes import router as exclusions_router
-from equa.microsoft.graph import GraphClient, GraphError
+from equa.microsoft.graph import GraphError
 from equa.microsoft.graph.permissions import group_scope_of, permission_names
 from equa.microsoft.models import SyncRun
 from equa.microsoft.problems import graph_problem
@@ -48,6 +48,7 @@ from equa.microsoft.schemas import (
     problem_responses,
 )
 from equa.microsoft.status import StatusCache, get_status
+from equa.microsoft.tenants.routing import status_graph, tenant_status
 from equa.pagination import cursors_for, invalid_cursor
 
 T = TypeVar("T")
@@ -127,10 +128,12 @@ async def read_status(
     request: Request, context: MicrosoftAdmin, session: DbSession, cache: Cache
 ) -> StatusOut:
     """Whether the integration is on, the linked group's summary and health; fast even when Graph is not."""
-    graph: GraphClient | None = getattr(request.app.state, "graph", None)
-    result = await get_status(
-        session, graph, cache, context.organization, request.app.state.settings, read_cache_for(request)
+    settings = request.app.state.settings
+    tenant, graph = await status_graph(
+        session, getattr(request.app.state, "graph", None), settings, context.organization
     )
+    result = await get_status(session, graph, cache, context.organization, settings, read_cache_for(request))
+    result = tenant_status(result, tenant, graph, settings)
     run = result.last_sync
     return StatusOut(
         enabled=result.enabled,
@@ -151,6 +154,10 @@ async def read_status(
         stale=result.stale,
         age_seconds=result.age_seconds,
         checked_at=result.checked_at,
+        tenant_id=tenant.tenant_id,
+        tenant_name=tenant.tenant_name,
+        tenant_domain=tenant.tenant_domain,
+        connection=tenant.connection.value,
     )
 
 

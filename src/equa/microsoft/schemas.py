@@ -85,6 +85,16 @@ class StatusOut(CamelModel):
     )
     age_seconds: float | None = Field(description="How old the Microsoft 365 part of this answer is.")
     checked_at: datetime | None
+    tenant_id: str | None = Field(
+        None, description="The Microsoft 365 tenant the organization's group lives in."
+    )
+    tenant_name: str | None = Field(None, description="Its display name (multi-tenant mode, when connected).")
+    tenant_domain: str | None = Field(None, description="Its default verified domain (multi-tenant mode).")
+    connection: Literal["connected", "not_connected", "consent_revoked"] = Field(
+        "connected",
+        description="Multi-tenant mode: whether the organization's tenant is connected; `action` says what to do "
+        "when it is not (always `connected` in single-tenant mode).",
+    )
 
 
 class CapabilitiesOut(CamelModel):
@@ -178,6 +188,9 @@ class GrantOut(CamelModel):
     granted_by: uuid.UUID | None
     granted_at: datetime
     linked: bool = Field(description="The organization has this group linked now.")
+    tenant_id: str | None = Field(
+        None, description="The Microsoft 365 tenant the group lives in (null: recorded before tenants were)."
+    )
 
 
 class GrantListOut(CamelModel):

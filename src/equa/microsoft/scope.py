@@ -189,7 +189,9 @@ class GroupScope:
 def log_scope_at_start_up(settings: Settings) -> None:
     """One line naming the scope; a warning in tenant mode, which lends the app's rights to every org admin."""
     scope = GroupScope.from_settings(settings)
-    if scope.tenant_wide:
+    if scope.tenant_wide and settings.multi_tenant:
+        log.info("MS_GROUP_SCOPE: any group of the tenant each organization connected (its admin consented)")
+    elif scope.tenant_wide:
         log.warning(TENANT_WARNING)
     elif scope.mode is GroupScopeMode.ADMINISTRATIVE_UNIT:
         log.info(

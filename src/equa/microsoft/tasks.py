@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Collection, Sequence
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -35,6 +35,8 @@ from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_r
 from equa.microsoft.sync.push import TeamChangePusher, install_push_hook
 from equa.microsoft.sync.requeue import RequeuePolicy
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
+from equa.microsoft.tenants.health import check_tenants, tenant_of_organizations
+from equa.microsoft.tenants.routing import graph_for_run, paused_organization_ids
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -71,7 +73,7 @@ async def run_sync_task(resources: JobResources, run_id: str) -> str | None:
     is abandoned a lease later, like any queued run nobody took."""
     status = await execute_run(
         resources.session_factory,
-        resources.graph,
+        await graph_of_run(resources, uuid.UUID(run_id)),
         uuid.UUID(run_id),
         scope=GroupScope.from_settings(resources.settings),
         lease_seconds=resources.settings.sync_lease_seconds,
@@ -90,6 +92,19 @@ async def wait_for_retry(session_factory: async_sessionmaker[AsyncSession], run_
         retry_at = run.retry_at if run is not None else None
     if retry_at is not None:
         await asyncio.sleep(max(0.0, (retry_at - utcnow()).total_seconds()))
+
+
+async def graph_of_run(resources: JobResources, run_id: uuid.UUID) -> GraphClient:
+    """The Graph client of the run's organization (its own tenant in multi-tenant mode)."""
+    if not resources.settings.multi_tenant:
+        return resources.graph
+    async with resources.session_factory() as session:
+        run = await history_repository.sync_run(session, run_id)
+    if run is None:
+        return resources.graph
+    return await graph_for_run(
+        resources.session_factory, resources.graph, resources.settings, run.organization_id
+    )
 
 
 def build_broker(resources: JobResources) -> AsyncBroker:
@@ -235,14 +250,22 @@ def next_sync_due(organization_id: uuid.UUID, last: datetime | None, interval_se
 
 
 async def schedule_due_syncs(
-    session: AsyncSession, interval_seconds: int, *, lease_seconds: int = DEFAULT_LEASE_SECONDS
+    session: AsyncSession,
+    interval_seconds: int,
+    *,
+    lease_seconds: int = DEFAULT_LEASE_SECONDS,
+    paused: Collection[uuid.UUID] = (),
 ) -> list[uuid.UUID]:
-    """Request a sync for every organization with autoSync on whose turn has come; returns the run ids."""
+    """Request a sync for every organization with autoSync on whose turn has come; returns the run ids.
+
+    `paused`: organizations skipped (their tenant revoked the consent, until they reconnect)."""
     await abandon_stale_runs(session, lease_seconds=lease_seconds)
     organizations = await repository.auto_sync_organizations(session)
     started: list[uuid.UUID] = []
     now = utcnow()
     for organization in organizations:
+        if organization.id in paused:
+            continue
         last = await history_repository.last_real_run_at(session, organization.id)
         if last is None and organization.microsoft_group_linked_at is not None:
             last = organization.microsoft_group_linked_at
@@ -260,7 +283,12 @@ async def _health_check(resources: JobResources) -> None:
         log.debug("no health check of linked groups in this build")
         return
     try:
-        await check_linked_groups(resources.session_factory, resources.graph)
+        if resources.settings.multi_tenant:
+            await check_tenants(resources.session_factory, resources.graph)
+            tenants = await tenant_of_organizations(resources.session_factory)
+            await check_linked_groups(resources.session_factory, resources.graph, tenants)
+        else:
+            await check_linked_groups(resources.session_factory, resources.graph)
     except Exception:
         log.exception("health check of linked groups failed")
 
@@ -314,7 +342,10 @@ async def run_scheduler(
         try:
             async with resources.session_factory() as session:
                 started = await schedule_due_syncs(
-                    session, interval, lease_seconds=resources.settings.sync_lease_seconds
+                    session,
+                    interval,
+                    lease_seconds=resources.settings.sync_lease_seconds,
+                    paused=await paused_organization_ids(session, resources.settings),
                 )
                 await session.commit()
             if started:
@@ -445,7 +476,7 @@ async def run_in_foreground(
             while (
                 await execute_run(
                     session_factory,
-                    graph,
+                    await graph_for_run(session_factory, graph, settings, organization_id),
                     run_id,
                     scope=GroupScope.from_settings(settings),
                     progress=progress,

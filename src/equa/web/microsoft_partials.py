@@ -28,6 +28,7 @@ from equa.microsoft.problems import graph_problem
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.status import OK, StatusCache, get_status
 from equa.microsoft.sync import runs
+from equa.microsoft.tenants.routing import status_graph, tenant_status
 from equa.organizations.deps import OrgContext
 from equa.plain_words import field_words
 from equa.web.templating import render
@@ -60,6 +61,7 @@ def partial_context(request: Request, context: OrgContext, **extra: Any) -> dict
         "vocab": vocabulary,
         "links": text_with_links,
         "group_scope": GroupScope.from_settings(request.app.state.settings),
+        "multi_tenant": request.app.state.settings.multi_tenant,
     } | extra
 
 
@@ -167,9 +169,16 @@ async def status_card(
 ) -> dict[str, Any]:
     """The status card's context. `recount` after our own member changes: the cached summary may be a minute
     old, and the group's own details carry the count that matches the member list shown below it."""
-    status = await get_status(
-        session, graph, cache, context.organization, request.app.state.settings, read_cache_for(request)
-    )
+    settings = request.app.state.settings
+    tenant = None
+    if settings.multi_tenant:
+        # The organization's own tenant answers for its group (none when it is not connected or revoked).
+        tenant, graph = await status_graph(
+            session, getattr(request.app.state, "graph", None), settings, context.organization
+        )
+    status = await get_status(session, graph, cache, context.organization, settings, read_cache_for(request))
+    if tenant is not None:
+        status = tenant_status(status, tenant, graph, settings)
     member_count = status.group.member_count if status.group else None
     if recount and graph is not None and status.linked and status.health == OK:
         try:

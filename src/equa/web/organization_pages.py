@@ -3,9 +3,9 @@
 from __future__ import annotations
 
 import uuid
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, Query, Request
 from fastapi.responses import Response
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -30,6 +30,7 @@ from equa.web import forms
 from equa.web.microsoft_partials import partial_context
 from equa.web.page_session import CSRF_FORM_FIELD, form_token_matches, page_user, see_other, to_login
 from equa.web.templating import render
+from equa.web.tenant_pages import tenant_context
 
 router = APIRouter(include_in_schema=False)
 
@@ -134,6 +135,7 @@ async def _settings_page(
     problem: AppError | None = None,
     invitation_link: str | None = None,
     status_code: int = 200,
+    microsoft: dict[str, str | None] | None = None,
 ) -> Response:
     members = await list_members(session, context.organization)
     invitations = await pending_invitations(session, context.organization) if context.is_admin else []
@@ -155,12 +157,18 @@ async def _settings_page(
     }
     if page["show_microsoft"]:
         page |= partial_context(request, context)
+        page |= await tenant_context(request, session, context, **(microsoft or {}))
     return render(request, "settings.html", page, status_code=status_code)
 
 
 @router.get("/organizations/{org_id}/settings")
 async def settings_page(
-    org_id: uuid.UUID, request: Request, session: DbSession, notice: str | None = None
+    org_id: uuid.UUID,
+    request: Request,
+    session: DbSession,
+    notice: str | None = None,
+    microsoft: Annotated[str | None, Query(max_length=64)] = None,
+    microsoft_error: Annotated[str | None, Query(max_length=64)] = None,
 ) -> Response:
     user = await page_user(request, session)
     if user is None:
@@ -169,7 +177,11 @@ async def settings_page(
         context = await _org_context(session, user, org_id)
     except AppError as error:
         return _error_page(request, user, error)
-    return await _settings_page(request, session, user, context, notice=NOTICES.get(notice or ""))
+    # `microsoft` / `microsoft_error`: how the admin consent round trip ended (multi-tenant mode).
+    outcome = {"result": microsoft, "failure": microsoft_error}
+    return await _settings_page(
+        request, session, user, context, notice=NOTICES.get(notice or ""), microsoft=outcome
+    )
 
 
 @router.get("/organizations/{org_id}/settings/microsoft")
@@ -185,6 +197,7 @@ async def microsoft_fragment(org_id: uuid.UUID, request: Request, session: DbSes
     if not microsoft_section_visible(request, context):
         return Response("Not found", status_code=404, media_type="text/plain")
     page = _base_context(request, user) | partial_context(request, context)
+    page |= await tenant_context(request, session, context)
     return render(request, "_microsoft.html", page)
 
 

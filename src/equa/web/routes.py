@@ -12,6 +12,7 @@ from equa.web import (
     microsoft_pages,
     organization_pages,
     static_files,
+    tenant_pages,
 )
 
 router = APIRouter(include_in_schema=False)
@@ -22,3 +23,4 @@ router.include_router(invitation_pages.router)
 router.include_router(microsoft_pages.router)
 router.include_router(microsoft_member_pages.router)
 router.include_router(microsoft_intent_pages.router)
+router.include_router(tenant_pages.router)

@@ -100,12 +100,26 @@ class _MsalHttpClient:
         self._client.close()
 
 
-class TokenProvider:
-    """App-only tokens for Graph. Single-flight: concurrent callers on a cold cache share one acquisition."""
+def msal_http_client(config: GraphConfig) -> _MsalHttpClient:
+    """An HTTP client for MSAL that several TokenProviders (one per tenant) may share; its owner closes it."""
+    return _MsalHttpClient(config)
 
-    def __init__(self, config: GraphConfig) -> None:
+
+# MS_AUTH_TENANT_ID values that name no tenant: the app is multi-tenant and each call names its tenant.
+SHARED_AUTHORITIES = frozenset({"organizations", "common"})
+
+
+class TokenProvider:
+    """App-only tokens for Graph. Single-flight: concurrent callers on a cold cache share one acquisition.
+
+    One provider serves one tenant (its own MSAL app, token cache and lock). Given `http`, it signs in through
+    that shared client and leaves closing it to its owner.
+    """
+
+    def __init__(self, config: GraphConfig, *, http: _MsalHttpClient | None = None) -> None:
         self._config = config
         self._app: Any = None
+        self._shared_http = http
         self._http: _MsalHttpClient | None = None
         self._token: AccessToken | None = None
         # The secret the MSAL app was built with, to notice a rotated MS_AUTH_SECRET_FILE.
@@ -161,7 +175,7 @@ class TokenProvider:
 
     def _close_app(self) -> None:
         if self._http is not None:
-            self._http.close()
+            self._close_own(self._http)
         self._http = None
         self._app = None
 
@@ -182,6 +196,14 @@ class TokenProvider:
                 code="not_configured",
                 action="Set MS_AUTH_CLIENT_ID and MS_AUTH_TENANT_ID.",
             )
+        if config.tenant_id.lower() in SHARED_AUTHORITIES:
+            raise GraphAuthenticationFailed(
+                "No Microsoft 365 tenant is connected: in multi-tenant mode every call goes to an "
+                "organization's own tenant.",
+                code="tenant_not_connected",
+                action="Connect the organization's Microsoft 365 tenant (Connect Microsoft 365 on its settings "
+                "page).",
+            )
         credential: Any
         if config.certificate_path is not None:
             credential = load_certificate_credential(config.certificate_path)
@@ -194,7 +216,7 @@ class TokenProvider:
                 code="not_configured",
                 action="Set MS_AUTH_CERTIFICATE_PATH (recommended) or MS_AUTH_SECRET / MS_AUTH_SECRET_FILE.",
             )
-        http = _MsalHttpClient(config)
+        http = self._shared_http or _MsalHttpClient(config)
         try:
             app = msal.ConfidentialClientApplication(
                 config.client_id,
@@ -205,13 +227,17 @@ class TokenProvider:
                 validate_authority=config.is_microsoft_authority,
             )
         except ValueError as exc:
-            http.close()
+            self._close_own(http)
             raise _discovery_error(_chain_text(exc), config) from None
         except httpx.HTTPError as exc:
-            http.close()
+            self._close_own(http)
             raise _unreachable(exc, config) from None
         self._http = http
         return app
+
+    def _close_own(self, http: _MsalHttpClient) -> None:
+        if http is not self._shared_http:
+            http.close()
 
     def _acquire(self) -> AccessToken:
         from msal.exceptions import MsalServiceError

@@ -8,7 +8,7 @@ from typing import TYPE_CHECKING, Any
 
 import httpx
 
-from equa.microsoft.graph.auth import TokenProvider
+from equa.microsoft.graph.auth import TokenProvider, msal_http_client
 from equa.microsoft.graph.batch import (
     WRITE_METHODS,
     BatchRequest,
@@ -25,6 +25,7 @@ from equa.microsoft.graph.errors import GraphGuestBlocked, GraphTransient, Graph
 from equa.microsoft.graph.pacing import FREE, build_request_pacer, request_cost
 from equa.microsoft.graph.responses import GraphResponse
 from equa.microsoft.graph.retry import Attempts, TryAgain, is_safe_to_repeat, retrying
+from equa.microsoft.graph.tenant_clients import TenantClients
 from equa.microsoft.graph.throttle import build_throttle_gate
 from equa.microsoft.graph.transport import GraphTransport
 from equa.microsoft.graph.usage import count_batch_answers
@@ -38,6 +39,52 @@ log = logging.getLogger("equa.microsoft.graph.client")
 
 class GraphClient(GraphTransport):
     """The one way to call Graph. Use as `async with` or call `aclose()`."""
+
+    _tenant_clients: TenantClients | None = None
+
+    # --- tenants (multi-tenant mode) ---------------------------------------------------------------------
+
+    def for_tenant(self, tenant_id: str) -> GraphClient:
+        """The client of one tenant: this one for its own tenant, else a sibling sharing the HTTP pool, throttle
+        gate and pacer, with its own token provider (authority {host}/{tenant}). Siblings are never closed by
+        their users: this client drops the idle ones and closes them all in `aclose()`."""
+        if tenant_id.lower() == self.tenant.lower():
+            return self
+        if self._tenant_clients is None:
+            msal_http = msal_http_client(self._config)
+            self._tenant_clients = TenantClients(
+                lambda tenant: self._sibling(tenant, msal_http),
+                max_clients=self._config.max_tenant_clients,
+                idle_seconds=self._config.tenant_idle_seconds,
+            )
+            self._msal_http = msal_http
+        return self._tenant_clients.get(tenant_id)
+
+    @property
+    def tenant_clients(self) -> TenantClients | None:
+        return self._tenant_clients
+
+    def _sibling(self, tenant_id: str, msal_http: Any) -> GraphClient:
+        config = self._config.for_tenant(tenant_id)
+        sibling = GraphClient(
+            config,
+            TokenProvider(config, http=msal_http),
+            gate=self._gate,
+            pacer=self._pacer,
+            http=self._http,
+            policy=self._policy,
+            dry_run=self.dry_run,
+            rng=self._rng,
+        )
+        sibling.refusals = self.refusals
+        return sibling
+
+    async def aclose(self) -> None:
+        if self._tenant_clients is not None:
+            self._tenant_clients.close()
+            self._msal_http.close()
+            self._tenant_clients = None
+        await super().aclose()
 
     # --- plain requests ----------------------------------------------------------------------------------
 

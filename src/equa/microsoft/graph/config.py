@@ -59,6 +59,9 @@ class GraphConfig:
     # Per-tenant budgets every request takes from before it is sent (shared through Redis when redis_url is set).
     write_budget: Budget = WRITES
     resource_unit_budget: Budget = RESOURCE_UNITS
+    # Multi-tenant mode: how many tenants' clients are kept, and how long an unused one is.
+    max_tenant_clients: int = 1000
+    tenant_idle_seconds: float = 3600.0
 
     @classmethod
     def from_settings(cls, settings: Settings) -> GraphConfig:
@@ -83,7 +86,18 @@ class GraphConfig:
             group_scope=group_scope_of(settings),
             write_budget=replace(WRITES, capacity=settings.graph_write_budget),
             resource_unit_budget=replace(RESOURCE_UNITS, capacity=settings.graph_resource_unit_budget),
+            max_tenant_clients=settings.graph_tenant_clients,
+            tenant_idle_seconds=settings.graph_tenant_idle_seconds,
         )
+
+    def for_tenant(self, tenant_id: str) -> GraphConfig:
+        """This configuration aimed at one tenant: its authority, and its own admin consent address."""
+        consent = None
+        if self.admin_consent_url is not None:
+            consent = self.admin_consent_url.replace(
+                f"{self.authority}/", f"{self.authority_host}/{tenant_id}/", 1
+            )
+        return replace(self, tenant_id=tenant_id, admin_consent_url=consent)
 
     @property
     def authority(self) -> str:

@@ -45,13 +45,17 @@ def _error_detail(error: GraphError) -> str:
     return detail
 
 
-async def diagnose(settings: Settings) -> Diagnosis:
-    """Sign in, look at the token's roles and read one page of groups; report each step with its remedy."""
+async def diagnose(settings: Settings, *, tenant_id: str | None = None) -> Diagnosis:
+    """Sign in, look at the token's roles and read one page of groups; report each step with its remedy.
+
+    `tenant_id`: check that tenant (an organization's, in multi-tenant mode) instead of MS_AUTH_TENANT_ID's."""
     from equa.microsoft.graph.auth import TokenProvider
     from equa.microsoft.graph.client import GraphClient
 
     diagnosis = Diagnosis()
     config = GraphConfig.from_settings(settings)
+    if tenant_id is not None:
+        config = config.for_tenant(tenant_id)
     missing = [
         name
         for name, value in (("MS_AUTH_CLIENT_ID", config.client_id), ("MS_AUTH_TENANT_ID", config.tenant_id))

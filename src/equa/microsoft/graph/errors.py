@@ -402,3 +402,22 @@ def _request_denied(
     else:
         action = consent_action(scope, admin_consent_url, feature)
     return GraphPermissionDenied(message, action=action, **common)
+
+
+# Sign-in refusals that mean the tenant no longer lets the app in: no service principal (consent revoked or never
+# given), the app unknown to the tenant, consent missing, or the app disabled there.
+CONSENT_REFUSED_CODES = frozenset({"AADSTS7000229", "AADSTS700016", "AADSTS65001", "AADSTS7000112"})
+
+
+def refuses_the_app(error: GraphError) -> bool:
+    """Whether the tenant refuses the app itself (its consent is gone), not just one request or one group.
+
+    True for the sign-in refusals above, and for Graph's 403 (or role-less 401) for missing application
+    permissions; the guest policy, role-assignable groups and restricted administrative units are about a group.
+    """
+    if isinstance(error, GraphAuthenticationFailed):
+        return error.code in CONSENT_REFUSED_CODES
+    if isinstance(error, GraphPermissionDenied) and not isinstance(error, GraphGuestBlocked):
+        lowered = str(error.message).lower()
+        return not (any(marker in lowered for marker in ROLE_ASSIGNABLE) or RESTRICTED_MANAGEMENT in lowered)
+    return False

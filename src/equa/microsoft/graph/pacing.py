@@ -106,12 +106,31 @@ class InProcessTokenBuckets:
     refilled to where its reservation ends: callers are served in the order they came, without a lock.
     """
 
+    # Past this many buckets, the ones refilled to capacity (the same as no bucket) are forgotten.
+    PRUNE_ABOVE = 1024
+
     def __init__(self) -> None:
         self._levels: dict[tuple[str, str], tuple[float, float]] = {}
+        self._rates: dict[str, tuple[float, float]] = {}  # budget name -> (capacity, rate)
+        self._prune_at = self.PRUNE_ABOVE
+
+    def __len__(self) -> int:
+        return len(self._levels)
+
+    def _prune(self, now: float) -> None:
+        for key, (level, stamp) in list(self._levels.items()):
+            capacity, rate = self._rates[key[1]]
+            if level + (now - stamp) * rate >= capacity:
+                del self._levels[key]
+        # Busy buckets stay: the next pass waits for twice as many, so pruning costs O(1) per take on average.
+        self._prune_at = max(self.PRUNE_ABOVE, 2 * len(self._levels))
 
     async def take(self, tenant: str, budget: Budget, units: float) -> float:
         key = (tenant, budget.name)
         now = time.monotonic()
+        self._rates[budget.name] = (budget.capacity, budget.rate)
+        if len(self._levels) > self._prune_at:
+            self._prune(now)
         level, stamp = self._levels.get(key, (budget.capacity, now))
         level = min(budget.capacity, level + (now - stamp) * budget.rate) - min(units, budget.capacity)
         self._levels[key] = (level, now)

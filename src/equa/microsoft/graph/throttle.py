@@ -43,13 +43,17 @@ class InProcessThrottleGate:
     def __init__(self, max_in_flight: int) -> None:
         self._max_in_flight = max_in_flight
         self._blocked_until: dict[str, float] = {}
+        # Per tenant: its semaphore and how many callers hold or wait for it; both go when the last one leaves, so
+        # with thousands of tenants only the busy ones take memory.
         self._semaphores: dict[str, asyncio.Semaphore] = {}
+        self._users: dict[str, int] = {}
 
     async def wait_turn(self, tenant: str) -> float:
         started = time.monotonic()
         while True:
             remaining = self._blocked_until.get(tenant, 0.0) - time.monotonic()
             if remaining <= 0:
+                self._blocked_until.pop(tenant, None)  # over: nothing to remember
                 break
             await asyncio.sleep(remaining)
         waited = time.monotonic() - started
@@ -67,8 +71,21 @@ class InProcessThrottleGate:
         semaphore = self._semaphores.get(tenant)
         if semaphore is None:
             semaphore = self._semaphores[tenant] = asyncio.Semaphore(self._max_in_flight)
-        async with semaphore:
-            yield
+        self._users[tenant] = self._users.get(tenant, 0) + 1
+        try:
+            async with semaphore:
+                yield
+        finally:
+            left = self._users[tenant] - 1
+            if left:
+                self._users[tenant] = left
+            else:
+                del self._users[tenant]
+                del self._semaphores[tenant]
+
+    def tenants_held(self) -> int:
+        """Tenants this gate keeps state for now (busy or throttled ones)."""
+        return len(self._semaphores.keys() | self._blocked_until.keys())
 
     async def aclose(self) -> None:
         return None

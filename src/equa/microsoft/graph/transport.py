@@ -17,11 +17,13 @@ import httpx
 from equa.microsoft.graph.auth import TokenProvider
 from equa.microsoft.graph.config import GraphConfig
 from equa.microsoft.graph.errors import (
+    GraphError,
     GraphGuestBlocked,
     GraphThrottled,
     GraphTransient,
     GraphUnmanageable,
     classify_graph_error,
+    refuses_the_app,
 )
 from equa.microsoft.graph.metrics import (
     GRAPH_DRY_RUN_WRITES,
@@ -82,6 +84,9 @@ class GraphTransport:
         self.dry_run = config.dry_run if dry_run is None else dry_run
         self.recorded_writes: list[RecordedWrite] = []
         self._rng = rng
+        # Tenant -> the code with which it last refused the app itself (consent revoked); shared with the
+        # clients of other tenants this one makes (GraphClient.for_tenant), read by whoever tracks consent.
+        self.refusals: dict[str, str] = {}
 
     def __repr__(self) -> str:
         return f"{type(self).__name__}(graph_url={self._config.graph_url!r}, tenant={self.tenant!r}, dry_run={self.dry_run})"
@@ -278,6 +283,11 @@ class GraphTransport:
                 log.warning("%s", last.given_up_note)
             raise last.error.gave_up(tries.attempt, tries.waited) from None
 
-        return await retrying(
-            attempt_once, give_up, policy=self._policy, gate=self._gate, tenant=tenant, rng=self._rng
-        )
+        try:
+            return await retrying(
+                attempt_once, give_up, policy=self._policy, gate=self._gate, tenant=tenant, rng=self._rng
+            )
+        except GraphError as error:
+            if refuses_the_app(error):
+                self.refusals[tenant] = error.code or "refused"
+            raise

@@ -1,0 +1,171 @@
+"""Multi-tenant mode: a tenant that revokes its consent shows consent_revoked with the reconnect action on the status
+and on every Microsoft operation; the scheduled check notices it and scheduled syncs pause until reconnected."""
+
+from __future__ import annotations
+
+from collections.abc import Awaitable, Callable
+from datetime import timedelta
+from typing import Any
+
+import httpx
+import pytest
+from fastapi import FastAPI
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from tenant_support import FABRIKAM, FABRIKAM_RESEARCH, browser, connect, multi_tenant_values
+
+from equa.accounts.models import User
+from equa.db.base import utcnow
+from equa.microsoft.tasks import schedule_due_syncs
+from equa.microsoft.tenants.health import check_tenants
+from equa.microsoft.tenants.routing import paused_organization_ids
+from equa.organizations.models import Organization
+from equa.settings import Settings
+from graph_emulator import seeds
+
+PASSWORD = "correct horse battery staple"
+FABRIKAM_PEOPLE = [
+    u for u in seeds.generate_users(seeds.FABRIKAM_TENANT_DOMAIN, 24) if u["userType"] == "Member"
+]
+
+
+@pytest.fixture
+def settings(emulator_settings: Callable[..., Settings], graph_emulator_multi_tenant: Any) -> Settings:
+    return emulator_settings("sync", **multi_tenant_values())
+
+
+class Linked:
+    def __init__(self, org: Organization, admin: User, headers: dict[str, str]) -> None:
+        self.org, self.admin, self.headers = org, admin, headers
+
+    def url(self, path: str) -> str:
+        return f"/api/v1/organizations/{self.org.id}/microsoft/{path}"
+
+
+@pytest.fixture
+async def linked(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    emu: Any,
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+    session_factory: async_sessionmaker[AsyncSession],
+) -> Linked:
+    """Fabrikam's team, connected to Fabrikam, its Research group linked, automatic sync on."""
+    admin = await make_user(FABRIKAM_PEOPLE[0]["mail"], password=PASSWORD)
+    team = Linked(await make_org(admin, name="Fabrikam team"), admin, await bearer(admin))
+    async with browser(app, admin.email) as page:
+        await connect(emu, client, page, team.org.id, team.headers, FABRIKAM)
+    response = await client.post(
+        team.url("link-group"), json={"groupId": FABRIKAM_RESEARCH}, headers=team.headers
+    )
+    assert response.status_code == 200, response.text
+    response = await client.patch(team.url("settings"), json={"autoSync": True}, headers=team.headers)
+    assert response.status_code == 200, response.text
+    async with session_factory() as session:  # linked two hours ago: its first scheduled sync is due
+        organization = await session.get(Organization, team.org.id)
+        assert organization is not None
+        organization.microsoft_group_linked_at = utcnow() - timedelta(hours=2)
+        await session.commit()
+    return team
+
+
+async def status_of(client: httpx.AsyncClient, team: Linked) -> dict[str, Any]:
+    response = await client.get(team.url("status"), headers=team.headers)
+    assert response.status_code == 200, response.text
+    body: dict[str, Any] = response.json()
+    return body
+
+
+async def due_runs(session_factory: async_sessionmaker[AsyncSession], settings: Settings) -> list[Any]:
+    async with session_factory() as session:
+        paused = await paused_organization_ids(session, settings)
+        started = await schedule_due_syncs(session, 60, paused=paused)
+        await session.rollback()  # only whether a run would start matters here
+    return started
+
+
+async def test_revoked_consent_answers_the_reconnect_action_everywhere_until_reconnected(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    linked: Linked,
+    emu: Any,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    assert await due_runs(session_factory, settings)  # never synced: due at once
+    emu.revoke_consent(FABRIKAM)
+
+    first = await client.get(linked.url("group"), headers=linked.headers)
+    assert first.status_code == 409, first.text
+    assert first.json()["code"] == "microsoft_consent_revoked"
+    assert "Reconnect" in first.json()["action"]
+
+    status = await status_of(client, linked)
+    assert status["connection"] == "consent_revoked"
+    assert status["tenantId"] == FABRIKAM
+    assert "Reconnect" in status["action"]
+
+    member = FABRIKAM_PEOPLE[-1]["id"]
+    operations = [
+        ("GET", "groups", None),
+        ("GET", "group", None),
+        ("GET", "group/members", None),
+        ("POST", "link-group", {"groupId": FABRIKAM_RESEARCH}),
+        ("POST", "group/members", {"userId": member}),
+        ("DELETE", f"group/members/{member}", None),
+        ("POST", "sync-members", {}),
+        ("POST", "create-group", {"displayName": "New team", "mailNickname": "new-team"}),
+    ]
+    for method, path, body in operations:
+        response = await client.request(method, linked.url(path), json=body, headers=linked.headers)
+        assert response.status_code == 409, (path, response.text)
+        assert response.json()["code"] == "microsoft_consent_revoked", (path, response.text)
+        assert "Reconnect" in response.json()["action"]
+
+    assert await due_runs(session_factory, settings) == []  # scheduled syncs pause
+
+    async with browser(app, linked.admin.email) as page:
+        settings_page = await page.get(f"/organizations/{linked.org.id}/settings")
+        assert 'data-action="reconnect"' in settings_page.text
+        assert "its admin consent was revoked" in settings_page.text
+        back = await connect(emu, client, page, linked.org.id, linked.headers, FABRIKAM)
+        assert back.headers["location"].endswith("?microsoft=connected#microsoft")
+
+    status = await status_of(client, linked)
+    assert status["connection"] == "connected"
+    assert status["linked"] is True  # the same tenant: the group stays linked
+    group = await client.get(linked.url("group"), headers=linked.headers)
+    assert group.status_code == 200, group.text
+    assert await due_runs(session_factory, settings)  # scheduled syncs resume
+
+
+async def test_the_scheduled_check_notices_a_revoked_consent(
+    app: FastAPI,
+    client: httpx.AsyncClient,
+    linked: Linked,
+    emu: Any,
+    settings: Settings,
+    session_factory: async_sessionmaker[AsyncSession],
+) -> None:
+    assert await check_tenants(session_factory, app.state.graph) == {}
+    emu.revoke_consent(FABRIKAM)
+    found = await check_tenants(session_factory, app.state.graph)
+    assert found == {FABRIKAM: "AADSTS7000229"}
+    assert await due_runs(session_factory, settings) == []
+    status = await status_of(client, linked)
+    assert status["connection"] == "consent_revoked"
+    assert "Reconnect" in status["action"]
+
+
+async def test_permissions_taken_back_are_a_revoked_consent_too(
+    app: FastAPI, client: httpx.AsyncClient, linked: Linked, emu: Any
+) -> None:
+    """The enterprise application kept but its roles removed: new tokens carry none and Graph answers 403."""
+    emu.revoke_consent(FABRIKAM, mode="permissions")
+    await app.state.graph.for_tenant(FABRIKAM).tokens.invalidate()  # the next call signs in afresh
+    refused = await client.get(linked.url("group/members"), headers=linked.headers)
+    assert refused.status_code == 409, refused.text
+    assert refused.json()["code"] == "microsoft_consent_revoked"
+    status = await status_of(client, linked)
+    assert status["connection"] == "consent_revoked"
