@@ -21,7 +21,8 @@ from equa.accounts.platform_admins import is_platform_admin, platform_admin_requ
 from equa.db.session import release_connection
 from equa.deps import DbSession, read_cache_for
 from equa.errors import problem_response
-from equa.microsoft import groups, history_repository
+from equa.microsoft import groups
+from equa.microsoft.audit_routes import router as audit_router
 from equa.microsoft.deps import Graph, MicrosoftAdmin, Scope, require_microsoft_enabled
 from equa.microsoft.exclusion_routes import router as exclusions_router
 from equa.microsoft.graph import GraphError
@@ -31,8 +32,6 @@ from equa.microsoft.problems import graph_problem
 from equa.microsoft.schemas import (
     AddMemberIn,
     AdminConsentOut,
-    AuditEventOut,
-    AuditPageOut,
     CapabilitiesOut,
     CreateGroupIn,
     GroupChoiceOut,
@@ -49,7 +48,7 @@ from equa.microsoft.schemas import (
 )
 from equa.microsoft.status import StatusCache, get_status
 from equa.microsoft.tenants.routing import status_graph, tenant_status
-from equa.pagination import cursors_for, invalid_cursor
+from equa.pagination import cursors_for
 
 T = TypeVar("T")
 
@@ -413,56 +412,6 @@ async def search(
     return await rendered(request, session, work())
 
 
-def _audit_position(position: tuple[str, ...]) -> tuple[datetime, uuid.UUID]:
-    try:
-        when, event_id = position
-        return datetime.fromisoformat(when), uuid.UUID(event_id)
-    except ValueError:
-        raise invalid_cursor() from None
-
-
-@router.get("/audit", response_model=AuditPageOut, responses=problem_responses(401, 403, 404, 422))
-async def audit(
-    request: Request,
-    context: MicrosoftAdmin,
-    session: DbSession,
-    cursor: Annotated[str | None, Query(max_length=512)] = None,
-    limit: Annotated[int, Query(ge=1, le=groups.MAX_PAGE_SIZE)] = groups.DEFAULT_PAGE_SIZE,
-) -> AuditPageOut:
-    """The organization's audit trail of Microsoft 365 changes, newest first."""
-    cursors = cursors_for(request, "audit", context.organization.id)
-    after: tuple[datetime, uuid.UUID] | None = None
-    if cursor is not None:
-        position = cursors.read(cursor, max_size=groups.MAX_PAGE_SIZE)
-        limit = position.size
-        after = _audit_position(position.position)
-    events = await history_repository.audit_page(
-        session, context.organization.id, after=after, limit=limit + 1
-    )
-    more = len(events) > limit
-    events = events[:limit]
-    return AuditPageOut(
-        items=[
-            AuditEventOut(
-                id=e.id,
-                created_at=e.created_at,
-                actor_user_id=e.actor_user_id,
-                action=e.action,
-                target=e.target,
-                outcome=e.outcome,
-                detail=e.detail,
-                graph_request_id=e.graph_request_id,
-            )
-            for e in events
-        ],
-        next_cursor=(
-            cursors.sign(size=limit, position=(events[-1].created_at.isoformat(), str(events[-1].id)))
-            if more and events
-            else None
-        ),
-    )
-
-
 @operator_router.get(
     "/admin-consent-url", response_model=AdminConsentOut, responses=problem_responses(401, 403, 404)
 )
@@ -499,4 +448,4 @@ def last_run_out(run: SyncRun | None) -> LastSyncOut | None:
 
 
 def microsoft_routers() -> list[APIRouter]:
-    return [router, operator_router, exclusions_router]
+    return [router, operator_router, exclusions_router, audit_router]
