@@ -14,6 +14,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.accounts.models import User
+from equa.db.base import utcnow
 from equa.organizations.models import Membership, Organization, Role
 
 DOMAIN = "contoso.onmicrosoft.com"  # the emulator's default tenant
@@ -117,6 +118,8 @@ async def make_team(
         organization = Organization(
             name=f"Org {uuid.uuid4().hex[:6]}",
             microsoft_group=uuid.UUID(group_id) if group_id else None,
+            # Linked just now, as link-group would: a new group's 404 is replication lag, not a deletion.
+            microsoft_group_linked_at=utcnow() if group_id else None,
             microsoft_remove_departed=remove_departed,
             microsoft_auto_sync=auto_sync,
         )
