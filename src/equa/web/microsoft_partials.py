@@ -90,11 +90,12 @@ def section(
     *,
     run: SyncRun | None = None,
     restore: bool = False,
+    **extra: Any,
 ) -> HTMLResponse:
     """The whole section again, after the link changed: what is shown is what is stored. `run`: a preview started
     with the new link, shown (and polled) in the sync result's place. `restore`: the notice offers to restore the
-    deleted group."""
-    page = partial_context(request, context, ms_notice=notice, ms_run=run, ms_restore=restore)
+    deleted group. `extra`: more of the page's context (the tenant connection's card)."""
+    page = partial_context(request, context, ms_notice=notice, ms_run=run, ms_restore=restore, **extra)
     response = render(request, "_microsoft.html", page)
     response.headers["HX-Retarget"] = "#microsoft"
     # The section's layout changes: bring its result (at the section's top) into view.
