@@ -299,8 +299,17 @@ async def link_group(
     return LinkResult(group, changed=True)
 
 
-async def unlink_group(session: AsyncSession, organization: Organization, actor: User) -> str:
-    """Clear the link (the group stays in Microsoft 365, spec section 6). Returns the group id that was linked."""
+async def unlink_group(
+    session: AsyncSession,
+    organization: Organization,
+    actor: User,
+    *,
+    detail: str = "Unlinked; the group was left in Microsoft 365.",
+) -> str:
+    """Clear the link (the group stays in Microsoft 365, spec section 6). Returns the group id that was linked.
+
+    Every unlink goes through here (the admin's, and a tenant disconnected or changed), so each forgets the same
+    state; `detail` says why in the audit trail."""
     group_id = require_linked(organization)
     repository.clear_link(organization)
     # Who the sync linked and added, flagged or was told about belongs to that group: the next one starts fresh.
@@ -311,7 +320,7 @@ async def unlink_group(session: AsyncSession, organization: Organization, actor:
         actor_id=actor.id,
         action="group.unlink",
         target=group_id,
-        detail="Unlinked; the group was left in Microsoft 365.",
+        detail=detail,
     )
     await session.flush()
     return group_id

@@ -175,3 +175,46 @@ def equa_user_not_found() -> AppError:
         "equaUserId: this person is not a member of the organization.",
         "Pick someone from the organization's team.",
     )
+
+
+# --- restore-group ----------------------------------------------------------------------------------------
+
+
+def nothing_to_restore() -> AppError:
+    return AppError(
+        404,
+        "microsoft_nothing_to_restore",
+        "This organization never had a Microsoft 365 group linked, so there is none to restore.",
+        "Link an existing group or create one.",
+    )
+
+
+def still_exists(group_id: str) -> AppError:
+    return AppError(
+        409,
+        "microsoft_group_not_deleted",
+        f"The linked group {group_id} still exists in Microsoft 365: there is nothing to restore.",
+        "Nothing to do; to use another group, unlink this one first.",
+        extra={"groupId": group_id},
+    )
+
+
+def not_restorable(group_id: str) -> AppError:
+    return AppError(
+        409,
+        "microsoft_group_not_restorable",
+        f"The group {group_id} is no longer among Microsoft 365's deleted items: it was deleted more than 30 days "
+        "ago, or it was a security group (those are deleted for good at once). It cannot be restored.",
+        "Link another group or create a new one.",
+        extra={"groupId": group_id},
+    )
+
+
+def security_group(group_id: str) -> AppError:
+    return AppError(
+        422,
+        "microsoft_group_not_restorable",
+        f"The group {group_id} is a security group: only Microsoft 365 groups can be restored from deleted items.",
+        "Link another group or create a new Microsoft 365 group.",
+        extra={"groupId": group_id, "reason": "security_group"},
+    )

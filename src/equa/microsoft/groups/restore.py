@@ -15,13 +15,20 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
-from equa.errors import AppError
 from equa.microsoft import history_repository, repository
 from equa.microsoft.audit import record_audit
 from equa.microsoft.graph import GraphClient
 from equa.microsoft.groups.deleted import find_deleted_group
 from equa.microsoft.groups.linking import flush_link, linkability, linked_group, linked_group_id
-from equa.microsoft.groups.problems import GroupMissing, linked_elsewhere, refusal_error
+from equa.microsoft.groups.problems import (
+    GroupMissing,
+    linked_elsewhere,
+    not_restorable,
+    nothing_to_restore,
+    refusal_error,
+    security_group,
+    still_exists,
+)
 from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
 
@@ -29,46 +36,6 @@ log = logging.getLogger("equa.microsoft.groups")
 
 # Audit actions that name the group the organization had linked, newest wins.
 LINK_ACTIONS = ("group.link", "group.create", "group.restore", "group.missing", "group.unlink")
-
-
-def nothing_to_restore() -> AppError:
-    return AppError(
-        404,
-        "microsoft_nothing_to_restore",
-        "This organization never had a Microsoft 365 group linked, so there is none to restore.",
-        "Link an existing group or create one.",
-    )
-
-
-def still_exists(group_id: str) -> AppError:
-    return AppError(
-        409,
-        "microsoft_group_not_deleted",
-        f"The linked group {group_id} still exists in Microsoft 365: there is nothing to restore.",
-        "Nothing to do; to use another group, unlink this one first.",
-        extra={"groupId": group_id},
-    )
-
-
-def not_restorable(group_id: str) -> AppError:
-    return AppError(
-        409,
-        "microsoft_group_not_restorable",
-        f"The group {group_id} is no longer among Microsoft 365's deleted items: it was deleted more than 30 days "
-        "ago, or it was a security group (those are deleted for good at once). It cannot be restored.",
-        "Link another group or create a new one.",
-        extra={"groupId": group_id},
-    )
-
-
-def security_group(group_id: str) -> AppError:
-    return AppError(
-        422,
-        "microsoft_group_not_restorable",
-        f"The group {group_id} is a security group: only Microsoft 365 groups can be restored from deleted items.",
-        "Link another group or create a new Microsoft 365 group.",
-        extra={"groupId": group_id, "reason": "security_group"},
-    )
 
 
 async def restore_group(

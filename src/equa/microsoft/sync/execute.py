@@ -18,7 +18,6 @@ from collections.abc import Awaitable, Callable
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from equa.errors import AppError
 from equa.metrics import record_sync_run
 from equa.microsoft.graph import (
     GraphClient,
@@ -74,6 +73,7 @@ from equa.microsoft.sync.stopping import (
     cancelled_rows,
     finish_cancelled,
     raise_if_group_gone,
+    refused_at_start,
 )
 
 log = logging.getLogger("equa.microsoft.sync")
@@ -364,22 +364,10 @@ async def _run(
         if run.requeues:
             # A try after a requeue: what the earlier tries did stays on the run, and counts.
             kept = await kept_work(session, run.id)
-        if inputs is not None:
-            try:
-                # Scheduled runs too: a group that left the scope since it was linked is not touched.
-                await scope.check(session, graph, inputs.organization_id, inputs.group_id)
-            except AppError as refused:
-                await finish_failed(session_factory, run.id, refused.code, refused.message, refused.action)
-                return RunStatus.FAILED.value
-    if inputs is None:
-        await finish_failed(
-            session_factory,
-            run.id,
-            "group_not_linked",
-            "The organization no longer has a Microsoft 365 group linked.",
-            "Link a group, then sync again.",
-        )
-        return RunStatus.FAILED.value
+        linked = None if inputs is None else (inputs.organization_id, inputs.group_id)
+        if await refused_at_start(session_factory, session, graph, scope, run.id, linked):
+            return RunStatus.FAILED.value
+    assert inputs is not None  # refused_at_start fails a run without inputs
 
     organization_id, group_id = inputs.organization_id, inputs.group_id
 

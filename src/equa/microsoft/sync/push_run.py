@@ -15,18 +15,18 @@ from dataclasses import dataclass, field
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from equa.errors import AppError
 from equa.microsoft import repository
 from equa.microsoft.graph import GraphClient, GraphUsage
 from equa.microsoft.models import MatchedBy, Outcome, RunStatus, SyncRun
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync import apply as applying
 from equa.microsoft.sync.inputs import SyncInputs
-from equa.microsoft.sync.lifecycle import finish_failed, finish_run, graph_stats_json
+from equa.microsoft.sync.lifecycle import finish_run, graph_stats_json
 from equa.microsoft.sync.plan import IdentityLink, PlannedMember, PlannedRemoval, SyncPolicy, TeamMember
 from equa.microsoft.sync.progress import Progress
 from equa.microsoft.sync.recorder import AppliedChanges, OutcomeRow, Recorder, note_add, note_removal
 from equa.microsoft.sync.resolve import resolve_addresses
+from equa.microsoft.sync.stopping import refused_at_start
 
 PUSH_TRIGGER = "push"
 STILL_REPLICATING = (
@@ -225,21 +225,10 @@ async def run_push(
     """The body of a targeted run (execute.py claims it, beats its heartbeat and fails it on a Graph error)."""
     async with session_factory() as session:
         inputs = await load_push_inputs(session, run)
-        if inputs is not None:
-            try:
-                await scope.check(session, graph, inputs.sync.organization_id, inputs.sync.group_id)
-            except AppError as refused:
-                await finish_failed(session_factory, run.id, refused.code, refused.message, refused.action)
-                return RunStatus.FAILED.value
-    if inputs is None:
-        await finish_failed(
-            session_factory,
-            run.id,
-            "group_not_linked",
-            "The organization no longer has a Microsoft 365 group linked.",
-            "Link a group, then sync again.",
-        )
-        return RunStatus.FAILED.value
+        linked = None if inputs is None else (inputs.sync.organization_id, inputs.sync.group_id)
+        if await refused_at_start(session_factory, session, graph, scope, run.id, linked):
+            return RunStatus.FAILED.value
+    assert inputs is not None  # refused_at_start fails a run without inputs
 
     progress.set_phase("resolving", total=len(inputs.sync.team))
     plan = await plan_push(graph, inputs)

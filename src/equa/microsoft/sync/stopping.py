@@ -1,4 +1,7 @@
-"""A run that stops early on purpose: its group was unlinked while it ran, or Microsoft 365 no longer has it.
+"""A run that stops early on purpose: nothing to run against, its group unlinked while it ran, or gone.
+
+- Refused at the start: the organization has no group linked any more, or the group left the scope
+  (MS_GROUP_SCOPE) since it was linked; the run fails before it sends anything (full and targeted runs alike).
 
 - Unlinked: before each chunk of writes the run asks whether the organization is still linked to the group it
   writes to; once it is not, it sends nothing more. What is left of the plan gets the outcome `cancelled`, and the
@@ -16,11 +19,13 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from equa.errors import AppError
 from equa.microsoft import repository
 from equa.microsoft.graph import GraphClient, GraphNotFound, GraphUsage
 from equa.microsoft.groups import group_gone, linked_group_id
 from equa.microsoft.models import Outcome, RunStatus, SyncRun
-from equa.microsoft.sync.lifecycle import KeptWork, finish_run, graph_stats_json
+from equa.microsoft.scope import GroupScope
+from equa.microsoft.sync.lifecycle import KeptWork, finish_failed, finish_run, graph_stats_json
 from equa.microsoft.sync.plan import PlannedMember, PlannedRemoval
 from equa.microsoft.sync.progress import Progress
 from equa.microsoft.sync.recorder import AppliedChanges, OutcomeRow, Recorder, chunks
@@ -34,6 +39,33 @@ UNLINKED_CODE = "group_unlinked"
 UNLINKED_ACTION = (
     "Nothing to undo. Link a group (or the same one again) and sync to bring it in step with the team."
 )
+
+
+async def refused_at_start(
+    session_factory: async_sessionmaker[AsyncSession],
+    session: AsyncSession,
+    graph: GraphClient,
+    scope: GroupScope,
+    run_id: uuid.UUID,
+    linked: tuple[uuid.UUID, str] | None,
+) -> bool:
+    """Fail the run and say True when it has nothing to run against: no group linked (`linked` is None), or a
+    group outside the scope. Scheduled runs are checked too: a group that left the scope is not touched."""
+    if linked is None:
+        await finish_failed(
+            session_factory,
+            run_id,
+            "group_not_linked",
+            "The organization no longer has a Microsoft 365 group linked.",
+            "Link a group, then sync again.",
+        )
+        return True
+    try:
+        await scope.check(session, graph, *linked)
+    except AppError as refused:
+        await finish_failed(session_factory, run_id, refused.code, refused.message, refused.action)
+        return True
+    return False
 
 
 class RunCancelled(Exception):

@@ -20,9 +20,9 @@ from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.db.session import release_connection
 from equa.errors import AppError
-from equa.microsoft import repository as microsoft_repository
 from equa.microsoft.audit import record_audit
 from equa.microsoft.graph import GraphClient, GraphError, GraphTransient
+from equa.microsoft.groups import unlink_group
 from equa.microsoft.tenants import repository
 from equa.microsoft.tenants.models import ConnectionState, TenantConnection
 from equa.microsoft.tenants.problems import (
@@ -218,19 +218,13 @@ async def prove_tenant(graph: GraphClient, tenant_id: str) -> tuple[str | None, 
 
 
 async def _unlink_for_tenant_change(session: AsyncSession, organization: Organization, user: User) -> None:
-    if organization.microsoft_group is None:
-        return
-    group_id = str(organization.microsoft_group)
-    microsoft_repository.clear_link(organization)
-    await microsoft_repository.forget_group_state(session, organization.id)
-    record_audit(
-        session,
-        organization_id=organization.id,
-        actor_id=user.id,
-        action="group.unlink",
-        target=group_id,
-        detail="Unlinked because the organization's Microsoft 365 tenant changed; the group stays in its tenant.",
-    )
+    if organization.microsoft_group is not None:
+        await unlink_group(
+            session,
+            organization,
+            user,
+            detail="Unlinked because the organization's Microsoft 365 tenant changed; the group stays in its tenant.",
+        )
 
 
 async def disconnect(
@@ -242,16 +236,10 @@ async def disconnect(
         raise not_connected()
     tenant_id = connection.tenant_id
     if organization.microsoft_group is not None:
-        group_id = str(organization.microsoft_group)
-        microsoft_repository.clear_link(organization)
-        # Like any unlink: the group's links, flags and hand-added people go with it (a reconnect starts clean).
-        await microsoft_repository.forget_group_state(session, organization.id)
-        record_audit(
+        await unlink_group(
             session,
-            organization_id=organization.id,
-            actor_id=user.id,
-            action="group.unlink",
-            target=group_id,
+            organization,
+            user,
             detail="Unlinked when the Microsoft 365 tenant was disconnected; the group stays in the tenant.",
         )
     record_audit(
