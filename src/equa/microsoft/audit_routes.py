@@ -12,22 +12,15 @@ from equa.deps import DbSession
 from equa.errors import problem_responses
 from equa.microsoft import groups, history_repository
 from equa.microsoft.deps import MicrosoftAdmin, require_microsoft_enabled
+from equa.microsoft.models import AuditEvent
 from equa.microsoft.schemas import AuditEventOut, AuditPageOut
-from equa.pagination import cursors_for, invalid_cursor
+from equa.pagination import BY_CREATED_AND_ID, cursors_for, keyset_page
 
 router = APIRouter(
     prefix="/api/v1/organizations/{org_id}/microsoft",
     tags=["microsoft"],
     dependencies=[Depends(require_microsoft_enabled)],
 )
-
-
-def _audit_position(position: tuple[str, ...]) -> tuple[datetime, uuid.UUID]:
-    try:
-        when, event_id = position
-        return datetime.fromisoformat(when), uuid.UUID(event_id)
-    except ValueError:
-        raise invalid_cursor() from None
 
 
 @router.get("/audit", response_model=AuditPageOut, responses=problem_responses(401, 403, 404, 422))
@@ -39,17 +32,18 @@ async def audit(
     limit: Annotated[int, Query(ge=1, le=groups.MAX_PAGE_SIZE)] = groups.DEFAULT_PAGE_SIZE,
 ) -> AuditPageOut:
     """The organization's audit trail of Microsoft 365 changes, newest first."""
-    cursors = cursors_for(request, "audit", context.organization.id)
-    after: tuple[datetime, uuid.UUID] | None = None
-    if cursor is not None:
-        position = cursors.read(cursor, max_size=groups.MAX_PAGE_SIZE)
-        limit = position.size
-        after = _audit_position(position.position)
-    events = await history_repository.audit_page(
-        session, context.organization.id, after=after, limit=limit + 1
+
+    async def fetch(after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[AuditEvent]:
+        return await history_repository.audit_page(session, context.organization.id, after=after, limit=limit)
+
+    events, next_cursor = await keyset_page(
+        cursors_for(request, "audit", context.organization.id),
+        cursor,
+        limit=limit,
+        max_size=groups.MAX_PAGE_SIZE,
+        keyset=BY_CREATED_AND_ID,
+        fetch=fetch,
     )
-    more = len(events) > limit
-    events = events[:limit]
     return AuditPageOut(
         items=[
             AuditEventOut(
@@ -64,9 +58,5 @@ async def audit(
             )
             for e in events
         ],
-        next_cursor=(
-            cursors.sign(size=limit, position=(events[-1].created_at.isoformat(), str(events[-1].id)))
-            if more and events
-            else None
-        ),
+        next_cursor=next_cursor,
     )

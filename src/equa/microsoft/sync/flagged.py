@@ -14,7 +14,7 @@ from equa.microsoft.models import FlaggedMember, FlagStatus
 from equa.microsoft.sync.runs import PAGE_SIZE_MAX
 from equa.organizations.invitations import IssuedInvitation, invite
 from equa.organizations.models import Organization, Role
-from equa.pagination import Cursors, invalid_cursor
+from equa.pagination import BY_ID, Cursors, keyset_page
 
 
 def _not_found() -> AppError:
@@ -39,7 +39,6 @@ async def list_flagged(
 
     Flags and dismissals belong to the group they were seen in: after a new link, the old group's are not listed.
     """
-    limit = max(1, min(limit, PAGE_SIZE_MAX))
     if status is not None and status not in {s.value for s in FlagStatus}:
         raise AppError(
             422,
@@ -48,31 +47,17 @@ async def list_flagged(
             f"Use status={', '.join(s.value for s in FlagStatus)}, or leave it out to list them all.",
             extra={"errors": [{"field": "status", "message": "is not a known status"}]},
         )
-    after: uuid.UUID | None = None
-    if cursor:
-        position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
-        limit = position.size
-        try:
-            (after_text,) = position.position
-            after = uuid.UUID(after_text)
-        except ValueError:
-            raise invalid_cursor() from None
     organization = await repository.organization(session, organization_id)
-    if organization is None or organization.microsoft_group is None:
-        return [], None
-    rows = await repository.flagged_page(
-        session,
-        organization_id,
-        group_id=str(organization.microsoft_group),
-        status=status,
-        after=after,
-        limit=limit + 1,
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = cursors.sign(size=limit, position=(str(rows[-1].id),))
-    return rows, next_cursor
+    group_id = None if organization is None else organization.microsoft_group
+
+    async def fetch(after: uuid.UUID | None, limit: int) -> list[FlaggedMember]:
+        if group_id is None:
+            return []
+        return await repository.flagged_page(
+            session, organization_id, group_id=str(group_id), status=status, after=after, limit=limit
+        )
+
+    return await keyset_page(cursors, cursor, limit=limit, max_size=PAGE_SIZE_MAX, keyset=BY_ID, fetch=fetch)
 
 
 async def get_flagged(session: AsyncSession, organization_id: uuid.UUID, flag_id: uuid.UUID) -> FlaggedMember:

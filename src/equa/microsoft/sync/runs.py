@@ -24,7 +24,7 @@ from equa.microsoft import history_repository
 from equa.microsoft.models import Outcome, RunStatus, SyncOutcome, SyncRun
 from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs
 from equa.organizations.models import Organization
-from equa.pagination import Cursors, invalid_cursor
+from equa.pagination import BY_CREATED_AND_ID, BY_SEQ, Cursors, keyset_page
 
 log = logging.getLogger("equa.microsoft.sync.runs")
 
@@ -173,23 +173,13 @@ async def list_runs(
     limit: int = 20,
 ) -> tuple[list[SyncRun], str | None]:
     """Newest first; returns the page and the cursor of the next page (None at the end)."""
-    limit = max(1, min(limit, PAGE_SIZE_MAX))
-    after: tuple[datetime, uuid.UUID] | None = None
-    if cursor:
-        position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
-        limit = position.size
-        try:
-            stamp_text, id_text = position.position
-            after = datetime.fromisoformat(stamp_text), uuid.UUID(id_text)
-        except ValueError:
-            raise invalid_cursor() from None
-    rows = await history_repository.runs_page(session, organization_id, after=after, limit=limit + 1)
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        last = rows[-1]
-        next_cursor = cursors.sign(size=limit, position=(last.created_at.isoformat(), str(last.id)))
-    return rows, next_cursor
+
+    async def fetch(after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[SyncRun]:
+        return await history_repository.runs_page(session, organization_id, after=after, limit=limit)
+
+    return await keyset_page(
+        cursors, cursor, limit=limit, max_size=PAGE_SIZE_MAX, keyset=BY_CREATED_AND_ID, fetch=fetch
+    )
 
 
 async def list_outcomes(
@@ -202,7 +192,6 @@ async def list_outcomes(
     limit: int = PAGE_SIZE_DEFAULT,
 ) -> tuple[list[SyncOutcome], str | None]:
     """One run's per-member outcomes in a stable order; alreadyMember is counted, not listed."""
-    limit = max(1, min(limit, PAGE_SIZE_MAX))
     if outcome is not None and outcome not in {o.value for o in Outcome}:
         raise AppError(
             422,
@@ -211,23 +200,13 @@ async def list_outcomes(
             f"Use outcome={', '.join(o.value for o in Outcome)}, or leave it out to list them all.",
             extra={"errors": [{"field": "outcome", "message": "is not a known outcome"}]},
         )
-    after: int | None = None
-    if cursor:
-        position = cursors.read(cursor, max_size=PAGE_SIZE_MAX)
-        limit = position.size
-        try:
-            (after_text,) = position.position
-            after = int(after_text)
-        except ValueError:
-            raise invalid_cursor() from None
-    rows = await history_repository.outcomes_page(
-        session, run.id, outcome=outcome, after=after, limit=limit + 1
-    )
-    next_cursor = None
-    if len(rows) > limit:
-        rows = rows[:limit]
-        next_cursor = cursors.sign(size=limit, position=(str(rows[-1].seq),))
-    return rows, next_cursor
+
+    async def fetch(after: int | None, limit: int) -> list[SyncOutcome]:
+        return await history_repository.outcomes_page(
+            session, run.id, outcome=outcome, after=after, limit=limit
+        )
+
+    return await keyset_page(cursors, cursor, limit=limit, max_size=PAGE_SIZE_MAX, keyset=BY_SEQ, fetch=fetch)
 
 
 async def wait_for_run(
