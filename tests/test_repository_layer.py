@@ -57,3 +57,12 @@ def test_services_and_routes_hold_no_sql() -> None:
         if found:
             offenders[relative] = found
     assert offenders == {}, f"SQL outside microsoft/repository.py: {offenders}"
+
+
+def test_the_microsoft_pages_hold_no_sql() -> None:
+    """The settings page's handlers and partials are routes of this domain too: they call services, never queries."""
+    web = DOMAIN_ROOT.parents[0] / "web"
+    pages = [*web.glob("microsoft_*.py"), web / "tenant_pages.py"]
+    assert len(pages) >= 4, "the Microsoft pages moved: point this test at them"
+    offenders = {path.name: found for path in pages if (found := _queries(path.read_text(encoding="utf-8")))}
+    assert offenders == {}, f"SQL in the Microsoft pages: {offenders}"
