@@ -144,7 +144,13 @@ def _list_refs(req: GraphRequest, emu: Emulator, group_id: str, relation: str) -
     opts = parse_options(req.query, req.headers, allowed=set(), type_name="microsoft.graph.directoryObject")
     group = lookup_group(req, emu, group_id)
     tenant = req.tenant
-    ordered = (tenant.members if relation == "members" else tenant.owners)[group["id"]].ordered()
+    # Member references are read like the members themselves: after the replication lag.
+    links = (
+        tenant.visible_members(group["id"], emu.replication_lag_seconds())
+        if relation == "members"
+        else tenant.owners[group["id"]]
+    )
+    ordered = links.ordered()
     after = (opts.skiptoken or {}).get("a")
     start = bisect.bisect_right(ordered, after) if after else 0
     chunk = ordered[start : start + opts.top]

@@ -5,9 +5,14 @@ Run with `make compat` (its own virtual environment, .venv-compat, holds the SDK
 
 from __future__ import annotations
 
+import os
+import re
 import ssl
+import subprocess
+import sys
 import uuid
 from collections.abc import AsyncIterator
+from pathlib import Path
 
 import httpx
 import pytest
@@ -127,3 +132,19 @@ async def test_batch(client):
     assert response.get_response_status_codes() == {first.id: 200, second.id: 200}
     item = response.get_response_by_id(first.id)
     assert item.status == 200 and item.headers.get("Content-Type", "").startswith("application/json")
+
+
+def test_the_guides_graph_service_client_example_passes_in_another_project(tmp_path):
+    """docs/graph-emulator.md's GraphServiceClient example, as written, in a project with only the plugin."""
+    guide = (Path(__file__).resolve().parents[2] / "docs" / "graph-emulator.md").read_text(encoding="utf-8")
+    section = guide.split("## Testing your own Microsoft Graph code offline", 1)[1]
+    example = next(b for b in re.findall(r"```python\n(.*?)```", section, re.S) if "GraphServiceClient" in b)
+    (tmp_path / "test_example.py").write_text(example, encoding="utf-8")
+    env = {k: v for k, v in os.environ.items() if not k.startswith(("PYTEST_", "EQUA_", "MS_"))}
+    run = subprocess.run(
+        [sys.executable, "-m", "pytest", "-p", "graph_emulator.pytest_plugin", "-p", "no:cacheprovider",
+         "-o", "asyncio_mode=auto", "test_example.py"],
+        capture_output=True, text=True, timeout=240, cwd=tmp_path, env=env, check=False,
+    )  # fmt: skip
+    assert run.returncode == 0, run.stdout + run.stderr
+    assert re.search(r"\b1 passed\b", run.stdout) and f"rootdir: {tmp_path}" in run.stdout, run.stdout

@@ -73,11 +73,15 @@ def test_members_and_member_counts_lag_until_replicate_now(graph, emu, slow_repl
     ref = {"@odata.id": f"https://graph.microsoft.com/v1.0/directoryObjects/{user}"}
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 204
     assert graph.get(f"/groups/{FALCON}/members").json()["value"] == []
+    assert graph.get(f"/groups/{FALCON}/members/$ref").json()["value"] == []
+    assert graph.get(f"/groups/{FALCON}/members/microsoft.graph.user").json()["value"] == []
     assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "0"
     # The write side already knows: adding again is refused at once.
     assert graph.post(f"/groups/{FALCON}/members/$ref", json=ref).status_code == 400
     emu.replicate_now()
     assert [m["id"] for m in graph.get(f"/groups/{FALCON}/members").json()["value"]] == [user]
+    refs = graph.get(f"/groups/{FALCON}/members/$ref").json()["value"]
+    assert [r["@odata.id"].split("/directoryObjects/")[1].split("/")[0] for r in refs] == [user]
     assert graph.get(f"/groups/{FALCON}/members/$count", headers=EVENTUAL).text == "1"
 
 

@@ -11,6 +11,7 @@ import base64
 import msal
 import pytest
 import requests
+from azure.core.exceptions import ClientAuthenticationError
 from azure.identity import ClientSecretCredential
 from emulator_helpers import GRAPH_SCOPE, error_of, http_client
 
@@ -255,6 +256,15 @@ def test_shared_authorities_serve_discovery_and_refuse_app_tokens(emu, authority
         )  # fmt: skip
     assert token.status_code == 400
     assert token.json()["error_codes"] == [9001023]
+
+
+@pytest.mark.parametrize("authority", ["common", "organizations"])
+def test_azure_identity_on_a_shared_authority_is_told_to_name_the_tenant(emu, trust_emulator, authority):
+    credential = ClientSecretCredential(
+        authority, emu.client_id, emu.client_secret, authority=emu.base_url, disable_instance_discovery=True
+    )
+    with pytest.raises(ClientAuthenticationError, match="AADSTS9001023"):
+        credential.get_token(GRAPH_SCOPE)
 
 
 # ---- B12: $batch ids are case-insensitive ----------------------------------------------------------

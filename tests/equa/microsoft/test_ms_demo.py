@@ -1,4 +1,5 @@
-"""`equa demo` starts with no setting or account, serves the app, and the login, token and CLI line it prints work."""
+"""`equa demo` starts with no setting or account, serves the app, and the login, token and CLI line it prints work;
+its Microsoft 365 lags as Graph does."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ from pathlib import Path
 import httpx
 
 from graph_emulator.seeds import default_seed
+from graph_emulator.testing import EmulatorControl
 
 
 def free_port() -> int:
@@ -83,6 +85,16 @@ def test_demo_starts_serves_and_signs_in(tmp_path: Path) -> None:
             )
             assert refused.status_code == 403, refused.text
             assert refused.json()["code"] == "microsoft_group_out_of_scope"
+
+        # The demo's Microsoft 365 is eventually consistent, as Microsoft's is: the emulator's default profile.
+        emulator = re.search(r"offline emulator \((https://127\.0\.0\.1:\d+), tenant ", text)
+        assert emulator, text
+        control = EmulatorControl(emulator.group(1), tmp_path / "demo" / "emulator" / "ca.pem")
+        try:
+            consistency = control.consistency()
+        finally:
+            control.close()
+        assert consistency["lag_seconds"] == 1.0 and consistency["effective_lag_seconds"] > 0
 
         # The printed API token works on its own, and the printed CLI line reaches the demo's database.
         token = re.search(r"^Token\s+(equa_\S+)", text, re.M)
