@@ -15,6 +15,7 @@ from served_support import ADMIN_PASSWORD, served_installation
 
 from equa.accounts.models import User
 from equa.app import create_app
+from equa.organizations.models import Organization
 from equa.settings import Settings, SettingsError, load_settings
 
 EQUA = str(Path(sys.executable).with_name("equa"))
@@ -167,3 +168,26 @@ def test_equa_serve_ignores_forwarded_headers_from_an_address_it_does_not_trust(
     assert "secure" not in claimed_https.headers["set-cookie"].lower()
     # Every request counts as coming from 127.0.0.1, whatever X-Forwarded-For claims.
     assert after_the_guesses.status_code == 429
+
+
+async def test_an_invitation_link_is_at_the_public_address_not_the_one_the_proxy_called(
+    make_settings: Callable[..., Settings],
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    admin = await make_user()
+    organization = await make_org(admin)
+    headers = await bearer(admin)
+    application = create_app(make_settings(public_url="https://equa.example.com"))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.5:8000") as http:
+            answer = await http.post(
+                f"/api/v1/organizations/{organization.id}/members",
+                json={"email": "someone.new@example.com"},
+                headers=headers,
+            )
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["invitationUrl"].startswith("https://equa.example.com/invitations/inv_")
