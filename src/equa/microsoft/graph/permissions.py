@@ -168,7 +168,7 @@ OPTIONAL_PERMISSIONS = (
 
 def required_permissions(scope: ScopeSetting) -> tuple[Permission, ...]:
     """Every permission the service needs in this scope mode, in the order the docs list them."""
-    needed = _BASE
+    needed: tuple[Permission, ...] = _BASE
     if scope.kind == ScopeKind.ADMINISTRATIVE_UNIT:
         needed += _ADMINISTRATIVE_UNIT
     if scope.multi_tenant:

@@ -69,7 +69,11 @@ async def test_a_sync_and_a_group_search_log_no_address(
     leaked = [line for line in log_text.splitlines() if CANARY in line]
     assert leaked == []
     # The service's own Graph request lines are there, each with the path (ids templated) and the status only.
-    graph_lines = [line for line in log_text.splitlines() if "equa.microsoft.graph" in line and " -> " in line]
+    graph_lines = [
+        line for line in log_text.splitlines() if "equa.microsoft.graph" in line and " -> " in line
+    ]
     assert any(re.search(r" GET /groups -> 200 in ", line) for line in graph_lines), graph_lines
-    assert any(re.search(r" GET /groups/\{id\}/members -> 200 in ", line) for line in graph_lines), graph_lines
+    assert any(re.search(r" GET /groups/\{id\}/members -> 200 in ", line) for line in graph_lines), (
+        graph_lines
+    )
     assert not any("?" in line or "$filter" in line or "$search" in line for line in graph_lines)
