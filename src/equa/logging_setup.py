@@ -18,6 +18,8 @@ MASK = "***"
 _CREDENTIAL_PATTERNS: list[tuple[re.Pattern[str], str]] = [
     (re.compile(r"(?i)\b(bearer)\s+[A-Za-z0-9\-._~+/]+=*"), rf"\1 {MASK}"),
     (re.compile(r"\bequa_[A-Za-z0-9_\-]{16,}"), f"equa_{MASK}"),
+    # An invitation link's token: whoever holds it can take the invited address (equa.organizations.invitations).
+    (re.compile(r"\binv_[A-Za-z0-9_\-]{16,}"), f"inv_{MASK}"),
     (re.compile(r"(equa_session=)[^;,\s\"']+"), rf"\1{MASK}"),
     (
         re.compile(
@@ -88,7 +90,19 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-QUIET_LIBRARIES = ("httpx", "httpcore", "alembic")
+class AccessLineWithoutQuery(logging.Filter):
+    """uvicorn's access line names the path and the status, not the query string: a query holds what people typed
+    or were looked up by (search terms, addresses), which log collectors must not receive."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        # uvicorn logs '%s - "%s %s HTTP/%s" %d' with (client, method, path and query, HTTP version, status).
+        args = record.args
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
+            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        return True
+
+
+QUIET_LIBRARIES = ("httpx", "httpcore", "aiosqlite", "alembic")
 TEXT_FORMAT = "%(asctime)s %(levelname)-7s %(name)s: %(message)s"
 
 
@@ -127,8 +141,9 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
     root.setLevel(settings.log_level.upper())
     for name in QUIET_LIBRARIES:
         # httpx logs every URL at INFO, query included: Graph $filter and $search values name people. Our Graph
-        # client logs each request itself, by path template and status (at DEBUG). Alembic's start-up chatter
-        # comes from the migration check each process makes.
+        # client logs each request itself, by path template and status (at DEBUG). aiosqlite logs every statement
+        # with its parameters (addresses, names) at DEBUG, which an operator turns on to see those Graph lines.
+        # Alembic's start-up chatter comes from the migration check each process makes.
         logging.getLogger(name).setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access"):
         # uvicorn's own handlers would bypass the filter; let its records reach the root handler instead.
@@ -137,4 +152,7 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
         logger.propagate = True
         # An in-process uvicorn started earlier (the demo's emulator, quiet by design) set these to WARNING.
         logger.setLevel(logging.NOTSET)
+    access = logging.getLogger("uvicorn.access")
+    if not any(isinstance(f, AccessLineWithoutQuery) for f in access.filters):
+        access.addFilter(AccessLineWithoutQuery())
     return handler

@@ -122,8 +122,10 @@ class EmulatorControl:
     def revoke_tokens(self) -> None:
         self._call("POST", "/revoke-tokens")
 
-    def set_app_roles(self, client_id: str, roles: list[str]) -> None:
-        self._call("PUT", f"/apps/{client_id}/roles", {"roles": list(roles)})
+    def set_app_roles(self, client_id: str, roles: list[str], tenant: str | None = None) -> None:
+        """The roles the app's service principal holds (in `tenant`, else the emulator's default tenant)."""
+        params = {"tenant": tenant} if tenant else None
+        self._call("PUT", f"/apps/{client_id}/roles", {"roles": list(roles)}, params)
 
     def set_tenant_policy(
         self, *, allow_guests_in_groups: bool | None = None, decline_consent: bool | None = None
@@ -349,8 +351,8 @@ class RunningEmulator(TenantHelpers, FleetHelpers):
     def revoke_tokens(self) -> None:
         self.control.revoke_tokens()
 
-    def set_app_roles(self, client_id: str, roles: list[str]) -> None:
-        self.control.set_app_roles(client_id, roles)
+    def set_app_roles(self, client_id: str, roles: list[str], tenant: str | None = None) -> None:
+        self.control.set_app_roles(client_id, roles, tenant)
 
     def set_tenant_policy(
         self, *, allow_guests_in_groups: bool | None = None, decline_consent: bool | None = None

@@ -1,4 +1,5 @@
-"""Behind a reverse proxy: EQUA_PUBLIC_URL decides the cookie's Secure flag and absolute links; Graph only over https."""
+"""Behind a reverse proxy: EQUA_PUBLIC_URL decides the cookie's Secure flag and absolute links; `equa serve` trusts
+X-Forwarded-For and X-Forwarded-Proto from EQUA_FORWARDED_ALLOW_IPS only; Graph only over https."""
 
 from __future__ import annotations
 
@@ -10,9 +11,11 @@ from pathlib import Path
 import httpx
 import pytest
 from asgi_lifespan import LifespanManager
+from served_support import ADMIN_PASSWORD, served_installation
 
 from equa.accounts.models import User
 from equa.app import create_app
+from equa.organizations.models import Organization
 from equa.settings import Settings, SettingsError, load_settings
 
 EQUA = str(Path(sys.executable).with_name("equa"))
@@ -107,3 +110,84 @@ def test_graph_over_plain_http_stops_start_up_with_one_line(tmp_path: Path) -> N
     lines = result.stderr.strip().splitlines()
     assert len(lines) == 1
     assert "MS_GRAPH_URL" in lines[0] and "https" in lines[0]
+
+
+def sign_in_through_proxy(
+    http: httpx.Client, email: str, password: str, client_address: str, scheme: str = "http"
+) -> httpx.Response:
+    """A sign-in as a reverse proxy on this host passes it on: the caller's address and scheme in X-Forwarded-*."""
+    return http.post(
+        "/api/v1/session",
+        json={"email": email, "password": password},
+        headers={"X-Forwarded-For": client_address, "X-Forwarded-Proto": scheme},
+    )
+
+
+def test_equa_serve_takes_the_client_address_and_scheme_from_a_trusted_proxy(tmp_path: Path) -> None:
+    with (
+        served_installation(tmp_path, "proxied@example.com", EQUA_FORWARDED_ALLOW_IPS="127.0.0.1") as (
+            served,
+            organization,
+        ),
+        httpx.Client(base_url=served.base_url, timeout=30) as http,
+    ):
+        for attempt in range(5):
+            guess = sign_in_through_proxy(http, f"nobody-{attempt}@example.com", "guess", "192.0.2.10")
+            assert guess.status_code == 401
+        from_the_guesser = sign_in_through_proxy(http, organization.admin_email, ADMIN_PASSWORD, "192.0.2.10")
+        from_elsewhere = sign_in_through_proxy(
+            http, organization.admin_email, ADMIN_PASSWORD, "192.0.2.11", scheme="https"
+        )
+
+    # The throttle counted the guesses against the caller's address, not against the proxy's.
+    assert from_the_guesser.status_code == 429
+    assert from_elsewhere.status_code == 200
+    assert "secure" in from_elsewhere.headers["set-cookie"].lower()  # the caller came over https
+
+
+def test_equa_serve_ignores_forwarded_headers_from_an_address_it_does_not_trust(tmp_path: Path) -> None:
+    with (
+        served_installation(
+            tmp_path, "unproxied.admin@example.com", EQUA_FORWARDED_ALLOW_IPS="192.0.2.250"
+        ) as (served, organization),
+        httpx.Client(base_url=served.base_url, timeout=30) as http,
+    ):
+        claimed_https = sign_in_through_proxy(
+            http, organization.admin_email, ADMIN_PASSWORD, "192.0.2.11", scheme="https"
+        )
+        for attempt in range(5):
+            guess = sign_in_through_proxy(
+                http, f"nobody-{attempt}@example.com", "guess", f"192.0.2.{attempt}"
+            )
+            assert guess.status_code == 401
+        after_the_guesses = sign_in_through_proxy(
+            http, organization.admin_email, ADMIN_PASSWORD, "192.0.2.99"
+        )
+
+    assert claimed_https.status_code == 200
+    assert "secure" not in claimed_https.headers["set-cookie"].lower()
+    # Every request counts as coming from 127.0.0.1, whatever X-Forwarded-For claims.
+    assert after_the_guesses.status_code == 429
+
+
+async def test_an_invitation_link_is_at_the_public_address_not_the_one_the_proxy_called(
+    make_settings: Callable[..., Settings],
+    make_user: Callable[..., Awaitable[User]],
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Callable[[User], Awaitable[dict[str, str]]],
+) -> None:
+    admin = await make_user()
+    organization = await make_org(admin)
+    headers = await bearer(admin)
+    application = create_app(make_settings(public_url="https://equa.example.com"))
+    async with LifespanManager(application):
+        transport = httpx.ASGITransport(app=application)
+        async with httpx.AsyncClient(transport=transport, base_url="http://10.0.0.5:8000") as http:
+            answer = await http.post(
+                f"/api/v1/organizations/{organization.id}/members",
+                json={"email": "someone.new@example.com"},
+                headers=headers,
+            )
+
+    assert answer.status_code == 201, answer.text
+    assert answer.json()["invitationUrl"].startswith("https://equa.example.com/invitations/inv_")

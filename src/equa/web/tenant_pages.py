@@ -15,6 +15,7 @@ from equa.deps import DbSession
 from equa.errors import AppError
 from equa.microsoft.deps import MicrosoftAdmin, ProcessGraph, require_microsoft_enabled
 from equa.microsoft.graph import GraphClient
+from equa.microsoft.graph.permissions import group_scope_of, permission_names
 from equa.microsoft.tenants.connection import ConsentAnswer, complete_consent, consent_url, disconnect
 from equa.microsoft.tenants.problems import CONSENT_FAILURES, not_multi_tenant
 from equa.microsoft.tenants.routing import tenant_view
@@ -44,7 +45,11 @@ async def tenant_context(
         return {}
     graph: GraphClient | None = getattr(request.app.state, "graph", None)
     view = await tenant_view(session, graph, context.organization)
-    page: dict[str, Any] = {"ms_connection": view}
+    # The permissions the administrator is asked to accept, from the one list the errors and the check also read.
+    page: dict[str, Any] = {
+        "ms_connection": view,
+        "ms_permissions": permission_names(group_scope_of(settings)),
+    }
     if failure in CONSENT_FAILURES:
         page["ms_consent_problem"] = CONSENT_FAILURES[failure]
     elif result == "connected" and view.connection.value == "connected":

@@ -16,8 +16,9 @@ import pytest
 from argon2 import PasswordHasher
 from asgi_lifespan import LifespanManager
 from fastapi import FastAPI
+from sqlalchemy import func, select
 
-from equa.accounts.models import User
+from equa.accounts.models import SignInThrottle, User
 from equa.accounts.passwords import use_password_hasher
 from equa.accounts.throttle import Backoff, DatabaseThrottleStore, RedisThrottleStore, SignInThrottler
 from equa.app import create_app
@@ -133,10 +134,11 @@ async def test_the_sign_in_page_says_how_long_to_wait(
 
 
 class SlowHasher(PasswordHasher):
-    """Blocks its thread for a while, and records which threads ran it and how many at once."""
+    """Blocks its thread for a while (or until `gate` opens), and records which threads ran it and how many at once."""
 
-    def __init__(self) -> None:
+    def __init__(self, gate: threading.Event | None = None) -> None:
         super().__init__(time_cost=1, memory_cost=1024, parallelism=1)
+        self.gate = gate
         self.lock = threading.Lock()
         self.running = 0
         self.most_at_once = 0
@@ -148,7 +150,10 @@ class SlowHasher(PasswordHasher):
             self.most_at_once = max(self.most_at_once, self.running)
             self.threads.add(threading.current_thread().name)
         try:
-            time.sleep(0.3)
+            if self.gate is not None:
+                self.gate.wait(timeout=10)
+            else:
+                time.sleep(0.3)
             return super().verify(hash, password)
         finally:
             with self.lock:
@@ -158,7 +163,10 @@ class SlowHasher(PasswordHasher):
 async def test_password_checks_run_off_the_event_loop_with_bounded_concurrency(
     make_settings: Callable[..., Settings], clean_database: str
 ) -> None:
-    hasher = SlowHasher()
+    # The checks hold their threads until the gate opens: /healthz is asked while two of them are still running,
+    # which it can only answer if they run beside the event loop, not on it.
+    gate = threading.Event()
+    hasher = SlowHasher(gate)
     application = create_app(make_settings(password_hash_concurrency=2))
     async with LifespanManager(application):
         email = await _user_in(application, PASSWORD)
@@ -168,20 +176,76 @@ async def test_password_checks_run_off_the_event_loop_with_bounded_concurrency(
                 asyncio.create_task(sign_in(application, email, "wrong", address=f"198.51.100.{n}"))
                 for n in range(4)
             ]
-            await asyncio.sleep(0.1)
+            await _until(lambda: hasher.running == 2)
             async with client_from(application, "192.0.2.1") as http:
-                started = time.perf_counter()
                 health = await http.get("/healthz")
-                health_seconds = time.perf_counter() - started
+            checks_running_meanwhile = hasher.running
+            gate.set()
             statuses = [r.status_code for r in await asyncio.gather(*flood)]
         finally:
+            gate.set()
             use_password_hasher(PasswordHasher(time_cost=1, memory_cost=1024, parallelism=1))
 
     assert health.status_code == 200
-    assert health_seconds < 0.2  # one check alone blocks for 0.3 s: /healthz did not wait behind any
+    assert checks_running_meanwhile == 2  # /healthz did not wait behind the checks
     assert statuses == [401] * 4
-    assert hasher.most_at_once == 2
+    assert hasher.most_at_once == 2  # four checks asked for, two threads allowed
     assert threading.main_thread().name not in hasher.threads
+
+
+async def _until(condition: Callable[[], bool], timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        assert time.monotonic() < deadline, "the condition never held"
+        await asyncio.sleep(0.01)
+
+
+async def test_the_database_counts_are_shared_by_every_process_of_the_installation(
+    make_settings: Callable[..., Settings], clean_database: str
+) -> None:
+    # Two applications on one database stand for two `equa serve` processes: each keeps its own known blocks, so
+    # the second can only refuse by reading the counts the first wrote.
+    first = create_app(make_settings())
+    second = create_app(make_settings())
+    async with LifespanManager(first), LifespanManager(second):
+        email = await _user_in(first, PASSWORD)
+        for attempt in range(5):
+            assert (await sign_in(first, email, "wrong", address=f"198.51.100.{attempt}")).status_code == 401
+
+        refused = await sign_in(second, email, PASSWORD, address="198.51.100.99")
+
+    assert refused.status_code == 429
+    assert refused.json()["code"] == "sign_in_throttled"
+
+
+@pytest.mark.redis
+async def test_with_equa_redis_url_the_app_counts_in_redis_not_in_the_database(
+    make_settings: Callable[..., Settings], clean_database: str
+) -> None:
+    url = os.environ.get("EQUA_TEST_REDIS_URL")
+    if not url:
+        pytest.skip("EQUA_TEST_REDIS_URL is not set: no Redis to count sign-in failures in")
+    import redis.asyncio as redis_asyncio
+
+    application = create_app(make_settings(redis_url=url))
+    redis = redis_asyncio.from_url(url)
+    async with LifespanManager(application):
+        email = await _user_in(application, PASSWORD)
+        keys = application.state.sign_in_throttle.keys_for(email, "203.0.113.1")
+        try:
+            for _ in range(5):
+                assert (await sign_in(application, email, "wrong")).status_code == 401
+            counted = await redis.hget(f"equa:sign-in:{keys.account}", "failures")
+            async with application.state.session_factory() as session:
+                rows = await session.scalar(select(func.count()).select_from(SignInThrottle))
+            refused = await sign_in(application, email, PASSWORD, address="198.51.100.99")
+        finally:
+            await redis.delete(f"equa:sign-in:{keys.account}", f"equa:sign-in:{keys.address}")
+            await redis.aclose()
+
+    assert counted == b"5"
+    assert rows == 0
+    assert refused.status_code == 429
 
 
 @pytest.mark.redis

@@ -3,6 +3,9 @@
 The action messages of permission errors, the consent page text, `equa microsoft check` and
 docs/entra-app-registration.md all read this list (a test compares the docs with it), so they cannot disagree.
 
+Multi-tenant mode (MS_AUTH_TENANT_ID=organizations) needs one permission more in every scope mode: connecting an
+organization's tenant proves it by reading its organization object, and the scheduled check reads it again.
+
 The group scope mode is MS_GROUP_SCOPE: `granted` (the default: groups created here or granted by an operator),
 `tenant` (any group of the tenant) or `administrative-unit:<id>` (also the groups of one Microsoft Entra
 administrative unit). The unit mode reads the unit's groups and creates groups inside the unit, which takes two more
@@ -13,7 +16,7 @@ organization reach with them.
 from __future__ import annotations
 
 from collections.abc import Iterable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from enum import StrEnum
 
 from equa.settings import GroupScopeMode, Settings
@@ -24,10 +27,12 @@ ScopeKind = GroupScopeMode
 
 @dataclass(frozen=True)
 class ScopeSetting:
-    """MS_GROUP_SCOPE as the permission list needs it: the mode, and the unit in the administrative-unit mode."""
+    """MS_GROUP_SCOPE as the permission list needs it: the mode, and the unit in the administrative-unit mode; and
+    whether organizations connect their own tenants (multi-tenant mode), which takes one more permission."""
 
     kind: ScopeKind
     unit_id: str | None = None
+    multi_tenant: bool = False
 
     def __str__(self) -> str:
         return f"{self.kind}:{self.unit_id}" if self.unit_id else str(self.kind)
@@ -58,9 +63,10 @@ def parse_group_scope(value: str | None) -> ScopeSetting:
 def group_scope_of(settings: Settings) -> ScopeSetting:
     """The configured scope; `granted` where the setting does not exist or does not parse (start-up checks it)."""
     try:
-        return parse_group_scope(getattr(settings, "ms_group_scope", None))
+        scope = parse_group_scope(getattr(settings, "ms_group_scope", None))
     except GroupScopeError:
-        return ScopeSetting(ScopeKind.GRANTED)
+        scope = ScopeSetting(ScopeKind.GRANTED)
+    return replace(scope, multi_tenant=bool(getattr(settings, "multi_tenant", False)))
 
 
 class Feature(StrEnum):
@@ -69,6 +75,7 @@ class Feature(StrEnum):
     LOOK_UP_USERS = "look up team members"
     CREATE_GROUPS = "create groups"
     RESTORE_GROUPS = "restore a deleted group"
+    READ_ORGANIZATION = "prove a connected tenant"
 
 
 @dataclass(frozen=True)
@@ -133,6 +140,17 @@ _ADMINISTRATIVE_UNIT = (
     ),
 )
 
+_MULTI_TENANT = (
+    Permission(
+        "Organization.Read.All",
+        Feature.READ_ORGANIZATION,
+        "multi-tenant mode only: connecting an organization's tenant proves it by reading its organization object "
+        "(`GET /organization`: display name, verified domains), and the scheduled check reads it to notice a "
+        "revoked consent",
+        ("Organization.ReadWrite.All", "Directory.Read.All", "Directory.ReadWrite.All"),
+    ),
+)
+
 
 # Not required: what works without them says so when it is asked for (`equa microsoft check` does not miss them).
 OPTIONAL_PERMISSIONS = (
@@ -150,9 +168,12 @@ OPTIONAL_PERMISSIONS = (
 
 def required_permissions(scope: ScopeSetting) -> tuple[Permission, ...]:
     """Every permission the service needs in this scope mode, in the order the docs list them."""
+    needed: tuple[Permission, ...] = _BASE
     if scope.kind == ScopeKind.ADMINISTRATIVE_UNIT:
-        return _BASE + _ADMINISTRATIVE_UNIT
-    return _BASE
+        needed += _ADMINISTRATIVE_UNIT
+    if scope.multi_tenant:
+        needed += _MULTI_TENANT
+    return needed
 
 
 def permission_names(scope: ScopeSetting, feature: Feature | None = None) -> list[str]:
@@ -166,6 +187,8 @@ def feature_of(method: str, route: str) -> Feature | None:
     """What a Graph request (method and path template, like `POST /groups/{id}/members/$ref`) is for."""
     path = route.lower()
     method = method.upper()
+    if path.startswith("/organization"):
+        return Feature.READ_ORGANIZATION
     if path.startswith("/directory/deleteditems"):
         return Feature.RESTORE_GROUPS if method == "POST" else Feature.READ_GROUPS
     if path.startswith("/users"):

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -22,6 +23,7 @@ from equa.microsoft.graph.permissions import (
     ScopeKind,
     ScopeSetting,
     feature_of,
+    group_scope_of,
     missing_permissions,
     parse_group_scope,
     permission_names,
@@ -48,13 +50,47 @@ def documented_tables() -> list[list[str]]:
 
 
 def test_the_registration_guide_lists_exactly_the_permissions_of_the_code() -> None:
-    every_mode, unit_only, optional = documented_tables()
+    every_mode, unit_only, multi_tenant_only, optional = documented_tables()
     base = required_permissions(GRANTED)
     extra = required_permissions(UNIT)[len(base) :]
+    multi_tenant = required_permissions(replace(GRANTED, multi_tenant=True))[len(base) :]
     assert every_mode == [f"| `{p.name}` | {p.why} |" for p in base]
     assert unit_only == [f"| `{p.name}` | {p.why} |" for p in extra]
+    assert multi_tenant_only == [f"| `{p.name}` | {p.why} |" for p in multi_tenant]
     assert optional == [f"| `{p.name}` | {p.why} |" for p in OPTIONAL_PERMISSIONS]
     assert required_permissions(ScopeSetting(ScopeKind.TENANT)) == base
+    assert required_permissions(replace(UNIT, multi_tenant=True)) == (*base, *extra, *multi_tenant)
+
+
+def test_multi_tenant_mode_needs_organization_read_all_and_its_errors_name_it() -> None:
+    multi = group_scope_of(
+        load_settings(ms_auth_tenant_id="organizations", public_url="https://equa.example.com")
+    )
+    single = group_scope_of(load_settings(ms_auth_tenant_id="contoso.onmicrosoft.com"))
+
+    assert permission_names(multi)[-1] == "Organization.Read.All"
+    assert "Organization.Read.All" not in permission_names(single)
+    assert [p.name for p in missing_permissions(APP_ROLES_WITHOUT_ORGANIZATION, multi)] == [
+        "Organization.Read.All"
+    ]
+    assert missing_permissions(APP_ROLES_WITHOUT_ORGANIZATION, single) == []
+    # Proving a tenant (GET /organization) refused for want of it: the action names that permission alone.
+    error = classify_graph_error(
+        403,
+        {
+            "error": {
+                "code": "Authorization_RequestDenied",
+                "message": "Insufficient privileges to complete the operation.",
+            }
+        },
+        group_scope=multi,
+        feature=feature_of("GET", "/organization"),
+    )
+    assert isinstance(error, GraphPermissionDenied)
+    assert "permission Organization.Read.All to the app registration" in (error.action or "")
+
+
+APP_ROLES_WITHOUT_ORGANIZATION = ["Group.ReadWrite.All", "GroupMember.ReadWrite.All", "User.Read.All"]
 
 
 def test_scope_modes_parse_and_the_unit_mode_needs_the_unit_permissions() -> None:

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import io
 import logging
+import re
 import uuid
 from collections.abc import Iterator
 from typing import Any
@@ -28,8 +29,9 @@ CANARY = f"canary{uuid.uuid4().hex[:10]}"
 
 @pytest.fixture
 def captured_log(settings: Settings) -> Iterator[io.StringIO]:
+    # DEBUG, the most an operator can turn on: it shows the service's own line for each Graph request.
     stream = io.StringIO()
-    handler = configure_logging(settings.model_copy(update={"log_level": "INFO"}), stream=stream)
+    handler = configure_logging(settings.model_copy(update={"log_level": "DEBUG"}), stream=stream)
     try:
         yield stream
     finally:
@@ -66,3 +68,12 @@ async def test_a_sync_and_a_group_search_log_no_address(
     log_text = captured_log.getvalue()
     leaked = [line for line in log_text.splitlines() if CANARY in line]
     assert leaked == []
+    # The service's own Graph request lines are there, each with the path (ids templated) and the status only.
+    graph_lines = [
+        line for line in log_text.splitlines() if "equa.microsoft.graph" in line and " -> " in line
+    ]
+    assert any(re.search(r" GET /groups -> 200 in ", line) for line in graph_lines), graph_lines
+    assert any(re.search(r" GET /groups/\{id\}/members -> 200 in ", line) for line in graph_lines), (
+        graph_lines
+    )
+    assert not any("?" in line or "$filter" in line or "$search" in line for line in graph_lines)

@@ -103,3 +103,22 @@ def test_check_and_connections_per_organization(equa: Any, tmp_path: Path, emu: 
     revoked = equa("microsoft", "check", "--org", organization)
     assert revoked.exit_code == 1
     assert "AADSTS7000229" in revoked.output
+
+
+def test_the_check_names_organization_read_all_when_a_tenant_did_not_grant_it(
+    equa: Any, tmp_path: Path, emu: Any
+) -> None:
+    from graph_emulator.seeds import MULTI_TENANT_APP_ROLES
+
+    organization = make_org(equa, "Contoso team")
+    asyncio.run(connect_directly(tmp_path / "data", organization, CONTOSO))
+    # Contoso's consent holds every permission but Organization.Read.All.
+    roles = [r for r in MULTI_TENANT_APP_ROLES if r != "Organization.Read.All"]
+    emu.set_app_roles(emu.client_id, roles, tenant=CONTOSO)
+    try:
+        checked = equa("microsoft", "check", "--org", organization)
+    finally:
+        emu.grant_consent(CONTOSO)
+
+    assert checked.exit_code == 1, checked.output
+    assert "Organization.Read.All" in checked.output

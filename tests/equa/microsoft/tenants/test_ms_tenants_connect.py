@@ -25,6 +25,7 @@ from tenant_support import (
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
+from equa.microsoft.graph.permissions import group_scope_of, permission_names
 from equa.microsoft.tenants.connection import consent_url
 from equa.microsoft.tenants.state import sign_state
 from equa.organizations.models import Membership, Role
@@ -261,3 +262,16 @@ async def test_a_tenant_serves_several_organizations_and_a_group_still_serves_on
     assert second.status_code == 409
     status = (await client.get(team.url("status", other_org), headers=other_headers)).json()
     assert status["connection"] == "connected" and status["tenantId"] == CONTOSO
+
+
+async def test_the_connect_card_names_the_permissions_of_the_one_list_in_code(
+    app: FastAPI, team: Team
+) -> None:
+    async with browser(app, team.admin.email) as admin:
+        card = await admin.get(f"/organizations/{team.org.id}/settings/microsoft/connection")
+
+    assert card.status_code == 200, card.text
+    assert "Connect Microsoft 365" in card.text
+    named = ", ".join(permission_names(group_scope_of(app.state.settings)))
+    assert f'<span data-role="permissions">{named}</span>' in card.text
+    assert "Organization.Read.All" in named  # multi-tenant mode proves each tenant with it
