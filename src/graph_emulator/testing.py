@@ -119,6 +119,10 @@ class EmulatorControl:
     def unit_members(self, unit_id: str) -> list[str]:
         return self._call("GET", f"/administrative-units/{unit_id}/members")["ids"]  # type: ignore[no-any-return]
 
+    def set_unit_roles(self, unit_id: str, client_id: str, roles: list[str]) -> dict[str, list[str]]:
+        body = {"clientId": client_id, "roles": list(roles)}
+        return self._call("PUT", f"/administrative-units/{unit_id}/roles", body)  # type: ignore[no-any-return]
+
     def revoke_tokens(self) -> None:
         self._call("POST", "/revoke-tokens")
 
@@ -345,6 +349,12 @@ class RunningEmulator(TenantHelpers, FleetHelpers):
 
     def unit_members(self, unit_id: str) -> list[str]:
         return self.control.unit_members(unit_id)
+
+    def set_unit_roles(
+        self, unit_id: str, roles: list[str], client_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """The directory roles the app (this emulator's, unless `client_id`) holds scoped to the unit."""
+        return self.control.set_unit_roles(unit_id, client_id or self.client_id, roles)
 
     def revoke_tokens(self) -> None:
         self.control.revoke_tokens()

@@ -3,7 +3,9 @@
 Permissions follow Microsoft's pages for each operation: reading needs AdministrativeUnit.Read.All (or a broader
 directory permission); adding an existing object needs AdministrativeUnit.ReadWrite.All; creating a group inside a
 unit needs Group.Create or Group.ReadWrite.All together with AdministrativeUnit.Read.All (or ReadWrite.All), or
-Directory.ReadWrite.All alone.
+Directory.ReadWrite.All alone, and the calling app's service principal must also hold the Groups Administrator (or
+User Administrator) directory role scoped to that unit: without it Microsoft answers 403 Authorization_RequestDenied
+whatever the permissions.
 """
 
 from __future__ import annotations
@@ -24,7 +26,7 @@ from .router import (
     GraphResponse,
     route,
 )
-from .seeds import GROUP_DEFAULT_PROPERTIES, UNIT_DEFAULT_PROPERTIES
+from .seeds import GROUP_DEFAULT_PROPERTIES, GROUPS_ADMINISTRATOR, UNIT_DEFAULT_PROPERTIES, USER_ADMINISTRATOR
 from .state import is_guid
 
 if TYPE_CHECKING:
@@ -34,6 +36,8 @@ UNIT_PROPERTIES = set(UNIT_DEFAULT_PROPERTIES)
 UNIT_TYPE = "microsoft.graph.administrativeUnit"
 UNITS = "/directory/administrativeUnits"
 GROUP_ODATA_TYPE = "#microsoft.graph.group"
+# The unit-scoped roles under which an app may create a group inside the unit.
+UNIT_GROUP_CREATOR_ROLES = frozenset({GROUPS_ADMINISTRATOR, USER_ADMINISTRATOR})
 
 
 def lookup_unit(req: GraphRequest, unit_id: str) -> dict[str, Any]:
@@ -116,6 +120,8 @@ def create_in_unit(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> 
     if "Directory.ReadWrite.All" not in req.roles and not (req.roles & creates and req.roles & reads_units):
         raise forbidden()
     unit = lookup_unit(req, params["id"])
+    if not req.tenant.unit_roles_of(unit["id"], req.app.client_id) & UNIT_GROUP_CREATOR_ROLES:
+        raise forbidden()
     body = req.body
     if not isinstance(body, dict):
         raise bad_request("Empty Payload. JSON content expected.")

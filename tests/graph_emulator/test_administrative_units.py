@@ -114,6 +114,37 @@ def test_creating_in_a_unit_needs_group_creation_and_unit_reading(emu):
     )
 
 
+def test_creating_in_a_unit_needs_a_directory_role_scoped_to_it(graph, emu):
+    """Microsoft asks the app for more than permissions here: a Groups Administrator (or User Administrator) role
+    assignment scoped to the unit. Without it the answer is the same 403 as a missing permission."""
+    emu.set_unit_roles(MANAGED, [])
+    denied = graph.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
+    assert denied.status_code == 403
+    assert error_of(denied)["code"] == "Authorization_RequestDenied"
+    # A role in another unit does not count, and the permissions alone (even Directory.ReadWrite.All) do not either.
+    emu.set_unit_roles(NETWORK, [seeds.GROUPS_ADMINISTRATOR])
+    assert graph.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY).status_code == 403
+    directory_writer = graph_with_roles(emu, ["Directory.ReadWrite.All"])
+    assert directory_writer.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY).status_code == 403
+    assert emu.find_groups(displayName="Unit Team") == []
+
+    assert emu.set_unit_roles(MANAGED, [seeds.USER_ADMINISTRATOR]) != {}
+    assert directory_writer.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY).status_code == 201
+
+
+def test_a_unit_made_through_the_control_api_carries_its_role_assignments(emu):
+    bare = emu.add_administrative_unit(displayName="Bare unit")
+    graph = Graph(emu, fetch_token(emu))
+    assert graph.post(f"{UNITS}/{bare['id']}/members", json=GROUP_BODY).status_code == 403
+    staffed = emu.add_administrative_unit(
+        displayName="Staffed unit",
+        scopedRoleMembers=[{"clientId": emu.client_id, "roles": [seeds.GROUPS_ADMINISTRATOR]}],
+    )
+    created = graph.post(f"{UNITS}/{staffed['id']}/members", json=GROUP_BODY)
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] in emu.unit_members(staffed["id"])
+
+
 def test_creating_in_a_unit_needs_the_group_type(graph, emu):
     body = {k: v for k, v in GROUP_BODY.items() if k != "@odata.type"}
     response = graph.post(f"{UNITS}/{MANAGED}/members", json=body)

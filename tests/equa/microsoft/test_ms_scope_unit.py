@@ -10,6 +10,7 @@ import pytest
 from ms_support import Team, seed_group_id
 
 from equa.settings import Settings
+from graph_emulator import seeds
 from graph_emulator.seeds import DEFAULT_TENANT_DOMAIN, stable_id
 
 UNIT = stable_id(DEFAULT_TENANT_DOMAIN, "seed-unit", "equa-managed-groups")
@@ -77,3 +78,30 @@ async def test_a_group_added_to_the_unit_becomes_reachable(
     assert (
         await client.post(team.url("link-group"), json=body, headers=team.admin_headers)
     ).status_code == 200
+
+
+async def test_creating_without_the_units_role_says_which_role_to_assign(
+    client: httpx.AsyncClient, team: Team, emu: Any
+) -> None:
+    """Microsoft wants the Groups Administrator role scoped to the unit, on top of the permissions, to create a
+    group inside it; its 403 reads like a missing permission, so the action names the role as well."""
+    emu.set_unit_roles(UNIT, [])
+    groups_before = len(emu.find_groups())
+    refused = await client.post(
+        team.url("create-group"), json={"displayName": "Unit made"}, headers=team.admin_headers
+    )
+    assert refused.status_code == 502, refused.text
+    problem = refused.json()
+    assert problem["code"] == "microsoft_permission_missing"
+    assert f"administrative unit {UNIT} also takes the Groups Administrator role" in problem["action"]
+    assert "Group.Create and AdministrativeUnit.Read.All" in problem["action"]
+    assert len(emu.find_groups()) == groups_before
+    status = (await client.get(team.url("status"), headers=team.admin_headers)).json()
+    assert status["linked"] is False
+
+    emu.set_unit_roles(UNIT, [seeds.GROUPS_ADMINISTRATOR])
+    created = await client.post(
+        team.url("create-group"), json={"displayName": "Unit made"}, headers=team.admin_headers
+    )
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] in emu.unit_members(UNIT)
