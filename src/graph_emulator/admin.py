@@ -194,7 +194,8 @@ async def administrative_units(request: Request) -> Response:
 
 
 async def administrative_unit_members(request: Request) -> Response:
-    """GET: the unit's member ids. POST {"ids": [...]}: add objects to the unit, without Graph's permission checks."""
+    """GET: the unit's member ids. POST / DELETE {"ids": [...]}: add objects to the unit or take them out, without
+    Graph's permission checks (a tenant administrator's change in Microsoft Entra)."""
     tenant = _tenant(request)
     assert tenant is not None
     unit_id = request.path_params["unit_id"]
@@ -204,6 +205,11 @@ async def administrative_unit_members(request: Request) -> Response:
         body = await _json(request)
         for object_id in body.get("ids", []):
             tenant.unit_members[unit_id].add(object_id)
+        return Response(status_code=204)
+    if request.method == "DELETE":
+        body = await _json(request)
+        for object_id in body.get("ids", []):
+            tenant.unit_members[unit_id].discard(object_id)
         return Response(status_code=204)
     return JSONResponse({"ids": list(tenant.unit_members[unit_id].ordered())})
 
@@ -295,7 +301,7 @@ def control_routes() -> list[Route]:
         r("/groups/{group_id}", one_group, ["GET", "DELETE"]),
         r("/groups/{group_id}/members", group_members, ["GET", "POST"]),
         r("/administrative-units", administrative_units, ["GET", "POST"]),
-        r("/administrative-units/{unit_id}/members", administrative_unit_members, ["GET", "POST"]),
+        r("/administrative-units/{unit_id}/members", administrative_unit_members, ["GET", "POST", "DELETE"]),
         r("/administrative-units/{unit_id}/roles", administrative_unit_roles, ["GET", "PUT"]),
         r("/revoke-tokens", revoke_tokens, ["POST"]),
         r("/apps/{client_id}/roles", app_roles, ["PUT"]),

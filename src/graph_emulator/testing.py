@@ -116,6 +116,9 @@ class EmulatorControl:
     def add_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
         self._call("POST", f"/administrative-units/{unit_id}/members", {"ids": list(object_ids)})
 
+    def remove_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
+        self._call("DELETE", f"/administrative-units/{unit_id}/members", {"ids": list(object_ids)})
+
     def unit_members(self, unit_id: str) -> list[str]:
         return self._call("GET", f"/administrative-units/{unit_id}/members")["ids"]  # type: ignore[no-any-return]
 
@@ -346,6 +349,10 @@ class RunningEmulator(TenantHelpers, FleetHelpers):
 
     def add_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
         self.control.add_unit_members(unit_id, object_ids)
+
+    def remove_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
+        """Take objects out of a unit, as a tenant administrator would in Microsoft Entra."""
+        self.control.remove_unit_members(unit_id, object_ids)
 
     def unit_members(self, unit_id: str) -> list[str]:
         return self.control.unit_members(unit_id)
