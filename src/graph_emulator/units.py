@@ -14,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as e
 from .errors import bad_request, forbidden, not_found
-from .groups import group_odata_id, new_group, ref_object_id
+from .groups import GROUP_PROPERTIES, group_odata_id, new_group, ref_object_id, render_directory_object
 from .listing import entity, page
 from .memberships import count_directory_objects, list_directory_objects
 from .odata import context_suffix, evaluate, parse_options, project, require_count_header
@@ -28,6 +28,7 @@ from .router import (
 )
 from .seeds import GROUP_DEFAULT_PROPERTIES, GROUPS_ADMINISTRATOR, UNIT_DEFAULT_PROPERTIES, USER_ADMINISTRATOR
 from .state import is_guid
+from .users import USER_PROPERTIES
 
 if TYPE_CHECKING:
     from .runtime import Emulator
@@ -95,6 +96,26 @@ def list_unit_groups(req: GraphRequest, emu: Emulator, params: dict[str, str]) -
 @route("GET", UNITS + "/{id}/members/microsoft.graph.user", "members")
 def list_unit_users(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     return _members(req, params["id"], "user")
+
+
+@route("GET", UNITS + "/{id}/members/{member}", "read")
+def get_unit_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    """One member of the unit (a user or a group, with its @odata.type); 404 when the object is not in the unit."""
+    req.require(READ_UNITS)
+    unit = lookup_unit(req, params["id"])
+    member_id = params["member"]
+    if not is_guid(member_id):
+        raise bad_request(e.INVALID_ID.format(id=member_id))
+    if member_id not in req.tenant.unit_members[unit["id"]]:
+        raise not_found(member_id)
+    opts = parse_options(
+        req.query,
+        req.headers,
+        allowed=USER_PROPERTIES | GROUP_PROPERTIES,
+        type_name="microsoft.graph.directoryObject",
+    )
+    body = render_directory_object(req.tenant, member_id, opts.select, typed=True)
+    return entity(req, context_suffix("directoryObjects", opts.select) + "/$entity", body)
 
 
 @route("GET", UNITS + "/{id}/members/$count", "members")

@@ -71,6 +71,26 @@ def test_unit_groups_cast_lists_the_units_groups_with_paging(graph):
     ]
 
 
+def test_one_member_of_a_unit_is_read_by_its_id(graph, emu):
+    marketing = seeds.stable_id(DOMAIN, "seed-group", "marketing")
+    vpn = seeds.stable_id(DOMAIN, "seed-group", "security")
+    found = graph.get(f"{UNITS}/{MANAGED}/members/{marketing}", params={"$select": "id,displayName"})
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["@odata.type"] == "#microsoft.graph.group"
+    assert (body["id"], body["displayName"]) == (marketing, "Marketing")
+    # A group of the tenant that is not in this unit (it is in the other one) is not found here.
+    elsewhere = graph.get(f"{UNITS}/{MANAGED}/members/{vpn}")
+    assert elsewhere.status_code == 404
+    assert error_of(elsewhere)["code"] == "Request_ResourceNotFound"
+    assert graph.get(f"{UNITS}/{NETWORK}/members/{vpn}").status_code == 200
+    assert graph.get(f"{UNITS}/{MANAGED}/members/not-a-guid").status_code == 400
+    emu.remove_unit_members(MANAGED, [marketing])
+    assert graph.get(f"{UNITS}/{MANAGED}/members/{marketing}").status_code == 404
+    denied = graph_with_roles(emu, without("AdministrativeUnit.Read.All"))
+    assert denied.get(f"{UNITS}/{NETWORK}/members/{vpn}").status_code == 403
+
+
 def test_reading_units_needs_an_administrative_unit_or_directory_permission(emu):
     denied = graph_with_roles(emu, without("AdministrativeUnit.Read.All"))
     for path in (UNITS, f"{UNITS}/{MANAGED}", f"{UNITS}/{MANAGED}/members/microsoft.graph.group"):
