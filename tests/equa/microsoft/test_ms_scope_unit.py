@@ -142,3 +142,27 @@ async def test_a_scheduled_sync_of_a_group_taken_out_of_the_unit_fails_and_write
     assert run.error_code == "microsoft_group_out_of_scope"
     assert f"equa microsoft grant-group {team.org.id} {marketing}" in (run.error_action or "")
     assert sorted(emu.group_members(marketing)) == members_before
+
+
+async def test_a_search_finds_a_group_deep_in_a_large_unit_on_the_first_page(
+    client: httpx.AsyncClient, team: Team, emu: Any
+) -> None:
+    """Sixty groups come before Marketing in the unit's order: the search is Graph's, over the whole unit."""
+    fillers = [f"00000000-0000-4000-8000-{n:012d}" for n in range(60)]
+    for number, group_id in enumerate(fillers):
+        emu.add_group(
+            id=group_id,
+            displayName=f"Filler {number}",
+            mailNickname=f"filler-{number}",
+            groupTypes=["Unified"],
+            mailEnabled=True,
+            securityEnabled=False,
+        )
+    emu.add_unit_members(UNIT, fillers)
+    first = (
+        await client.get(team.url("groups"), params={"search": "mark"}, headers=team.admin_headers)
+    ).json()
+    assert [item["displayName"] for item in first["items"]] == ["Marketing"]
+    browsing = (await client.get(team.url("groups"), headers=team.admin_headers)).json()
+    assert len(browsing["items"]) == 25 and browsing["nextCursor"]
+    assert {item["displayName"] for item in browsing["items"]} <= {f"Filler {n}" for n in range(60)}
