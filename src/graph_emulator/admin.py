@@ -12,7 +12,7 @@ from .batch_faults import batch_item_faults_control
 from .consent_admin import consent_routes
 from .deleted_items import age_deleted_item, deleted_items_control
 from .fleet_admin import fleet_routes
-from .seeds import complete_group, complete_unit, complete_user
+from .seeds import complete_group, complete_unit, complete_user, load_unit_roles
 from .state import Tenant, iso_now
 
 if TYPE_CHECKING:
@@ -188,12 +188,14 @@ async def administrative_units(request: Request) -> Response:
         tenant.put_unit(unit)
         for member_id in body.get("members", []):
             tenant.unit_members[unit["id"]].add(member_id)
+        load_unit_roles(tenant, unit["id"], body.get("scopedRoleMembers", []))
         return JSONResponse(_unit_view(tenant, unit["id"]), status_code=201)
     return JSONResponse({"value": [_unit_view(tenant, unit_id) for unit_id in sorted(tenant.units)]})
 
 
 async def administrative_unit_members(request: Request) -> Response:
-    """GET: the unit's member ids. POST {"ids": [...]}: add objects to the unit, without Graph's permission checks."""
+    """GET: the unit's member ids. POST / DELETE {"ids": [...]}: add objects to the unit or take them out, without
+    Graph's permission checks (a tenant administrator's change in Microsoft Entra)."""
     tenant = _tenant(request)
     assert tenant is not None
     unit_id = request.path_params["unit_id"]
@@ -204,7 +206,29 @@ async def administrative_unit_members(request: Request) -> Response:
         for object_id in body.get("ids", []):
             tenant.unit_members[unit_id].add(object_id)
         return Response(status_code=204)
+    if request.method == "DELETE":
+        body = await _json(request)
+        for object_id in body.get("ids", []):
+            tenant.unit_members[unit_id].discard(object_id)
+        return Response(status_code=204)
     return JSONResponse({"ids": list(tenant.unit_members[unit_id].ordered())})
+
+
+async def administrative_unit_roles(request: Request) -> Response:
+    """GET: the roles held within the unit, by app id. PUT {"clientId", "roles": [...]}: set one app's unit-scoped
+    roles (an empty list takes them all away)."""
+    tenant = _tenant(request)
+    assert tenant is not None
+    unit_id = request.path_params["unit_id"]
+    if unit_id not in tenant.units:
+        return _problem(404, f"no administrative unit {unit_id}")
+    if request.method == "PUT":
+        body = await _json(request)
+        if not isinstance(body.get("clientId"), str) or not isinstance(body.get("roles", []), list):
+            return _problem(400, 'expected {"clientId": "...", "roles": [...]}')
+        load_unit_roles(tenant, unit_id, [body])
+    held = tenant.unit_roles.get(unit_id, {})
+    return JSONResponse({client_id: sorted(roles) for client_id, roles in held.items()})
 
 
 async def revoke_tokens(request: Request) -> Response:
@@ -277,7 +301,8 @@ def control_routes() -> list[Route]:
         r("/groups/{group_id}", one_group, ["GET", "DELETE"]),
         r("/groups/{group_id}/members", group_members, ["GET", "POST"]),
         r("/administrative-units", administrative_units, ["GET", "POST"]),
-        r("/administrative-units/{unit_id}/members", administrative_unit_members, ["GET", "POST"]),
+        r("/administrative-units/{unit_id}/members", administrative_unit_members, ["GET", "POST", "DELETE"]),
+        r("/administrative-units/{unit_id}/roles", administrative_unit_roles, ["GET", "PUT"]),
         r("/revoke-tokens", revoke_tokens, ["POST"]),
         r("/apps/{client_id}/roles", app_roles, ["PUT"]),
         r("/tenant-policy", tenant_policy, ["PUT"]),

@@ -30,6 +30,9 @@ APP_ROLES = [
     "Group.Create",
     "AdministrativeUnit.Read.All",
 ]
+# Directory roles that let a principal create groups inside an administrative unit when scoped to it.
+GROUPS_ADMINISTRATOR = "Groups Administrator"
+USER_ADMINISTRATOR = "User Administrator"
 
 GROUP_DEFAULT_PROPERTIES = [
     "id",
@@ -492,6 +495,8 @@ def default_seed() -> dict[str, Any]:
                 group_ids[name]
                 for name in ("Engineering", "Marketing", "Project Falcon", "Leadership Council")
             ],
+            # Creating a group inside a unit takes a directory role scoped to it, besides the permissions.
+            "scopedRoleMembers": [{"clientId": DEFAULT_CLIENT_ID, "roles": [GROUPS_ADMINISTRATOR]}],
         },
         {
             "id": stable_id(domain, "seed-unit", "network-access"),
@@ -601,12 +606,18 @@ def complete_group(group: dict[str, Any], tenant_domain: str, created: str | Non
 
 
 def complete_unit(unit: dict[str, Any]) -> dict[str, Any]:
-    out = {k: v for k, v in unit.items() if k != "members"}
+    out = {k: v for k, v in unit.items() if k not in ("members", "scopedRoleMembers")}
     out.setdefault("id", str(uuid.uuid4()))
     out.setdefault("membershipType", "Assigned")
     for name in UNIT_DEFAULT_PROPERTIES:
         out.setdefault(name, None)
     return out
+
+
+def load_unit_roles(tenant: Tenant, unit_id: str, entries: list[dict[str, Any]]) -> None:
+    """Seeded scopedRoleMembers: each names an app (`clientId`) and the roles it holds scoped to the unit."""
+    for entry in entries:
+        tenant.set_unit_roles(unit_id, str(entry["clientId"]), list(entry.get("roles", [])))
 
 
 # ---- loading -----------------------------------------------------------------------------------
@@ -714,6 +725,7 @@ def load_tenant(entry: dict[str, Any]) -> Tenant:
         tenant.put_unit(unit)
         for member_id in raw.get("members", []):
             tenant.unit_members[unit["id"]].add(member_id)
+        load_unit_roles(tenant, unit["id"], raw.get("scopedRoleMembers", []))
     for raw in entry.get("accounts", []):
         load_account(tenant, raw)
     return tenant

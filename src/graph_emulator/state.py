@@ -144,6 +144,10 @@ class Tenant:
     deleted_memberships: dict[str, DeletedMemberships] = field(default_factory=dict)
     units: dict[str, dict[str, Any]] = field(default_factory=dict)  # administrative units by id
     unit_members: dict[str, MemberSet] = field(default_factory=dict)
+    # Directory roles held within a unit only (scopedRoleMembers): unit id -> app id -> role names. Keyed by the
+    # app's client id rather than its service principal's object id, so that a service principal made later (by
+    # admin consent in multi-tenant mode) finds the assignment its seed gave it.
+    unit_roles: dict[str, dict[str, set[str]]] = field(default_factory=dict)
     upn_index: dict[str, str] = field(default_factory=dict)
     mail_index: dict[str, str] = field(default_factory=dict)
     proxy_index: dict[str, set[str]] = field(default_factory=dict)
@@ -236,6 +240,18 @@ class Tenant:
     def put_unit(self, unit: dict[str, Any]) -> None:
         self.units[unit["id"]] = unit
         self.unit_members.setdefault(unit["id"], MemberSet())
+        self.unit_roles.setdefault(unit["id"], {})
+
+    def set_unit_roles(self, unit_id: str, client_id: str, roles: list[str] | set[str]) -> None:
+        """The directory roles app `client_id` holds scoped to the unit (an empty list removes them all)."""
+        held = self.unit_roles.setdefault(unit_id, {})
+        if roles:
+            held[client_id] = set(roles)
+        else:
+            held.pop(client_id, None)
+
+    def unit_roles_of(self, unit_id: str, client_id: str) -> set[str]:
+        return self.unit_roles.get(unit_id, {}).get(client_id, set())
 
     def find_object(self, object_id: str) -> tuple[str, dict[str, Any]] | None:
         if object_id in self.users:

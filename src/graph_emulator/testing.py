@@ -116,8 +116,15 @@ class EmulatorControl:
     def add_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
         self._call("POST", f"/administrative-units/{unit_id}/members", {"ids": list(object_ids)})
 
+    def remove_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
+        self._call("DELETE", f"/administrative-units/{unit_id}/members", {"ids": list(object_ids)})
+
     def unit_members(self, unit_id: str) -> list[str]:
         return self._call("GET", f"/administrative-units/{unit_id}/members")["ids"]  # type: ignore[no-any-return]
+
+    def set_unit_roles(self, unit_id: str, client_id: str, roles: list[str]) -> dict[str, list[str]]:
+        body = {"clientId": client_id, "roles": list(roles)}
+        return self._call("PUT", f"/administrative-units/{unit_id}/roles", body)  # type: ignore[no-any-return]
 
     def revoke_tokens(self) -> None:
         self._call("POST", "/revoke-tokens")
@@ -345,8 +352,18 @@ class RunningEmulator(TenantHelpers, FleetHelpers):
     def add_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
         self.control.add_unit_members(unit_id, object_ids)
 
+    def remove_unit_members(self, unit_id: str, object_ids: list[str]) -> None:
+        """Take objects out of a unit, as a tenant administrator would in Microsoft Entra."""
+        self.control.remove_unit_members(unit_id, object_ids)
+
     def unit_members(self, unit_id: str) -> list[str]:
         return self.control.unit_members(unit_id)
+
+    def set_unit_roles(
+        self, unit_id: str, roles: list[str], client_id: str | None = None
+    ) -> dict[str, list[str]]:
+        """The directory roles the app (this emulator's, unless `client_id`) holds scoped to the unit."""
+        return self.control.set_unit_roles(unit_id, client_id or self.client_id, roles)
 
     def revoke_tokens(self) -> None:
         self.control.revoke_tokens()

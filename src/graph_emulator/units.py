@@ -3,7 +3,9 @@
 Permissions follow Microsoft's pages for each operation: reading needs AdministrativeUnit.Read.All (or a broader
 directory permission); adding an existing object needs AdministrativeUnit.ReadWrite.All; creating a group inside a
 unit needs Group.Create or Group.ReadWrite.All together with AdministrativeUnit.Read.All (or ReadWrite.All), or
-Directory.ReadWrite.All alone.
+Directory.ReadWrite.All alone, and the calling app's service principal must also hold the Groups Administrator (or
+User Administrator) directory role scoped to that unit: without it Microsoft answers 403 Authorization_RequestDenied
+whatever the permissions.
 """
 
 from __future__ import annotations
@@ -12,7 +14,7 @@ from typing import TYPE_CHECKING, Any
 
 from . import errors as e
 from .errors import bad_request, forbidden, not_found
-from .groups import group_odata_id, new_group, ref_object_id
+from .groups import GROUP_PROPERTIES, group_odata_id, new_group, ref_object_id, render_directory_object
 from .listing import entity, page
 from .memberships import count_directory_objects, list_directory_objects
 from .odata import context_suffix, evaluate, parse_options, project, require_count_header
@@ -24,8 +26,9 @@ from .router import (
     GraphResponse,
     route,
 )
-from .seeds import GROUP_DEFAULT_PROPERTIES, UNIT_DEFAULT_PROPERTIES
+from .seeds import GROUP_DEFAULT_PROPERTIES, GROUPS_ADMINISTRATOR, UNIT_DEFAULT_PROPERTIES, USER_ADMINISTRATOR
 from .state import is_guid
+from .users import USER_PROPERTIES
 
 if TYPE_CHECKING:
     from .runtime import Emulator
@@ -34,6 +37,8 @@ UNIT_PROPERTIES = set(UNIT_DEFAULT_PROPERTIES)
 UNIT_TYPE = "microsoft.graph.administrativeUnit"
 UNITS = "/directory/administrativeUnits"
 GROUP_ODATA_TYPE = "#microsoft.graph.group"
+# The unit-scoped roles under which an app may create a group inside the unit.
+UNIT_GROUP_CREATOR_ROLES = frozenset({GROUPS_ADMINISTRATOR, USER_ADMINISTRATOR})
 
 
 def lookup_unit(req: GraphRequest, unit_id: str) -> dict[str, Any]:
@@ -93,6 +98,26 @@ def list_unit_users(req: GraphRequest, emu: Emulator, params: dict[str, str]) ->
     return _members(req, params["id"], "user")
 
 
+@route("GET", UNITS + "/{id}/members/{member}", "read")
+def get_unit_member(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
+    """One member of the unit (a user or a group, with its @odata.type); 404 when the object is not in the unit."""
+    req.require(READ_UNITS)
+    unit = lookup_unit(req, params["id"])
+    member_id = params["member"]
+    if not is_guid(member_id):
+        raise bad_request(e.INVALID_ID.format(id=member_id))
+    if member_id not in req.tenant.unit_members[unit["id"]]:
+        raise not_found(member_id)
+    opts = parse_options(
+        req.query,
+        req.headers,
+        allowed=USER_PROPERTIES | GROUP_PROPERTIES,
+        type_name="microsoft.graph.directoryObject",
+    )
+    body = render_directory_object(req.tenant, member_id, opts.select, typed=True)
+    return entity(req, context_suffix("directoryObjects", opts.select) + "/$entity", body)
+
+
 @route("GET", UNITS + "/{id}/members/$count", "members")
 def count_unit_members(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> GraphResponse:
     req.require(READ_UNITS)
@@ -116,6 +141,8 @@ def create_in_unit(req: GraphRequest, emu: Emulator, params: dict[str, str]) -> 
     if "Directory.ReadWrite.All" not in req.roles and not (req.roles & creates and req.roles & reads_units):
         raise forbidden()
     unit = lookup_unit(req, params["id"])
+    if not req.tenant.unit_roles_of(unit["id"], req.app.client_id) & UNIT_GROUP_CREATOR_ROLES:
+        raise forbidden()
     body = req.body
     if not isinstance(body, dict):
         raise bad_request("Empty Payload. JSON content expected.")

@@ -71,6 +71,26 @@ def test_unit_groups_cast_lists_the_units_groups_with_paging(graph):
     ]
 
 
+def test_one_member_of_a_unit_is_read_by_its_id(graph, emu):
+    marketing = seeds.stable_id(DOMAIN, "seed-group", "marketing")
+    vpn = seeds.stable_id(DOMAIN, "seed-group", "security")
+    found = graph.get(f"{UNITS}/{MANAGED}/members/{marketing}", params={"$select": "id,displayName"})
+    assert found.status_code == 200, found.text
+    body = found.json()
+    assert body["@odata.type"] == "#microsoft.graph.group"
+    assert (body["id"], body["displayName"]) == (marketing, "Marketing")
+    # A group of the tenant that is not in this unit (it is in the other one) is not found here.
+    elsewhere = graph.get(f"{UNITS}/{MANAGED}/members/{vpn}")
+    assert elsewhere.status_code == 404
+    assert error_of(elsewhere)["code"] == "Request_ResourceNotFound"
+    assert graph.get(f"{UNITS}/{NETWORK}/members/{vpn}").status_code == 200
+    assert graph.get(f"{UNITS}/{MANAGED}/members/not-a-guid").status_code == 400
+    emu.remove_unit_members(MANAGED, [marketing])
+    assert graph.get(f"{UNITS}/{MANAGED}/members/{marketing}").status_code == 404
+    denied = graph_with_roles(emu, without("AdministrativeUnit.Read.All"))
+    assert denied.get(f"{UNITS}/{NETWORK}/members/{vpn}").status_code == 403
+
+
 def test_reading_units_needs_an_administrative_unit_or_directory_permission(emu):
     denied = graph_with_roles(emu, without("AdministrativeUnit.Read.All"))
     for path in (UNITS, f"{UNITS}/{MANAGED}", f"{UNITS}/{MANAGED}/members/microsoft.graph.group"):
@@ -112,6 +132,37 @@ def test_creating_in_a_unit_needs_group_creation_and_unit_reading(emu):
         .status_code
         == 201
     )
+
+
+def test_creating_in_a_unit_needs_a_directory_role_scoped_to_it(graph, emu):
+    """Microsoft asks the app for more than permissions here: a Groups Administrator (or User Administrator) role
+    assignment scoped to the unit. Without it the answer is the same 403 as a missing permission."""
+    emu.set_unit_roles(MANAGED, [])
+    denied = graph.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY)
+    assert denied.status_code == 403
+    assert error_of(denied)["code"] == "Authorization_RequestDenied"
+    # A role in another unit does not count, and the permissions alone (even Directory.ReadWrite.All) do not either.
+    emu.set_unit_roles(NETWORK, [seeds.GROUPS_ADMINISTRATOR])
+    assert graph.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY).status_code == 403
+    directory_writer = graph_with_roles(emu, ["Directory.ReadWrite.All"])
+    assert directory_writer.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY).status_code == 403
+    assert emu.find_groups(displayName="Unit Team") == []
+
+    assert emu.set_unit_roles(MANAGED, [seeds.USER_ADMINISTRATOR]) != {}
+    assert directory_writer.post(f"{UNITS}/{MANAGED}/members", json=GROUP_BODY).status_code == 201
+
+
+def test_a_unit_made_through_the_control_api_carries_its_role_assignments(emu):
+    bare = emu.add_administrative_unit(displayName="Bare unit")
+    graph = Graph(emu, fetch_token(emu))
+    assert graph.post(f"{UNITS}/{bare['id']}/members", json=GROUP_BODY).status_code == 403
+    staffed = emu.add_administrative_unit(
+        displayName="Staffed unit",
+        scopedRoleMembers=[{"clientId": emu.client_id, "roles": [seeds.GROUPS_ADMINISTRATOR]}],
+    )
+    created = graph.post(f"{UNITS}/{staffed['id']}/members", json=GROUP_BODY)
+    assert created.status_code == 201, created.text
+    assert created.json()["id"] in emu.unit_members(staffed["id"])
 
 
 def test_creating_in_a_unit_needs_the_group_type(graph, emu):

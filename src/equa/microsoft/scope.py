@@ -19,19 +19,19 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass
+from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.db.session import release_connection
 from equa.errors import AppError
 from equa.microsoft import repository
-from equa.microsoft.graph import GraphClient
+from equa.microsoft.graph import GraphClient, GraphNotFound
 from equa.microsoft.models import MicrosoftGroupGrant
 from equa.settings import GroupScopeMode, Settings
 
 log = logging.getLogger("equa.microsoft.scope")
 
-UNIT_PAGE_SIZE = 999
 TENANT_WARNING = (
     "MS_GROUP_SCOPE=tenant: every organization admin may link and manage ANY group of the Microsoft 365 tenant "
     "with this app's rights (security groups that grant access included). This lends the app's rights over every "
@@ -128,16 +128,24 @@ class GroupScope:
         return f"directory/administrativeUnits/{self.unit_id}/members/microsoft.graph.group"
 
     async def unit_holds(self, graph: GraphClient, group_id: str) -> bool:
-        """Whether the administrative unit has this group among its members (asked of Graph every time)."""
+        """Whether the administrative unit has this group among its members (asked of Graph every time).
+
+        One request whatever the unit's size (`GET .../members/{id}`: 404 when the object is not in the unit),
+        rather than reading the unit's member list page by page before every operation on the group.
+        """
         if self.unit_id is None:
             return False
-        wanted = group_id.lower()
-        async for item in graph.paginate(
-            self.unit_members_path(), {"$select": "id", "$top": str(UNIT_PAGE_SIZE)}
-        ):
-            if str(item.get("id", "")).lower() == wanted:
-                return True
-        return False
+        try:
+            response = await graph.get(
+                f"directory/administrativeUnits/{self.unit_id}/members/{group_id}", params={"$select": "id"}
+            )
+        except GraphNotFound:
+            return False
+        member: dict[str, Any] = response.json() or {}
+        # A user or device with this id is not a group of the unit (ids are unique, but say so anyway).
+        return str(member.get("@odata.type", "")).lower() == "#microsoft.graph.group" and (
+            str(member.get("id", "")).lower() == group_id.lower()
+        )
 
     async def check(
         self,

@@ -8,6 +8,7 @@ from typing import Annotated
 from fastapi import APIRouter, Path, Request, Response, status
 
 from equa.accounts.deps import CurrentUser
+from equa.accounts.platform_admins import is_platform_admin
 from equa.accounts.schemas import SessionOut, UserOut
 from equa.accounts.sessions import start_session
 from equa.deps import DbSession
@@ -147,7 +148,8 @@ async def accept_new_account(
     """A newcomer accepts: the account is created with their own name and password, and they are signed in."""
     user, _ = await accept_as_newcomer(session, token, body.display_name, body.password)
     csrf_token = await start_session(request, response, user, session)
-    return SessionOut(user=UserOut.of(user, platform_admin=False), csrf_token=csrf_token)
+    platform_admin = is_platform_admin(user, request.app.state.settings)  # EQUA_PLATFORM_ADMINS may name them
+    return SessionOut(user=UserOut.of(user, platform_admin=platform_admin), csrf_token=csrf_token)
 
 
 @invitation_router.post("/{token}/accept", response_model=MemberOut, responses=INVITATION_ERRORS)

@@ -8,6 +8,7 @@ import httpx
 import pytest
 
 from equa.accounts.models import User
+from equa.organizations.models import Organization
 from equa.settings import Settings, SettingsError, load_settings
 
 MakeUser = Callable[..., Awaitable[User]]
@@ -53,3 +54,26 @@ def test_an_entry_that_is_not_an_address_fails_start_up_without_repeating_it() -
     message = str(raised.value)
     assert message.startswith("EQUA_PLATFORM_ADMINS: entry 2 is not an email address")
     assert "bob-at-example.com" not in message
+
+
+async def test_an_operator_who_joins_through_an_invitation_is_told_so_at_once(
+    client: httpx.AsyncClient,
+    make_user: MakeUser,
+    make_org: Callable[..., Awaitable[Organization]],
+    bearer: Bearer,
+) -> None:
+    """The new account's first answer agrees with /me: the setting names the address, whoever created it."""
+    admin = await make_user()
+    org = await make_org(admin)
+    invited = await client.post(
+        f"/api/v1/organizations/{org.id}/members",
+        json={"email": "Ops@example.com"},
+        headers=await bearer(admin),
+    )
+    token = str(invited.json()["invitationUrl"]).rsplit("/invitations/", 1)[1]
+    joined = await client.post(
+        f"/api/v1/invitations/{token}", json={"displayName": "Ops", "password": "a long enough passphrase"}
+    )
+    assert joined.status_code == 201, joined.text
+    assert joined.json()["user"]["isPlatformAdmin"] is True
+    assert (await client.get("/api/v1/me")).json()["isPlatformAdmin"] is True

@@ -350,3 +350,60 @@ async def test_a_create_limit_of_zero_turns_group_creation_off(
     assert response.json()["code"] == "microsoft_group_create_limit"
     assert "turned off" in response.json()["detail"]
     assert len(emu.find_groups()) == groups_before
+
+
+async def test_a_retry_adopts_only_a_group_a_link_would_accept_and_no_one_else_holds(
+    client: httpx.AsyncClient, team: Team, emu: Any, session_factory: Any
+) -> None:
+    """Made after the attempt began is not enough: a group created for another organization, one another
+    organization has linked, or one whose membership is hidden is answered as an alias in use, never adopted."""
+    theirs = await client.post(
+        team.url("create-group", team.other_org),
+        json={"displayName": "Theirs", "mailNickname": "theirs"},
+        headers=team.outsider_headers,
+    )
+    assert theirs.status_code == 201, theirs.text
+    emu.add_group(
+        displayName="Quiet room",
+        mailNickname="quiet-room",
+        groupTypes=["Unified"],
+        mailEnabled=True,
+        securityEnabled=True,
+        visibility="HiddenMembership",
+    )
+    shared = emu.add_group(
+        displayName="Shared",
+        mailNickname="shared-one",
+        groupTypes=["Unified"],
+        mailEnabled=True,
+        securityEnabled=True,
+        visibility="Private",
+    )
+    await force_link(session_factory, team.other_org.id, shared["id"])
+    org_id = await own_organization(client, team.member_headers)
+    for alias in ("theirs", "quiet-room", "shared-one"):
+        async with session_factory() as session:
+            # This organization's earlier keyless attempt for the alias, begun just now and never finished.
+            session.add(
+                GroupCreation(
+                    organization_id=uuid.UUID(org_id),
+                    idempotency_key=f"implicit:{alias}",
+                    mail_nickname=alias,
+                )
+            )
+            await session.commit()
+        retry = await client.post(
+            url(org_id, "create-group"),
+            json={"displayName": alias, "mailNickname": alias},
+            headers=team.member_headers,
+        )
+        assert retry.status_code == 409, (alias, retry.text)
+        assert retry.json()["code"] == "microsoft_nickname_taken", alias
+        assert await linked(session_factory, org_id) is None
+    async with session_factory() as session:
+        records = list(
+            await session.scalars(
+                select(MicrosoftGroupGrant).where(MicrosoftGroupGrant.organization_id == uuid.UUID(org_id))
+            )
+        )
+    assert records == []

@@ -21,7 +21,13 @@ import re
 from collections.abc import Mapping
 from typing import Any
 
-from equa.microsoft.graph.permissions import Feature, ScopeKind, ScopeSetting, consent_action
+from equa.microsoft.graph.permissions import (
+    Feature,
+    ScopeKind,
+    ScopeSetting,
+    consent_action,
+    unit_role_instruction,
+)
 
 
 class GraphError(Exception):
@@ -399,6 +405,12 @@ def _request_denied(
     elif NO_ROLES_IN_TOKEN in lowered:
         action = consent_action(scope, admin_consent_url)
         action = f"The access token carries no application permission. {action}"
+    elif feature is Feature.CREATE_GROUPS and scope.kind == ScopeKind.ADMINISTRATIVE_UNIT:
+        # Graph answers the same 403 for a missing role as for a missing permission: name both.
+        action = (
+            f"{unit_role_instruction(scope)} If it holds the role: "
+            f"{consent_action(scope, admin_consent_url, feature)}"
+        )
     else:
         action = consent_action(scope, admin_consent_url, feature)
     return GraphPermissionDenied(message, action=action, **common)

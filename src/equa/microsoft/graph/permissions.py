@@ -218,6 +218,21 @@ def grant_instruction(scope: ScopeSetting, feature: Feature | None = None) -> st
     return names[0] if len(names) == 1 else f"{', '.join(names[:-1])} and {names[-1]}"
 
 
+# Creating a group inside an administrative unit takes a directory role scoped to the unit on top of the permissions
+# (Microsoft's page for POST /directory/administrativeUnits/{id}/members); Groups Administrator is the narrowest.
+UNIT_GROUP_CREATOR_ROLE = "Groups Administrator"
+
+
+def unit_role_instruction(scope: ScopeSetting) -> str:
+    """What a tenant administrator assigns so that create-group can create inside the unit of MS_GROUP_SCOPE."""
+    return (
+        f"Creating a group inside administrative unit {scope.unit_id} also takes the {UNIT_GROUP_CREATOR_ROLE} "
+        "role scoped to that unit: a Privileged Role Administrator assigns it to this app in the Microsoft Entra "
+        f"admin center (Admin units > the unit > Roles and administrators > {UNIT_GROUP_CREATOR_ROLE} > Add "
+        "assignments > the app's enterprise application)."
+    )
+
+
 def consent_action(scope: ScopeSetting, consent_url: str | None, feature: Feature | None = None) -> str:
     """What a tenant administrator does when a permission is missing."""
     where = consent_url or "the app registration > API permissions > Grant admin consent"

@@ -204,19 +204,22 @@ async def _search_unit(
     own_ids = await granted_group_ids(session, organization.id)
     first: list[dict[str, Any]] = []
     params = {"$select": GROUP_FIELDS, "$top": str(page.limit)}
+    headers: dict[str, str] = {}
+    if page.term:
+        # Graph searches the unit's groups, as the tenant mode searches the tenant's: filtering one page at a time
+        # here would answer a search in a large unit with empty pages until the match came round.
+        params["$search"] = f'"displayName:{page.term}"'
+        params["$count"] = "true"
+        headers["ConsistencyLevel"] = "eventual"
     skip_token = page.skip_token()
     if skip_token is not None:
         params["$skiptoken"] = skip_token
     else:
         first = [group for group in await _granted_groups(graph, own_ids) if _matches(group, page.term)]
-    response = await graph.get(graph.url_for(scope.unit_members_path()), params=params)
+    response = await graph.get(graph.url_for(scope.unit_members_path()), params=params, headers=headers)
     body = response.json() or {}
     own = set(own_ids)
-    unit_groups = [
-        group
-        for group in body.get("value") or []
-        if str(group.get("id", "")).lower() not in own and _matches(group, page.term)
-    ]
+    unit_groups = [group for group in body.get("value") or [] if str(group.get("id", "")).lower() not in own]
     choices = await _choices(session, organization, first + unit_groups)
     # A unit group another organization holds is out of this organization's reach: not listed at all.
     visible = [choice for choice in choices if choice.refusal is not _LINKED_ELSEWHERE or choice.linked_here]
