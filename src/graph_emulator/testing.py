@@ -95,8 +95,8 @@ class EmulatorControl:
         params = {k: str(v).lower() if isinstance(v, bool) else str(v) for k, v in props.items()}
         return self._call("GET", "/groups", params=params)["value"]  # type: ignore[no-any-return]
 
-    def delete_group_behind_app(self, group_id: str) -> None:
-        self._call("DELETE", f"/groups/{group_id}")
+    def delete_group_behind_app(self, group_id: str, tenant: str | None = None) -> None:
+        self._call("DELETE", f"/groups/{group_id}", params={"tenant": tenant} if tenant else None)
 
     def deleted_items(self) -> list[dict[str, Any]]:
         return self._call("GET", "/deleted-items")["value"]  # type: ignore[no-any-return]
@@ -329,9 +329,10 @@ class RunningEmulator(TenantHelpers, FleetHelpers):
     def find_groups(self, **props: Any) -> list[dict[str, Any]]:
         return self.control.find_groups(**props)
 
-    def delete_group_behind_app(self, group_id: str) -> None:
-        """Delete the group as an administrator would: a Microsoft 365 group goes to deleted items for 30 days."""
-        self.control.delete_group_behind_app(group_id)
+    def delete_group_behind_app(self, group_id: str, tenant: str | None = None) -> None:
+        """Delete the group as an administrator would: a Microsoft 365 group goes to deleted items for 30 days
+        (in `tenant`, else the emulator's default tenant)."""
+        self.control.delete_group_behind_app(group_id, tenant)
 
     def deleted_items(self) -> list[dict[str, Any]]:
         """The deleted groups still restorable (id, deletedDateTime, displayName)."""

@@ -107,7 +107,11 @@ class GraphAlreadyExists(GraphError):
 
 
 class GraphPermissionDenied(GraphError):
-    pass
+    def __init__(self, message: str, *, feature: Feature | None = None, **kwargs: Any) -> None:
+        super().__init__(message, **kwargs)
+        # What the refused request was for: a refusal of a feature the tenant may choose not to grant says
+        # nothing about the app's consent as a whole.
+        self.feature = feature
 
 
 class GraphGuestBlocked(GraphPermissionDenied):
@@ -413,11 +417,12 @@ def _request_denied(
         )
     else:
         action = consent_action(scope, admin_consent_url, feature)
-    return GraphPermissionDenied(message, action=action, **common)
+    return GraphPermissionDenied(message, action=action, feature=feature, **common)
 
 
 # Sign-in refusals that mean the tenant no longer lets the app in: no service principal (consent revoked or never
 # given), the app unknown to the tenant, consent missing, or the app disabled there.
+FEATURES_A_TENANT_MAY_WITHHOLD = frozenset({Feature.CREATE_GROUPS, Feature.RESTORE_GROUPS})
 CONSENT_REFUSED_CODES = frozenset({"AADSTS7000229", "AADSTS700016", "AADSTS65001", "AADSTS7000112"})
 
 
@@ -426,9 +431,17 @@ def refuses_the_app(error: GraphError) -> bool:
 
     True for the sign-in refusals above, and for Graph's 403 (or role-less 401) for missing application
     permissions; the guest policy, role-assignable groups and restricted administrative units are about a group.
+    A refused create or restore is about that feature: restoring needs an optional permission, and creating
+    inside an administrative unit a directory role, which a tenant may withhold while the rest works.
     """
     if isinstance(error, GraphAuthenticationFailed):
         return error.code in CONSENT_REFUSED_CODES
+    if (
+        isinstance(error, GraphPermissionDenied)
+        and error.feature in FEATURES_A_TENANT_MAY_WITHHOLD
+        and NO_ROLES_IN_TOKEN not in str(error.message).lower()
+    ):
+        return False
     if isinstance(error, GraphPermissionDenied) and not isinstance(error, GraphGuestBlocked):
         lowered = str(error.message).lower()
         return not (any(marker in lowered for marker in ROLE_ASSIGNABLE) or RESTRICTED_MANAGEMENT in lowered)

@@ -169,3 +169,31 @@ async def test_permissions_taken_back_are_a_revoked_consent_too(
     assert refused.json()["code"] == "microsoft_consent_revoked"
     status = await status_of(client, linked)
     assert status["connection"] == "consent_revoked"
+
+
+async def test_a_feature_the_tenant_withholds_is_not_a_revoked_consent(
+    app: FastAPI, client: httpx.AsyncClient, linked: Linked, emu: Any
+) -> None:
+    """Restoring needs Group.ReadWrite.All, which a tenant may choose not to grant: its refusal names the
+    permission, and the tenant stays connected with everything else working."""
+    emu.delete_group_behind_app(FABRIKAM_RESEARCH, tenant=FABRIKAM)
+    emu.set_app_roles(
+        emu.client_id,
+        [
+            "Group.Read.All",
+            "GroupMember.ReadWrite.All",
+            "User.Read.All",
+            "Group.Create",
+            "Organization.Read.All",
+        ],
+        tenant=FABRIKAM,
+    )
+    await app.state.graph.for_tenant(FABRIKAM).tokens.invalidate()
+    refused = await client.post(linked.url("restore-group"), headers=linked.headers)
+    assert refused.status_code == 502, refused.text
+    assert refused.json()["code"] == "microsoft_permission_missing"
+    assert "Group.ReadWrite.All" in refused.json()["action"]
+    status = await status_of(client, linked)
+    assert status["connection"] == "connected"
+    picker = await client.get(linked.url("groups"), headers=linked.headers)
+    assert picker.status_code == 200, picker.text
