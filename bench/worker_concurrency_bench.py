@@ -117,6 +117,7 @@ async def sync_all(
     """Queue one run per organization, then run them as a worker does: one Graph client, `concurrency` at once."""
     from equa.db.engine import create_engine_for_settings, create_session_factory
     from equa.microsoft.graph import build_graph_client
+    from equa.microsoft.scope import GroupScope
     from equa.microsoft.sync.execute import execute_run
     from equa.microsoft.sync.runs import request_sync
     from equa.organizations.models import Organization
@@ -132,11 +133,12 @@ async def sync_all(
                 run_ids.append(run.id)
             await session.commit()
         slots = asyncio.Semaphore(concurrency)
+        scope = GroupScope.from_settings(settings)
         async with build_graph_client(settings) as graph:
 
             async def one(run_id: uuid.UUID) -> str:
                 async with slots:
-                    return str(await execute_run(factory, graph, run_id))
+                    return str(await execute_run(factory, graph, run_id, scope=scope))
 
             started = time.perf_counter()
             statuses = await asyncio.gather(*(one(r) for r in run_ids))
@@ -201,6 +203,8 @@ def main() -> int:
                         ms_ca_bundle=Path(emu.ca_path),
                         graph_max_in_flight=in_flight,
                         db_pool_size=max(5, concurrency),
+                        # The bench links its groups directly in the database, as an operator's grants would.
+                        ms_group_scope="tenant",
                     )
                     seconds, statuses = asyncio.run(sync_all(settings, organizations, concurrency))
                     stats = emu.stats()
