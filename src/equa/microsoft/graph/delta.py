@@ -18,7 +18,9 @@ if TYPE_CHECKING:
     from equa.microsoft.graph.client import GraphClient
 
 MAX_GROUPS_PER_ROUND = 50  # Graph's limit on the ids a delta $filter may name
-EXPIRED_CODES = frozenset({"syncstatenotfound", "resyncrequired", "syncstateinvalid", "badrequest_expiredtoken"})
+EXPIRED_CODES = frozenset(
+    {"syncstatenotfound", "resyncrequired", "syncstateinvalid", "badrequest_expiredtoken"}
+)
 EXPIRED_STATUSES = (400, 410)
 
 
