@@ -89,7 +89,11 @@ async def link_teams(
         for index, group_id in enumerate(tenant.groups):
             people = [tenant.users[2 * index], tenant.users[2 * index + 1]]
             users = [
-                User(email=p["mail"], email_normalized=normalize_email(p["mail"]), display_name=p["displayName"])
+                User(
+                    email=p["mail"],
+                    email_normalized=normalize_email(p["mail"]),
+                    display_name=p["displayName"],
+                )
                 for p in people
             ]
             session.add_all(users)
@@ -118,7 +122,9 @@ async def cycle_and_wait(jobs: JobResources, **kwargs: Any) -> FleetCycleReport:
     return report
 
 
-async def runs_of(session_factory: async_sessionmaker[AsyncSession], run_ids: Sequence[uuid.UUID]) -> list[SyncRun]:
+async def runs_of(
+    session_factory: async_sessionmaker[AsyncSession], run_ids: Sequence[uuid.UUID]
+) -> list[SyncRun]:
     async with session_factory() as session:
         return list(await session.scalars(select(SyncRun).where(SyncRun.id.in_(list(run_ids)))))
 
