@@ -64,7 +64,8 @@ def install_outbox_hook(session_factory: async_sessionmaker[AsyncSession]) -> Ca
             write_pending_changes(session.connection(), rows)
 
     def end_transaction(session: Session, *args: Any) -> None:
-        session.info.pop(_NEW_ORGANIZATIONS_KEY, None)
+        if not session.in_nested_transaction():  # a savepoint's release fires after_commit too
+            session.info.pop(_NEW_ORGANIZATIONS_KEY, None)
 
     event.listen(session_class, "after_flush", write_pending)
     event.listen(session_class, "after_commit", end_transaction)

@@ -30,15 +30,14 @@ async def test_a_team_change_left_unpushed_by_a_stopped_process_is_carried_by_th
 
     # Another API process sees the change and stops before its push window has passed.
     other = create_app(settings)
-    async with LifespanManager(other):
-        async with other.state.session_factory() as session:
-            user = User(
-                email=joiner["mail"], email_normalized=normalize_email(joiner["mail"]), display_name="Joiner"
-            )
-            session.add(user)
-            await session.flush()
-            session.add(Membership(organization_id=organizations[1], user_id=user.id, role=Role.MEMBER))
-            await session.commit()
+    async with LifespanManager(other), other.state.session_factory() as session:
+        user = User(
+            email=joiner["mail"], email_normalized=normalize_email(joiner["mail"]), display_name="Joiner"
+        )
+        session.add(user)
+        await session.flush()
+        session.add(Membership(organization_id=organizations[1], user_id=user.id, role=Role.MEMBER))
+        await session.commit()
     assert joiner["id"] not in emu.group_members(tenant.groups[1])
     async with session_factory() as session:
         pending = list(await session.scalars(select(PendingChange)))
