@@ -28,7 +28,7 @@ from equa.pagination import BY_CREATED_AND_ID, BY_SEQ, Cursors, keyset_page
 
 log = logging.getLogger("equa.microsoft.sync.runs")
 
-TRIGGERS = ("api", "web", "schedule", "cli", "push")
+TRIGGERS = ("api", "web", "schedule", "cli", "push", "delta")
 # Runs an organization's admins ask for (a sync or a dry run): these are paced by EQUA_SYNC_MIN_INTERVAL.
 MANUAL_TRIGGERS = ("api", "web")
 PAGE_SIZE_DEFAULT = 50
