@@ -23,6 +23,7 @@ from equa.microsoft.fleet.dispatch import requeue_overdue_runs
 from equa.microsoft.fleet.outbox import spread_user_changes
 from equa.microsoft.fleet.rounds import TenantRounds, advance_rounds
 from equa.microsoft.fleet.scheduling import TenantRuns, schedule_tenant_runs
+from equa.microsoft.fleet.sessions import SharedSessions
 from equa.microsoft.sync.lifecycle import abandon_stale_runs
 from equa.microsoft.tenants import repository as tenants_repository
 from equa.microsoft.tenants.routing import paused_organization_ids
@@ -70,8 +71,9 @@ async def run_fleet_cycle(resources: JobResources, *, now: datetime | None = Non
         await fleet_repository.drop_changes_of_untracked(session, tracked | paused)
         await session.commit()
 
+    sessions = SharedSessions(resources.session_factory, settings.db_pool_size)
     results = await asyncio.gather(
-        *(_run_tenant(resources, tenant, now) for tenant in work), return_exceptions=True
+        *(_run_tenant(resources, sessions, tenant, now) for tenant in work), return_exceptions=True
     )
     report = FleetCycleReport(tenants=len(work))
     report.requeued = await requeue_overdue_runs(resources, settings.sync_lease_seconds / 2)
@@ -92,12 +94,12 @@ async def run_fleet_cycle(resources: JobResources, *, now: datetime | None = Non
 
 
 async def _run_tenant(
-    resources: JobResources, tenant: TenantWork, now: datetime
+    resources: JobResources, sessions: SharedSessions, tenant: TenantWork, now: datetime
 ) -> tuple[TenantRounds, TenantRuns]:
     settings = resources.settings
-    rounds = await advance_rounds(resources.session_factory, tenant.graph, tenant.tenant_id, tenant.linked)
+    rounds = await advance_rounds(sessions, tenant.graph, tenant.tenant_id, tenant.linked)
     runs = await schedule_tenant_runs(
-        resources.session_factory,
+        sessions,
         sorted(set(tenant.linked.values()), key=str),
         now=now,
         full_interval_seconds=settings.full_reconcile_interval_seconds,

@@ -13,11 +13,12 @@ import logging
 import uuid
 from dataclasses import dataclass, field
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.microsoft.fleet import repository as fleet_repository
 from equa.microsoft.fleet.fold import differences
 from equa.microsoft.fleet.models import ChangeKind, DeltaRound, PendingChange
+from equa.microsoft.fleet.sessions import SessionOpener
 from equa.microsoft.graph import GraphClient, GraphError
 from equa.microsoft.graph.delta import (
     MAX_GROUPS_PER_ROUND,
@@ -42,7 +43,7 @@ class TenantRounds:
 
 
 async def advance_rounds(
-    session_factory: async_sessionmaker[AsyncSession],
+    session_factory: SessionOpener,
     graph: GraphClient,
     tenant_id: str,
     linked: dict[str, uuid.UUID],
@@ -116,7 +117,7 @@ async def _note_changes(
 
 
 async def _start_rounds(
-    session_factory: async_sessionmaker[AsyncSession],
+    session_factory: SessionOpener,
     graph: GraphClient,
     tenant_id: str,
     new_groups: list[str],

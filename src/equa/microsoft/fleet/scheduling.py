@@ -16,12 +16,13 @@ from collections.abc import Collection
 from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
-from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.microsoft import repository
 from equa.microsoft.fleet import repository as fleet_repository
 from equa.microsoft.fleet.delta_run import DELTA_TRIGGER, team_targets
 from equa.microsoft.fleet.models import ChangeKind, PendingChange
+from equa.microsoft.fleet.sessions import SessionOpener
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, request_sync
 
 FULL_TRIGGER = "schedule"
@@ -52,7 +53,7 @@ def full_reconcile_due(
 
 
 async def schedule_tenant_runs(
-    session_factory: async_sessionmaker[AsyncSession],
+    session_factory: SessionOpener,
     organization_ids: Collection[uuid.UUID],
     *,
     now: datetime,
