@@ -95,6 +95,10 @@ class Settings(BaseSettings):
     metrics_token: SecretStr | None = Field(None, alias="EQUA_METRICS_TOKEN")
     sync_interval_seconds: int = Field(4 * 3600, alias="EQUA_SYNC_INTERVAL", ge=60)
     sync_lease_seconds: int = Field(120, alias="EQUA_SYNC_LEASE", ge=10)
+    # The fleet engine tracks linked groups by delta; each group still gets a full reconcile this often (seconds).
+    full_reconcile_interval_seconds: int = Field(24 * 3600, alias="EQUA_FULL_RECONCILE_INTERVAL", ge=60)
+    # Runs of one tenant running at once, across every worker: a throttled tenant cannot take every worker slot.
+    sync_tenant_concurrency: int = Field(4, alias="EQUA_SYNC_TENANT_CONCURRENCY", ge=1, le=1000)
     # A run whose Graph calls stay unavailable (429, 503, 504, network) after the client's retries is queued again
     # this many times, waiting EQUA_SYNC_REQUEUE_BACKOFF seconds before the first try and twice as long each time.
     sync_max_requeues: int = Field(3, alias="EQUA_SYNC_MAX_REQUEUES", ge=0, le=20)

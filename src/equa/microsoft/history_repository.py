@@ -95,7 +95,7 @@ async def last_real_run_at(session: AsyncSession, organization_id: uuid.UUID) ->
             SyncRun.organization_id == organization_id,
             SyncRun.dry_run.is_(False),
             # A targeted run (a pushed team change) reconciles a few people, not the whole group.
-            SyncRun.trigger != "push",
+            SyncRun.trigger.not_in(("push", "delta")),
         )
         .order_by(SyncRun.created_at.desc())
         .limit(1)

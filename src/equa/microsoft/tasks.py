@@ -26,6 +26,8 @@ from sqlalchemy.orm import Session
 from equa.db.base import utcnow
 from equa.db.engine import session_class_of
 from equa.microsoft import history_repository, repository
+from equa.microsoft.fleet.cycle import run_fleet_cycle
+from equa.microsoft.fleet.outbox import install_outbox_hook
 from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
@@ -36,7 +38,7 @@ from equa.microsoft.sync.push import TeamChangePusher, install_push_hook
 from equa.microsoft.sync.requeue import RequeuePolicy
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
 from equa.microsoft.tenants.health import check_tenants, tenant_of_organizations
-from equa.microsoft.tenants.routing import graph_for_run, paused_organization_ids
+from equa.microsoft.tenants.routing import graph_for_run
 
 if TYPE_CHECKING:
     from fastapi import FastAPI
@@ -205,6 +207,7 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
     pusher = TeamChangePusher(resources.session_factory, lease_seconds=settings.sync_lease_seconds)
     stack.push_async_callback(pusher.aclose)
     stack.callback(install_push_hook(resources.session_factory, pusher))
+    stack.callback(install_outbox_hook(resources.session_factory))
     if not settings.broker_url:
         # Several API replicas sharing EQUA_REDIS_URL each embed a scheduler; the lock lets one of them lead.
         leadership = scheduler_leadership(settings)
@@ -322,7 +325,7 @@ async def run_scheduler(
     first_tick_delay: float = 0.0,
     leadership: SchedulerLeadership | None = None,
 ) -> None:
-    """Every tick: abandon stale runs, enqueue due syncs; every interval: the linked groups' health check and the
+    """Every tick: the fleet cycle (fleet/cycle.py: delta rounds, targeted runs, due full reconciles); every interval: the linked groups' health check and the
     retention of old outcomes and audit events.
 
     With `leadership` (a Redis lock shared by every scheduler) only the leader ticks; the others stand by and
@@ -340,16 +343,14 @@ async def run_scheduler(
                 return
             continue
         try:
-            async with resources.session_factory() as session:
-                started = await schedule_due_syncs(
-                    session,
-                    interval,
-                    lease_seconds=resources.settings.sync_lease_seconds,
-                    paused=await paused_organization_ids(session, resources.settings),
+            report = await run_fleet_cycle(resources)
+            if report.run_ids:
+                log.info(
+                    "fleet cycle: %d delta request(s), %d full reconcile(s), %d targeted run(s)",
+                    report.delta_requests,
+                    report.full_reconciles,
+                    report.targeted_runs,
                 )
-                await session.commit()
-            if started:
-                log.info("scheduled %d sync run(s)", len(started))
         except Exception:
             log.exception("scheduler tick failed")
         if loop.time() >= next_health:

@@ -19,6 +19,7 @@ from collections.abc import Awaitable, Callable
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from equa.metrics import record_sync_run
+from equa.microsoft.fleet.delta_run import DELTA_TRIGGER, run_delta
 from equa.microsoft.graph import (
     GraphClient,
     GraphError,
@@ -293,6 +294,8 @@ async def execute_run(
         try:
             if run.trigger == PUSH_TRIGGER:
                 status = await run_push(session_factory, graph, run, progress, usage, scope)
+            elif run.trigger == DELTA_TRIGGER:
+                status = await run_delta(session_factory, graph, run, progress, usage, scope)
             else:
                 status = await _run(session_factory, graph, run, progress, usage, scope, requeue)
             return status

@@ -7,8 +7,8 @@ organization for PUSH_WINDOW_SECONDS, then one targeted run (trigger `push`, pus
 task broker like any other run, so it runs in this process (embedded broker) or on a worker (EQUA_BROKER_URL).
 
 One active run per organization still holds: while a run is queued or running, the pushed people wait here and go
-in a follow-up once it has finished. They wait in this process's memory: if it stops first, the next scheduled
-sync (autoSync is on) brings the group in step. Memberships made with their organization, in one transaction, are
+in a follow-up once it has finished. They wait in this process's memory, and in the durable outbox written with
+the change (fleet/outbox.py): if this process stops first, the next fleet cycle carries them. Memberships made with their organization, in one transaction, are
 not pushed: a new organization's group is linked, and synced, afterwards.
 """
 
@@ -29,6 +29,7 @@ from sqlalchemy.orm import Session
 from equa.accounts.models import User
 from equa.db.engine import session_class_of
 from equa.microsoft import repository
+from equa.microsoft.fleet import repository as fleet_repository
 from equa.microsoft.sync.push_run import PUSH_TRIGGER
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, request_sync
 from equa.organizations.models import Membership, Organization
@@ -71,7 +72,11 @@ async def request_push(
         session, organization, None, False, PUSH_TRIGGER, lease_seconds=lease_seconds, targets=targets
     )
     # request_sync answers the active run when there is one; a run it made is marked for the broker.
-    return PushAnswer.QUEUED if run.id in session.info.get(PENDING_ENQUEUE_KEY, []) else PushAnswer.BUSY
+    if run.id not in session.info.get(PENDING_ENQUEUE_KEY, []):
+        return PushAnswer.BUSY
+    # The durable copies of these changes (fleet/outbox.py) are carried now: the fleet cycle need not.
+    await fleet_repository.delete_team_changes(session, organization.id, set(user_ids))
+    return PushAnswer.QUEUED
 
 
 # --- seeing team changes ------------------------------------------------------------------------------------

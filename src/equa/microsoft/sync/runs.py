@@ -28,7 +28,7 @@ from equa.pagination import Cursors, invalid_cursor
 
 log = logging.getLogger("equa.microsoft.sync.runs")
 
-TRIGGERS = ("api", "web", "schedule", "cli", "push")
+TRIGGERS = ("api", "web", "schedule", "cli", "push", "delta")
 # Runs an organization's admins ask for (a sync or a dry run): these are paced by EQUA_SYNC_MIN_INTERVAL.
 MANUAL_TRIGGERS = ("api", "web")
 PAGE_SIZE_DEFAULT = 50

@@ -1,0 +1,217 @@
+"""The fleet engine's SQL: delta rounds, pending changes, and when each organization was last reconciled in full."""
+
+from __future__ import annotations
+
+import uuid
+from collections.abc import Collection
+from datetime import datetime
+
+from sqlalchemy import Connection, delete, func, insert, select, update
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from equa.db.base import utcnow
+from equa.microsoft.fleet.models import ChangeKind, DeltaRound, PendingChange
+from equa.microsoft.models import FlaggedMember, FlagStatus, RunStatus, SyncRun
+
+# Triggers of targeted runs: they reconcile a few people, not the whole group.
+TARGETED_TRIGGERS = ("push", "delta")
+ACTIVE_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+
+
+# --- delta rounds -------------------------------------------------------------------------------------------
+
+
+async def delta_rounds(session: AsyncSession) -> list[DeltaRound]:
+    return list(await session.scalars(select(DeltaRound).order_by(DeltaRound.created_at, DeltaRound.id)))
+
+
+async def delete_round(session: AsyncSession, round_id: uuid.UUID) -> None:
+    await session.execute(delete(DeltaRound).where(DeltaRound.id == round_id))
+
+
+async def save_round(
+    session: AsyncSession, round_id: uuid.UUID, group_ids: list[str], delta_link: str
+) -> None:
+    await session.execute(
+        update(DeltaRound)
+        .where(DeltaRound.id == round_id)
+        .values(group_ids=group_ids, delta_link=delta_link, updated_at=utcnow())
+    )
+
+
+# --- pending changes ----------------------------------------------------------------------------------------
+
+
+async def unassigned_changes(session: AsyncSession) -> list[PendingChange]:
+    """Changes no run carries yet, oldest first."""
+    return list(
+        await session.scalars(
+            select(PendingChange).where(PendingChange.run_id.is_(None)).order_by(PendingChange.id)
+        )
+    )
+
+
+async def release_changes_of_ended_runs(session: AsyncSession) -> int:
+    """Changes whose run ended without carrying them (failed, abandoned): waiting again for the next run."""
+    ended = select(SyncRun.id).where(SyncRun.id == PendingChange.run_id, SyncRun.status.in_(ACTIVE_STATUSES))
+    result = await session.execute(
+        update(PendingChange)
+        .where(PendingChange.run_id.is_not(None), ~ended.exists())
+        .values(run_id=None)
+        .execution_options(synchronize_session=False)
+    )
+    return int(getattr(result, "rowcount", 0) or 0)
+
+
+async def assign_changes(session: AsyncSession, change_ids: Collection[int], run_id: uuid.UUID) -> None:
+    await session.execute(
+        update(PendingChange)
+        .where(PendingChange.id.in_(list(change_ids)))
+        .values(run_id=run_id)
+        .execution_options(synchronize_session=False)
+    )
+
+
+async def delete_changes(session: AsyncSession, change_ids: Collection[int]) -> None:
+    if change_ids:
+        await session.execute(delete(PendingChange).where(PendingChange.id.in_(list(change_ids))))
+
+
+async def changes_of_run(session: AsyncSession, run_id: uuid.UUID) -> list[PendingChange]:
+    return list(
+        await session.scalars(
+            select(PendingChange).where(PendingChange.run_id == run_id).order_by(PendingChange.id)
+        )
+    )
+
+
+async def delete_changes_of_run(session: AsyncSession, run_id: uuid.UUID) -> None:
+    await session.execute(delete(PendingChange).where(PendingChange.run_id == run_id))
+
+
+async def delete_team_changes(
+    session: AsyncSession, organization_id: uuid.UUID, user_ids: Collection[uuid.UUID]
+) -> None:
+    """Team changes a pushed run now carries."""
+    await session.execute(
+        delete(PendingChange).where(
+            PendingChange.organization_id == organization_id,
+            PendingChange.kind == ChangeKind.TEAM.value,
+            PendingChange.user_id.in_(list(user_ids)),
+            PendingChange.run_id.is_(None),
+        )
+    )
+
+
+# --- full reconciles ----------------------------------------------------------------------------------------
+
+
+async def last_full_runs(
+    session: AsyncSession, organization_ids: Collection[uuid.UUID]
+) -> dict[uuid.UUID, datetime]:
+    """Organization -> when its last full (not targeted, not dry) run was asked for."""
+    rows = await session.execute(
+        select(SyncRun.organization_id, func.max(SyncRun.created_at))
+        .where(
+            SyncRun.organization_id.in_(list(organization_ids)),
+            SyncRun.dry_run.is_(False),
+            SyncRun.trigger.not_in(TARGETED_TRIGGERS),
+        )
+        .group_by(SyncRun.organization_id)
+    )
+    return {organization_id: created for organization_id, created in rows}
+
+
+async def busy_organization_ids(
+    session: AsyncSession, organization_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these organizations have a queued or running run."""
+    return set(
+        await session.scalars(
+            select(SyncRun.organization_id).where(
+                SyncRun.status.in_(ACTIVE_STATUSES), SyncRun.organization_id.in_(list(organization_ids))
+            )
+        )
+    )
+
+
+# --- flags the fold keeps ----------------------------------------------------------------------------------
+
+
+async def flag_of(
+    session: AsyncSession, organization_id: uuid.UUID, directory_id: str
+) -> FlaggedMember | None:
+    return await session.scalar(
+        select(FlaggedMember).where(
+            FlaggedMember.organization_id == organization_id,
+            func.lower(FlaggedMember.directory_id) == directory_id.lower(),
+        )
+    )
+
+
+async def clear_pending_flag(session: AsyncSession, organization_id: uuid.UUID, directory_id: str) -> None:
+    """A flag clears once the person is out of the group or on the team; a dismissal is kept."""
+    await session.execute(
+        delete(FlaggedMember).where(
+            FlaggedMember.organization_id == organization_id,
+            func.lower(FlaggedMember.directory_id) == directory_id.lower(),
+            FlaggedMember.status != FlagStatus.DISMISSED.value,
+        )
+    )
+
+
+async def flagged_ids(session: AsyncSession, organization_id: uuid.UUID) -> set[str]:
+    """Directory ids flagged in the organization, whatever their status (a dismissal counts: nothing to do)."""
+    return set(
+        await session.scalars(
+            select(FlaggedMember.directory_id).where(FlaggedMember.organization_id == organization_id)
+        )
+    )
+
+
+async def delta_rounds_of(session: AsyncSession, tenant_id: str) -> list[DeltaRound]:
+    return list(
+        await session.scalars(
+            select(DeltaRound)
+            .where(DeltaRound.tenant_id == tenant_id)
+            .order_by(DeltaRound.created_at, DeltaRound.id)
+        )
+    )
+
+
+async def unassigned_changes_of(
+    session: AsyncSession, organization_ids: Collection[uuid.UUID]
+) -> list[PendingChange]:
+    """The changes of these organizations that no run carries yet, oldest first."""
+    return list(
+        await session.scalars(
+            select(PendingChange)
+            .where(PendingChange.run_id.is_(None), PendingChange.organization_id.in_(list(organization_ids)))
+            .order_by(PendingChange.id)
+        )
+    )
+
+
+async def user_changes(session: AsyncSession) -> list[PendingChange]:
+    """Team changes of a user (organization None): to spread to each organization the user is in."""
+    return list(
+        await session.scalars(
+            select(PendingChange).where(PendingChange.organization_id.is_(None)).order_by(PendingChange.id)
+        )
+    )
+
+
+async def drop_changes_of_untracked(session: AsyncSession, tracked: Collection[uuid.UUID]) -> None:
+    """Changes of organizations with no group linked or autoSync off: nothing carries them, a full sync covers them."""
+    await session.execute(
+        delete(PendingChange).where(
+            PendingChange.organization_id.is_not(None),
+            PendingChange.run_id.is_(None),
+            PendingChange.organization_id.not_in(list(tracked)),
+        )
+    )
+
+
+def write_pending_changes(connection: Connection, rows: list[dict[str, object]]) -> None:
+    """Insert pending changes on a flush's connection (synchronous: called from a session event)."""
+    connection.execute(insert(PendingChange), rows)

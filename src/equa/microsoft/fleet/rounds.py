@@ -1,0 +1,138 @@
+"""One tenant's delta rounds in a cycle: resume each round from its deltaLink, turn what changed into pending
+changes of the organizations it concerns, restart expired rounds, and start rounds for newly linked groups.
+
+A round's new deltaLink and the pending changes it saw are written in one transaction, so a crash between the two
+never loses a change (the old deltaLink is resumed again) nor records one twice in a way that matters (the fold is
+idempotent). A newly linked group starts with `$deltatoken=latest` (no data, one request per 50 groups): its first
+full reconcile reads the members anyway, after the token is taken, so nothing falls in between.
+"""
+
+from __future__ import annotations
+
+import logging
+import uuid
+from dataclasses import dataclass, field
+
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from equa.microsoft.fleet import repository as fleet_repository
+from equa.microsoft.fleet.fold import differences
+from equa.microsoft.fleet.models import ChangeKind, DeltaRound, PendingChange
+from equa.microsoft.graph import GraphClient, GraphError
+from equa.microsoft.graph.delta import (
+    MAX_GROUPS_PER_ROUND,
+    DeltaExpired,
+    DeltaRoundResult,
+    resume_delta_round,
+    start_delta_round,
+)
+
+log = logging.getLogger("equa.microsoft.fleet")
+
+
+@dataclass
+class TenantRounds:
+    """What one tenant's rounds did in a cycle."""
+
+    tenant_id: str
+    requests: int = 0
+    changed_groups: int = 0
+    expired_groups: set[str] = field(default_factory=set)
+    failed_rounds: int = 0
+
+
+async def advance_rounds(
+    session_factory: async_sessionmaker[AsyncSession],
+    graph: GraphClient,
+    tenant_id: str,
+    linked: dict[str, uuid.UUID],
+) -> TenantRounds:
+    """`linked`: the tenant's tracked groups (id, lower case) -> their organization."""
+    report = TenantRounds(tenant_id)
+    async with session_factory() as session:
+        rounds = await fleet_repository.delta_rounds_of(session, tenant_id)
+    tracked: set[str] = set()
+    for delta_round in rounds:
+        groups = [g for g in delta_round.group_ids if g in linked and g not in tracked]
+        if not groups or delta_round.delta_link is None:
+            async with session_factory() as session:
+                await fleet_repository.delete_round(session, delta_round.id)
+                await session.commit()
+            continue
+        try:
+            result = await resume_delta_round(graph, delta_round.delta_link)
+        except DeltaExpired:
+            log.info(
+                "tenant %s: a delta round expired; %d group(s) get a full reconcile", tenant_id, len(groups)
+            )
+            report.requests += 1
+            report.expired_groups.update(groups)
+            async with session_factory() as session:
+                await fleet_repository.delete_round(session, delta_round.id)
+                for group_id in groups:
+                    session.add(
+                        PendingChange(organization_id=linked[group_id], kind=ChangeKind.RECONCILE.value)
+                    )
+                await session.commit()
+            continue
+        except GraphError as error:
+            # Kept for the next cycle: the deltaLink still holds every change since it was issued.
+            log.warning("tenant %s: a delta round failed (%s); tried again next cycle", tenant_id, error.code)
+            report.failed_rounds += 1
+            tracked.update(groups)
+            continue
+        report.requests += result.requests
+        tracked.update(groups)
+        async with session_factory() as session:
+            report.changed_groups += await _note_changes(session, result, groups, linked)
+            await fleet_repository.save_round(session, delta_round.id, groups, result.delta_link)
+            await session.commit()
+    await _start_rounds(session_factory, graph, tenant_id, sorted(set(linked) - tracked), report)
+    return report
+
+
+async def _note_changes(
+    session: AsyncSession, result: DeltaRoundResult, groups: list[str], linked: dict[str, uuid.UUID]
+) -> int:
+    changed = 0
+    for group_id in groups:
+        changes = result.groups.get(group_id)
+        if changes is None:
+            continue
+        organization_id = linked[group_id]
+        if changes.deleted:
+            # The full sync's missing-group handling decides (deleted, restorable, or gone for good).
+            session.add(PendingChange(organization_id=organization_id, kind=ChangeKind.RECONCILE.value))
+            changed += 1
+            continue
+        added, removed = await differences(session, organization_id, group_id, changes.added, changes.removed)
+        for kind, directory_ids in ((ChangeKind.ADDED, added), (ChangeKind.REMOVED, removed)):
+            for directory_id in sorted(directory_ids):
+                session.add(
+                    PendingChange(organization_id=organization_id, kind=kind.value, directory_id=directory_id)
+                )
+        changed += bool(added or removed)
+    return changed
+
+
+async def _start_rounds(
+    session_factory: async_sessionmaker[AsyncSession],
+    graph: GraphClient,
+    tenant_id: str,
+    new_groups: list[str],
+    report: TenantRounds,
+) -> None:
+    for start in range(0, len(new_groups), MAX_GROUPS_PER_ROUND):
+        chunk = new_groups[start : start + MAX_GROUPS_PER_ROUND]
+        try:
+            delta_link = await start_delta_round(graph, chunk)
+        except GraphError as error:
+            log.warning(
+                "tenant %s: could not start a delta round (%s); tried again next cycle", tenant_id, error.code
+            )
+            report.failed_rounds += 1
+            continue
+        report.requests += 1
+        async with session_factory() as session:
+            session.add(DeltaRound(tenant_id=tenant_id, group_ids=chunk, delta_link=delta_link))
+            await session.commit()
