@@ -142,6 +142,11 @@ def install_enqueue_hook(resources: JobResources) -> Callable[[], None]:
     in_flight: set[asyncio.Task[Any]] = set()
 
     def enqueue_committed_runs(session: Session) -> None:
+        if session.in_nested_transaction():
+            # SQLAlchemy fires after_commit for a savepoint's release too (request_sync makes one per run): a run
+            # enqueued then is invisible to the worker until the real commit, which finds nothing to claim and
+            # leaves it queued until its lease runs out. Only the outermost commit hands runs over.
+            return
         run_ids: list[uuid.UUID] = session.info.pop(PENDING_ENQUEUE_KEY, [])
         if not run_ids:
             return

@@ -19,6 +19,7 @@ from equa.microsoft.fleet.repository import write_pending_changes
 from equa.organizations.models import Membership, Organization
 
 _WATCHED_USER_COLUMNS = ("is_active", "email_normalized")
+_NEW_ORGANIZATIONS_KEY = "equa_outbox_new_organizations"
 
 
 def _user_changed(user: User) -> bool:
@@ -30,7 +31,9 @@ def team_changes_of(session: Session) -> list[dict[str, Any]]:
     """The pending changes this flush makes (after it, so every id is known): memberships added or deleted (not
     those made with their new organization, whose group is linked and synced afterwards), users re-activated,
     deactivated or re-addressed (organization None: spread to their organizations by the cycle)."""
-    created = {obj.id for obj in session.new if isinstance(obj, Organization)}
+    # Organizations created in this transaction, over all its flushes.
+    created: set[Any] = session.info.setdefault(_NEW_ORGANIZATIONS_KEY, set())
+    created.update(obj.id for obj in session.new if isinstance(obj, Organization))
     seen: set[tuple[Any, Any]] = set()
     for obj in (*session.new, *session.deleted):
         if isinstance(obj, Membership) and obj.organization_id not in created:
@@ -60,9 +63,17 @@ def install_outbox_hook(session_factory: async_sessionmaker[AsyncSession]) -> Ca
             # In the flush's own transaction: the change and its pending row commit or roll back together.
             write_pending_changes(session.connection(), rows)
 
+    def end_transaction(session: Session, *args: Any) -> None:
+        if not session.in_nested_transaction():  # a savepoint's release fires after_commit too
+            session.info.pop(_NEW_ORGANIZATIONS_KEY, None)
+
     event.listen(session_class, "after_flush", write_pending)
+    event.listen(session_class, "after_commit", end_transaction)
+    event.listen(session_class, "after_rollback", end_transaction)
 
     def remove() -> None:
         event.remove(session_class, "after_flush", write_pending)
+        event.remove(session_class, "after_commit", end_transaction)
+        event.remove(session_class, "after_rollback", end_transaction)
 
     return remove
