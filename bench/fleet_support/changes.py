@@ -17,6 +17,9 @@ from typing import Any
 from fleet_support.model import FleetModel, FleetOrg
 
 
+ATTEMPTS_PER_CHANGE = 4
+
+
 @dataclass
 class Expectations:
     """What the next cycles must bring about, per organization (directory ids)."""
@@ -32,7 +35,8 @@ class Expectations:
 
 
 def _pick(rng: random.Random, orgs: list[FleetOrg], count: int) -> list[FleetOrg]:
-    return [orgs[rng.randrange(len(orgs))] for _ in range(count)]
+    """Organizations picked at random, enough for `count` changes when some picks find nothing to change."""
+    return [orgs[rng.randrange(len(orgs))] for _ in range(ATTEMPTS_PER_CHANGE * count)]
 
 
 def change_microsoft_side(
@@ -40,11 +44,14 @@ def change_microsoft_side(
     rng: random.Random,
 ) -> None:
     """`count` membership changes by hand, half removals of team members, half additions of strangers."""
-    for index, org in enumerate(_pick(rng, model.orgs, count)):
+    made = 0
+    for org in _pick(rng, model.orgs, count):
+        if made == count:
+            break
         tenant = emulator.directory.tenants[org.tenant_id]
         members = tenant.members[org.group_id]
         team = {model.directory_of_user[u] for u in org.team}
-        if index % 2 == 0:
+        if made % 2 == 0:
             candidates = [d for d in members.ordered() if d in team and (org.id, d) not in touched]
             if not candidates:
                 continue
@@ -58,7 +65,8 @@ def change_microsoft_side(
                 continue
             tenant.add_member(org.group_id, chosen)
         touched.add((org.id, chosen))
-        expect.microsoft_changes += 1
+        made += 1
+    expect.microsoft_changes += made
 
 
 async def change_equa_side(
@@ -71,8 +79,11 @@ async def change_equa_side(
 
     by_org: dict[uuid.UUID, list[tuple[str, str]]] = {}
     orgs = {org.id: org for org in model.orgs}
-    for index, org in enumerate(_pick(rng, model.orgs, count)):
-        if index % 2 == 0:
+    made = 0
+    for org in _pick(rng, model.orgs, count):
+        if made == count:
+            break
+        if made % 2 == 0:
             users = model.users_of_tenant[org.tenant_id]
             chosen = users[rng.randrange(len(users))]
             if model.user_of_directory[chosen] in org.team or (org.id, chosen) in touched:
@@ -85,6 +96,7 @@ async def change_equa_side(
             chosen = rng.choice(candidates)
             by_org.setdefault(org.id, []).append(("leave", chosen))
         touched.add((org.id, chosen))
+        made += 1
     for org_id, changes in by_org.items():
         async with session_factory() as session:
             organization = await session.get(Organization, org_id)
