@@ -64,6 +64,7 @@ def write_quota_seconds(emulator: Any, model: FleetModel, settings: Any) -> floa
 
 @dataclass
 class RunFacts:
+    id: uuid.UUID
     organization_id: uuid.UUID
     created_at: datetime
     started_at: datetime | None
@@ -80,6 +81,7 @@ async def run_facts(session_factory: Any, since: datetime) -> list[RunFacts]:
     async with session_factory() as session:
         rows = await session.execute(
             select(
+                SyncRun.id,
                 SyncRun.organization_id,
                 SyncRun.created_at,
                 SyncRun.started_at,
@@ -126,13 +128,21 @@ def change_marks(emulator: Any, tenant_ids: Collection[str]) -> dict[str, int]:
     return {tenant_id: emulator.directory.tenants[tenant_id].next_seq for tenant_id in tenant_ids}
 
 
-def start_delays(runs: list[RunFacts], leave_out: Collection[uuid.UUID] = ()) -> list[float]:
-    """Seconds between each run's request (the organization's due time, when the cycle asked for it) and start."""
-    return [
-        (run.started_at - run.created_at).total_seconds()
-        for run in runs
-        if run.started_at is not None and run.organization_id not in leave_out
-    ]
+def start_delays(
+    runs: list[RunFacts], due: datetime, *, only: Collection[uuid.UUID] | None = None,
+    leave_out: Collection[uuid.UUID] = (),
+) -> tuple[list[float], list[float]]:
+    """Seconds from `due` (the cycle's start, when every organization's run was due) to each run's start, and
+    from each run's request (the cycle asking for it) to its start; runs of `only` (run ids), organizations of
+    `leave_out` left out."""
+    from_due: list[float] = []
+    from_request: list[float] = []
+    for run in runs:
+        if run.started_at is None or run.organization_id in leave_out or (only is not None and run.id not in only):
+            continue
+        from_due.append((run.started_at - due).total_seconds())
+        from_request.append((run.started_at - run.created_at).total_seconds())
+    return from_due, from_request
 
 
 def percentile(values: list[float], fraction: float) -> float:

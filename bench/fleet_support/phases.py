@@ -35,6 +35,7 @@ class Bench:
     figures: Figures = field(default_factory=Figures)
     hand: set[tuple[str, str]] = field(default_factory=set)  # (group, member) the bench changed by hand
     rng: random.Random = field(default_factory=lambda: random.Random(5))
+    first_cycle_runs: list[uuid.UUID] = field(default_factory=list)
 
     @property
     def emulator(self) -> Any:
@@ -79,6 +80,11 @@ class Bench:
     async def double_work(self, since: datetime, marks: dict[str, int], phase: str) -> int:
         """Double work since the phase began; also notes the phase's runs that did not succeed."""
         runs = await checks.run_facts(self.resources.session_factory, since)
+        if phase == "change":
+            first_cycle = set(self.first_cycle_runs)
+            delays, _ = checks.start_delays(runs, since, only=first_cycle)
+            self.figures.values["change_p95_start_delay_s"] = round(checks.percentile(delays, 0.95), 2)
+            self.figures.values["change_max_start_delay_s"] = round(max(delays, default=0.0), 2)
         unsuccessful = sorted(r.status for r in runs if r.status not in ("succeeded", "partial"))
         self.figures.values[f"{phase}_unsuccessful_runs"] = len(unsuccessful)
         if unsuccessful:
@@ -146,6 +152,7 @@ class Bench:
         self.emu.reset_stats()
         since, marks = utcnow(), self.marks()
         runs, seconds, reports = await self.settle()
+        self.first_cycle_runs = list(reports[0].run_ids) if reports else []
         problems = await checks.unconverged(self.resources.session_factory, self.emulator, self.model, expect)
         self.figures.notes += problems[:5]
         self.figures.values.update(
@@ -192,15 +199,12 @@ class Bench:
             runs = await checks.run_facts(self.resources.session_factory, due)
         finally:
             self.emu.throttle_tenant(throttled, 0)
-        delays = [
-            (run.started_at - due).total_seconds()
-            for run in runs
-            if run.started_at is not None and run.organization_id not in throttled_orgs
-        ]
+        delays, queued = checks.start_delays(runs, due, leave_out=throttled_orgs)
         await self.settle()  # the throttled tenant catches up
         self.figures.values.update(
             p95_start_delay_s=round(checks.percentile(delays, 0.95), 2),
             max_start_delay_s=round(max(delays, default=0.0), 2),
+            fairness_p95_request_to_start_s=round(checks.percentile(queued, 0.95), 2),
             fairness_runs=len(delays),
             throttled_tenant_organizations=len(throttled_orgs),
             fairness_double_work=await self.double_work(due, marks, "fairness"),
