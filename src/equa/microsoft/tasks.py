@@ -13,7 +13,7 @@ import contextlib
 import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Collection, Sequence
+from collections.abc import Callable, Collection
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -27,13 +27,21 @@ from equa.db.base import utcnow
 from equa.db.engine import session_class_of
 from equa.microsoft import history_repository, repository
 from equa.microsoft.fleet.cycle import run_fleet_cycle
+from equa.microsoft.fleet.dispatch import (
+    SYNC_TASK_NAME,
+    enqueue_sync_runs,
+    retry_when_due,
+    tenant_slots_of,
+    wait_for_a_slot,
+)
 from equa.microsoft.fleet.outbox import install_outbox_hook
+from equa.microsoft.fleet.tenant_slots import TENANT_BUSY, TenantSlots, run_in_slot
 from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
-from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs, fail_queued_run
+from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs
 from equa.microsoft.sync.push import TeamChangePusher, install_push_hook
 from equa.microsoft.sync.requeue import RequeuePolicy
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
@@ -49,7 +57,6 @@ if TYPE_CHECKING:
 
 log = logging.getLogger("equa.microsoft.tasks")
 
-SYNC_TASK_NAME = "equa.microsoft.sync_run"
 QUEUE_NAME = "equa:sync"
 SHUTDOWN_GRACE_SECONDS = 10.0
 SCHEDULE_JITTER = 0.2  # each organization's interval is stretched by a stable 0-20 %
@@ -67,23 +74,32 @@ class JobResources:
     session_factory: async_sessionmaker[AsyncSession]
     graph: GraphClient
     broker: AsyncBroker | None = None  # where committed runs are enqueued, once build_broker has made it
+    tenant_slots: TenantSlots | None = None  # runs of one tenant at once, across workers (tenant_slots_of)
 
 
 async def run_sync_task(resources: JobResources, run_id: str) -> str | None:
-    """The task body: run one queued sync (a no-op if another worker already claimed it). A run an outage queued
-    again is handed to the broker once more when its retry_at comes; if this process stops before then, the run
-    is abandoned a lease later, like any queued run nobody took."""
-    status = await execute_run(
-        resources.session_factory,
-        await graph_of_run(resources, uuid.UUID(run_id)),
-        uuid.UUID(run_id),
-        scope=GroupScope.from_settings(resources.settings),
-        lease_seconds=resources.settings.sync_lease_seconds,
-        requeue=RequeuePolicy.from_settings(resources.settings),
+    """Run one queued sync in a slot of its tenant (a no-op if another worker claimed it). A run whose tenant has no
+    free slot, or that an outage queued again, is enqueued again from a timer: no worker slot is held meanwhile."""
+    run_uuid = uuid.UUID(run_id)
+    graph = await graph_of_run(resources, run_uuid)
+    status = await run_in_slot(
+        tenant_slots_of(resources),
+        graph.tenant,
+        run_id,
+        lambda: execute_run(
+            resources.session_factory,
+            graph,
+            run_uuid,
+            scope=GroupScope.from_settings(resources.settings),
+            lease_seconds=resources.settings.sync_lease_seconds,
+            requeue=RequeuePolicy.from_settings(resources.settings),
+        ),
+        resources.settings.sync_lease_seconds,
     )
-    if status == RunStatus.QUEUED.value:
-        await wait_for_retry(resources.session_factory, uuid.UUID(run_id))
-        await enqueue_sync_runs(resources, [uuid.UUID(run_id)])
+    if status == TENANT_BUSY:
+        await wait_for_a_slot(resources, run_uuid)
+    elif status == RunStatus.QUEUED.value:
+        await retry_when_due(resources, run_uuid)
     return status
 
 
@@ -167,21 +183,6 @@ def install_enqueue_hook(resources: JobResources) -> Callable[[], None]:
         event.remove(session_class, "after_soft_rollback", forget_rolled_back_runs)
 
     return remove
-
-
-async def enqueue_sync_runs(resources: JobResources, run_ids: Sequence[uuid.UUID]) -> None:
-    """Hand committed runs to the broker; a run that cannot be enqueued is failed at once, not left queued."""
-    for run_id in run_ids:
-        try:
-            if resources.broker is None:
-                raise RuntimeError("no task broker in this process")
-            task = resources.broker.find_task(SYNC_TASK_NAME)
-            if task is None:
-                raise RuntimeError("the sync task is not registered")
-            await task.kiq(str(run_id))
-        except Exception as error:
-            log.error("could not enqueue sync run %s: %s", run_id, type(error).__name__)
-            await fail_queued_run(resources.session_factory, run_id)
 
 
 async def _shutdown_broker(broker: AsyncBroker) -> None:
@@ -351,8 +352,7 @@ async def run_scheduler(
             report = await run_fleet_cycle(resources)
             if report.run_ids:
                 log.info(
-                    "fleet cycle: %d delta request(s), %d full reconcile(s), %d targeted run(s)",
-                    report.delta_requests,
+                    "fleet cycle: %d full reconcile(s), %d targeted run(s)",
                     report.full_reconciles,
                     report.targeted_runs,
                 )

@@ -19,6 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from equa.db.base import utcnow
 from equa.microsoft import repository
 from equa.microsoft.fleet import repository as fleet_repository
+from equa.microsoft.fleet.dispatch import requeue_overdue_runs
 from equa.microsoft.fleet.models import ChangeKind, PendingChange
 from equa.microsoft.fleet.rounds import TenantRounds, advance_rounds
 from equa.microsoft.fleet.scheduling import TenantRuns, schedule_tenant_runs
@@ -45,6 +46,7 @@ class FleetCycleReport:
     tenants: int = 0
     expired_groups: int = 0
     failed_tenants: list[str] = field(default_factory=list)
+    requeued: int = 0  # queued runs enqueued again: their turn had passed unclaimed
 
 
 @dataclass
@@ -72,6 +74,7 @@ async def run_fleet_cycle(resources: JobResources, *, now: datetime | None = Non
         *(_run_tenant(resources, tenant, now) for tenant in work), return_exceptions=True
     )
     report = FleetCycleReport(tenants=len(work))
+    report.requeued = await requeue_overdue_runs(resources, settings.sync_lease_seconds / 2)
     for tenant, result in zip(work, results, strict=True):
         if isinstance(result, BaseException):
             log.error(

@@ -215,3 +215,26 @@ async def drop_changes_of_untracked(session: AsyncSession, tracked: Collection[u
 def write_pending_changes(connection: Connection, rows: list[dict[str, object]]) -> None:
     """Insert pending changes on a flush's connection (synchronous: called from a session event)."""
     connection.execute(insert(PendingChange), rows)
+
+
+async def overdue_queued_runs(session: AsyncSession, turn_before: datetime) -> list[uuid.UUID]:
+    """Queued runs whose turn (retry_at, else creation) came before `turn_before`."""
+    return list(
+        await session.scalars(
+            select(SyncRun.id).where(
+                SyncRun.status == RunStatus.QUEUED.value,
+                func.coalesce(SyncRun.retry_at, SyncRun.created_at) < turn_before,
+            )
+        )
+    )
+
+
+async def move_turn(session: AsyncSession, run_id: uuid.UUID, retry_at: datetime) -> bool:
+    """A queued run waits for a tenant slot: its turn moves to `retry_at` (so it is not taken for lost)."""
+    result = await session.execute(
+        update(SyncRun)
+        .where(SyncRun.id == run_id, SyncRun.status == RunStatus.QUEUED.value)
+        .values(retry_at=retry_at)
+        .execution_options(synchronize_session=False)
+    )
+    return bool(getattr(result, "rowcount", 0))
