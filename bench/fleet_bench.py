@@ -46,11 +46,15 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
     parser.add_argument("--memberships", type=int, default=None, help="default: 200 per organization")
     parser.add_argument("--workers", type=int, default=None, help="equa worker processes (needs Redis)")
     parser.add_argument("--json", type=Path, required=True, help="where to write the figures")
-    parser.add_argument("--database-url", default=None, help="a PostgreSQL server (admin URL): a database is made")
+    parser.add_argument(
+        "--database-url", default=None, help="a PostgreSQL server (admin URL): a database is made"
+    )
     parser.add_argument("--redis-url", default=None, help="Redis for the broker (workers take runs from it)")
     parser.add_argument("--throughput", default="", help="worker counts to compare, e.g. 1,2,4 (needs Redis)")
     parser.add_argument("--throughput-sample", type=int, default=200, help="organizations synced per count")
-    parser.add_argument("--latency-ms", type=float, default=20.0, help="the emulator's answer time per request")
+    parser.add_argument(
+        "--latency-ms", type=float, default=20.0, help="the emulator's answer time per request"
+    )
     parser.add_argument("--run-timeout", type=float, default=900.0, help="seconds a phase's runs may take")
     return parser.parse_args(argv)
 
@@ -92,7 +96,11 @@ def print_table(args: argparse.Namespace, figures: dict[str, Any], notes: list[s
     print(bound_row("no throttling: p95 / max start delay (s)",
                     f"{v['change_p95_start_delay_s']} / {v['change_max_start_delay_s']}",
                     "the changes' first cycle, for comparison"))  # fmt: skip
-    print(bound_row("double work (overlapping runs, twice written)", v["double_work"], "0", v["double_work"] == 0))
+    print(
+        bound_row(
+            "double work (overlapping runs, twice written)", v["double_work"], "0", v["double_work"] == 0
+        )
+    )
     print(bound_row("peak RSS (MB)", v["peak_rss_mb"], v["rss_of"]))
     for count, result in v.get("throughput", {}).items():
         print(bound_row(f"throughput, {count} worker(s): runs/min", result["runs_per_minute"],
@@ -104,12 +112,11 @@ def print_table(args: argparse.Namespace, figures: dict[str, Any], notes: list[s
 
 
 async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
-    from graph_emulator.testing import start_emulator
-
     from fleet_support.cluster import Cluster, job_resources
     from fleet_support.databases import scratch_database
     from fleet_support.phases import Bench
     from fleet_support.seeding import plan_fleet, seed_database
+    from graph_emulator.testing import start_emulator
 
     started = time.perf_counter()
     memberships = args.memberships or 200 * args.organizations
@@ -148,10 +155,15 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
         finally:
             emu.stop()
     figures.update(
-        double_work=figures["first_double_work"] + figures["change_double_work"] + figures["fairness_double_work"],
+        double_work=figures["first_double_work"]
+        + figures["change_double_work"]
+        + figures["fairness_double_work"],
         memberships=model.memberships,
-        mode=(f"PostgreSQL, Redis, {workers} equa worker(s)" if workers else
-              ("PostgreSQL" if args.database_url else "SQLite") + ", one process (embedded broker)"),  # fmt: skip
+        mode=(
+            f"PostgreSQL, Redis, {workers} equa worker(s)"
+            if workers
+            else ("PostgreSQL" if args.database_url else "SQLite") + ", one process (embedded broker)"
+        ),
         rss_of="the largest worker" if workers else "the one process (emulator included)",
         build_seconds=round(build_seconds, 1),
         bench_seconds=round(time.perf_counter() - started, 1),

@@ -16,7 +16,6 @@ from typing import Any
 
 from fleet_support.model import FleetModel, FleetOrg
 
-
 ATTEMPTS_PER_CHANGE = 4
 
 
@@ -40,7 +39,11 @@ def _pick(rng: random.Random, orgs: list[FleetOrg], count: int) -> list[FleetOrg
 
 
 def change_microsoft_side(
-    emulator: Any, model: FleetModel, count: int, expect: Expectations, touched: set[tuple[uuid.UUID, str]],
+    emulator: Any,
+    model: FleetModel,
+    count: int,
+    expect: Expectations,
+    touched: set[tuple[uuid.UUID, str]],
     rng: random.Random,
 ) -> None:
     """`count` membership changes by hand, half removals of team members, half additions of strangers."""
@@ -70,8 +73,13 @@ def change_microsoft_side(
 
 
 async def change_equa_side(
-    session_factory: Any, model: FleetModel, count: int, expect: Expectations, touched: set[tuple[uuid.UUID, str]],
-    added_by_sync: dict[uuid.UUID, set[str]], rng: random.Random,
+    session_factory: Any,
+    model: FleetModel,
+    count: int,
+    expect: Expectations,
+    touched: set[tuple[uuid.UUID, str]],
+    added_by_sync: dict[uuid.UUID, set[str]],
+    rng: random.Random,
 ) -> None:
     """`count` team changes through organizations.service: half joins, half leaves of people the sync added."""
     from equa.organizations import service

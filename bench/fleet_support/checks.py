@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import itertools
 import math
 import statistics
 import uuid
@@ -102,8 +103,10 @@ def overlapping_runs(runs: list[RunFacts]) -> int:
     overlapping = 0
     for org_runs in by_org.values():
         org_runs.sort(key=lambda r: r.started_at)  # type: ignore[arg-type,return-value]
-        for before, after in zip(org_runs, org_runs[1:], strict=False):
-            if before.finished_at is None or (after.started_at is not None and after.started_at < before.finished_at):
+        for before, after in itertools.pairwise(org_runs):
+            if before.finished_at is None or (
+                after.started_at is not None and after.started_at < before.finished_at
+            ):
                 overlapping += 1
                 break
     return overlapping
@@ -129,7 +132,10 @@ def change_marks(emulator: Any, tenant_ids: Collection[str]) -> dict[str, int]:
 
 
 def start_delays(
-    runs: list[RunFacts], due: datetime, *, only: Collection[uuid.UUID] | None = None,
+    runs: list[RunFacts],
+    due: datetime,
+    *,
+    only: Collection[uuid.UUID] | None = None,
     leave_out: Collection[uuid.UUID] = (),
 ) -> tuple[list[float], list[float]]:
     """Seconds from `due` (the cycle's start, when every organization's run was due) to each run's start, and
@@ -138,7 +144,11 @@ def start_delays(
     from_due: list[float] = []
     from_request: list[float] = []
     for run in runs:
-        if run.started_at is None or run.organization_id in leave_out or (only is not None and run.id not in only):
+        if (
+            run.started_at is None
+            or run.organization_id in leave_out
+            or (only is not None and run.id not in only)
+        ):
             continue
         from_due.append((run.started_at - due).total_seconds())
         from_request.append((run.started_at - run.created_at).total_seconds())
@@ -178,7 +188,9 @@ async def _by_org(session_factory: Any, statement: Any) -> dict[uuid.UUID, set[A
         return found
 
 
-async def unconverged(session_factory: Any, emulator: Any, model: FleetModel, expect: Expectations) -> list[str]:
+async def unconverged(
+    session_factory: Any, emulator: Any, model: FleetModel, expect: Expectations
+) -> list[str]:
     """Organizations whose group disagrees with what Equa says (one line each; empty: every one converged).
 
     In the group: every active team member not excluded. Out of it: the excluded, and the departed the sync had
@@ -198,8 +210,12 @@ async def unconverged(session_factory: Any, emulator: Any, model: FleetModel, ex
     excluded = await _by_org(
         session_factory, select(MicrosoftExclusion.organization_id, MicrosoftExclusion.user_id)
     )
-    flagged = await _by_org(session_factory, select(FlaggedMember.organization_id, FlaggedMember.directory_id))
-    hand = await _by_org(session_factory, select(HandAddedMember.organization_id, HandAddedMember.directory_id))
+    flagged = await _by_org(
+        session_factory, select(FlaggedMember.organization_id, FlaggedMember.directory_id)
+    )
+    hand = await _by_org(
+        session_factory, select(HandAddedMember.organization_id, HandAddedMember.directory_id)
+    )
     problems: list[str] = []
     for org in model.orgs:
         group = set(emulator.directory.tenants[org.tenant_id].members[org.group_id].ordered())

@@ -77,7 +77,9 @@ class Cluster:
 
     def workers_peak_rss_mb(self) -> float:
         """The largest peak RSS (VmHWM) of the running workers; 0 with none."""
-        return max((peak_rss_mb(process.pid) for process in self.processes if process.poll() is None), default=0.0)
+        return max(
+            (peak_rss_mb(process.pid) for process in self.processes if process.poll() is None), default=0.0
+        )
 
     def stop_workers(self) -> None:
         for process in self.processes:
@@ -142,7 +144,9 @@ async def wait_for_runs(
                     await session.scalar(
                         select(func.count())
                         .select_from(SyncRun)
-                        .where(SyncRun.id.in_(ids[start : start + 1000]), SyncRun.status.in_(FINISHED_STATUSES))
+                        .where(
+                            SyncRun.id.in_(ids[start : start + 1000]), SyncRun.status.in_(FINISHED_STATUSES)
+                        )
                     )
                     or 0
                 )

@@ -88,7 +88,9 @@ class Bench:
         unsuccessful = sorted(r.status for r in runs if r.status not in ("succeeded", "partial"))
         self.figures.values[f"{phase}_unsuccessful_runs"] = len(unsuccessful)
         if unsuccessful:
-            self.figures.notes.append(f"{phase}: {len(unsuccessful)} run(s) {', '.join(sorted(set(unsuccessful)))}")
+            self.figures.notes.append(
+                f"{phase}: {len(unsuccessful)} run(s) {', '.join(sorted(set(unsuccessful)))}"
+            )
         return checks.overlapping_runs(runs) + checks.twice_written(self.emulator, marks, self.hand)
 
     def progress(self, text: str) -> None:
@@ -135,9 +137,17 @@ class Bench:
         self.progress(f"{count} changes on each side, then cycles until the fleet is in step")
         expect = Expectations()
         touched: set[tuple[uuid.UUID, str]] = set()
-        before = {(o.group_id, d) for o in self.model.orgs for d in self.emulator.directory.tenants[o.tenant_id].members[o.group_id].ordered()}
+        before = {
+            (o.group_id, d)
+            for o in self.model.orgs
+            for d in self.emulator.directory.tenants[o.tenant_id].members[o.group_id].ordered()
+        }
         change_microsoft_side(self.emulator, self.model, count, expect, touched, self.rng)
-        after = {(o.group_id, d) for o in self.model.orgs for d in self.emulator.directory.tenants[o.tenant_id].members[o.group_id].ordered()}
+        after = {
+            (o.group_id, d)
+            for o in self.model.orgs
+            for d in self.emulator.directory.tenants[o.tenant_id].members[o.group_id].ordered()
+        }
         self.hand |= before ^ after
         sync_added = await checks.added_by_sync(self.resources.session_factory)
         # The team changes are recorded as the API process records them (its outbox hook); the API's immediate
@@ -183,7 +193,9 @@ class Bench:
             tenant = self.emulator.directory.tenants[org.tenant_id]
             members = tenant.members[org.group_id]
             team = {self.model.directory_of_user[u] for u in org.team}
-            outsiders = [d for d in self.model.users_of_tenant[org.tenant_id] if d not in members and d not in team]
+            outsiders = [
+                d for d in self.model.users_of_tenant[org.tenant_id] if d not in members and d not in team
+            ]
             if outsiders:
                 stranger = self.rng.choice(outsiders)
                 tenant.add_member(org.group_id, stranger)
@@ -250,6 +262,8 @@ async def wait_for_runs_of_others(bench: Bench, run_ids: list[uuid.UUID], thrott
     from equa.microsoft.models import SyncRun
 
     async with bench.resources.session_factory() as session:
-        rows = await session.execute(select(SyncRun.id, SyncRun.organization_id).where(SyncRun.id.in_(run_ids)))
+        rows = await session.execute(
+            select(SyncRun.id, SyncRun.organization_id).where(SyncRun.id.in_(run_ids))
+        )
         others = [run_id for run_id, org_id in rows if org_id not in throttled]
     await bench.wait(others)
