@@ -29,6 +29,7 @@ class Cluster:
     data_dir: Path
     workers: int = 0
     lease_seconds: int = 30
+    tenant_concurrency: int | None = None  # None: the app's default
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def environment(self, emulator: Any) -> dict[str, str]:
@@ -58,6 +59,8 @@ class Cluster:
         }
         if self.broker_url:
             values["EQUA_BROKER_URL"] = self.broker_url
+        if self.tenant_concurrency is not None:
+            values["EQUA_SYNC_TENANT_CONCURRENCY"] = str(self.tenant_concurrency)
         return values
 
     def settings(self, emulator: Any) -> Any:

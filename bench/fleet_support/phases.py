@@ -93,6 +93,23 @@ class Bench:
             )
         return checks.overlapping_runs(runs) + checks.twice_written(self.emulator, marks, self.hand)
 
+    async def runs_of(self, organization_id: uuid.UUID, since: datetime) -> list[str]:
+        """One line per run of the organization since `since`: what an unconverged organization went through."""
+        from sqlalchemy import select
+
+        from equa.microsoft.models import SyncRun
+
+        async with self.resources.session_factory() as session:
+            runs = await session.scalars(
+                select(SyncRun)
+                .where(SyncRun.organization_id == organization_id, SyncRun.created_at >= since)
+                .order_by(SyncRun.created_at)
+            )
+            return [
+                f"  run {run.id} {run.trigger} {run.status} {run.error_code or ''} {run.counts}"
+                for run in runs
+            ]
+
     def progress(self, text: str) -> None:
         print(f"  [{time.strftime('%H:%M:%S')}] {text}", flush=True)
 
@@ -165,6 +182,8 @@ class Bench:
         self.first_cycle_runs = list(reports[0].run_ids) if reports else []
         problems = await checks.unconverged(self.resources.session_factory, self.emulator, self.model, expect)
         self.figures.notes += problems[:5]
+        for line in problems[:5]:
+            self.figures.notes += await self.runs_of(uuid.UUID(line.split(":", 1)[0]), since)
         self.figures.values.update(
             change_requests=self.emu.stats()["graph_requests"],
             change_delta_requests=sum(r.delta_requests for r in reports),
