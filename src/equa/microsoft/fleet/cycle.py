@@ -20,7 +20,7 @@ from equa.db.base import utcnow
 from equa.microsoft import repository
 from equa.microsoft.fleet import repository as fleet_repository
 from equa.microsoft.fleet.dispatch import requeue_overdue_runs
-from equa.microsoft.fleet.models import ChangeKind, PendingChange
+from equa.microsoft.fleet.outbox import spread_user_changes
 from equa.microsoft.fleet.rounds import TenantRounds, advance_rounds
 from equa.microsoft.fleet.scheduling import TenantRuns, schedule_tenant_runs
 from equa.microsoft.sync.lifecycle import abandon_stale_runs
@@ -64,7 +64,7 @@ async def run_fleet_cycle(resources: JobResources, *, now: datetime | None = Non
         await abandon_stale_runs(session, lease_seconds=settings.sync_lease_seconds)
         work = await _tenants(session, settings, resources.graph)
         await fleet_repository.release_changes_of_ended_runs(session)
-        await _spread_user_changes(session)
+        await spread_user_changes(session)
         tracked = {org for tenant in work for org in tenant.linked.values()}
         paused = await paused_organization_ids(session, settings)
         await fleet_repository.drop_changes_of_untracked(session, tracked | paused)
@@ -126,17 +126,3 @@ async def _tenants(session: AsyncSession, settings: Settings, graph: GraphClient
             continue  # not connected, or its consent revoked: paused until it reconnects
         by_tenant.setdefault(tenant_id, {})[str(organization.microsoft_group).lower()] = organization.id
     return [TenantWork(t, graph.for_tenant(t), linked) for t, linked in sorted(by_tenant.items())]
-
-
-async def _spread_user_changes(session: AsyncSession) -> None:
-    """A user's change (re-activated, deactivated, new address) becomes a team change of each of their teams."""
-    changes = await fleet_repository.user_changes(session)
-    if not changes:
-        return
-    users = {c.user_id for c in changes if c.user_id is not None}
-    for organization_id, people in (await repository.organizations_of_users(session, users)).items():
-        for user_id in sorted(people, key=str):
-            session.add(
-                PendingChange(organization_id=organization_id, kind=ChangeKind.TEAM.value, user_id=user_id)
-            )
-    await fleet_repository.delete_changes(session, [c.id for c in changes])

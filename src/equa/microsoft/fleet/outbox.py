@@ -4,7 +4,8 @@ its run carries; what a crash or a busy organization leaves behind is carried by
 
 from __future__ import annotations
 
-from collections.abc import Callable
+import uuid
+from collections.abc import Callable, Collection
 from typing import Any
 
 from sqlalchemy import event, inspect
@@ -14,7 +15,9 @@ from sqlalchemy.orm import Session
 from equa.accounts.models import User
 from equa.db.base import utcnow
 from equa.db.engine import session_class_of
-from equa.microsoft.fleet.models import ChangeKind
+from equa.microsoft import repository
+from equa.microsoft.fleet import repository as fleet_repository
+from equa.microsoft.fleet.models import ChangeKind, PendingChange
 from equa.microsoft.fleet.repository import write_pending_changes
 from equa.organizations.models import Membership, Organization
 
@@ -77,3 +80,18 @@ def install_outbox_hook(session_factory: async_sessionmaker[AsyncSession]) -> Ca
         event.remove(session_class, "after_rollback", end_transaction)
 
     return remove
+
+
+async def spread_user_changes(session: AsyncSession, only: Collection[uuid.UUID] | None = None) -> None:
+    """A user's change (re-activated, deactivated, new address) becomes a team change of each of their teams (of
+    the changes of `only` these users, if given); the caller commits."""
+    changes = [c for c in await fleet_repository.user_changes(session) if only is None or c.user_id in only]
+    if not changes:
+        return
+    users = {c.user_id for c in changes if c.user_id is not None}
+    for organization_id, people in (await repository.organizations_of_users(session, users)).items():
+        for user_id in sorted(people, key=str):
+            session.add(
+                PendingChange(organization_id=organization_id, kind=ChangeKind.TEAM.value, user_id=user_id)
+            )
+    await fleet_repository.delete_changes(session, [c.id for c in changes])

@@ -30,6 +30,7 @@ from equa.accounts.models import User
 from equa.db.engine import session_class_of
 from equa.microsoft import repository
 from equa.microsoft.fleet import repository as fleet_repository
+from equa.microsoft.fleet.outbox import spread_user_changes
 from equa.microsoft.sync.push_run import PUSH_TRIGGER
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, request_sync
 from equa.organizations.models import Membership, Organization
@@ -186,6 +187,9 @@ class TeamChangePusher:
         users = self._pending.pop(None, set())
         async with self._session_factory() as session:
             by_organization = await repository.organizations_of_users(session, users)
+            # Their durable copies become changes of each organization too, which the pushes below carry.
+            await spread_user_changes(session, users)
+            await session.commit()
         self.note(
             (
                 (organization_id, user_id)

@@ -71,7 +71,10 @@ class SyncRunOut(CamelModel):
     retry_at: datetime | None = Field(None, description="When a run queued again tries once more.")
     targets: list[uuid.UUID] | None = Field(
         None,
-        description="A targeted run (trigger `push`, a team change): the Equa user ids it is for. None: everyone.",
+        description=(
+            "A targeted run (trigger `push`, a team change; `delta`, changes seen on either side): the Equa user ids "
+            "whose team change it carries (empty: only changes made in Microsoft 365). None: everyone."
+        ),
     )
 
     @classmethod
