@@ -62,6 +62,12 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help=f"EQUA_SYNC_TENANT_CONCURRENCY (default: the app's; {SQLITE_TENANT_CONCURRENCY} on SQLite)",
     )
+    parser.add_argument(
+        "--scheduler-pool",
+        type=int,
+        default=None,
+        help="EQUA_DB_POOL_SIZE of the cycle's process (default: the app's)",
+    )
     parser.add_argument("--run-timeout", type=float, default=900.0, help="seconds a phase's runs may take")
     return parser.parse_args(argv)
 
@@ -113,6 +119,10 @@ def print_table(args: argparse.Namespace, figures: dict[str, Any], notes: list[s
         print(bound_row(f"throughput, {count} worker(s): runs/min", result["runs_per_minute"],
                         f"{result['runs']} full syncs in {result['seconds']} s, double work "
                         f"{result['double_work']}, peak RSS {result['peak_rss_mb']} MB"))  # fmt: skip
+    if v.get("failed_tenant_cycles"):
+        print(
+            bound_row("tenants failed in a cycle (tried next cycle)", v["failed_tenant_cycles"], "0", False)
+        )
     print(f"  data built in {v['build_seconds']} s; whole bench {v['bench_seconds']} s")
     for note in notes:
         print(f"  note: {note}")
@@ -142,6 +152,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
                     raise SystemExit("--workers needs --redis-url (the workers take runs from Redis)")
                 cluster = Cluster(url, args.redis_url if workers else None, Path(tmp), workers)
                 cluster.tenant_concurrency = args.tenant_concurrency
+                cluster.scheduler_pool_size = args.scheduler_pool
                 if cluster.tenant_concurrency is None and not args.database_url:
                     # SQLite takes one writer at a time: one process with every tenant's runs at once starves
                     # its event loop until writers time out ("database is locked"); two runs per tenant keeps up.
@@ -176,7 +187,8 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
             if workers
             else ("PostgreSQL" if args.database_url else "SQLite") + ", one process (embedded broker)"
         )
-        + f", {cluster.tenant_concurrency or 'default'} run(s) at once per tenant",
+        + f", {cluster.tenant_concurrency or 'default'} run(s) at once per tenant"
+        + (f", scheduler pool {cluster.scheduler_pool_size}" if cluster.scheduler_pool_size else ""),
         rss_of="the largest worker" if workers else "the one process (emulator included)",
         build_seconds=round(build_seconds, 1),
         bench_seconds=round(time.perf_counter() - started, 1),

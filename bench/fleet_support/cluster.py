@@ -28,8 +28,9 @@ class Cluster:
     broker_url: str | None  # None: one process, embedded broker
     data_dir: Path
     workers: int = 0
-    lease_seconds: int = 30
+    lease_seconds: int = 120  # the app's default EQUA_SYNC_LEASE
     tenant_concurrency: int | None = None  # None: the app's default
+    scheduler_pool_size: int | None = None  # EQUA_DB_POOL_SIZE of this (scheduler) process; None: the app's
     processes: list[subprocess.Popen[bytes]] = field(default_factory=list)
 
     def environment(self, emulator: Any) -> dict[str, str]:
@@ -66,7 +67,10 @@ class Cluster:
     def settings(self, emulator: Any) -> Any:
         from equa.settings import Settings
 
-        return Settings(**self.environment(emulator), EQUA_DATA_DIR=str(self.data_dir / "scheduler"))  # type: ignore[arg-type]
+        values = {**self.environment(emulator), "EQUA_DATA_DIR": str(self.data_dir / "scheduler")}
+        if self.scheduler_pool_size is not None:
+            values["EQUA_DB_POOL_SIZE"] = str(self.scheduler_pool_size)
+        return Settings(**values)  # type: ignore[arg-type]
 
     def start_workers(self, emulator: Any, count: int) -> None:
         equa = Path(sys.executable).with_name("equa")
