@@ -68,6 +68,9 @@ def parse(argv: list[str] | None = None) -> argparse.Namespace:
         default=None,
         help="EQUA_DB_POOL_SIZE of the cycle's process (default: the app's)",
     )
+    parser.add_argument(
+        "--lease", type=int, default=120, help="EQUA_SYNC_LEASE: a run nobody runs is given up after this"
+    )
     parser.add_argument("--run-timeout", type=float, default=900.0, help="seconds a phase's runs may take")
     return parser.parse_args(argv)
 
@@ -152,6 +155,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
                     raise SystemExit("--workers needs --redis-url (the workers take runs from Redis)")
                 cluster = Cluster(url, args.redis_url if workers else None, Path(tmp), workers)
                 cluster.tenant_concurrency = args.tenant_concurrency
+                cluster.lease_seconds = args.lease
                 cluster.scheduler_pool_size = args.scheduler_pool
                 if cluster.tenant_concurrency is None and not args.database_url:
                     # SQLite takes one writer at a time: one process with every tenant's runs at once starves

@@ -26,10 +26,23 @@ SMALL = ["--tenants", "20", "--organizations", "200"]
 def run_bench(tmp_path: Path, *extra: str) -> dict[str, Any]:
     out = tmp_path / "fleet.json"
     result = subprocess.run(
-        [sys.executable, str(BENCH), *SMALL, "--json", str(out), "--run-timeout", "120", *extra],
+        # A run whose task was lost (on a loaded machine a SQLite writer can time out) is given up after a
+        # 30 s lease, and the next cycle asks again, as the scheduler does.
+        [
+            sys.executable,
+            str(BENCH),
+            *SMALL,
+            "--json",
+            str(out),
+            "--lease",
+            "30",
+            "--run-timeout",
+            "240",
+            *extra,
+        ],
         capture_output=True,
         text=True,
-        timeout=280,
+        timeout=600,
     )
     print(result.stdout)
     assert result.returncode == 0, result.stdout[-3000:] + result.stderr[-5000:]
