@@ -63,7 +63,7 @@ async def run_fleet_cycle(resources: JobResources, *, now: datetime | None = Non
     async with resources.session_factory() as session:
         await abandon_stale_runs(session, lease_seconds=settings.sync_lease_seconds)
         work = await _tenants(session, settings, resources.graph)
-        await fleet_repository.release_changes_of_ended_runs(session)
+        await fleet_repository.settle_changes_of_ended_runs(session)
         await spread_user_changes(session)
         tracked = {org for tenant in work for org in tenant.linked.values()}
         paused = await paused_organization_ids(session, settings)

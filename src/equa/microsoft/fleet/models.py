@@ -35,8 +35,9 @@ class ChangeKind(StrEnum):
 
 class PendingChange(Base):
     """A change not yet carried to a run: written in the transaction that made it (Equa side) or that stored the
-    delta round which saw it (Microsoft side), so a crash loses nothing. `run_id` is the run that carries it; the
-    run deletes it when it finishes, and the next cycle hands it to a new run when that one ended otherwise."""
+    delta round which saw it (Microsoft side), so a crash loses nothing. `run_id` is the run that carries it; a delta
+    run deletes it when it finishes, the next cycle deletes those of a full run that succeeded and hands the others
+    of a run that ended otherwise to a new run."""
 
     __tablename__ = "microsoft_pending_changes"
     __table_args__ = (Index("ix_microsoft_pending_changes_organization_id", "organization_id"),)

@@ -16,6 +16,7 @@ from equa.microsoft.models import FlaggedMember, FlagStatus, RunStatus, SyncRun
 # Triggers of targeted runs: they reconcile a few people, not the whole group.
 TARGETED_TRIGGERS = ("push", "delta")
 ACTIVE_STATUSES = (RunStatus.QUEUED.value, RunStatus.RUNNING.value)
+CARRIED_STATUSES = (RunStatus.SUCCEEDED.value, RunStatus.PARTIAL.value)
 
 
 # --- delta rounds -------------------------------------------------------------------------------------------
@@ -51,12 +52,26 @@ async def unassigned_changes(session: AsyncSession) -> list[PendingChange]:
     )
 
 
-async def release_changes_of_ended_runs(session: AsyncSession) -> int:
-    """Changes whose run ended without carrying them (failed, abandoned): waiting again for the next run."""
-    ended = select(SyncRun.id).where(SyncRun.id == PendingChange.run_id, SyncRun.status.in_(ACTIVE_STATUSES))
+async def settle_changes_of_ended_runs(session: AsyncSession) -> int:
+    """Changes whose run has ended: carried (it succeeded, in full or in part) -> deleted; otherwise (failed,
+    abandoned, cancelled) -> waiting again for the next run. Returns how many wait again."""
+    carried = select(SyncRun.id).where(SyncRun.status.in_(CARRIED_STATUSES))
+    await session.execute(
+        delete(PendingChange)
+        .where(PendingChange.run_id.in_(carried))
+        .execution_options(synchronize_session=False)
+    )
+    # A full reconcile that failed was still tried: the next comes with the interval, as for any full run.
+    ended = select(SyncRun.id).where(SyncRun.status.not_in(ACTIVE_STATUSES))
+    await session.execute(
+        delete(PendingChange)
+        .where(PendingChange.run_id.in_(ended), PendingChange.kind == ChangeKind.RECONCILE.value)
+        .execution_options(synchronize_session=False)
+    )
+    active = select(SyncRun.id).where(SyncRun.id == PendingChange.run_id, SyncRun.status.in_(ACTIVE_STATUSES))
     result = await session.execute(
         update(PendingChange)
-        .where(PendingChange.run_id.is_not(None), ~ended.exists())
+        .where(PendingChange.run_id.is_not(None), ~active.exists())
         .values(run_id=None)
         .execution_options(synchronize_session=False)
     )
@@ -238,3 +253,19 @@ async def move_turn(session: AsyncSession, run_id: uuid.UUID, retry_at: datetime
         .execution_options(synchronize_session=False)
     )
     return bool(getattr(result, "rowcount", 0))
+
+
+async def recently_failed(
+    session: AsyncSession, organization_ids: Collection[uuid.UUID], since: datetime
+) -> set[uuid.UUID]:
+    """Which of these organizations had a run fail or be abandoned since `since`: their changes wait a little, so a
+    lasting failure is not retried every tick."""
+    return set(
+        await session.scalars(
+            select(SyncRun.organization_id).where(
+                SyncRun.organization_id.in_(list(organization_ids)),
+                SyncRun.status.in_((RunStatus.FAILED.value, RunStatus.ABANDONED.value)),
+                SyncRun.finished_at >= since,
+            )
+        )
+    )

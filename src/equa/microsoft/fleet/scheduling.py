@@ -4,7 +4,8 @@ passed, its deltaLink expired, its group deleted) gets a full run instead, which
 
 Organizations are served in the order they have waited (oldest pending change or due time first), so inside a
 tenant every organization gets its turn before any gets a second; an organization with a run still queued or
-running keeps its changes for the next cycle (one active run per organization).
+running keeps its changes for the next cycle (one active run per organization), and so does one whose last run
+failed less than a lease ago (a lasting failure is retried once a lease, not every tick).
 """
 
 from __future__ import annotations
@@ -63,6 +64,9 @@ async def schedule_tenant_runs(
         changes = await fleet_repository.unassigned_changes_of(session, organization_ids)
         last_full = await fleet_repository.last_full_runs(session, organization_ids)
         busy = await fleet_repository.busy_organization_ids(session, organization_ids)
+        busy |= await fleet_repository.recently_failed(
+            session, organization_ids, now - timedelta(seconds=lease_seconds)
+        )
         by_organization: dict[uuid.UUID, list[PendingChange]] = {}
         for change in changes:
             if change.organization_id is not None:
@@ -117,9 +121,6 @@ async def _request_run(
         )
     if run.id not in session.info.get(PENDING_ENQUEUE_KEY, []):
         return None  # another process made a run meanwhile: the changes wait for the next cycle
-    ids = [c.id for c in pending]
-    if full:
-        await fleet_repository.delete_changes(session, ids)  # a full run reads everything anew
-    else:
-        await fleet_repository.assign_changes(session, ids, run.id)
+    # The run carries them: deleted once it succeeds (a full run reads everything anew), waiting again if it fails.
+    await fleet_repository.assign_changes(session, [c.id for c in pending], run.id)
     return run.id

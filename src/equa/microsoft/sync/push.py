@@ -109,6 +109,8 @@ def install_push_hook(
                 changes.add((None, obj.id))
 
     def hand_over(session: Session) -> None:
+        if session.in_nested_transaction():
+            return  # a savepoint's release fires after_commit too: the changes are not committed yet
         changes: set[TeamChange] = session.info.pop(_CHANGES_KEY, set())
         created: set[uuid.UUID] = session.info.pop(_NEW_ORGANIZATIONS_KEY, set())
         changes = {change for change in changes if change[0] not in created}

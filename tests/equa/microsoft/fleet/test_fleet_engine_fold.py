@@ -98,3 +98,31 @@ async def test_hand_changes_in_microsoft_365_get_one_targeted_run_per_organizati
     assert reconciled[organizations[0]].counts["added"] == 0
     assert users[0]["id"] not in emu.group_members(tenant.groups[0])
     assert reconciled[organizations[2]].counts["alreadyMember"] == 3  # the newcomer too
+
+
+async def test_a_member_added_back_by_hand_in_microsoft_365_is_no_longer_excluded(
+    app: Any, emu: Any, session_factory: Any
+) -> None:
+    tenant = load_groups(emu, 1)
+    (organization,) = await link_teams(session_factory, tenant)
+    jobs = app.state.jobs
+    await cycle_and_wait(jobs)
+    member = tenant.users[1]["id"]
+    await jobs.graph.delete(f"groups/{tenant.groups[0]}/members/{member}/$ref")
+    jobs.graph.own_writes.clear()
+    removed = await cycle_and_wait(jobs)
+    assert removed.targeted_runs == 1
+    emu.add_members(tenant.groups[0], [member])
+    added = await cycle_and_wait(jobs)
+    (run,) = await runs_of(session_factory, added.run_ids)
+    assert run.trigger == "delta" and run.counts["alreadyMember"] == 1 and run.counts["excluded"] == 0
+    async with session_factory() as session:
+        assert list(await session.scalars(select(MicrosoftExclusion))) == []
+        actions = [
+            e.action
+            for e in await session.scalars(
+                select(AuditEvent).where(AuditEvent.organization_id == organization)
+            )
+        ]
+    assert actions.count("member.exclude") == 1 and actions.count("member.allow") == 1
+    assert (await cycle_and_wait(jobs)).run_ids == []
