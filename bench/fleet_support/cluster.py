@@ -74,13 +74,12 @@ class Cluster:
 
     def start_workers(self, emulator: Any, count: int) -> None:
         equa = Path(sys.executable).with_name("equa")
-        for index in range(count):
+        for _ in range(count):
             name = f"worker-{len(self.processes)}"
             env = {**os.environ, **self.environment(emulator), "EQUA_DATA_DIR": str(self.data_dir / name)}
             log = (self.data_dir / f"{name}.log").open("wb")
             command = [str(equa), "worker", "--concurrency", str(WORKER_CONCURRENCY)]
             self.processes.append(subprocess.Popen(command, env=env, stdout=log, stderr=log))
-            del index
 
     def workers_peak_rss_mb(self) -> float:
         """The largest peak RSS (VmHWM) of the running workers; 0 with none."""
