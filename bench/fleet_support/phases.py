@@ -4,6 +4,7 @@ throughput by number of workers. Each phase answers its figures; fleet_bench.py 
 
 from __future__ import annotations
 
+import asyncio
 import random
 import time
 import uuid
@@ -65,9 +66,12 @@ class Bench:
         return report, cycle_seconds, time.perf_counter() - started
 
     async def settle(self) -> tuple[int, float, list[Any]]:
-        """Cycles until one asks for no run with every tenant served: (runs asked for, seconds, reports)."""
+        """Cycles until one asks for no run with every tenant served and no organization waiting to try a run
+        again: (runs asked for, seconds, reports)."""
+        from equa.db.base import utcnow
+
         runs = 0
-        started = time.perf_counter()
+        started, since = time.perf_counter(), utcnow()
         reports = []
         for _ in range(CYCLES_TO_SETTLE):
             report, _, _ = await self.cycle()
@@ -78,8 +82,20 @@ class Bench:
                     "failed_tenant_cycles", 0
                 ) + len(report.failed_tenants)
             elif not report.run_ids:
-                break
+                if not await self.awaiting_retry(since):
+                    break
+                # A run that did not succeed (a SQLite writer timed out on a loaded machine) is asked for again
+                # once its lease has passed, as the scheduler does: wait for that turn rather than stop short.
+                await asyncio.sleep(self.resources.settings.sync_lease_seconds)
         return runs, time.perf_counter() - started, reports
+
+    async def awaiting_retry(self, since: datetime) -> bool:
+        """Whether some organization's latest run since `since` did not succeed."""
+        latest: dict[uuid.UUID, checks.RunFacts] = {}
+        for run in await checks.run_facts(self.resources.session_factory, since):
+            if run.organization_id not in latest or run.created_at >= latest[run.organization_id].created_at:
+                latest[run.organization_id] = run
+        return any(r.status not in ("succeeded", "partial") for r in latest.values())
 
     async def double_work(self, since: datetime, marks: dict[str, int], phase: str) -> int:
         """Double work since the phase began; also notes the phase's runs that did not succeed."""

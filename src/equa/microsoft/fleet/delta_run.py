@@ -12,16 +12,14 @@ import uuid
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from equa.microsoft import repository
 from equa.microsoft.fleet import repository as fleet_repository
 from equa.microsoft.fleet.fold import fold_microsoft_changes
 from equa.microsoft.fleet.models import ChangeKind
 from equa.microsoft.graph import GraphClient, GraphUsage
-from equa.microsoft.models import Outcome, RunStatus, SyncRun
+from equa.microsoft.models import RunStatus, SyncRun
 from equa.microsoft.scope import GroupScope
-from equa.microsoft.sync.lifecycle import finish_run, graph_stats_json
 from equa.microsoft.sync.progress import Progress
-from equa.microsoft.sync.push_run import apply_push, load_push_inputs, matched_directory_ids, plan_push
+from equa.microsoft.sync.push_run import apply_push, finish_targeted_run, load_push_inputs, plan_push
 from equa.microsoft.sync.recorder import AppliedChanges, Recorder
 from equa.microsoft.sync.stopping import refused_at_start
 
@@ -44,16 +42,14 @@ async def run_delta(
         if await refused_at_start(session_factory, session, graph, scope, run.id, linked):
             return RunStatus.FAILED.value
     assert inputs is not None  # refused_at_start fails a run without inputs
-    added = {c.directory_id for c in changes if c.kind == ChangeKind.ADDED.value and c.directory_id}
-    removed = {c.directory_id for c in changes if c.kind == ChangeKind.REMOVED.value and c.directory_id}
     # The last word on a person wins: added then removed in one round arrives as one change, but two rounds may
     # both be pending.
     last: dict[str, str] = {}
     for change in changes:
         if change.directory_id and change.kind in (ChangeKind.ADDED.value, ChangeKind.REMOVED.value):
             last[change.directory_id] = change.kind
-    added = {d for d in added if last[d] == ChangeKind.ADDED.value}
-    removed = {d for d in removed if last[d] == ChangeKind.REMOVED.value}
+    added = {d for d, kind in last.items() if kind == ChangeKind.ADDED.value}
+    removed = {d for d, kind in last.items() if kind == ChangeKind.REMOVED.value}
 
     progress.set_phase("resolving", total=len(added) + len(removed) + len(inputs.sync.team))
     folded = await fold_microsoft_changes(
@@ -72,28 +68,13 @@ async def run_delta(
         plan = await plan_push(graph, inputs)
         applied = await apply_push(graph, inputs.sync, plan, progress)
         await recorder.record(applied)
-    counts = dict(recorder.counts)
-    failed = counts[Outcome.FAILED.value]
-    status = RunStatus.PARTIAL.value if failed else RunStatus.SUCCEEDED.value
     progress.newly_flagged = folded.newly_flagged
     progress.set_phase("recording")
     async with session_factory() as session:
-        await repository.clear_flags(session, inputs.sync.organization_id, matched_directory_ids(applied))
         await fleet_repository.delete_changes_of_run(session, run.id)
-        finished = await finish_run(
-            session,
-            run.id,
-            status=status,
-            counts=counts,
-            graph_stats=graph_stats_json(usage),
-            done=progress.done,
-            total=progress.total,
-            error_code="some_members_failed" if failed else None,
-            error_message=f"{failed} member(s) could not be changed." if failed else None,
-            error_action="Run the sync again: it retries only what is left." if failed else None,
-        )
+        status = await finish_targeted_run(session, run.id, inputs, recorder, applied, usage, progress)
         await session.commit()
-    return status if finished else RunStatus.ABANDONED.value
+    return status
 
 
 def team_targets(user_ids: set[uuid.UUID]) -> list[str]:

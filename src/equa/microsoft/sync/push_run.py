@@ -235,24 +235,38 @@ async def run_push(
     applied = await apply_push(graph, inputs.sync, plan, progress)
     recorder = Recorder(session_factory, inputs.sync, run.id)
     await recorder.record(applied)
+    progress.set_phase("recording")
+    async with session_factory() as session:
+        status = await finish_targeted_run(session, run.id, inputs, recorder, applied, usage, progress)
+        await session.commit()
+    return status
+
+
+async def finish_targeted_run(
+    session: AsyncSession,
+    run_id: uuid.UUID,
+    inputs: PushInputs,
+    recorder: Recorder,
+    applied: AppliedChanges,
+    usage: GraphUsage,
+    progress: Progress,
+) -> str:
+    """End a targeted run in the caller's last transaction; returns its status (`abandoned` if its lease was lost)."""
     counts = dict(recorder.counts)
     failed = counts[Outcome.FAILED.value]
     status = RunStatus.PARTIAL.value if failed else RunStatus.SUCCEEDED.value
-    progress.set_phase("recording")
-    async with session_factory() as session:
-        # Someone flagged as "in the group, not on the team" who has just joined is on the team now.
-        await repository.clear_flags(session, inputs.sync.organization_id, matched_directory_ids(applied))
-        finished = await finish_run(
-            session,
-            run.id,
-            status=status,
-            counts=counts,
-            graph_stats=graph_stats_json(usage),
-            done=progress.done,
-            total=progress.total,
-            error_code="some_members_failed" if failed else None,
-            error_message=f"{failed} member(s) could not be changed." if failed else None,
-            error_action="Run the sync again: it retries only what is left." if failed else None,
-        )
-        await session.commit()
+    # Someone flagged as "in the group, not on the team" who has just joined is on the team now.
+    await repository.clear_flags(session, inputs.sync.organization_id, matched_directory_ids(applied))
+    finished = await finish_run(
+        session,
+        run_id,
+        status=status,
+        counts=counts,
+        graph_stats=graph_stats_json(usage),
+        done=progress.done,
+        total=progress.total,
+        error_code="some_members_failed" if failed else None,
+        error_message=f"{failed} member(s) could not be changed." if failed else None,
+        error_action="Run the sync again: it retries only what is left." if failed else None,
+    )
     return status if finished else RunStatus.ABANDONED.value
