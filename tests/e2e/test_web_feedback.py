@@ -28,10 +28,14 @@ async def test_feedback_lands_at_each_control_and_the_changed_parts_follow(web: 
     await section.get_by_role("button", name="Link", exact=True).click()
     notice = section.locator("[data-role=notice]")
     await expect(notice).to_contain_text("Linked to “Marketing”")
-    await expect(notice).to_be_in_viewport()
-
+    # The notice is said once, at the section's top, and stays in view while the section's parts load below it.
     rows = section.locator("[data-role=members] tr[data-member-id]")
     await expect(rows).to_have_count(8)
+    await expect(section.locator("[data-role=exclusions]")).not_to_contain_text("Loading")
+    await expect(section.locator("[data-role=flagged]")).not_to_contain_text("Loading")
+    await expect(notice).to_be_in_viewport()
+    for other_area in ("add-member-feedback", "settings-feedback"):
+        await expect(section.locator(f"[data-role={other_area}]")).to_be_empty()
     await section.get_by_role("button", name="Sync now").click()
     result = section.locator(".sync-result[data-dry-run=false]")
     await expect(result).to_have_attribute("data-run-status", "succeeded", timeout=20_000)
@@ -117,3 +121,31 @@ async def test_validation_speaks_plain_words_at_the_field(web: WebWorld) -> None
     )
     await expect(at_nickname).to_be_in_viewport()
     assert (await web.reload_organization(organization.id)).microsoft_group is None
+
+
+async def test_a_removal_confirmed_while_the_table_reloads_is_carried_out(web: WebWorld) -> None:
+    """The members table reloads after other actions; a removal the admin confirms meanwhile still happens."""
+    members = tenant_members()
+    admin = await web.user(members[12]["mail"])
+    organization = await web.organization(admin, "Northwind Partners")
+    await web.link(organization.id, MARKETING, admin)
+    page = await web.signed_in_page(admin)
+    await page.goto(f"{web.url}/organizations/{organization.id}/settings#microsoft")
+    section = page.locator("#microsoft")
+    rows = section.locator("[data-role=members] tr[data-member-id]")
+    await expect(rows).to_have_count(8)
+
+    leaving = members[13]
+    await rows.filter(has_text=leaving["mail"]).get_by_role("button", name="Remove").click()
+    dialog = page.get_by_role("dialog")
+    await expect(dialog).to_be_visible()
+    # Another action's reload replaces every row while the dialog is open.
+    async with page.expect_response(lambda answer: answer.url.endswith("/settings/microsoft/members")):
+        await page.evaluate("() => window.htmx.trigger(document.body, 'ms-members')")
+    await expect(rows.filter(has_text=leaving["mail"])).to_have_count(1)
+    await dialog.get_by_role("button", name="Confirm").click()
+
+    removed = section.locator("[data-role=member-feedback]")
+    await expect(removed).to_contain_text(f"Removed {leaving['displayName']} from the group")
+    await expect(rows).to_have_count(7)
+    assert leaving["id"] not in web.emulator.group_members(MARKETING)

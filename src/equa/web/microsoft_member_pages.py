@@ -154,7 +154,8 @@ async def add_member(
         if change.added
         else f"{who} already is a member of the group; nothing changed."
     )
-    trigger.append(MEMBERS_CHANGED)
+    if change.added:  # nothing changed: the table stays as it is (a reload would race the admin's next click)
+        trigger.append(MEMBERS_CHANGED)
     return answer(
         201 if change.added else 200,
         ms_notice=notice,
