@@ -12,7 +12,7 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from equa.cli_support import fail, migrated_or_exit, run_in_session, settings_or_exit
+from equa.cli_support import fail, migrated_or_exit, run_in_session, settings_or_exit, team_change_note
 
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
@@ -325,7 +325,8 @@ def orgs_add_member(
     email: str,
     role: Annotated[RoleChoice, typer.Option(help="Role in the organization.")] = RoleChoice.member,
 ) -> None:
-    """Add a team member by address (an unknown address becomes an invited user)."""
+    """Add a team member by address (an unknown address becomes an invited user); a linked group gets them at the
+    next sync cycle."""
     settings = settings_or_exit()
     import uuid
 
@@ -349,7 +350,9 @@ def orgs_add_member(
         if organization is None:
             raise not_found("organization")
         membership = await add_member(session, organization, email, Role(role.value))
-        return f"{membership.user.email} is now {membership.role.value} of {organization.name}"
+        added = f"{membership.user.email} is now {membership.role.value} of {organization.name}"
+        note = team_change_note(settings, organization)
+        return added if note is None else f"{added}\n{note}"
 
     typer.echo(run_in_session(settings, work))
 

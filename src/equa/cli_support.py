@@ -12,8 +12,9 @@ from typing import TYPE_CHECKING, TypeVar
 import typer
 
 if TYPE_CHECKING:
-    from sqlalchemy.ext.asyncio import AsyncSession
+    from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+    from equa.organizations.models import Organization
     from equa.settings import Settings
 
 T = TypeVar("T")
@@ -66,10 +67,15 @@ def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[
     async def main() -> T:
         engine = create_engine_for_settings(settings)
         try:
-            async with create_session_factory(engine)() as session:
-                result = await work(session)
-                await session.commit()
-                return result
+            session_factory = create_session_factory(engine)
+            stop_recording = record_team_changes(settings, session_factory)
+            try:
+                async with session_factory() as session:
+                    result = await work(session)
+                    await session.commit()
+                    return result
+            finally:
+                stop_recording()
         finally:
             await engine.dispose()
 
@@ -78,3 +84,32 @@ def run_in_session(settings: Settings, work: Callable[[AsyncSession], Awaitable[
         return asyncio.run(main())
     except AppError as exc:
         raise fail(exc.message) from None
+
+
+def record_team_changes(
+    settings: Settings, session_factory: async_sessionmaker[AsyncSession]
+) -> Callable[[], None]:
+    """With the integration on, the team changes a command makes (members added or removed, a user deactivated or
+    re-addressed) are written to the outbox in the command's own transaction, as the API process writes them; the
+    scheduler's next fleet cycle carries them to the linked groups. Returns the function that stops recording.
+
+    A command never pushes to Graph itself: it ends before a push would finish, and the runs that change a group
+    belong to the scheduler and the workers."""
+    if not settings.ms_auth_enabled:
+        # Nothing would carry the rows: the fleet cycle runs only with the integration on.
+        return lambda: None
+    from equa.microsoft.fleet.outbox import install_outbox_hook
+
+    return install_outbox_hook(session_factory)
+
+
+def team_change_note(settings: Settings, organization: Organization) -> str | None:
+    """What a team change made at the shell means for the organization's linked group, or None with no group."""
+    if not settings.ms_auth_enabled or organization.microsoft_group is None:
+        return None
+    if organization.microsoft_auto_sync:
+        return "The linked Microsoft 365 group gets the change at the scheduler's next sync cycle."
+    return (
+        "Automatic sync is off for this organization: the linked Microsoft 365 group gets the change at its next "
+        f"sync (`equa sync {organization.id}`)."
+    )

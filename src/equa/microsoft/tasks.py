@@ -1,4 +1,5 @@
-"""Background jobs: the sync task on a Taskiq broker, the worker loop, and the scheduler.
+"""Background jobs: the sync task on a Taskiq broker, the worker loop, and the processes that run the scheduler
+(its loop is in scheduler.py).
 
 Embedded (default): an in-memory broker, so the API process runs the syncs it is asked for, and the scheduler runs
 inside it too. Scaled out (EQUA_BROKER_URL set): a Redis list queue; `equa worker` processes run the syncs and one
@@ -10,13 +11,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
 import uuid
-from collections.abc import Callable, Collection
+from collections.abc import Callable
 from contextlib import AsyncExitStack
 from dataclasses import dataclass
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 
 from sqlalchemy import event
@@ -26,7 +25,6 @@ from sqlalchemy.orm import Session
 from equa.db.base import utcnow
 from equa.db.engine import session_class_of
 from equa.microsoft import history_repository, repository
-from equa.microsoft.fleet.cycle import run_fleet_cycle
 from equa.microsoft.fleet.dispatch import (
     SYNC_TASK_NAME,
     enqueue_sync_runs,
@@ -37,15 +35,15 @@ from equa.microsoft.fleet.dispatch import (
 from equa.microsoft.fleet.outbox import install_outbox_hook
 from equa.microsoft.fleet.tenant_slots import TENANT_BUSY, TenantSlots, run_in_slot
 from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.scheduler import run_scheduler, sleep_or_stop, tick_seconds
 from equa.microsoft.scheduler_lock import DEFAULT_KEY as DEFAULT_LOCK_KEY
 from equa.microsoft.scheduler_lock import SchedulerLeadership
 from equa.microsoft.scope import GroupScope
 from equa.microsoft.sync.execute import Progress, execute_run
-from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs
+from equa.microsoft.sync.lifecycle import abandon_stale_runs
 from equa.microsoft.sync.push import TeamChangePusher, install_push_hook
 from equa.microsoft.sync.requeue import RequeuePolicy
 from equa.microsoft.sync.runs import PENDING_ENQUEUE_KEY, active_run, request_sync
-from equa.microsoft.tenants.health import check_tenants, tenant_of_organizations
 from equa.microsoft.tenants.routing import graph_for_run
 
 if TYPE_CHECKING:
@@ -59,7 +57,6 @@ log = logging.getLogger("equa.microsoft.tasks")
 
 QUEUE_NAME = "equa:sync"
 SHUTDOWN_GRACE_SECONDS = 10.0
-SCHEDULE_JITTER = 0.2  # each organization's interval is stretched by a stable 0-20 %
 
 
 @dataclass
@@ -221,7 +218,7 @@ async def start_jobs(app: FastAPI, stack: AsyncExitStack) -> None:
             await leadership.start()
             stack.push_async_callback(leadership.stop)
         scheduler = asyncio.create_task(
-            run_scheduler(resources, None, first_tick_delay=_tick_seconds(settings), leadership=leadership)
+            run_scheduler(resources, None, first_tick_delay=tick_seconds(settings), leadership=leadership)
         )
         stack.push_async_callback(_cancel, scheduler)
 
@@ -230,149 +227,6 @@ async def _cancel(task: asyncio.Task[Any]) -> None:
     task.cancel()
     with contextlib.suppress(asyncio.CancelledError):
         await task
-
-
-# --- scheduler ---------------------------------------------------------------------------------------------
-
-
-def _tick_seconds(settings: Settings) -> float:
-    return float(min(60, max(1, settings.sync_interval_seconds // 10)))
-
-
-def schedule_offset(organization_id: uuid.UUID) -> float:
-    """A stable fraction in [0, 1) per organization, so their syncs spread over the interval."""
-    digest = hashlib.sha256(organization_id.bytes).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32
-
-
-def next_sync_due(organization_id: uuid.UUID, last: datetime | None, interval_seconds: int) -> datetime:
-    """When the organization's next scheduled sync is due: interval after the last, stretched by its jitter."""
-    stretch = interval_seconds * (1 + SCHEDULE_JITTER * schedule_offset(organization_id))
-    if last is None:
-        # Never synced: spread the first syncs over a fraction of the interval instead of all at once.
-        return (
-            utcnow()
-            - timedelta(seconds=interval_seconds)
-            + timedelta(seconds=SCHEDULE_JITTER * interval_seconds * schedule_offset(organization_id))
-        )
-    return last + timedelta(seconds=stretch)
-
-
-async def schedule_due_syncs(
-    session: AsyncSession,
-    interval_seconds: int,
-    *,
-    lease_seconds: int = DEFAULT_LEASE_SECONDS,
-    paused: Collection[uuid.UUID] = (),
-) -> list[uuid.UUID]:
-    """Request a sync for every organization with autoSync on whose turn has come; returns the run ids.
-
-    `paused`: organizations skipped (their tenant revoked the consent, until they reconnect)."""
-    await abandon_stale_runs(session, lease_seconds=lease_seconds)
-    organizations = await repository.auto_sync_organizations(session)
-    started: list[uuid.UUID] = []
-    now = utcnow()
-    for organization in organizations:
-        if organization.id in paused:
-            continue
-        last = await history_repository.last_real_run_at(session, organization.id)
-        if last is None and organization.microsoft_group_linked_at is not None:
-            last = organization.microsoft_group_linked_at
-        if next_sync_due(organization.id, last, interval_seconds) > now:
-            continue
-        run = await request_sync(session, organization, None, False, "schedule", lease_seconds=lease_seconds)
-        started.append(run.id)
-    return started
-
-
-async def _health_check(resources: JobResources) -> None:
-    try:
-        from equa.microsoft.health_task import check_linked_groups  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        log.debug("no health check of linked groups in this build")
-        return
-    try:
-        if resources.settings.multi_tenant:
-            await check_tenants(resources.session_factory, resources.graph)
-            tenants = await tenant_of_organizations(resources.session_factory)
-            await check_linked_groups(resources.session_factory, resources.graph, tenants)
-        else:
-            await check_linked_groups(resources.session_factory, resources.graph)
-    except Exception:
-        log.exception("health check of linked groups failed")
-
-
-async def _prune(resources: JobResources) -> None:
-    from equa.microsoft.retention import prune
-
-    settings = resources.settings
-    try:
-        pruned = await prune(
-            resources.session_factory,
-            keep_runs=settings.sync_run_retention,
-            audit_days=settings.audit_retention_days,
-        )
-    except Exception:
-        log.exception("retention of sync outcomes and audit events failed")
-        return
-    if pruned.outcomes or pruned.audit_events:
-        log.info(
-            "retention: deleted %d outcome(s) of %d old run(s) and %d audit event(s)",
-            pruned.outcomes,
-            pruned.runs,
-            pruned.audit_events,
-        )
-
-
-async def run_scheduler(
-    resources: JobResources,
-    stop: asyncio.Event | None,
-    *,
-    first_tick_delay: float = 0.0,
-    leadership: SchedulerLeadership | None = None,
-) -> None:
-    """Every tick: the fleet cycle (fleet/cycle.py: delta rounds, targeted runs, due full reconciles); every interval: the linked groups' health check and the
-    retention of old outcomes and audit events.
-
-    With `leadership` (a Redis lock shared by every scheduler) only the leader ticks; the others stand by and
-    check often enough to take over within EQUA_SCHEDULER_LOCK_SECONDS of the leader's end.
-    """
-    tick = _tick_seconds(resources.settings)
-    interval = resources.settings.sync_interval_seconds
-    loop = asyncio.get_running_loop()
-    next_health = loop.time() + first_tick_delay
-    if first_tick_delay and await _sleep_or_stop(stop, first_tick_delay):
-        return
-    while stop is None or not stop.is_set():
-        if leadership is not None and not leadership.leading:
-            if await _sleep_or_stop(stop, min(tick, leadership.lock_seconds / 3)):
-                return
-            continue
-        try:
-            report = await run_fleet_cycle(resources)
-            if report.run_ids:
-                log.info(
-                    "fleet cycle: %d full reconcile(s), %d targeted run(s)",
-                    report.full_reconciles,
-                    report.targeted_runs,
-                )
-        except Exception:
-            log.exception("scheduler tick failed")
-        if loop.time() >= next_health:
-            await _health_check(resources)
-            await _prune(resources)
-            next_health = loop.time() + interval
-        if await _sleep_or_stop(stop, tick):
-            return
-
-
-async def _sleep_or_stop(stop: asyncio.Event | None, seconds: float) -> bool:
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return False
-    with contextlib.suppress(TimeoutError):
-        await asyncio.wait_for(stop.wait(), timeout=seconds)
-    return stop.is_set()
 
 
 # --- processes ---------------------------------------------------------------------------------------------
@@ -411,7 +265,7 @@ async def run_worker(settings: Settings, stop: asyncio.Event, *, concurrency: in
                 except Exception:
                     # A lost Redis connection must not end the worker: listen again after a pause.
                     log.exception("the task listener stopped; listening again")
-                    await _sleep_or_stop(stop, 1.0)
+                    await sleep_or_stop(stop, 1.0)
         finally:
             await broker.shutdown()
 

@@ -11,8 +11,8 @@ import pytest
 from ms_support import Team, seed_group_id, tenant_members
 
 from equa.db.base import utcnow
+from equa.microsoft.scheduler import schedule_due_syncs
 from equa.microsoft.sync.runs import wait_for_run
-from equa.microsoft.tasks import schedule_due_syncs
 from equa.organizations.models import Organization
 from equa.settings import Settings
 from graph_emulator import seeds

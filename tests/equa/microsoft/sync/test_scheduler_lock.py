@@ -17,8 +17,8 @@ from sync_support import directory_user, load_tenant, make_team
 
 from equa.db.base import utcnow
 from equa.microsoft.models import SyncRun
+from equa.microsoft.scheduler import run_scheduler
 from equa.microsoft.scheduler_lock import SchedulerLeadership
-from equa.microsoft.tasks import run_scheduler
 
 pytestmark = [pytest.mark.retry_budget("sync"), pytest.mark.redis]
 

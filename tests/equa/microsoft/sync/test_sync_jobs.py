@@ -16,8 +16,8 @@ from typer.testing import CliRunner
 
 from equa.db.base import utcnow
 from equa.microsoft.models import RunStatus, SyncRun
+from equa.microsoft.scheduler import SCHEDULE_JITTER, next_sync_due, run_scheduler, schedule_due_syncs
 from equa.microsoft.sync.runs import wait_for_run
-from equa.microsoft.tasks import SCHEDULE_JITTER, next_sync_due, run_scheduler, schedule_due_syncs
 from equa.organizations.models import Organization
 
 pytestmark = pytest.mark.retry_budget("sync")

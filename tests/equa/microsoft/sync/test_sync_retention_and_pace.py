@@ -18,8 +18,8 @@ from equa.accounts.service import set_password
 from equa.db.base import utcnow
 from equa.microsoft.models import AuditEvent, RunStatus, SyncRun
 from equa.microsoft.retention import prune
+from equa.microsoft.scheduler import run_scheduler
 from equa.microsoft.sync.runs import wait_for_run
-from equa.microsoft.tasks import run_scheduler
 
 pytestmark = pytest.mark.retry_budget("sync")
 

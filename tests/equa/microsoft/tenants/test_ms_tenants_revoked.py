@@ -15,7 +15,7 @@ from tenant_support import FABRIKAM, FABRIKAM_RESEARCH, browser, connect, multi_
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
-from equa.microsoft.tasks import schedule_due_syncs
+from equa.microsoft.scheduler import schedule_due_syncs
 from equa.microsoft.tenants.health import check_tenants
 from equa.microsoft.tenants.routing import paused_organization_ids
 from equa.organizations.models import Organization
