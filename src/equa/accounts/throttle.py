@@ -29,7 +29,7 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -445,6 +445,17 @@ async def open_sign_in_throttle(app: FastAPI, stack: AsyncExitStack) -> None:
 def sign_in_throttle(request: Request) -> SignInThrottler:
     throttler: SignInThrottler = request.app.state.sign_in_throttle
     return throttler
+
+
+def lift_newcomers_block(request: Request, background: BackgroundTasks, email: str) -> None:
+    """A newcomer who accepted an invitation just chose the account's password: failed sign-ins at the address
+    before the account existed (their own tries, or someone's guesses) no longer hold them back.
+
+    Only for an account the acceptance created: lifting the block of one that existed already would let whoever
+    holds a link wash out a stranger's count. Run after the request's commit (a background task), because a SQLite
+    store cannot write beside the request's open write transaction.
+    """
+    background.add_task(sign_in_throttle(request).lift_account_block, email)
 
 
 def client_address(request: Request) -> str | None:

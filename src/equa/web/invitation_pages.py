@@ -9,14 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response
-from starlette.background import BackgroundTask
 
 from equa.accounts.models import DISPLAY_NAME_MAX_LENGTH
 from equa.accounts.service import get_user_by_email
 from equa.accounts.sessions import csrf_token_for, start_session
-from equa.accounts.throttle import sign_in_throttle
+from equa.accounts.throttle import lift_newcomers_block
 from equa.deps import DbSession
 from equa.errors import AppError
 from equa.organizations.invitations import (
@@ -77,7 +76,9 @@ async def invitation_page(token: str, request: Request, session: DbSession) -> R
 
 
 @router.post("/invitations/{token}")
-async def invitation_submit(token: str, request: Request, session: DbSession) -> Response:
+async def invitation_submit(
+    token: str, request: Request, session: DbSession, background: BackgroundTasks
+) -> Response:
     token = token[:200]
     form = await request.form()
     try:
@@ -115,11 +116,7 @@ async def invitation_submit(token: str, request: Request, session: DbSession) ->
         return _render(request, token, opened, mode, error.status, problem=error)
     response = see_other(f"/organizations/{opened.organization.id}/settings")
     await start_session(request, response, new_user, session)
-    # The newcomer just chose the account's password: failed sign-ins at the address before it existed (their own
-    # tries, or someone's guesses) no longer hold them back. Only here, once the account is theirs: lifting it for
-    # an account that existed already would let whoever holds a link wash out a stranger's count. After the
-    # request's commit (a background task), since a SQLite store could not write beside the request's open write.
-    response.background = BackgroundTask(sign_in_throttle(request).lift_account_block, new_user.email)
+    lift_newcomers_block(request, background, new_user.email)
     return response
 
 
