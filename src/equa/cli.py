@@ -17,6 +17,8 @@ from equa.cli_support import fail, migrated_or_exit, run_in_session, settings_or
 if TYPE_CHECKING:
     from sqlalchemy.ext.asyncio import AsyncSession
 
+    from equa.settings import Settings
+
 app = typer.Typer(
     help="Equa's Microsoft 365 integration: serve the API, migrate the database, manage accounts.",
     no_args_is_help=True,
@@ -232,7 +234,8 @@ def users_set_password(
         ),
     ],
 ) -> None:
-    """Set a user's password (a forgotten password, or a member added without one); their sessions stay."""
+    """Set a user's password (a forgotten password, or a member added without one) and lift their sign-in block;
+    their sessions stay."""
     settings = settings_or_exit()
     from equa.accounts.models import User
     from equa.accounts.service import set_password
@@ -244,9 +247,34 @@ def users_set_password(
         user = await _user_by_email_or_fail(session, email)
         assert isinstance(user, User)
         await set_password(session, user, password)
-        return f"{user.email}: password set"
+        return user.email
 
-    typer.echo(run_in_session(settings, work))
+    address = run_in_session(settings, work)
+    typer.echo(f"{address}: password set")
+    # After the commit: the new password is in place before the block is gone.
+    typer.echo(_lift_sign_in_block(settings, address))
+
+
+@users_app.command("unblock")
+def users_unblock(email: str) -> None:
+    """Lift a user's sign-in block after failed sign-ins; their password stays, guessers' addresses stay throttled."""
+    settings = settings_or_exit()
+    from equa.accounts.models import User
+
+    async def work(session: AsyncSession) -> str:
+        user = await _user_by_email_or_fail(session, email)
+        assert isinstance(user, User)
+        return user.email
+
+    typer.echo(_lift_sign_in_block(settings, run_in_session(settings, work)))
+
+
+def _lift_sign_in_block(settings: Settings, address: str) -> str:
+    import asyncio
+
+    from equa.accounts.unblock import lift_sign_in_block, lifted_block_report
+
+    return lifted_block_report(address, asyncio.run(lift_sign_in_block(settings, address)))
 
 
 @users_app.command("invite-link")

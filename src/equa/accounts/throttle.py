@@ -8,6 +8,10 @@ no hashing. A successful sign-in clears the account's counter; a counter also st
 
 The counters live in the database, or in Redis when EQUA_REDIS_URL is set, so every process of an installation
 shares them. Keys are keyed hashes of the address and the client address: the store names nobody.
+
+An operator lifts an account's block by setting a new password (`equa users set-password`) or with `equa users
+unblock`; accepting an invitation, which sets the newcomer's password, lifts it too. Only the account's count is
+cleared: the client addresses that guessed stay throttled.
 """
 
 from __future__ import annotations
@@ -19,13 +23,13 @@ import logging
 import math
 import time
 from collections import OrderedDict
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import AsyncExitStack, asynccontextmanager
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any, NoReturn, Protocol
 
-from fastapi import FastAPI, Request
+from fastapi import BackgroundTasks, FastAPI, Request
 from sqlalchemy import case, delete, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
@@ -38,6 +42,10 @@ log = logging.getLogger("equa.accounts.throttle")
 
 FIRST_WAIT_SECONDS = 1.0
 KNOWN_BLOCKS_LIMIT = 10_000
+# How long a serving process refuses from memory what it last learned of a block before it asks the store again:
+# the delay before it notices that an operator lifted the block, and the most often a flood against one blocked
+# account or from one blocked address reaches the store.
+KNOWN_BLOCK_TRUST_SECONDS = 2.0
 REFUSAL_DELAY_SECONDS = 0.5
 
 
@@ -232,59 +240,105 @@ class MustWait(Exception):
         self.seconds = seconds
 
 
+@dataclass
+class KnownBlock:
+    until: float  # epoch second the block ends
+    checked_at: float  # when the store last said so (or this process counted the failure that set it)
+
+
 class SignInThrottler:
     """The policy in front of a store: who must wait, and how long.
 
-    Blocks this process has seen are remembered here until they end, so a flood against a blocked account or
-    from a blocked address is refused without a round trip to the store. That is safe because a block only ever
-    grows while it lasts: a success, the one thing that clears a count, is refused during the block.
+    Blocks this process has seen are remembered here, so a flood against a blocked account or from a blocked
+    address is refused without hashing and without a round trip to the store. A block can end early, though: an
+    operator lifts it (a new password, `equa users unblock`), possibly through another process. So what this process
+    learned of a block is trusted for KNOWN_BLOCK_TRUST_SECONDS only; the first try after that asks the store again
+    (the tries meanwhile are still refused from memory), which costs a flood at most one round trip per key per
+    period and lets a lifted account in within that period. The memory only ever refuses early: a try it does not
+    refuse always asks the store, so it never lets in anyone the store would hold back.
     """
 
-    def __init__(self, store: ThrottleStore, backoff: Backoff, secret: str) -> None:
+    def __init__(
+        self, store: ThrottleStore, backoff: Backoff, secret: str, *, clock: Callable[[], float] = time.time
+    ) -> None:
         self.store = store
         self.backoff = backoff
         self._secret = secret.encode()
-        self._known_blocks: OrderedDict[str, float] = OrderedDict()
+        self._clock = clock
+        self._known_blocks: OrderedDict[str, KnownBlock] = OrderedDict()
         self._in_flight: dict[str, int] = {}
 
     def _remember_block(self, key: str, until: float) -> None:
-        if until <= time.time():
+        """A block this process just set by counting a failure: concurrent failures only lengthen it."""
+        now = self._clock()
+        if until <= now:
             return
-        self._known_blocks[key] = max(until, self._known_blocks.get(key, 0.0))
+        known = self._known_blocks.get(key)
+        self._learn(key, max(until, known.until if known else 0.0), now)
+
+    def _learn(self, key: str, until: float, now: float) -> None:
+        if until <= now:
+            self._known_blocks.pop(key, None)
+            return
+        self._known_blocks[key] = KnownBlock(until, now)
         self._known_blocks.move_to_end(key)
         while len(self._known_blocks) > KNOWN_BLOCKS_LIMIT:
             self._known_blocks.popitem(last=False)
 
     def _known_block(self, keys: SignInKeys) -> float:
-        now = time.time()
+        """The latest end of a block of these keys that memory still vouches for (0: ask the store)."""
+        now = self._clock()
         latest = 0.0
         for key in keys.both():
-            until = self._known_blocks.get(key)
-            if until is not None and until <= now:
+            known = self._known_blocks.get(key)
+            if known is None:
+                continue
+            if known.until <= now:
                 del self._known_blocks[key]
-            elif until is not None:
-                latest = max(latest, until)
+            elif now - known.checked_at < KNOWN_BLOCK_TRUST_SECONDS:
+                latest = max(latest, known.until)
         return latest
+
+    def _asking_the_store(self, keys: SignInKeys) -> None:
+        # This try asks the store for everyone: the tries that follow it meanwhile trust memory again, so a flood
+        # sends one question per period, not one per try. (Called with no await before the question.)
+        now = self._clock()
+        for key in keys.both():
+            known = self._known_blocks.get(key)
+            if known is not None:
+                known.checked_at = now
+
+    async def _blocked_until_in_store(self, keys: SignInKeys) -> float:
+        self._asking_the_store(keys)
+        found = await self.store.blocked_until(keys.both())
+        now = self._clock()
+        until = 0.0
+        for key in keys.both():
+            # The store is the truth: a block it no longer has was lifted (or ended), not merely forgotten.
+            key_until = found.get(key, 0.0)
+            self._learn(key, key_until, now)
+            until = max(until, key_until)
+        return until
+
+    def _whole_seconds_until(self, until: float) -> int:
+        remaining = until - self._clock()
+        return math.ceil(remaining) if remaining > 0 else 0
 
     def _hash(self, kind: str, value: str) -> str:
         digest = hmac.new(self._secret, f"{kind}:{value}".encode(), hashlib.sha256).hexdigest()
         return f"{kind}:{digest}"
 
+    def account_key(self, email: str) -> str:
+        return self._hash("a", normalize_email(email))
+
     def keys_for(self, email: str, client_address: str | None) -> SignInKeys:
         return SignInKeys(
-            account=self._hash("a", normalize_email(email)),
-            address=self._hash("c", client_address or "unknown"),
+            account=self.account_key(email), address=self._hash("c", client_address or "unknown")
         )
 
     async def seconds_to_wait(self, keys: SignInKeys) -> int:
         """Whole seconds before this account may try again from this address (0: it may now)."""
-        until = self._known_block(keys)
-        if not until:
-            for key, key_until in (await self.store.blocked_until(keys.both())).items():
-                self._remember_block(key, key_until)
-                until = max(until, key_until)
-        remaining = until - time.time()
-        return math.ceil(remaining) if remaining > 0 else 0
+        return self._whole_seconds_until(self._known_block(keys) or await self._blocked_until_in_store(keys))
 
     @asynccontextmanager
     async def attempt(self, keys: SignInKeys) -> AsyncIterator[None]:
@@ -294,16 +348,16 @@ class SignInThrottler:
         a burst of parallel guesses would otherwise all be hashed before the first failure is counted. The
         check and the count happen with no await between them, so a burst cannot slip through together.
         """
-        known = self._known_block(keys) - time.time()
-        if known > 0:
-            await self._refuse(math.ceil(known))
+        known = self._whole_seconds_until(self._known_block(keys))
+        if known:
+            await self._refuse(known)
         if any(self._in_flight.get(key, 0) >= self.backoff.free_failures for key in keys.both()):
             await self._refuse(math.ceil(FIRST_WAIT_SECONDS))
         for key in keys.both():
             self._in_flight[key] = self._in_flight.get(key, 0) + 1
         released = False
         try:
-            wait = await self.seconds_to_wait(keys)
+            wait = self._whole_seconds_until(await self._blocked_until_in_store(keys))
             if wait:
                 self._release(keys)
                 released = True
@@ -334,8 +388,18 @@ class SignInThrottler:
     async def succeeded(self, keys: SignInKeys) -> None:
         # Only the account's counter: clearing the address's would let someone with an account of their own
         # wash out the address's count between guesses at other people's passwords.
-        self._known_blocks.pop(keys.account, None)
-        await self.store.clear(keys.account)
+        await self._clear_account(keys.account)
+
+    async def lift_account_block(self, email: str) -> int:
+        """Clear the account's failure count (not its guessers' addresses'); the seconds its block had left."""
+        key = self.account_key(email)
+        until = (await self.store.blocked_until([key])).get(key, 0.0)
+        await self._clear_account(key)
+        return self._whole_seconds_until(until)
+
+    async def _clear_account(self, key: str) -> None:
+        self._known_blocks.pop(key, None)
+        await self.store.clear(key)
 
 
 def sign_in_throttled(seconds: int) -> AppError:
@@ -357,23 +421,41 @@ def wait_phrase(seconds: int) -> str:
     return f"{minutes} minutes"
 
 
-async def open_sign_in_throttle(app: FastAPI, stack: AsyncExitStack) -> None:
-    """Lifespan hook: the throttle on app.state, backed by Redis when the installation has one."""
-    settings: Settings = app.state.settings
-    store: ThrottleStore = DatabaseThrottleStore(app.state.session_factory)
+def throttler_for(settings: Settings, session_factory: async_sessionmaker[AsyncSession]) -> SignInThrottler:
+    """The installation's throttle: its counters in Redis when EQUA_REDIS_URL is set, else in the database, and
+    keyed with the installation's secret, so every process (and `equa users ...`) reads and clears the same ones.
+    The caller closes `throttler.store`."""
+    store: ThrottleStore = DatabaseThrottleStore(session_factory)
     if settings.redis_url:
         store = RedisThrottleStore(settings.redis_url, fallback=store)
-    stack.push_async_callback(store.aclose)
-    app.state.sign_in_throttle = SignInThrottler(
+    return SignInThrottler(
         store,
         Backoff(settings.login_free_failures, settings.login_max_wait_seconds),
         settings.session_secret.get_secret_value(),
     )
 
 
+async def open_sign_in_throttle(app: FastAPI, stack: AsyncExitStack) -> None:
+    """Lifespan hook: the throttle on app.state, backed by Redis when the installation has one."""
+    throttler = throttler_for(app.state.settings, app.state.session_factory)
+    stack.push_async_callback(throttler.store.aclose)
+    app.state.sign_in_throttle = throttler
+
+
 def sign_in_throttle(request: Request) -> SignInThrottler:
     throttler: SignInThrottler = request.app.state.sign_in_throttle
     return throttler
+
+
+def lift_newcomers_block(request: Request, background: BackgroundTasks, email: str) -> None:
+    """A newcomer who accepted an invitation just chose the account's password: failed sign-ins at the address
+    before the account existed (their own tries, or someone's guesses) no longer hold them back.
+
+    Only for an account the acceptance created: lifting the block of one that existed already would let whoever
+    holds a link wash out a stranger's count. Run after the request's commit (a background task), because a SQLite
+    store cannot write beside the request's open write transaction.
+    """
+    background.add_task(sign_in_throttle(request).lift_account_block, email)
 
 
 def client_address(request: Request) -> str | None:

@@ -5,12 +5,13 @@ from __future__ import annotations
 import uuid
 from typing import Annotated
 
-from fastapi import APIRouter, Path, Request, Response, status
+from fastapi import APIRouter, BackgroundTasks, Path, Request, Response, status
 
 from equa.accounts.deps import CurrentUser
 from equa.accounts.platform_admins import is_platform_admin
 from equa.accounts.schemas import SessionOut, UserOut
 from equa.accounts.sessions import start_session
+from equa.accounts.throttle import lift_newcomers_block
 from equa.deps import DbSession
 from equa.errors import problem_responses
 from equa.organizations.creation_policy import ensure_may_create_organization
@@ -143,11 +144,17 @@ async def read_invitation(token: InvitationToken, session: DbSession) -> Invitat
     "/{token}", response_model=SessionOut, status_code=status.HTTP_201_CREATED, responses=INVITATION_ERRORS
 )
 async def accept_new_account(
-    token: InvitationToken, body: InvitationAcceptIn, request: Request, response: Response, session: DbSession
+    token: InvitationToken,
+    body: InvitationAcceptIn,
+    request: Request,
+    response: Response,
+    session: DbSession,
+    background: BackgroundTasks,
 ) -> SessionOut:
     """A newcomer accepts: the account is created with their own name and password, and they are signed in."""
     user, _ = await accept_as_newcomer(session, token, body.display_name, body.password)
     csrf_token = await start_session(request, response, user, session)
+    lift_newcomers_block(request, background, user.email)
     platform_admin = is_platform_admin(user, request.app.state.settings)  # EQUA_PLATFORM_ADMINS may name them
     return SessionOut(user=UserOut.of(user, platform_admin=platform_admin), csrf_token=csrf_token)
 

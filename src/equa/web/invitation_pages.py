@@ -9,12 +9,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from fastapi import APIRouter, Request
+from fastapi import APIRouter, BackgroundTasks, Request
 from fastapi.responses import Response
 
 from equa.accounts.models import DISPLAY_NAME_MAX_LENGTH
 from equa.accounts.service import get_user_by_email
 from equa.accounts.sessions import csrf_token_for, start_session
+from equa.accounts.throttle import lift_newcomers_block
 from equa.deps import DbSession
 from equa.errors import AppError
 from equa.organizations.invitations import (
@@ -75,7 +76,9 @@ async def invitation_page(token: str, request: Request, session: DbSession) -> R
 
 
 @router.post("/invitations/{token}")
-async def invitation_submit(token: str, request: Request, session: DbSession) -> Response:
+async def invitation_submit(
+    token: str, request: Request, session: DbSession, background: BackgroundTasks
+) -> Response:
     token = token[:200]
     form = await request.form()
     try:
@@ -113,6 +116,7 @@ async def invitation_submit(token: str, request: Request, session: DbSession) ->
         return _render(request, token, opened, mode, error.status, problem=error)
     response = see_other(f"/organizations/{opened.organization.id}/settings")
     await start_session(request, response, new_user, session)
+    lift_newcomers_block(request, background, new_user.email)
     return response
 
 
