@@ -90,6 +90,9 @@ def print_table(args: argparse.Namespace, figures: dict[str, Any], notes: list[s
     lower = v["first_lower_bound"]
     print(bound_row("first reconcile: Graph requests", v["first_requests"],
                     f"<= 1.1 x {lower} = {math.floor(1.1 * lower)}", v["first_requests"] <= 1.1 * lower))  # fmt: skip
+    if v.get("first_retry_requests"):
+        print(bound_row("first reconcile: retrying failed runs", v["first_retry_requests"],
+                        f"requests, {v['first_unsuccessful_runs']} run(s) failed (not in the line above)"))  # fmt: skip
     print(bound_row("first reconcile: 429 answers", v["first_429"], "0", v["first_429"] == 0))
     print(bound_row("first reconcile: wall time (s)", v["first_seconds"],
                     f"write-quota bound of the slowest tenant: {v['first_write_quota_s']} s"))  # fmt: skip

@@ -37,6 +37,9 @@ class Bench:
     hand: set[tuple[str, str]] = field(default_factory=set)  # (group, member) the bench changed by hand
     rng: random.Random = field(default_factory=lambda: random.Random(5))
     first_cycle_runs: list[uuid.UUID] = field(default_factory=list)
+    # Graph requests of a phase until its first cycle that asked for no run: where it would end had no run failed
+    # (what follows is the retry of failed runs and the cycles that waited for it, reported apart).
+    quiet_requests: int | None = None
 
     @property
     def emulator(self) -> Any:
@@ -73,6 +76,7 @@ class Bench:
         runs = 0
         started, since = time.perf_counter(), utcnow()
         reports = []
+        self.quiet_requests = None
         for _ in range(CYCLES_TO_SETTLE):
             report, _, _ = await self.cycle()
             reports.append(report)
@@ -82,12 +86,23 @@ class Bench:
                     "failed_tenant_cycles", 0
                 ) + len(report.failed_tenants)
             elif not report.run_ids:
-                if not await self.awaiting_retry(since):
+                if self.quiet_requests is None:
+                    self.quiet_requests = self.emu.stats()["graph_requests"]
+                if not await self.awaiting_retry(since) and not await self.changes_waiting():
                     break
                 # A run that did not succeed (a SQLite writer timed out on a loaded machine) is asked for again
-                # once its lease has passed, as the scheduler does: wait for that turn rather than stop short.
+                # once its lease has passed, as the scheduler does, and the changes of its organization wait
+                # until then: wait for that turn rather than stop short.
                 await asyncio.sleep(self.resources.settings.sync_lease_seconds)
         return runs, time.perf_counter() - started, reports
+
+    async def changes_waiting(self) -> bool:
+        """Whether some organization has changes that no run has carried yet (it waits after a failed run)."""
+        from equa.microsoft.fleet import repository as fleet_repository
+
+        async with self.resources.session_factory() as session:
+            waiting = await fleet_repository.unassigned_changes_of(session, [o.id for o in self.model.orgs])
+        return bool(waiting)
 
     async def awaiting_retry(self, since: datetime) -> bool:
         """Whether some organization's latest run since `since` did not succeed."""
@@ -145,14 +160,17 @@ class Bench:
         since, marks = utcnow(), self.marks()
         runs, seconds, _ = await self.settle()
         stats = self.emu.stats()
+        until_quiet = stats["graph_requests"] if self.quiet_requests is None else self.quiet_requests
         self.figures.values.update(
-            first_requests=stats["graph_requests"],
+            first_requests=until_quiet,
+            first_retry_requests=stats["graph_requests"] - until_quiet,
             first_lower_bound=lower,
             first_429=stats["throttled"],
             first_runs=runs,
             first_seconds=round(seconds, 1),
             first_write_quota_s=round(quota, 1),
             first_double_work=await self.double_work(since, marks, "first"),
+            first_requests_by_route=dict(stats["requests"]),
         )
 
     async def idle_cycle(self) -> None:

@@ -14,7 +14,11 @@ from equa.db.session import install_write_tracking
 if TYPE_CHECKING:
     from equa.settings import Settings
 
-SQLITE_BUSY_TIMEOUT_MS = 5000
+# SQLite has one writer at a time; the others wait this long for it. A sync run's last transaction (its outcomes,
+# up to a few thousand rows) can hold the lock for seconds on a busy machine, and a short bookkeeping write that
+# gives up then loses its work to a lease: waiting longer is the better failure. The wait happens in the
+# connection's thread, never on the event loop.
+SQLITE_BUSY_TIMEOUT_MS = 20_000
 
 
 def is_sqlite(url: str) -> bool:

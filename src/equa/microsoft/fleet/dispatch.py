@@ -10,6 +10,8 @@ from collections.abc import Sequence
 from datetime import timedelta
 from typing import TYPE_CHECKING, Any
 
+from sqlalchemy.exc import DBAPIError
+
 from equa.db.base import utcnow
 from equa.microsoft import history_repository
 from equa.microsoft.fleet import repository as fleet_repository
@@ -72,11 +74,19 @@ SLOT_WAIT_SECONDS = 2.0  # a run whose tenant has no free slot goes back on the 
 
 async def wait_for_a_slot(resources: JobResources, run_id: uuid.UUID) -> None:
     """Its tenant's slots are all taken: the run's turn moves a moment later, and it is enqueued again then."""
-    async with resources.session_factory() as session:
-        moved = await fleet_repository.move_turn(
-            session, run_id, utcnow() + timedelta(seconds=SLOT_WAIT_SECONDS)
+    try:
+        async with resources.session_factory() as session:
+            moved = await fleet_repository.move_turn(
+                session, run_id, utcnow() + timedelta(seconds=SLOT_WAIT_SECONDS)
+            )
+            await session.commit()
+    except DBAPIError:
+        # The turn could not be moved (a database that did not answer in time): the run is still queued, so it
+        # goes back on the queue all the same rather than wait a lease to be found lost.
+        log.warning(
+            "could not move the turn of queued run %s; enqueuing it again anyway", run_id, exc_info=True
         )
-        await session.commit()
+        moved = True
     if moved:
         enqueue_later(resources, run_id, SLOT_WAIT_SECONDS)
 
