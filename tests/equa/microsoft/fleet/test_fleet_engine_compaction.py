@@ -104,13 +104,13 @@ async def test_changes_around_the_merge_are_folded_and_the_merged_round_sees_lat
     emu.add_members(second, [strangers[1]])
 
     merging = await cycle_and_wait(jobs, now=after_settling())
-    assert merging.merged_rounds == 2
     runs = await runs_of(session_factory, merging.run_ids)
     assert {r.organization_id: r.trigger for r in runs} == {
         organization_of[first]: "delta",
         organization_of[second]: "delta",
     }
     assert all(r.counts["flagged"] == 1 for r in runs)
+    assert merging.merged_rounds == 2
 
     # After the merge, the merged round sees changes to any of its groups.
     emu.add_members(third, [strangers[2]])
