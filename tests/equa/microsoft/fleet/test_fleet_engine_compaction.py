@@ -52,7 +52,12 @@ async def test_after_unlinks_the_rounds_are_merged_and_an_idle_cycle_costs_one_r
     # Rounds hold their groups in id order: keep 20 of each round, unlink the other 60.
     by_id = sorted(tenant.groups)
     kept = by_id[:20] + by_id[50:70]
-    await unlink(session_factory, [g for g in by_id if g not in kept])
+    # One unlink saves no round (99 groups still need 2): nothing is merged, no extra request.
+    await unlink(session_factory, by_id[20:21])
+    emu.reset_stats()
+    one_unlink = await cycle_and_wait(jobs)
+    assert delta_requests(emu) == 2 and one_unlink.run_ids == []
+    await unlink(session_factory, [g for g in by_id[21:] if g not in kept])
     bound = math.ceil(len(kept) / 50)
 
     # The rounds are read as usual, and one round of the 40 groups is taken from now on.
