@@ -9,9 +9,11 @@ One emulator (this process, HTTPS, throttling on) holds T tenants of sizes S/M/L
 tenant, with autoSync and removeDeparted on, and a team of the group's members plus 5 % not in the group yet.
 Phases: the first reconcile of the whole fleet; a cycle with no changes; a cycle after 1 % of the memberships
 changed by hand on the Microsoft side and 1 % on the Equa side (then every organization is checked for
-convergence); fairness (every organization has a change, the busiest tenant answers 429 to everything); and, with
-PostgreSQL and Redis, throughput of 1, 2 and 4 `equa worker` processes. Without --database-url it runs on SQLite
-in one process (embedded broker). Prints a table, each figure beside its bound or goal, and writes OUT (JSON).
+convergence); fairness (every organization has a change, the busiest tenant answers 429 to everything); a cycle
+with no changes after 10 % of the organizations unlinked their group and the rounds left with free places were
+merged; and, with PostgreSQL and Redis, throughput of 1, 2 and 4 `equa worker` processes. Without --database-url
+it runs on SQLite in one process (embedded broker). Prints a table, each figure beside its bound or goal, and
+writes OUT (JSON).
 It asserts nothing: tests/test_fleet_bench.py checks the small fleet's figures.
 """
 
@@ -100,6 +102,10 @@ def print_table(args: argparse.Namespace, figures: dict[str, Any], notes: list[s
     print(bound_row("idle cycle: Graph requests", v["idle_requests"],
                     f"<= {v['idle_bound']} (ceil(groups/50) per tenant)", v["idle_requests"] <= v["idle_bound"]))  # fmt: skip
     print(bound_row("idle cycle: runs / wall time (s)", f"{v['idle_runs']} / {v['idle_seconds']}", "0 runs"))
+    print(bound_row("after unlinks: idle cycle Graph requests", v["unlink_idle_requests"],
+                    f"<= {v['unlink_idle_bound']} (was {v['unlink_requests_before_merge']}, "
+                    f"{v['unlink_merged_rounds']} rounds merged)",
+                    v["unlink_idle_requests"] <= v["unlink_idle_bound"]))  # fmt: skip
     print(bound_row("changes: Graph requests", v["change_requests"],
                     f"against {v['changes']} changes ({v['microsoft_changes']} Microsoft, {v['equa_changes']} Equa)"))  # fmt: skip
     print(bound_row("changes: requests per change", f"{v['change_requests'] / max(1, v['changes']):.2f}",
@@ -174,6 +180,7 @@ async def run(args: argparse.Namespace) -> tuple[dict[str, Any], list[str]]:
                         await bench.idle_cycle()
                         await bench.changes()
                         await bench.fairness()
+                        await bench.after_unlinks()
                         figures = bench.figures.values
                         figures["peak_rss_mb"] = round(bench.peak_rss(), 1)
                         if args.throughput and args.redis_url:

@@ -56,6 +56,8 @@ def assert_within_bounds(figures: dict[str, Any]) -> None:
     assert figures["first_runs"] >= 200  # every organization had its first reconcile
     assert figures["idle_requests"] <= figures["idle_bound"]
     assert figures["idle_runs"] == 0
+    assert figures["unlink_idle_requests"] <= figures["unlink_idle_bound"]
+    assert figures["unlink_idle_runs"] == 0
     assert figures["changes"] == 800  # 1 % of 40,000 memberships on each side
     assert figures["change_runs"] > 0
     assert figures["converged"] is True

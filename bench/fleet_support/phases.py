@@ -1,6 +1,7 @@
 """The bench's phases, in order, on one emulator fleet and one Equa database: first reconcile, a cycle with no
-changes, a cycle after changes on both sides (then convergence), fairness with one tenant throttled hard, and
-throughput by number of workers. Each phase answers its figures; fleet_bench.py prints and writes them."""
+changes, a cycle after changes on both sides (then convergence), fairness with one tenant throttled hard, a cycle
+with no changes after 10 % of the organizations unlinked their group (once the rounds are merged), and throughput
+by number of workers. Each phase answers its figures; fleet_bench.py prints and writes them."""
 
 from __future__ import annotations
 
@@ -58,12 +59,12 @@ class Bench:
             self.resources.session_factory, run_ids, self.run_timeout, self.cluster.lease_seconds
         )
 
-    async def cycle(self) -> tuple[Any, float, float]:
+    async def cycle(self, now: datetime | None = None) -> tuple[Any, float, float]:
         """One fleet cycle and the runs it asked for, to the end: (report, cycle seconds, seconds to the last run)."""
         from equa.microsoft.fleet.cycle import run_fleet_cycle
 
         started = time.perf_counter()
-        report = await run_fleet_cycle(self.resources)
+        report = await run_fleet_cycle(self.resources, now=now)
         cycle_seconds = time.perf_counter() - started
         await self.wait(report.run_ids)
         return report, cycle_seconds, time.perf_counter() - started
@@ -277,6 +278,43 @@ class Bench:
             fairness_runs=len(delays),
             throttled_tenant_organizations=len(throttled_orgs),
             fairness_double_work=await self.double_work(due, marks, "fairness"),
+        )
+
+    async def after_unlinks(self, share: float = 0.1) -> None:
+        """A share of the organizations unlink their group; the cycles go on until the rounds left with free places
+        are merged (the cycles' clock moves past the merged rounds' settling time), then a cycle with no changes."""
+        from datetime import timedelta
+
+        from sqlalchemy import update
+
+        from equa.db.base import utcnow
+        from equa.microsoft.fleet.compaction import SETTLE
+        from equa.organizations.models import Organization
+
+        self.progress(f"a cycle with no changes after {share:.0%} of the organizations unlinked their group")
+        unlinked = {
+            o.id for o in self.rng.sample(self.model.orgs, max(1, round(share * len(self.model.orgs))))
+        }
+        async with self.resources.session_factory() as session:
+            await session.execute(
+                update(Organization).where(Organization.id.in_(unlinked)).values(microsoft_group=None)
+            )
+            await session.commit()
+        self.model.orgs = [o for o in self.model.orgs if o.id not in unlinked]
+        await self.cycle()  # the rounds are read; those with free places get their successors
+        later = utcnow() + SETTLE + timedelta(seconds=1)
+        self.emu.reset_stats()
+        merging, _, _ = await self.cycle(now=later)  # the old rounds read a last time, then replaced
+        before = self.emu.stats()["graph_requests"]
+        self.emu.reset_stats()
+        idle, _, _ = await self.cycle(now=later)
+        self.figures.values.update(
+            unlinked_organizations=len(unlinked),
+            unlink_requests_before_merge=before,
+            unlink_merged_rounds=merging.merged_rounds,
+            unlink_idle_requests=self.emu.stats()["graph_requests"],
+            unlink_idle_bound=checks.idle_bound(self.model),
+            unlink_idle_runs=len(idle.run_ids),
         )
 
     async def throughput(self, worker_counts: list[int], sample: int) -> None:

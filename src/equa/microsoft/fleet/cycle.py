@@ -1,7 +1,8 @@
 """The fleet cycle, run by the scheduler every tick: every tenant at once, each on its own (a slow or throttled
 tenant delays nobody else); per tenant, its delta rounds (rounds.py), then its runs (scheduling.py).
 
-A cycle with no changes costs one Graph request per 50 linked groups; a change costs its organization one targeted
+A cycle with no changes costs one Graph request per 50 linked groups (compaction.py merges rounds left with free
+places); a change costs its organization one targeted
 run; a full reconcile runs per group every EQUA_FULL_RECONCILE_INTERVAL and when its deltaLink expires.
 """
 
@@ -48,6 +49,7 @@ class FleetCycleReport:
     expired_groups: int = 0
     failed_tenants: list[str] = field(default_factory=list)
     requeued: int = 0  # queued runs enqueued again: their turn had passed unclaimed
+    merged_rounds: int = 0  # delta rounds replaced by fewer, fuller ones (compaction.py)
 
 
 @dataclass
@@ -87,6 +89,7 @@ async def run_fleet_cycle(resources: JobResources, *, now: datetime | None = Non
         rounds, runs = result
         report.delta_requests += rounds.requests
         report.expired_groups += len(rounds.expired_groups)
+        report.merged_rounds += rounds.merged_rounds
         report.full_reconciles += len(runs.full)
         report.targeted_runs += len(runs.targeted)
         report.run_ids += runs.full + runs.targeted
@@ -97,7 +100,7 @@ async def _run_tenant(
     resources: JobResources, sessions: SharedSessions, tenant: TenantWork, now: datetime
 ) -> tuple[TenantRounds, TenantRuns]:
     settings = resources.settings
-    rounds = await advance_rounds(sessions, tenant.graph, tenant.tenant_id, tenant.linked)
+    rounds = await advance_rounds(sessions, tenant.graph, tenant.tenant_id, tenant.linked, now)
     runs = await schedule_tenant_runs(
         sessions,
         sorted(set(tenant.linked.values()), key=str),

@@ -15,7 +15,10 @@ DIRECTORY_ID_LENGTH = 64
 
 
 class DeltaRound(TimestampMixin, Base):
-    """Up to 50 linked groups of one tenant tracked by one deltaLink (None until the round has started)."""
+    """Up to 50 linked groups of one tenant tracked by one deltaLink (None until the round has started).
+
+    A round with `takes_over_at` set is a successor taken by compaction (compaction.py): it is not resumed, and from
+    that time on it replaces the rounds whose groups it holds; then `takes_over_at` is cleared."""
 
     __tablename__ = "microsoft_delta_rounds"
     __table_args__ = (Index("ix_microsoft_delta_rounds_tenant_id", "tenant_id"),)
@@ -24,6 +27,7 @@ class DeltaRound(TimestampMixin, Base):
     tenant_id: Mapped[str] = mapped_column(String(64))
     group_ids: Mapped[list[str]] = mapped_column(JSON, default=list)
     delta_link: Mapped[str | None] = mapped_column(Text, default=None)
+    takes_over_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), default=None)
 
 
 class ChangeKind(StrEnum):

@@ -40,6 +40,16 @@ async def save_round(
     )
 
 
+async def activate_rounds(session: AsyncSession, round_ids: Collection[uuid.UUID]) -> None:
+    """Successors taken by compaction become ordinary rounds, resumed from the next cycle on."""
+    await session.execute(
+        update(DeltaRound)
+        .where(DeltaRound.id.in_(list(round_ids)))
+        .values(takes_over_at=None, updated_at=utcnow())
+        .execution_options(synchronize_session=False)
+    )
+
+
 # --- pending changes ----------------------------------------------------------------------------------------
 
 

@@ -4,7 +4,10 @@ changes of the organizations it concerns, restart expired rounds, and start roun
 A round's new deltaLink and the pending changes it saw are written in one transaction, so a crash between the two
 never loses a change (the old deltaLink is resumed again) nor records one twice in a way that matters (the fold is
 idempotent). A newly linked group starts with `$deltatoken=latest` (no data, one request per 50 groups): its first
-full reconcile reads the members anyway, after the token is taken, so nothing falls in between.
+full reconcile reads the members anyway, after the token is taken, so nothing falls in between. That one request per
+50 new groups cannot be folded into anything cheaper: a token's filter is fixed, so new groups cannot join an existing
+round's token, and the only other way to a token, a first round without `latest`, reads every member as well. Rounds
+left with free places by unlinks, and the small rounds of groups linked over time, are merged by compaction.py.
 """
 
 from __future__ import annotations
@@ -12,10 +15,12 @@ from __future__ import annotations
 import logging
 import uuid
 from dataclasses import dataclass, field
+from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.microsoft.fleet import repository as fleet_repository
+from equa.microsoft.fleet.compaction import groups_to_merge, take_over, take_successors
 from equa.microsoft.fleet.fold import differences
 from equa.microsoft.fleet.models import ChangeKind, DeltaRound, PendingChange
 from equa.microsoft.fleet.sessions import SessionOpener
@@ -40,6 +45,7 @@ class TenantRounds:
     changed_groups: int = 0
     expired_groups: set[str] = field(default_factory=set)
     failed_rounds: int = 0
+    merged_rounds: int = 0  # rounds replaced by compaction's successors this cycle
 
 
 async def advance_rounds(
@@ -47,13 +53,19 @@ async def advance_rounds(
     graph: GraphClient,
     tenant_id: str,
     linked: dict[str, uuid.UUID],
+    now: datetime,
 ) -> TenantRounds:
-    """`linked`: the tenant's tracked groups (id, lower case) -> their organization."""
+    """`linked`: the tenant's tracked groups (id, lower case) -> their organization; `now` decides whether
+    compaction's successors are due."""
     report = TenantRounds(tenant_id)
     async with session_factory() as session:
         rounds = await fleet_repository.delta_rounds_of(session, tenant_id)
+    successors = [r for r in rounds if r.takes_over_at is not None]
     tracked: set[str] = set()
+    held: dict[uuid.UUID, list[str]] = {}  # each round read this cycle -> its linked groups
     for delta_round in rounds:
+        if delta_round.takes_over_at is not None:
+            continue  # a successor waiting to take over: not resumed
         groups = [g for g in delta_round.group_ids if g in linked and g not in tracked]
         if not groups or delta_round.delta_link is None:
             async with session_factory() as session:
@@ -84,10 +96,18 @@ async def advance_rounds(
             continue
         report.requests += result.requests
         tracked.update(groups)
+        held[delta_round.id] = groups
         async with session_factory() as session:
             report.changed_groups += await _note_changes(session, result, groups, linked)
             await fleet_repository.save_round(session, delta_round.id, groups, result.delta_link)
             await session.commit()
+    if successors:
+        # A round that failed this cycle has changes not yet read: its successors wait for a cycle that reads it.
+        if not report.failed_rounds:
+            covered, report.merged_rounds = await take_over(session_factory, tenant_id, successors, held, now)
+            tracked.update(g for g in covered if g in linked)
+    elif merged := groups_to_merge(held):
+        report.requests += await take_successors(session_factory, graph, tenant_id, merged, now)
     await _start_rounds(session_factory, graph, tenant_id, sorted(set(linked) - tracked), report)
     return report
 

@@ -113,10 +113,11 @@ async def link_teams(
     return organizations
 
 
-async def cycle_and_wait(jobs: JobResources, **kwargs: Any) -> FleetCycleReport:
-    """One fleet cycle, then every run it queued to its end (the embedded broker runs them in this process)."""
+async def cycle_and_wait(jobs: JobResources, *, timeout: float = 30, **kwargs: Any) -> FleetCycleReport:
+    """One fleet cycle, then every run it queued to its end (the embedded broker runs them in this process); a
+    cycle of many full reconciles needs a longer `timeout` on a loaded machine."""
     report = await run_fleet_cycle(jobs, **kwargs)
-    finished = await asyncio.gather(*(wait_for_run(jobs.session_factory, r, 30) for r in report.run_ids))
+    finished = await asyncio.gather(*(wait_for_run(jobs.session_factory, r, timeout) for r in report.run_ids))
     for run in finished:
         assert run is not None and run.status == RunStatus.SUCCEEDED.value, run and run.error_message
     return report
