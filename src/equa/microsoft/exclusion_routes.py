@@ -6,13 +6,16 @@
 from __future__ import annotations
 
 import uuid
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, Response, status
+from fastapi import APIRouter, Depends, Query, Request, Response, status
 
 from equa.deps import DbSession
+from equa.microsoft import groups
 from equa.microsoft.deps import MicrosoftAdmin, require_microsoft_enabled
 from equa.microsoft.groups.exclusions import Exclusion, allow_again, list_exclusions
-from equa.microsoft.schemas import ExclusionListOut, ExclusionOut, problem_responses
+from equa.microsoft.schemas import ExclusionOut, ExclusionPageOut, problem_responses
+from equa.pagination import cursors_for
 
 router = APIRouter(
     prefix="/api/v1/organizations/{org_id}/microsoft",
@@ -31,12 +34,26 @@ def exclusion_out(excluded: Exclusion) -> ExclusionOut:
     )
 
 
-@router.get("/exclusions", response_model=ExclusionListOut, responses=problem_responses(401, 403, 404, 422))
-async def exclusions(context: MicrosoftAdmin, session: DbSession) -> ExclusionListOut:
-    """Team members an admin removed from the group: the sync reports them as `excluded` and does not add them."""
-    return ExclusionListOut(
-        items=[exclusion_out(e) for e in await list_exclusions(session, context.organization)]
+@router.get("/exclusions", response_model=ExclusionPageOut, responses=problem_responses(401, 403, 404, 422))
+async def exclusions(
+    request: Request,
+    context: MicrosoftAdmin,
+    session: DbSession,
+    cursor: Annotated[
+        str | None, Query(max_length=512, description="nextCursor of the previous page")
+    ] = None,
+    limit: Annotated[int, Query(ge=1, le=groups.MAX_PAGE_SIZE)] = groups.DEFAULT_PAGE_SIZE,
+) -> ExclusionPageOut:
+    """Team members an admin removed from the group, newest first: the sync reports them as `excluded` and does not
+    add them."""
+    found, next_cursor = await list_exclusions(
+        session,
+        context.organization,
+        cursors=cursors_for(request, "exclusions", context.organization.id),
+        cursor=cursor,
+        limit=limit,
     )
+    return ExclusionPageOut(items=[exclusion_out(e) for e in found], next_cursor=next_cursor)
 
 
 @router.delete(

@@ -13,7 +13,7 @@ import uuid
 from collections.abc import Collection
 from datetime import datetime
 
-from sqlalchemy import delete, func, select
+from sqlalchemy import and_, delete, func, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from equa.accounts.models import User
@@ -363,15 +363,30 @@ async def exclusion(
     )
 
 
-async def exclusions(
-    session: AsyncSession, organization_id: uuid.UUID
+async def exclusions_page(
+    session: AsyncSession,
+    organization_id: uuid.UUID,
+    *,
+    after: tuple[datetime, uuid.UUID] | None,
+    limit: int,
 ) -> list[tuple[MicrosoftExclusion, User]]:
-    """The organization's exclusions with their people, by name then address."""
-    rows = await session.execute(
+    """Up to `limit` of the organization's exclusions with their people, newest first: (created_at, id) below
+    `after`, so a page never skips or repeats one however names change."""
+    statement = (
         select(MicrosoftExclusion, User)
         .join(User, User.id == MicrosoftExclusion.user_id)
         .where(MicrosoftExclusion.organization_id == organization_id)
-        .order_by(func.lower(func.coalesce(User.display_name, User.email)), User.email_normalized)
+    )
+    if after is not None:
+        stamp, after_id = after
+        statement = statement.where(
+            or_(
+                MicrosoftExclusion.created_at < stamp,
+                and_(MicrosoftExclusion.created_at == stamp, MicrosoftExclusion.id < after_id),
+            )
+        )
+    rows = await session.execute(
+        statement.order_by(MicrosoftExclusion.created_at.desc(), MicrosoftExclusion.id.desc()).limit(limit)
     )
     return [(excluded, user) for excluded, user in rows]
 

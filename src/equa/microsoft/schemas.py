@@ -238,7 +238,8 @@ class ExclusionOut(CamelModel):
     excluded_by: uuid.UUID | None = Field(description="The admin who removed them from the group.")
 
 
-class ExclusionListOut(CamelModel):
+class ExclusionPageOut(CamelModel):
     items: list[ExclusionOut] = Field(
-        description="Team members an admin removed from the group: the sync does not add them back."
+        description="Team members an admin removed from the group, newest first: the sync does not add them back."
     )
+    next_cursor: str | None

@@ -38,8 +38,6 @@ from equa.microsoft.groups.linking import (
     unlink_group,
 )
 from equa.microsoft.groups.members import (
-    DEFAULT_PAGE_SIZE,
-    MAX_PAGE_SIZE,
     MEMBER_FIELDS,
     USER_FIELDS,
     GroupMember,
@@ -52,6 +50,7 @@ from equa.microsoft.groups.members import (
     remove_group_member,
     team_directory,
 )
+from equa.microsoft.groups.page_sizes import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from equa.microsoft.groups.problems import GroupMissing, LinkRefusal, not_linked
 from equa.microsoft.groups.restore import restore_group
 from equa.microsoft.groups.search import SEARCH_PAGE_SIZE, GroupChoice, GroupSearchPage, search_groups

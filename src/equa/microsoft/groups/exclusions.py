@@ -22,8 +22,10 @@ from equa.errors import AppError
 from equa.microsoft import repository
 from equa.microsoft.audit import record_audit
 from equa.microsoft.graph import GraphClient, GraphError, GraphNotFound
+from equa.microsoft.groups.page_sizes import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from equa.microsoft.models import HandAddedMember, MatchedBy, MicrosoftExclusion, MicrosoftMember
 from equa.organizations.models import Organization
+from equa.pagination import BY_CREATED_AND_ID, Cursors, Keyset, keyset_page
 
 log = logging.getLogger("equa.microsoft.groups")
 
@@ -37,6 +39,14 @@ class Exclusion:
     display_name: str | None
     excluded_at: datetime
     excluded_by: uuid.UUID | None
+    # The exclusion's own id: with excluded_at, its place in the list (a page cursor's position).
+    exclusion_id: uuid.UUID
+
+
+# Newest first, by (excluded_at, exclusion id), as the audit trail and sync runs are.
+NEWEST_EXCLUSION_FIRST: Keyset[Exclusion, tuple[datetime, uuid.UUID]] = Keyset(
+    position=lambda e: (e.excluded_at.isoformat(), str(e.exclusion_id)), key=BY_CREATED_AND_ID.key
+)
 
 
 def exclusion_not_found() -> AppError:
@@ -48,12 +58,28 @@ def exclusion_not_found() -> AppError:
     )
 
 
-async def list_exclusions(session: AsyncSession, organization: Organization) -> list[Exclusion]:
-    """The organization's excluded team members, by name."""
-    return [
-        Exclusion(user.id, user.email, user.display_name, excluded.created_at, excluded.excluded_by)
-        for excluded, user in await repository.exclusions(session, organization.id)
-    ]
+async def list_exclusions(
+    session: AsyncSession,
+    organization: Organization,
+    *,
+    cursors: Cursors,
+    cursor: str | None = None,
+    limit: int = DEFAULT_PAGE_SIZE,
+) -> tuple[list[Exclusion], str | None]:
+    """The organization's excluded team members, newest first, a page at a time; and the next page's cursor."""
+
+    async def fetch(after: tuple[datetime, uuid.UUID] | None, limit: int) -> list[Exclusion]:
+        rows = await repository.exclusions_page(session, organization.id, after=after, limit=limit)
+        return [
+            Exclusion(
+                user.id, user.email, user.display_name, excluded.created_at, excluded.excluded_by, excluded.id
+            )
+            for excluded, user in rows
+        ]
+
+    return await keyset_page(
+        cursors, cursor, limit=limit, max_size=MAX_PAGE_SIZE, keyset=NEWEST_EXCLUSION_FIRST, fetch=fetch
+    )
 
 
 async def allow_again(
@@ -70,6 +96,7 @@ async def allow_again(
         user.display_name if user else None,
         excluded.created_at,
         excluded.excluded_by,
+        excluded.id,
     )
     await session.delete(excluded)
     _audit(session, organization, actor, "member.allow", user, "Allowed again: the next sync adds them.")

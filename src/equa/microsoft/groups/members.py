@@ -25,6 +25,7 @@ from equa.microsoft.groups.linking import (
     require_linked_in_scope,
     tolerating_replication_lag,
 )
+from equa.microsoft.groups.page_sizes import DEFAULT_PAGE_SIZE, MAX_PAGE_SIZE
 from equa.microsoft.groups.problems import equa_user_not_found, unmanageable, user_not_found
 from equa.microsoft.scope import GroupScope
 from equa.organizations.models import Organization
@@ -32,8 +33,6 @@ from equa.pagination import Cursors, invalid_cursor, skip_token_of
 
 MEMBER_FIELDS = "id,displayName,mail,userPrincipalName,userType"
 USER_FIELDS = "id,displayName,mail,userPrincipalName,userType"
-DEFAULT_PAGE_SIZE = 50
-MAX_PAGE_SIZE = 200
 
 
 def odata_quote(value: str) -> str:

@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from equa.microsoft import repository
 from equa.microsoft.graph import GraphClient, GraphNotFound
 from equa.microsoft.groups.linking import GROUP_FIELDS, fetch_group, linkability
-from equa.microsoft.groups.members import MAX_PAGE_SIZE
+from equa.microsoft.groups.page_sizes import MAX_PAGE_SIZE
 from equa.microsoft.groups.problems import LinkRefusal
 from equa.microsoft.scope import GroupScope, granted_group_ids
 from equa.organizations.models import Organization
