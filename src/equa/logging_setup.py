@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import hashlib
+import hmac
 import json
 import logging
 import re
@@ -92,13 +94,33 @@ class JsonFormatter(logging.Formatter):
 
 class AccessLineWithoutQuery(logging.Filter):
     """uvicorn's access line names the path and the status, not the query string: a query holds what people typed
-    or were looked up by (search terms, addresses), which log collectors must not receive."""
+    or were looked up by (search terms, addresses), which log collectors must not receive.
+
+    Nor the client's IP address, which points at a person: it is replaced by a pseudonym, a keyed hash of the
+    address (the key is the installation's session key, so the pseudonym is the same in every process and cannot
+    be reversed by hashing every IPv4 address). An operator can still follow one client's requests through the log.
+    """
+
+    def __init__(self, key: str) -> None:
+        super().__init__()
+        self._key = key.encode()
+
+    def client_pseudonym(self, client: str) -> str:
+        # uvicorn writes "host:port" (an IPv6 host unbracketed): the port changes with every connection.
+        host, _, port = client.rpartition(":")
+        if not host or not port.isdigit():
+            host = client
+        digest = hmac.new(self._key, host.encode(), hashlib.sha256).hexdigest()
+        return f"client-{digest[:10]}"
 
     def filter(self, record: logging.LogRecord) -> bool:
         # uvicorn logs '%s - "%s %s HTTP/%s" %d' with (client, method, path and query, HTTP version, status).
         args = record.args
-        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str) and "?" in args[2]:
-            record.args = (args[0], args[1], args[2].split("?", 1)[0], args[3], args[4])
+        if isinstance(args, tuple) and len(args) == 5 and isinstance(args[2], str):
+            client = (
+                self.client_pseudonym(args[0]) if isinstance(args[0], str) and args[0] != "-" else args[0]
+            )
+            record.args = (client, args[1], args[2].split("?", 1)[0], args[3], args[4])
         return True
 
 
@@ -153,6 +175,7 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
         # An in-process uvicorn started earlier (the demo's emulator, quiet by design) set these to WARNING.
         logger.setLevel(logging.NOTSET)
     access = logging.getLogger("uvicorn.access")
-    if not any(isinstance(f, AccessLineWithoutQuery) for f in access.filters):
-        access.addFilter(AccessLineWithoutQuery())
+    for existing_filter in [f for f in access.filters if isinstance(f, AccessLineWithoutQuery)]:
+        access.removeFilter(existing_filter)
+    access.addFilter(AccessLineWithoutQuery(settings.session_secret.get_secret_value()))
     return handler
