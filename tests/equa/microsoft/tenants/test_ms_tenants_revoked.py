@@ -3,6 +3,7 @@ and on every Microsoft operation; the scheduled check notices it and scheduled s
 
 from __future__ import annotations
 
+import contextlib
 import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
@@ -23,6 +24,7 @@ from equa.microsoft.tenants.health import check_tenants
 from equa.organizations.models import Organization
 from equa.settings import Settings
 from graph_emulator import seeds
+from graph_emulator.testing import EmulatorControl
 
 PASSWORD = "correct horse battery staple"
 FABRIKAM_PEOPLE = [
@@ -196,3 +198,32 @@ async def test_a_feature_the_tenant_withholds_is_not_a_revoked_consent(
     assert status["connection"] == "connected"
     picker = await client.get(linked.url("groups"), headers=linked.headers)
     assert picker.status_code == 200, picker.text
+
+
+async def test_a_change_made_in_microsoft_365_while_paused_is_caught_up_after_reconnecting(
+    app: FastAPI, client: httpx.AsyncClient, linked: Linked, emu: Any
+) -> None:
+    """Scheduled syncs pause while the consent is revoked, but the group is still watched from where it was: a
+    stranger added to it by hand meanwhile is flagged by the first cycle after reconnecting, without waiting for
+    the next full reconcile."""
+    jobs = app.state.jobs
+    first = await run_fleet_cycle(jobs)
+    assert first.full_reconciles == 1
+    run = await wait_for_run(jobs.session_factory, first.run_ids[0], 30)
+    assert run is not None and run.status == RunStatus.SUCCEEDED.value
+    assert (await run_fleet_cycle(jobs)).run_ids == []
+
+    emu.revoke_consent(FABRIKAM)
+    stranger = FABRIKAM_PEOPLE[-1]["id"]
+    with contextlib.closing(EmulatorControl(emu.base_url, emu.ca_path, tenant=FABRIKAM)) as fabrikam:
+        fabrikam.add_members(FABRIKAM_RESEARCH, [stranger])  # by hand in Microsoft 365, while paused
+    assert await check_tenants(jobs.session_factory, app.state.graph) == {FABRIKAM: "AADSTS7000229"}
+    assert (await run_fleet_cycle(jobs)).run_ids == []  # paused
+
+    async with browser(app, linked.admin.email) as page:
+        await connect(emu, client, page, linked.org.id, linked.headers, FABRIKAM)
+    caught_up = await run_fleet_cycle(jobs)
+    assert len(caught_up.run_ids) == 1
+    run = await wait_for_run(jobs.session_factory, caught_up.run_ids[0], 30)
+    assert run is not None and run.status == RunStatus.SUCCEEDED.value, run and run.error_message
+    assert run.trigger == "delta" and run.counts["flagged"] == 1
