@@ -68,6 +68,26 @@ async def _finished_run(
         await session.commit()
 
 
+async def _age_runs(session_factory: Any, organization_id: uuid.UUID, age: timedelta) -> None:
+    """As if the organization's runs so far had been made `age` ago."""
+    async with session_factory() as session:
+        for run in await session.scalars(select(SyncRun).where(SyncRun.organization_id == organization_id)):
+            run.created_at = run.finished_at = utcnow() - age
+        await session.commit()
+
+
+async def _cycle_and_wait(jobs: Any, offset: float = 0) -> set[uuid.UUID]:
+    """One fleet cycle (at now + `offset` seconds), each of its runs to a successful end; the organizations."""
+    report = await run_fleet_cycle(jobs, now=utcnow() + timedelta(seconds=offset))
+    organizations = set()
+    for run_id in report.run_ids:
+        run = await wait_for_run(jobs.session_factory, run_id, 30)
+        assert run is not None and run.status == RunStatus.SUCCEEDED.value, run and run.error_message
+        assert run.trigger == "schedule"
+        organizations.add(run.organization_id)
+    return organizations
+
+
 async def _scheduled_runs(session_factory: Any, run_ids: list[uuid.UUID]) -> list[SyncRun]:
     async with session_factory() as session:
         return list(await session.scalars(select(SyncRun).where(SyncRun.id.in_(run_ids))))
@@ -80,27 +100,29 @@ async def test_only_autosync_organizations_whose_full_reconcile_is_due_are_sched
     never reconciled or whose last real full sync is older than EQUA_FULL_RECONCILE_INTERVAL; the others wait."""
     # The scheduled runs really run (embedded broker): give each a group that exists, so they finish at once.
     load_tenant(emu, [directory_user(0)])
-    interval = app.state.jobs.settings.full_reconcile_interval_seconds
+    jobs = app.state.jobs
+    interval = jobs.settings.full_reconcile_interval_seconds
     long_ago = timedelta(seconds=2 * interval)
-    never_reconciled = await _organization(session_factory, _new_group(emu, "Never reconciled"))
     reconciled_long_ago = await _organization(session_factory, _new_group(emu, "Reconciled long ago"))
-    await _finished_run(session_factory, reconciled_long_ago, long_ago, dry_run=False)
+    reconciled_recently = await _organization(session_factory, _new_group(emu, "Reconciled recently"))
+    only_dry_run_recently = await _organization(session_factory, _new_group(emu, "Only dry run recently"))
+    only_targeted_recently = await _organization(session_factory, _new_group(emu, "Only targeted recently"))
     auto_sync_off = await _organization(
         session_factory, _new_group(emu, "Auto sync off"), microsoft_auto_sync=False
     )
     not_linked = await _organization(session_factory, microsoft_group=None, microsoft_group_linked_at=None)
-    reconciled_recently = await _organization(session_factory, _new_group(emu, "Reconciled recently"))
-    await _finished_run(session_factory, reconciled_recently, timedelta(minutes=5), dry_run=False)
+    # A first cycle watches the groups and reconciles each of them; then their histories are set.
+    first = await _cycle_and_wait(jobs)
+    assert first == {reconciled_long_ago, reconciled_recently, only_dry_run_recently, only_targeted_recently}
+    for organization_id in (reconciled_long_ago, only_dry_run_recently, only_targeted_recently):
+        await _age_runs(session_factory, organization_id, long_ago)
     # A dry run changes nothing in Microsoft 365, so it does not postpone the real one; nor does a targeted run,
     # which reconciles a few people, not the whole group.
-    only_dry_run_recently = await _organization(session_factory, _new_group(emu, "Only dry run recently"))
-    await _finished_run(session_factory, only_dry_run_recently, long_ago, dry_run=False)
     await _finished_run(session_factory, only_dry_run_recently, timedelta(minutes=5), dry_run=True)
-    only_targeted_recently = await _organization(session_factory, _new_group(emu, "Only targeted recently"))
-    await _finished_run(session_factory, only_targeted_recently, long_ago, dry_run=False)
     await _finished_run(
         session_factory, only_targeted_recently, timedelta(minutes=5), dry_run=False, trigger="delta"
     )
+    never_reconciled = await _organization(session_factory, _new_group(emu, "Never reconciled"))
 
     report = await run_fleet_cycle(app.state.jobs)
     runs = await _scheduled_runs(session_factory, report.run_ids)
@@ -140,24 +162,15 @@ async def test_each_organizations_full_reconcile_comes_after_the_interval_stretc
             session.add(organization)
             organizations.add(organization.id)
         await session.commit()
-    # All reconciled together, 1.05 intervals ago.
+    # Watched and reconciled together, 1.05 intervals ago.
+    assert await _cycle_and_wait(jobs) == organizations
     for organization_id in organizations:
-        await _finished_run(
-            session_factory, organization_id, timedelta(seconds=interval * 1.05), dry_run=False
-        )
+        await _age_runs(session_factory, organization_id, timedelta(seconds=interval * 1.05))
 
-    async def cycle(offset: float) -> set[uuid.UUID]:
-        report = await run_fleet_cycle(jobs, now=utcnow() + timedelta(seconds=offset))
-        for run_id in report.run_ids:
-            finished = await wait_for_run(session_factory, run_id, 30)
-            assert finished is not None and finished.status == RunStatus.SUCCEEDED.value
-        assert report.targeted_runs == 0
-        return {r.organization_id for r in await _scheduled_runs(session_factory, report.run_ids)}
-
-    assert await cycle(-interval * 0.05 - 1) == set()  # nobody before the interval
-    halfway = await cycle(0)  # 1.05 intervals
+    assert await _cycle_and_wait(jobs, -interval * 0.05 - 1) == set()  # nobody before the interval
+    halfway = await _cycle_and_wait(jobs)  # 1.05 intervals
     assert halfway and halfway != organizations
-    rest = await cycle(interval * 0.05 + 1)  # 1.1 intervals: every one is due, each once
+    rest = await _cycle_and_wait(jobs, interval * 0.05 + 1)  # 1.1 intervals: every one is due, each once
     assert rest == organizations - halfway
 
 
