@@ -87,21 +87,6 @@ async def last_run(
     return await session.scalar(statement.order_by(SyncRun.created_at.desc(), SyncRun.id.desc()).limit(1))
 
 
-async def last_real_run_at(session: AsyncSession, organization_id: uuid.UUID) -> datetime | None:
-    """When the organization's last sync that was not a dry run was asked for."""
-    return await session.scalar(
-        select(SyncRun.created_at)
-        .where(
-            SyncRun.organization_id == organization_id,
-            SyncRun.dry_run.is_(False),
-            # A targeted run (a pushed team change) reconciles a few people, not the whole group.
-            SyncRun.trigger.not_in(("push", "delta")),
-        )
-        .order_by(SyncRun.created_at.desc())
-        .limit(1)
-    )
-
-
 async def last_manual_run_at(session: AsyncSession, organization_id: uuid.UUID) -> datetime | None:
     """When the organization's admins last asked for a sync or a dry run (from the API or the page)."""
     return await session.scalar(

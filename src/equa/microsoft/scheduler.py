@@ -6,20 +6,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import hashlib
 import logging
-import uuid
-from collections.abc import Collection
-from datetime import datetime, timedelta
 from typing import TYPE_CHECKING
 
-from sqlalchemy.ext.asyncio import AsyncSession
-
-from equa.db.base import utcnow
-from equa.microsoft import history_repository, repository
 from equa.microsoft.fleet.cycle import run_fleet_cycle
-from equa.microsoft.sync.lifecycle import DEFAULT_LEASE_SECONDS, abandon_stale_runs
-from equa.microsoft.sync.runs import request_sync
+from equa.microsoft.health_task import check_linked_groups
 from equa.microsoft.tenants.health import check_tenants, tenant_of_organizations
 
 if TYPE_CHECKING:
@@ -30,65 +21,12 @@ if TYPE_CHECKING:
 # The scheduler's messages keep the logger name they always had, which operators' log filters rely on.
 log = logging.getLogger("equa.microsoft.tasks")
 
-SCHEDULE_JITTER = 0.2  # each organization's interval is stretched by a stable 0-20 %
-
 
 def tick_seconds(settings: Settings) -> float:
     return float(min(60, max(1, settings.sync_interval_seconds // 10)))
 
 
-def schedule_offset(organization_id: uuid.UUID) -> float:
-    """A stable fraction in [0, 1) per organization, so their syncs spread over the interval."""
-    digest = hashlib.sha256(organization_id.bytes).digest()
-    return int.from_bytes(digest[:4], "big") / 2**32
-
-
-def next_sync_due(organization_id: uuid.UUID, last: datetime | None, interval_seconds: int) -> datetime:
-    """When the organization's next scheduled sync is due: interval after the last, stretched by its jitter."""
-    stretch = interval_seconds * (1 + SCHEDULE_JITTER * schedule_offset(organization_id))
-    if last is None:
-        # Never synced: spread the first syncs over a fraction of the interval instead of all at once.
-        return (
-            utcnow()
-            - timedelta(seconds=interval_seconds)
-            + timedelta(seconds=SCHEDULE_JITTER * interval_seconds * schedule_offset(organization_id))
-        )
-    return last + timedelta(seconds=stretch)
-
-
-async def schedule_due_syncs(
-    session: AsyncSession,
-    interval_seconds: int,
-    *,
-    lease_seconds: int = DEFAULT_LEASE_SECONDS,
-    paused: Collection[uuid.UUID] = (),
-) -> list[uuid.UUID]:
-    """Request a sync for every organization with autoSync on whose turn has come; returns the run ids.
-
-    `paused`: organizations skipped (their tenant revoked the consent, until they reconnect)."""
-    await abandon_stale_runs(session, lease_seconds=lease_seconds)
-    organizations = await repository.auto_sync_organizations(session)
-    started: list[uuid.UUID] = []
-    now = utcnow()
-    for organization in organizations:
-        if organization.id in paused:
-            continue
-        last = await history_repository.last_real_run_at(session, organization.id)
-        if last is None and organization.microsoft_group_linked_at is not None:
-            last = organization.microsoft_group_linked_at
-        if next_sync_due(organization.id, last, interval_seconds) > now:
-            continue
-        run = await request_sync(session, organization, None, False, "schedule", lease_seconds=lease_seconds)
-        started.append(run.id)
-    return started
-
-
 async def _health_check(resources: JobResources) -> None:
-    try:
-        from equa.microsoft.health_task import check_linked_groups  # type: ignore[import-not-found,unused-ignore]
-    except ImportError:
-        log.debug("no health check of linked groups in this build")
-        return
     try:
         if resources.settings.multi_tenant:
             await check_tenants(resources.session_factory, resources.graph)

@@ -3,15 +3,14 @@
 from __future__ import annotations
 
 from collections.abc import Callable
-from datetime import timedelta
 from typing import Any
 
 import httpx
 import pytest
+from fastapi import FastAPI
 from ms_support import Team, seed_group_id, tenant_members
 
-from equa.db.base import utcnow
-from equa.microsoft.scheduler import schedule_due_syncs
+from equa.microsoft.fleet.cycle import run_fleet_cycle
 from equa.microsoft.sync.runs import wait_for_run
 from equa.organizations.models import Organization
 from equa.settings import Settings
@@ -113,7 +112,7 @@ async def test_creating_without_the_units_role_says_which_role_to_assign(
 
 
 async def test_a_scheduled_sync_of_a_group_taken_out_of_the_unit_fails_and_writes_nothing(
-    client: httpx.AsyncClient, team: Team, emu: Any, session_factory: Any
+    app: FastAPI, client: httpx.AsyncClient, team: Team, emu: Any, session_factory: Any
 ) -> None:
     """The scope is asked again when a queued run starts: a tenant administrator who takes the linked group out of
     the unit stops the scheduled syncs too, not only the admin's requests."""
@@ -125,7 +124,6 @@ async def test_a_scheduled_sync_of_a_group_taken_out_of_the_unit_fails_and_write
     async with session_factory() as session:
         organization = await session.get(Organization, team.org.id)
         organization.microsoft_auto_sync = True
-        organization.microsoft_group_linked_at = utcnow() - timedelta(hours=3)
         await session.commit()
     members_before = sorted(emu.group_members(marketing))
     # The team's two people are not all in Marketing: a run that went ahead would add them.
@@ -133,11 +131,10 @@ async def test_a_scheduled_sync_of_a_group_taken_out_of_the_unit_fails_and_write
     assert {team.admin.email.lower(), team.member.email.lower()} - in_group
     emu.remove_unit_members(UNIT, [marketing])
 
-    async with session_factory() as session:
-        run_ids = await schedule_due_syncs(session, 3600)
-        await session.commit()
-    assert len(run_ids) == 1
-    run = await wait_for_run(session_factory, run_ids[0], 30)
+    # The scheduler's fleet cycle: the group was never reconciled, so its full reconcile is due at once.
+    report = await run_fleet_cycle(app.state.jobs)
+    assert report.full_reconciles == 1 and len(report.run_ids) == 1
+    run = await wait_for_run(session_factory, report.run_ids[0], 30)
     assert run is not None and run.status == "failed"
     assert run.error_code == "microsoft_group_out_of_scope"
     assert f"equa microsoft grant-group {team.org.id} {marketing}" in (run.error_action or "")

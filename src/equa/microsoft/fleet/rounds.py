@@ -1,13 +1,15 @@
 """One tenant's delta rounds in a cycle: resume each round from its deltaLink, turn what changed into pending
-changes of the organizations it concerns, restart expired rounds, and start rounds for newly linked groups.
+changes of the organizations it concerns, restart expired rounds, and start rounds for groups not yet watched.
 
 A round's new deltaLink and the pending changes it saw are written in one transaction, so a crash between the two
 never loses a change (the old deltaLink is resumed again) nor records one twice in a way that matters (the fold is
-idempotent). A newly linked group starts with `$deltatoken=latest` (no data, one request per 50 groups): its first
-full reconcile reads the members anyway, after the token is taken, so nothing falls in between. That one request per
-50 new groups cannot be folded into anything cheaper: a token's filter is fixed, so new groups cannot join an existing
-round's token, and the only other way to a token, a first round without `latest`, reads every member as well. Rounds
-left with free places by unlinks, and the small rounds of groups linked over time, are merged by compaction.py.
+idempotent). A group not yet watched (newly linked, autoSync turned back on, the first cycle after an upgrade)
+starts with `$deltatoken=latest` (no data, one request per 50 groups) and gets a full reconcile (never reconciled,
+or asked for with the round, in one transaction): it reads the members after the token is taken, so nothing falls
+in between. That one request per 50 new groups cannot be folded into anything cheaper: a token's filter is fixed,
+so new groups cannot join an existing round's token, and the only other way to a token, a first round without
+`latest`, reads every member as well. Rounds left with free places by unlinks, and the small rounds of groups
+linked over time, are merged by compaction.py.
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ async def advance_rounds(
             tracked.update(g for g in covered if g in linked)
     elif merged := groups_to_merge(held):
         report.requests += await take_successors(session_factory, graph, tenant_id, merged, now)
-    await _start_rounds(session_factory, graph, tenant_id, sorted(set(linked) - tracked), report)
+    await _start_rounds(session_factory, graph, tenant_id, sorted(set(linked) - tracked), linked, report)
     return report
 
 
@@ -141,8 +143,16 @@ async def _start_rounds(
     graph: GraphClient,
     tenant_id: str,
     new_groups: list[str],
+    linked: dict[str, uuid.UUID],
     report: TenantRounds,
 ) -> None:
+    """A round starts from now on, so what changed in its groups before is for a full reconcile to read: a group
+    reconciled before and watched again (autoSync turned back on, the first cycle after an upgrade) may have
+    changed while nobody watched it. A group never reconciled gets its full reconcile anyway (scheduling.py)."""
+    if not new_groups:
+        return
+    async with session_factory() as session:
+        reconciled = await fleet_repository.last_full_runs(session, {linked[g] for g in new_groups})
     for start in range(0, len(new_groups), MAX_GROUPS_PER_ROUND):
         chunk = new_groups[start : start + MAX_GROUPS_PER_ROUND]
         try:
@@ -156,4 +166,6 @@ async def _start_rounds(
         report.requests += 1
         async with session_factory() as session:
             session.add(DeltaRound(tenant_id=tenant_id, group_ids=chunk, delta_link=delta_link))
+            for organization_id in {linked[g] for g in chunk} & reconciled.keys():
+                session.add(PendingChange(organization_id=organization_id, kind=ChangeKind.RECONCILE.value))
             await session.commit()

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import math
+import uuid
 from datetime import timedelta
 from typing import Any
 
@@ -10,6 +11,7 @@ import pytest
 from fleet_engine_support import cycle_and_wait, delta_requests, link_teams, load_groups, runs_of
 
 from equa.db.base import utcnow
+from equa.organizations.models import Organization
 
 pytestmark = pytest.mark.retry_budget("sync")
 
@@ -86,3 +88,58 @@ async def test_an_expired_delta_link_falls_back_to_a_full_reconcile_and_a_new_ro
     emu.reset_stats()
     idle = await cycle_and_wait(jobs)
     assert idle.run_ids == [] and delta_requests(emu) == 1
+
+
+async def test_a_group_watched_again_after_autosync_was_off_is_reconciled_at_once(
+    app: Any, emu: Any, session_factory: Any
+) -> None:
+    """While autoSync is off nobody watches the group; turned back on, its new round starts from now, so the next
+    cycle reconciles the group in full instead of leaving what changed meanwhile to the next interval."""
+    tenant = load_groups(emu, 2)
+    organizations = await link_teams(session_factory, tenant)
+    jobs = app.state.jobs
+    await cycle_and_wait(jobs)
+
+    async def auto_sync(on: bool) -> None:
+        async with session_factory() as session:
+            organization = await session.get(Organization, organizations[0])
+            organization.microsoft_auto_sync = on
+            await session.commit()
+
+    await auto_sync(False)
+    assert (await cycle_and_wait(jobs)).run_ids == []
+    stranger = tenant.users[-1]["id"]
+    emu.add_members(tenant.groups[0], [stranger])  # by hand in Microsoft 365, while autoSync is off
+    assert (await cycle_and_wait(jobs)).run_ids == []
+
+    await auto_sync(True)
+    back = await cycle_and_wait(jobs)
+    (run,) = await runs_of(session_factory, back.run_ids)
+    assert back.full_reconciles == 1 and run.organization_id == organizations[0]
+    assert run.trigger == "schedule" and run.counts["flagged"] == 1
+    assert (await cycle_and_wait(jobs)).run_ids == []  # once
+
+
+async def test_another_group_linked_to_a_reconciled_organization_is_reconciled_at_once(
+    app: Any, emu: Any, session_factory: Any
+) -> None:
+    """The organization's last full reconcile was of its former group: the group it links now is read in full by
+    the next cycle, not after the organization's interval."""
+    tenant = load_groups(emu, 2)
+    organizations = await link_teams(session_factory, tenant)
+    jobs = app.state.jobs
+    await cycle_and_wait(jobs)
+    stranger = tenant.users[-1]["id"]
+    other = emu.add_group(
+        displayName="Other team", mailNickname="other-team", groupTypes=["Unified"], members=[stranger]
+    )
+    async with session_factory() as session:
+        organization = await session.get(Organization, organizations[0])
+        organization.microsoft_group = uuid.UUID(other["id"])
+        await session.commit()
+
+    relinked = await cycle_and_wait(jobs)
+    (run,) = await runs_of(session_factory, relinked.run_ids)
+    assert relinked.full_reconciles == 1 and run.organization_id == organizations[0]
+    assert run.group_id == other["id"] and run.counts["flagged"] == 1 and run.counts["added"] == 2
+    assert (await cycle_and_wait(jobs)).run_ids == []

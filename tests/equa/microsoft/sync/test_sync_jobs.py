@@ -15,15 +15,13 @@ from sync_support import directory_user, load_tenant, make_team
 from typer.testing import CliRunner
 
 from equa.db.base import utcnow
+from equa.microsoft.fleet.cycle import run_fleet_cycle
 from equa.microsoft.models import RunStatus, SyncRun
-from equa.microsoft.scheduler import SCHEDULE_JITTER, next_sync_due, run_scheduler, schedule_due_syncs
+from equa.microsoft.scheduler import run_scheduler
 from equa.microsoft.sync.runs import wait_for_run
 from equa.organizations.models import Organization
 
 pytestmark = pytest.mark.retry_budget("sync")
-
-
-INTERVAL = 3600
 
 
 async def _organization(session_factory: Any, group_id: str | None = None, **values: Any) -> uuid.UUID:
@@ -36,15 +34,28 @@ async def _organization(session_factory: Any, group_id: str | None = None, **val
     return org.id
 
 
+def _new_group(emu: Any, name: str) -> str:
+    return str(
+        emu.add_group(displayName=name, mailNickname=name.lower().replace(" ", "-"), groupTypes=["Unified"])[
+            "id"
+        ]
+    )
+
+
 async def _finished_run(
-    session_factory: Any, organization_id: uuid.UUID, age: timedelta, dry_run: bool
+    session_factory: Any,
+    organization_id: uuid.UUID,
+    age: timedelta,
+    *,
+    dry_run: bool,
+    trigger: str = "schedule",
 ) -> None:
     async with session_factory() as session:
         organization = await session.get(Organization, organization_id)
         session.add(
             SyncRun(
                 organization_id=organization_id,
-                trigger="schedule",
+                trigger=trigger,
                 dry_run=dry_run,
                 status=RunStatus.SUCCEEDED.value,
                 group_id=str(organization.microsoft_group),
@@ -57,64 +68,110 @@ async def _finished_run(
         await session.commit()
 
 
-async def test_only_autosync_organizations_whose_interval_has_passed_are_scheduled(
-    emu: Any, session_factory: Any
-) -> None:
-    # The scheduled runs really run (embedded broker): give them a group that exists, so they finish at once.
-    group_id = load_tenant(emu, [directory_user(0)]).group_id
-    long_ago = utcnow() - timedelta(seconds=3 * INTERVAL)
-    due_since_linking = await _organization(session_factory, group_id, microsoft_group_linked_at=long_ago)
-    just_linked = await _organization(session_factory, microsoft_group_linked_at=utcnow())
-    auto_sync_off = await _organization(
-        session_factory, microsoft_auto_sync=False, microsoft_group_linked_at=long_ago
-    )
-    not_linked = await _organization(
-        session_factory, microsoft_group=None, microsoft_group_linked_at=long_ago
-    )
-    synced_recently = await _organization(session_factory, microsoft_group_linked_at=long_ago)
-    await _finished_run(session_factory, synced_recently, timedelta(minutes=5), dry_run=False)
-    # A dry run changes nothing in Microsoft 365, so it does not postpone the real one.
-    second_group = emu.add_group(
-        displayName="Second team", mailNickname="second-team", groupTypes=["Unified"]
-    )
-    only_dry_run_recently = await _organization(
-        session_factory, str(second_group["id"]), microsoft_group_linked_at=long_ago
-    )
-    await _finished_run(session_factory, only_dry_run_recently, timedelta(minutes=5), dry_run=True)
-
+async def _age_runs(session_factory: Any, organization_id: uuid.UUID, age: timedelta) -> None:
+    """As if the organization's runs so far had been made `age` ago."""
     async with session_factory() as session:
-        run_ids = await schedule_due_syncs(session, INTERVAL)
+        for run in await session.scalars(select(SyncRun).where(SyncRun.organization_id == organization_id)):
+            run.created_at = run.finished_at = utcnow() - age
         await session.commit()
+
+
+async def _cycle_and_wait(jobs: Any, offset: float = 0) -> set[uuid.UUID]:
+    """One fleet cycle (at now + `offset` seconds), each of its runs to a successful end; the organizations."""
+    report = await run_fleet_cycle(jobs, now=utcnow() + timedelta(seconds=offset))
+    organizations = set()
+    for run_id in report.run_ids:
+        run = await wait_for_run(jobs.session_factory, run_id, 30)
+        assert run is not None and run.status == RunStatus.SUCCEEDED.value, run and run.error_message
+        assert run.trigger == "schedule"
+        organizations.add(run.organization_id)
+    return organizations
+
+
+async def _scheduled_runs(session_factory: Any, run_ids: list[uuid.UUID]) -> list[SyncRun]:
     async with session_factory() as session:
-        runs = list(await session.scalars(select(SyncRun).where(SyncRun.id.in_(run_ids))))
-    assert {r.organization_id for r in runs} == {due_since_linking, only_dry_run_recently}
+        return list(await session.scalars(select(SyncRun).where(SyncRun.id.in_(run_ids))))
+
+
+async def test_only_autosync_organizations_whose_full_reconcile_is_due_are_scheduled(
+    app: Any, emu: Any, session_factory: Any
+) -> None:
+    """The fleet cycle queues a full reconcile for each organization with autoSync on and a group linked that was
+    never reconciled or whose last real full sync is older than EQUA_FULL_RECONCILE_INTERVAL; the others wait."""
+    # The scheduled runs really run (embedded broker): give each a group that exists, so they finish at once.
+    load_tenant(emu, [directory_user(0)])
+    jobs = app.state.jobs
+    interval = jobs.settings.full_reconcile_interval_seconds
+    long_ago = timedelta(seconds=2 * interval)
+    reconciled_long_ago = await _organization(session_factory, _new_group(emu, "Reconciled long ago"))
+    reconciled_recently = await _organization(session_factory, _new_group(emu, "Reconciled recently"))
+    only_dry_run_recently = await _organization(session_factory, _new_group(emu, "Only dry run recently"))
+    only_targeted_recently = await _organization(session_factory, _new_group(emu, "Only targeted recently"))
+    auto_sync_off = await _organization(
+        session_factory, _new_group(emu, "Auto sync off"), microsoft_auto_sync=False
+    )
+    not_linked = await _organization(session_factory, microsoft_group=None, microsoft_group_linked_at=None)
+    # A first cycle watches the groups and reconciles each of them; then their histories are set.
+    first = await _cycle_and_wait(jobs)
+    assert first == {reconciled_long_ago, reconciled_recently, only_dry_run_recently, only_targeted_recently}
+    for organization_id in (reconciled_long_ago, only_dry_run_recently, only_targeted_recently):
+        await _age_runs(session_factory, organization_id, long_ago)
+    # A dry run changes nothing in Microsoft 365, so it does not postpone the real one; nor does a targeted run,
+    # which reconciles a few people, not the whole group.
+    await _finished_run(session_factory, only_dry_run_recently, timedelta(minutes=5), dry_run=True)
+    await _finished_run(
+        session_factory, only_targeted_recently, timedelta(minutes=5), dry_run=False, trigger="delta"
+    )
+    never_reconciled = await _organization(session_factory, _new_group(emu, "Never reconciled"))
+
+    report = await run_fleet_cycle(app.state.jobs)
+    runs = await _scheduled_runs(session_factory, report.run_ids)
+    due = {never_reconciled, reconciled_long_ago, only_dry_run_recently, only_targeted_recently}
+    assert {r.organization_id for r in runs} == due
+    assert len(runs) == len(due) == report.full_reconciles
     assert {r.trigger for r in runs} == {"schedule"} and not any(r.dry_run for r in runs)
-    for skipped in (just_linked, auto_sync_off, not_linked, synced_recently):
+    for skipped in (auto_sync_off, not_linked, reconciled_recently):
         assert skipped not in {r.organization_id for r in runs}
 
-    # Asking again while those runs are active hands back the same runs, never a second one per organization.
-    async with session_factory() as session:
-        again = await schedule_due_syncs(session, INTERVAL)
-        await session.commit()
-    assert set(again) <= set(run_ids)
-    for run_id in run_ids:
+    # The next cycles, while those runs are active and once they have ended, queue no second run for anyone.
+    assert (await run_fleet_cycle(app.state.jobs)).run_ids == []
+    for run_id in report.run_ids:
         finished = await wait_for_run(session_factory, run_id, 20)
         assert finished is not None and finished.status == RunStatus.SUCCEEDED.value
+    assert (await run_fleet_cycle(app.state.jobs)).run_ids == []
 
 
-def test_each_organization_is_due_after_the_interval_stretched_by_its_own_stable_jitter() -> None:
-    last = utcnow()
-    stretches = []
-    for _ in range(50):
-        organization_id = uuid.uuid4()
-        due = next_sync_due(organization_id, last, INTERVAL)
-        assert due == next_sync_due(organization_id, last, INTERVAL)  # stable for one organization
-        stretch = (due - last).total_seconds()
-        assert INTERVAL <= stretch <= INTERVAL * (1 + SCHEDULE_JITTER)
-        stretches.append(stretch)
-    assert len({round(s) for s in stretches}) > 40  # organizations do not all fire at once
-    never_synced = next_sync_due(uuid.uuid4(), None, INTERVAL)
-    assert never_synced <= utcnow() - timedelta(seconds=INTERVAL * (1 - SCHEDULE_JITTER))
+async def test_each_organizations_full_reconcile_comes_after_the_interval_stretched_by_its_own_stable_jitter(
+    app: Any, emu: Any, session_factory: Any
+) -> None:
+    """Organizations reconciled together do not all come due together: each one's interval is stretched by a
+    stable 0-10 %, so their next full reconciles come over that tenth of the interval, each organization once."""
+    load_tenant(emu, [directory_user(0)])
+    jobs = app.state.jobs
+    interval = jobs.settings.full_reconcile_interval_seconds
+    # Fixed ids, so which organizations come first is the same every time the test runs.
+    organizations: set[uuid.UUID] = set()
+    async with session_factory() as session:
+        for number in range(10):
+            organization = Organization(
+                id=uuid.uuid5(uuid.NAMESPACE_URL, f"sync-test/jitter/{number}"),
+                name=f"Jitter {number}",
+                microsoft_group=uuid.UUID(_new_group(emu, f"Jitter {number}")),
+                microsoft_auto_sync=True,
+            )
+            session.add(organization)
+            organizations.add(organization.id)
+        await session.commit()
+    # Watched and reconciled together, 1.05 intervals ago.
+    assert await _cycle_and_wait(jobs) == organizations
+    for organization_id in organizations:
+        await _age_runs(session_factory, organization_id, timedelta(seconds=interval * 1.05))
+
+    assert await _cycle_and_wait(jobs, -interval * 0.05 - 1) == set()  # nobody before the interval
+    halfway = await _cycle_and_wait(jobs)  # 1.05 intervals
+    assert halfway and halfway != organizations
+    rest = await _cycle_and_wait(jobs, interval * 0.05 + 1)  # 1.1 intervals: every one is due, each once
+    assert rest == organizations - halfway
 
 
 async def test_a_scheduler_tick_runs_the_health_check_of_linked_groups(

@@ -3,6 +3,8 @@ and on every Microsoft operation; the scheduled check notices it and scheduled s
 
 from __future__ import annotations
 
+import contextlib
+import uuid
 from collections.abc import Awaitable, Callable
 from datetime import timedelta
 from typing import Any
@@ -15,12 +17,14 @@ from tenant_support import FABRIKAM, FABRIKAM_RESEARCH, browser, connect, multi_
 
 from equa.accounts.models import User
 from equa.db.base import utcnow
-from equa.microsoft.scheduler import schedule_due_syncs
+from equa.microsoft.fleet.cycle import run_fleet_cycle
+from equa.microsoft.models import RunStatus
+from equa.microsoft.sync.runs import wait_for_run
 from equa.microsoft.tenants.health import check_tenants
-from equa.microsoft.tenants.routing import paused_organization_ids
 from equa.organizations.models import Organization
 from equa.settings import Settings
 from graph_emulator import seeds
+from graph_emulator.testing import EmulatorControl
 
 PASSWORD = "correct horse battery staple"
 FABRIKAM_PEOPLE = [
@@ -49,7 +53,6 @@ async def linked(
     make_user: Callable[..., Awaitable[User]],
     make_org: Callable[..., Awaitable[Organization]],
     bearer: Callable[[User], Awaitable[dict[str, str]]],
-    session_factory: async_sessionmaker[AsyncSession],
 ) -> Linked:
     """Fabrikam's team, connected to Fabrikam, its Research group linked, automatic sync on."""
     admin = await make_user(FABRIKAM_PEOPLE[0]["mail"], password=PASSWORD)
@@ -62,11 +65,6 @@ async def linked(
     assert response.status_code == 200, response.text
     response = await client.patch(team.url("settings"), json={"autoSync": True}, headers=team.headers)
     assert response.status_code == 200, response.text
-    async with session_factory() as session:  # linked two hours ago: its first scheduled sync is due
-        organization = await session.get(Organization, team.org.id)
-        assert organization is not None
-        organization.microsoft_group_linked_at = utcnow() - timedelta(hours=2)
-        await session.commit()
     return team
 
 
@@ -77,12 +75,18 @@ async def status_of(client: httpx.AsyncClient, team: Linked) -> dict[str, Any]:
     return body
 
 
-async def due_runs(session_factory: async_sessionmaker[AsyncSession], settings: Settings) -> list[Any]:
-    async with session_factory() as session:
-        paused = await paused_organization_ids(session, settings)
-        started = await schedule_due_syncs(session, 60, paused=paused)
-        await session.rollback()  # only whether a run would start matters here
-    return started
+async def scheduled_organizations(app: FastAPI) -> set[uuid.UUID]:
+    """The organizations the scheduler's fleet cycle queues a run for, at a time when every group's full reconcile
+    is due (so an organization left out is paused, not merely reconciled recently); waits for those runs."""
+    jobs = app.state.jobs
+    later = utcnow() + timedelta(seconds=jobs.settings.full_reconcile_interval_seconds * 1.1 + 60)
+    report = await run_fleet_cycle(jobs, now=later)
+    organizations: set[uuid.UUID] = set()
+    for run_id in report.run_ids:
+        run = await wait_for_run(jobs.session_factory, run_id, 30)
+        assert run is not None and run.status == RunStatus.SUCCEEDED.value, run and run.error_message
+        organizations.add(run.organization_id)
+    return organizations
 
 
 async def test_revoked_consent_answers_the_reconnect_action_everywhere_until_reconnected(
@@ -90,10 +94,8 @@ async def test_revoked_consent_answers_the_reconnect_action_everywhere_until_rec
     client: httpx.AsyncClient,
     linked: Linked,
     emu: Any,
-    settings: Settings,
-    session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
-    assert await due_runs(session_factory, settings)  # never synced: due at once
+    assert await scheduled_organizations(app) == {linked.org.id}
     emu.revoke_consent(FABRIKAM)
 
     first = await client.get(linked.url("group"), headers=linked.headers)
@@ -123,7 +125,7 @@ async def test_revoked_consent_answers_the_reconnect_action_everywhere_until_rec
         assert response.json()["code"] == "microsoft_consent_revoked", (path, response.text)
         assert "Reconnect" in response.json()["action"]
 
-    assert await due_runs(session_factory, settings) == []  # scheduled syncs pause
+    assert await scheduled_organizations(app) == set()  # scheduled syncs pause
 
     async with browser(app, linked.admin.email) as page:
         settings_page = await page.get(f"/organizations/{linked.org.id}/settings")
@@ -137,7 +139,7 @@ async def test_revoked_consent_answers_the_reconnect_action_everywhere_until_rec
     assert status["linked"] is True  # the same tenant: the group stays linked
     group = await client.get(linked.url("group"), headers=linked.headers)
     assert group.status_code == 200, group.text
-    assert await due_runs(session_factory, settings)  # scheduled syncs resume
+    assert await scheduled_organizations(app) == {linked.org.id}  # scheduled syncs resume
 
 
 async def test_the_scheduled_check_notices_a_revoked_consent(
@@ -145,14 +147,13 @@ async def test_the_scheduled_check_notices_a_revoked_consent(
     client: httpx.AsyncClient,
     linked: Linked,
     emu: Any,
-    settings: Settings,
     session_factory: async_sessionmaker[AsyncSession],
 ) -> None:
     assert await check_tenants(session_factory, app.state.graph) == {}
     emu.revoke_consent(FABRIKAM)
     found = await check_tenants(session_factory, app.state.graph)
     assert found == {FABRIKAM: "AADSTS7000229"}
-    assert await due_runs(session_factory, settings) == []
+    assert await scheduled_organizations(app) == set()
     status = await status_of(client, linked)
     assert status["connection"] == "consent_revoked"
     assert "Reconnect" in status["action"]
@@ -197,3 +198,32 @@ async def test_a_feature_the_tenant_withholds_is_not_a_revoked_consent(
     assert status["connection"] == "connected"
     picker = await client.get(linked.url("groups"), headers=linked.headers)
     assert picker.status_code == 200, picker.text
+
+
+async def test_a_change_made_in_microsoft_365_while_paused_is_caught_up_after_reconnecting(
+    app: FastAPI, client: httpx.AsyncClient, linked: Linked, emu: Any
+) -> None:
+    """Scheduled syncs pause while the consent is revoked, but the group is still watched from where it was: a
+    stranger added to it by hand meanwhile is flagged by the first cycle after reconnecting, without waiting for
+    the next full reconcile."""
+    jobs = app.state.jobs
+    first = await run_fleet_cycle(jobs)
+    assert first.full_reconciles == 1
+    run = await wait_for_run(jobs.session_factory, first.run_ids[0], 30)
+    assert run is not None and run.status == RunStatus.SUCCEEDED.value
+    assert (await run_fleet_cycle(jobs)).run_ids == []
+
+    emu.revoke_consent(FABRIKAM)
+    stranger = FABRIKAM_PEOPLE[-1]["id"]
+    with contextlib.closing(EmulatorControl(emu.base_url, emu.ca_path, tenant=FABRIKAM)) as fabrikam:
+        fabrikam.add_members(FABRIKAM_RESEARCH, [stranger])  # by hand in Microsoft 365, while paused
+    assert await check_tenants(jobs.session_factory, app.state.graph) == {FABRIKAM: "AADSTS7000229"}
+    assert (await run_fleet_cycle(jobs)).run_ids == []  # paused
+
+    async with browser(app, linked.admin.email) as page:
+        await connect(emu, client, page, linked.org.id, linked.headers, FABRIKAM)
+    caught_up = await run_fleet_cycle(jobs)
+    assert len(caught_up.run_ids) == 1
+    run = await wait_for_run(jobs.session_factory, caught_up.run_ids[0], 30)
+    assert run is not None and run.status == RunStatus.SUCCEEDED.value, run and run.error_message
+    assert run.trigger == "delta" and run.counts["flagged"] == 1
