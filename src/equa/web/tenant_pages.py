@@ -93,10 +93,14 @@ async def connection_card(request: Request, context: MicrosoftAdmin, session: Db
 
 
 @router.post(f"{PREFIX}/connect")
-async def connect(request: Request, context: MicrosoftAdmin, session: DbSession) -> Response:
+async def connect(
+    request: Request, context: MicrosoftAdmin, session: DbSession, graph: ProcessGraph
+) -> Response:
     """Start the admin consent round trip: htmx sends the browser to Microsoft's consent page."""
     try:
-        url = await consent_url(session, request.app.state.settings, context.organization, context.user)
+        url = await consent_url(
+            session, request.app.state.settings, context.organization, context.user, graph=graph
+        )
     except AppError as problem:
         page = partial_context(request, context, **await tenant_context(request, session, context))
         page["problem"] = problem

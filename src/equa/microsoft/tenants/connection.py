@@ -32,6 +32,7 @@ from equa.microsoft.tenants.problems import (
     not_connected,
     not_multi_tenant,
 )
+from equa.microsoft.tenants.routing import note_refusals
 from equa.microsoft.tenants.state import STATE_LIFETIME, BadState, read_state, sign_state
 from equa.organizations.deps import membership_context
 from equa.organizations.models import Organization
@@ -54,12 +55,18 @@ async def consent_url(
     organization: Organization,
     user: User,
     *,
+    graph: GraphClient | None = None,
     now: datetime | None = None,
 ) -> str:
-    """The admin consent address for `organization`, with a fresh state bound to it and to `user`."""
+    """The admin consent address for `organization`, with a fresh state bound to it and to `user`.
+
+    `graph`: with it, a connection stored as connected is first asked whether its tenant still lets the app in, so
+    an admin told to reconnect (409 microsoft_consent_revoked) is not then told it is already connected."""
     if not settings.multi_tenant:
         raise not_multi_tenant()
     connection = await repository.connection_of(session, organization.id)
+    if connection is not None and connection.state == ConnectionState.CONNECTED.value and graph is not None:
+        connection = await _still_connected(session, graph, connection)
     if connection is not None and connection.state == ConnectionState.CONNECTED.value:
         raise already_connected(connection.tenant_name)
     now = now or utcnow()
@@ -97,6 +104,24 @@ class ConsentOutcome:
     organization_id: uuid.UUID | None
     connection: TenantConnection | None = None
     failure: ConsentFailure | None = None
+
+
+async def _still_connected(
+    session: AsyncSession, graph: GraphClient, connection: TenantConnection
+) -> TenantConnection:
+    """The connection, recorded as revoked when its tenant refuses the app now. The refusal may have been seen by
+    another process (each remembers its own) or not at all yet, so the tenant is asked (one token, one read):
+    connect is rare, and a wrong "already connected" would leave the admin no way forward."""
+    if connection.tenant_id not in graph.refusals:
+        await release_connection(session)  # about to wait on Microsoft
+        try:
+            await prove_tenant(graph, connection.tenant_id)
+        except GraphError as error:
+            # A refusal is noted by the client (graph.refusals); any other failure proves nothing either way.
+            log.info(
+                "tenant %s: connection check before connect failed (%s)", connection.tenant_id, error.code
+            )
+    return await note_refusals(session, graph, connection) or connection
 
 
 def _failed(code: str, organization_id: uuid.UUID | None) -> ConsentOutcome:

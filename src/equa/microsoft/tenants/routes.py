@@ -17,13 +17,17 @@ router = APIRouter(prefix=PREFIX, tags=["microsoft"], dependencies=[Depends(requ
 
 
 @router.post("/connect", response_model=ConnectOut, responses=problem_responses(401, 403, 404, 409, 422))
-async def connect(request: Request, context: MicrosoftAdmin, session: DbSession) -> ConnectOut:
+async def connect(
+    request: Request, context: MicrosoftAdmin, session: DbSession, graph: ProcessGraph
+) -> ConnectOut:
     """Start connecting the organization's Microsoft 365 tenant: open `consentUrl` in a browser, where a tenant
     administrator signs in and accepts; Microsoft then sends the browser back to /microsoft/consent-callback.
 
     The address is good for one round trip, by this admin, for this organization, within 15 minutes.
     409 microsoft_single_tenant outside multi-tenant mode; 409 microsoft_already_connected when connected."""
-    url = await consent_url(session, request.app.state.settings, context.organization, context.user)
+    url = await consent_url(
+        session, request.app.state.settings, context.organization, context.user, graph=graph
+    )
     return ConnectOut(consent_url=url)
 
 

@@ -142,6 +142,21 @@ async def test_revoked_consent_answers_the_reconnect_action_everywhere_until_rec
     assert await scheduled_organizations(app) == {linked.org.id}  # scheduled syncs resume
 
 
+async def test_connect_after_a_revoked_consent_is_not_refused_as_already_connected(
+    client: httpx.AsyncClient, linked: Linked, emu: Any
+) -> None:
+    """Nothing of this process has met the refusal yet (another process may have): the database still says
+    connected, and connect asks the tenant before it answers "already connected"."""
+    emu.revoke_consent(FABRIKAM)
+
+    response = await client.post(linked.url("connect"), headers=linked.headers)
+    assert response.status_code == 200, response.text
+    assert "adminconsent" in response.json()["consentUrl"]
+    status = await status_of(client, linked)
+    assert status["connection"] == "consent_revoked"
+    assert "Reconnect" in status["action"]
+
+
 async def test_the_scheduled_check_notices_a_revoked_consent(
     app: FastAPI,
     client: httpx.AsyncClient,
