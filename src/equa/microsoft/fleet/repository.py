@@ -64,20 +64,16 @@ async def unassigned_changes(session: AsyncSession) -> list[PendingChange]:
 
 async def settle_changes_of_ended_runs(session: AsyncSession) -> int:
     """Changes whose run has ended: carried (it succeeded, in full or in part) -> deleted; otherwise (failed,
-    abandoned, cancelled) -> waiting again for the next run. Returns how many wait again."""
+    abandoned, cancelled) -> waiting again for the next run, a full reconcile owed included (scheduling.py asks
+    for it again once the organization's failure is a lease old). Returns how many wait again."""
     carried = select(SyncRun.id).where(SyncRun.status.in_(CARRIED_STATUSES))
     await session.execute(
         delete(PendingChange)
         .where(PendingChange.run_id.in_(carried))
         .execution_options(synchronize_session=False)
     )
-    # A full reconcile that failed was still tried: the next comes with the interval, as for any full run.
-    ended = select(SyncRun.id).where(SyncRun.status.not_in(ACTIVE_STATUSES))
-    await session.execute(
-        delete(PendingChange)
-        .where(PendingChange.run_id.in_(ended), PendingChange.kind == ChangeKind.RECONCILE.value)
-        .execution_options(synchronize_session=False)
-    )
+    # A reconcile change waits again like any other: it is the only record that an expired deltaLink or a group
+    # watched again left changes unseen, which the organization's periodic full reconcile would catch a day late.
     active = select(SyncRun.id).where(SyncRun.id == PendingChange.run_id, SyncRun.status.in_(ACTIVE_STATUSES))
     result = await session.execute(
         update(PendingChange)
