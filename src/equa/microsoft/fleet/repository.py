@@ -143,6 +143,24 @@ async def last_full_runs(
     return {organization_id: created for organization_id, created in rows}
 
 
+async def reconciled_organization_ids(
+    session: AsyncSession, organization_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these organizations have had a full (not targeted, not dry) run succeed, in full or in part."""
+    return set(
+        await session.scalars(
+            select(SyncRun.organization_id)
+            .where(
+                SyncRun.organization_id.in_(list(organization_ids)),
+                SyncRun.dry_run.is_(False),
+                SyncRun.trigger.not_in(TARGETED_TRIGGERS),
+                SyncRun.status.in_(CARRIED_STATUSES),
+            )
+            .distinct()
+        )
+    )
+
+
 async def busy_organization_ids(
     session: AsyncSession, organization_ids: Collection[uuid.UUID]
 ) -> set[uuid.UUID]:

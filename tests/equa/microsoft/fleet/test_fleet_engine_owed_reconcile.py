@@ -65,8 +65,8 @@ async def _linked_for_the_first_time(
 
 @pytest.mark.parametrize(
     "gap",
-    [_delta_link_expired, _auto_sync_back_on],
-    ids=["delta-link-expired", "auto-sync-back-on"],
+    [_delta_link_expired, _auto_sync_back_on, _linked_for_the_first_time],
+    ids=["delta-link-expired", "auto-sync-back-on", "linked-for-the-first-time"],
 )
 async def test_a_failed_owed_full_reconcile_is_asked_for_again_after_a_lease_until_one_succeeds(
     app: Any, emu: Any, session_factory: Any, gap: Gap
