@@ -66,11 +66,12 @@ async def schedule_tenant_runs(
         changes = await fleet_repository.unassigned_changes_of(session, organization_ids)
         last_full = await fleet_repository.last_full_runs(session, organization_ids)
         # An organization whose full runs all failed has never been read: its first reconcile is owed still, and
-        # comes once its failure is a lease old (below), not an interval after the run that failed.
+        # comes once its failure is a lease old (below; doubling with each failure in a row, up to the interval), not
+        # an interval after the run that failed.
         reconciled = await fleet_repository.reconciled_organization_ids(session, organization_ids)
         busy = await fleet_repository.busy_organization_ids(session, organization_ids)
-        busy |= await fleet_repository.recently_failed(
-            session, organization_ids, now - timedelta(seconds=lease_seconds)
+        busy |= await fleet_repository.failing_organizations(
+            session, organization_ids, now, lease_seconds, full_interval_seconds
         )
         by_organization: dict[uuid.UUID, list[PendingChange]] = {}
         for change in changes:

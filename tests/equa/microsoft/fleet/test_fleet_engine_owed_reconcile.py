@@ -104,3 +104,40 @@ async def test_a_failed_owed_full_reconcile_is_asked_for_again_after_a_lease_unt
     # Paid once it succeeded: not asked for again.
     later = await cycle_and_wait(jobs, now=utcnow() + timedelta(seconds=2 * lease + 1))
     assert organizations[0] not in {r.organization_id for r in await runs_of(session_factory, later.run_ids)}
+
+
+async def test_a_lasting_failure_backs_off_doubling_its_wait(
+    app: Any, emu: Any, session_factory: Any
+) -> None:
+    """Each failure in a row doubles the wait before the next try (a lease, two, four...), so an organization
+    whose runs keep failing is not retried once a lease for ever; a success ends the back-off."""
+    tenant = load_groups(emu, 2)
+    organizations = await link_teams(session_factory, tenant)
+    jobs = app.state.jobs
+    lease = jobs.settings.sync_lease_seconds
+    assert lease * 8 < jobs.settings.full_reconcile_interval_seconds
+
+    async def failing_cycle(**kwargs: Any) -> list[str]:
+        """A cycle whose runs cannot reach the task queue: the trigger of each of organization 0's runs."""
+        broker, jobs.broker = jobs.broker, None
+        try:
+            report = await run_fleet_cycle(jobs, **kwargs)
+            ended = [await wait_for_run(session_factory, run_id, 30) for run_id in report.run_ids]
+        finally:
+            jobs.broker = broker
+        mine = [r for r in ended if r is not None and r.organization_id == organizations[0]]
+        assert all(r.status == RunStatus.FAILED.value for r in mine)
+        return [r.trigger for r in mine]
+
+    assert await failing_cycle() == ["schedule"]  # first failure: the next try a lease later
+    assert await failing_cycle(now=utcnow() + timedelta(seconds=lease + 1)) == ["schedule"]
+    # Second failure in a row: one lease is not enough now, two are.
+    assert await failing_cycle(now=utcnow() + timedelta(seconds=lease + 1)) == []
+    assert await failing_cycle(now=utcnow() + timedelta(seconds=2 * lease + 1)) == ["schedule"]
+    # Third: four leases.
+    assert await failing_cycle(now=utcnow() + timedelta(seconds=2 * lease + 1)) == []
+    healed = await cycle_and_wait(jobs, now=utcnow() + timedelta(seconds=4 * lease + 1))
+    assert organizations[0] in {r.organization_id for r in await runs_of(session_factory, healed.run_ids)}
+    # Succeeded: nothing is owed, and a later failure starts again from one lease.
+    later = await cycle_and_wait(jobs, now=utcnow() + timedelta(seconds=8 * lease + 1))
+    assert organizations[0] not in {r.organization_id for r in await runs_of(session_factory, later.run_ids)}
