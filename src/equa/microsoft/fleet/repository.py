@@ -312,7 +312,9 @@ async def failing_organizations(
     waiting: set[uuid.UUID] = set()
     for organization_id, failures, last_failure in rows:
         wait = min(longest_wait_seconds, first_wait_seconds * 2.0 ** min(failures - 1, 30))
-        if last_failure is not None and last_failure.tzinfo is None:  # an aggregate may lose the column's type
+        if (
+            last_failure is not None and last_failure.tzinfo is None
+        ):  # an aggregate may lose the column's type
             last_failure = last_failure.replace(tzinfo=UTC)
         if last_failure is not None and last_failure + timedelta(seconds=wait) > now:
             waiting.add(organization_id)
