@@ -34,7 +34,9 @@ class ChangeKind(StrEnum):
     TEAM = "team"  # an Equa team change of user_id (organization None: every organization the user is in)
     ADDED = "added"  # directory_id joined the group on the Microsoft side
     REMOVED = "removed"  # directory_id left the group on the Microsoft side
-    RECONCILE = "reconcile"  # the group needs a full reconcile (its deltaLink expired, or it was deleted)
+    # The group needs a full reconcile (its deltaLink expired, it was deleted, or it is watched from now on): owed
+    # until a full run carrying it succeeds.
+    RECONCILE = "reconcile"
 
 
 class PendingChange(Base):

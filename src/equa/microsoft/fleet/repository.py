@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import uuid
 from collections.abc import Collection
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 
 from sqlalchemy import Connection, delete, func, insert, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -64,20 +64,17 @@ async def unassigned_changes(session: AsyncSession) -> list[PendingChange]:
 
 async def settle_changes_of_ended_runs(session: AsyncSession) -> int:
     """Changes whose run has ended: carried (it succeeded, in full or in part) -> deleted; otherwise (failed,
-    abandoned, cancelled) -> waiting again for the next run. Returns how many wait again."""
+    abandoned, cancelled) -> waiting again for the next run, a full reconcile owed included (scheduling.py asks
+    for it again once the organization's failure is a lease old, or longer after failures in a row: see
+    failing_organizations). Returns how many wait again."""
     carried = select(SyncRun.id).where(SyncRun.status.in_(CARRIED_STATUSES))
     await session.execute(
         delete(PendingChange)
         .where(PendingChange.run_id.in_(carried))
         .execution_options(synchronize_session=False)
     )
-    # A full reconcile that failed was still tried: the next comes with the interval, as for any full run.
-    ended = select(SyncRun.id).where(SyncRun.status.not_in(ACTIVE_STATUSES))
-    await session.execute(
-        delete(PendingChange)
-        .where(PendingChange.run_id.in_(ended), PendingChange.kind == ChangeKind.RECONCILE.value)
-        .execution_options(synchronize_session=False)
-    )
+    # A reconcile change waits again like any other: it is the only record that an expired deltaLink or a group
+    # watched again left changes unseen, which the organization's periodic full reconcile would catch a day late.
     active = select(SyncRun.id).where(SyncRun.id == PendingChange.run_id, SyncRun.status.in_(ACTIVE_STATUSES))
     result = await session.execute(
         update(PendingChange)
@@ -145,6 +142,24 @@ async def last_full_runs(
         .group_by(SyncRun.organization_id)
     )
     return {organization_id: created for organization_id, created in rows}
+
+
+async def reconciled_organization_ids(
+    session: AsyncSession, organization_ids: Collection[uuid.UUID]
+) -> set[uuid.UUID]:
+    """Which of these organizations have had a full (not targeted, not dry) run succeed, in full or in part."""
+    return set(
+        await session.scalars(
+            select(SyncRun.organization_id)
+            .where(
+                SyncRun.organization_id.in_(list(organization_ids)),
+                SyncRun.dry_run.is_(False),
+                SyncRun.trigger.not_in(TARGETED_TRIGGERS),
+                SyncRun.status.in_(CARRIED_STATUSES),
+            )
+            .distinct()
+        )
+    )
 
 
 async def busy_organization_ids(
@@ -265,17 +280,42 @@ async def move_turn(session: AsyncSession, run_id: uuid.UUID, retry_at: datetime
     return bool(getattr(result, "rowcount", 0))
 
 
-async def recently_failed(
-    session: AsyncSession, organization_ids: Collection[uuid.UUID], since: datetime
+async def failing_organizations(
+    session: AsyncSession,
+    organization_ids: Collection[uuid.UUID],
+    now: datetime,
+    first_wait_seconds: float,
+    longest_wait_seconds: float,
 ) -> set[uuid.UUID]:
-    """Which of these organizations had a run fail or be abandoned since `since`: their changes wait a little, so a
-    lasting failure is not retried every tick."""
-    return set(
-        await session.scalars(
-            select(SyncRun.organization_id).where(
-                SyncRun.organization_id.in_(list(organization_ids)),
-                SyncRun.status.in_((RunStatus.FAILED.value, RunStatus.ABANDONED.value)),
-                SyncRun.finished_at >= since,
-            )
-        )
+    """Which of these organizations wait after failing: their runs failed or were abandoned since their last
+    success, and the last failure is younger than first_wait x 2^(failures - 1), at most longest_wait. So a passing
+    outage is retried a lease later, and a lasting one (a group taken out of the scope) backs off towards once per
+    longest_wait instead of failing once a lease for ever. Failures older than longest_wait no longer count."""
+    ids = list(organization_ids)
+    last_success = (
+        select(SyncRun.organization_id, func.max(SyncRun.finished_at).label("at"))
+        .where(SyncRun.organization_id.in_(ids), SyncRun.status.in_(CARRIED_STATUSES))
+        .group_by(SyncRun.organization_id)
+        .subquery()
     )
+    rows = await session.execute(
+        select(SyncRun.organization_id, func.count(), func.max(SyncRun.finished_at))
+        .outerjoin(last_success, last_success.c.organization_id == SyncRun.organization_id)
+        .where(
+            SyncRun.organization_id.in_(ids),
+            SyncRun.status.in_((RunStatus.FAILED.value, RunStatus.ABANDONED.value)),
+            SyncRun.finished_at >= now - timedelta(seconds=longest_wait_seconds),
+            (last_success.c.at.is_(None)) | (SyncRun.finished_at > last_success.c.at),
+        )
+        .group_by(SyncRun.organization_id)
+    )
+    waiting: set[uuid.UUID] = set()
+    for organization_id, failures, last_failure in rows:
+        wait = min(longest_wait_seconds, first_wait_seconds * 2.0 ** min(failures - 1, 30))
+        if (
+            last_failure is not None and last_failure.tzinfo is None
+        ):  # an aggregate may lose the column's type
+            last_failure = last_failure.replace(tzinfo=UTC)
+        if last_failure is not None and last_failure + timedelta(seconds=wait) > now:
+            waiting.add(organization_id)
+    return waiting

@@ -1,6 +1,7 @@
 """One tenant's runs in a cycle: each organization with pending changes gets ONE targeted run (trigger `delta`)
 carrying both sides' changes; one whose full reconcile is due (never reconciled, EQUA_FULL_RECONCILE_INTERVAL
-passed, its deltaLink expired, its group deleted) gets a full run instead, which covers its pending changes too.
+passed, its deltaLink expired, its group deleted or watched again) gets a full run instead, which covers its pending
+changes too. A full reconcile asked for by a pending change is owed until a run carrying it succeeds.
 
 Organizations are served in the order they have waited (oldest pending change or due time first), so inside a
 tenant every organization gets its turn before any gets a second; an organization with a run still queued or
@@ -64,9 +65,13 @@ async def schedule_tenant_runs(
     async with session_factory() as session:
         changes = await fleet_repository.unassigned_changes_of(session, organization_ids)
         last_full = await fleet_repository.last_full_runs(session, organization_ids)
+        # An organization whose full runs all failed has never been read: its first reconcile is owed still, and
+        # comes once its failure is a lease old (below; doubling with each failure in a row, up to the interval), not
+        # an interval after the run that failed.
+        reconciled = await fleet_repository.reconciled_organization_ids(session, organization_ids)
         busy = await fleet_repository.busy_organization_ids(session, organization_ids)
-        busy |= await fleet_repository.recently_failed(
-            session, organization_ids, now - timedelta(seconds=lease_seconds)
+        busy |= await fleet_repository.failing_organizations(
+            session, organization_ids, now, lease_seconds, full_interval_seconds
         )
         by_organization: dict[uuid.UUID, list[PendingChange]] = {}
         for change in changes:
@@ -77,9 +82,8 @@ async def schedule_tenant_runs(
             if organization_id in busy:
                 continue
             pending = by_organization.get(organization_id, [])
-            due = full_reconcile_due(
-                organization_id, last_full.get(organization_id), full_interval_seconds, now
-            )
+            last = last_full.get(organization_id) if organization_id in reconciled else None
+            due = full_reconcile_due(organization_id, last, full_interval_seconds, now)
             full = due is not None or any(c.kind == ChangeKind.RECONCILE.value for c in pending)
             if not (full or pending):
                 continue
