@@ -92,7 +92,7 @@ class JsonFormatter(logging.Formatter):
         return json.dumps(entry, ensure_ascii=False)
 
 
-class AccessLineWithoutQuery(logging.Filter):
+class PrivateAccessLine(logging.Filter):
     """uvicorn's access line names the path and the status, not the query string: a query holds what people typed
     or were looked up by (search terms, addresses), which log collectors must not receive.
 
@@ -175,7 +175,7 @@ def configure_logging(settings: Settings, stream: IO[str] | None = None) -> logg
         # An in-process uvicorn started earlier (the demo's emulator, quiet by design) set these to WARNING.
         logger.setLevel(logging.NOTSET)
     access = logging.getLogger("uvicorn.access")
-    for existing_filter in [f for f in access.filters if isinstance(f, AccessLineWithoutQuery)]:
+    for existing_filter in [f for f in access.filters if isinstance(f, PrivateAccessLine)]:
         access.removeFilter(existing_filter)
-    access.addFilter(AccessLineWithoutQuery(settings.session_secret.get_secret_value()))
+    access.addFilter(PrivateAccessLine(settings.session_secret.get_secret_value()))
     return handler

@@ -15,7 +15,7 @@ from pathlib import Path
 import httpx
 from served_support import served_installation
 
-from equa.logging_setup import AccessLineWithoutQuery
+from equa.logging_setup import PrivateAccessLine
 
 CANARY = f"canary{uuid.uuid4().hex[:10]}"
 
@@ -56,10 +56,10 @@ def _access_record(client: str) -> logging.LogRecord:
 
 
 def test_a_client_keeps_one_pseudonym_across_ports_and_another_key_gives_another() -> None:
-    lines = AccessLineWithoutQuery("one installation's key")
-    other_installation = AccessLineWithoutQuery("another installation's key")
+    lines = PrivateAccessLine("one installation's key")
+    other_installation = PrivateAccessLine("another installation's key")
 
-    def line(access: AccessLineWithoutQuery, client: str) -> str:
+    def line(access: PrivateAccessLine, client: str) -> str:
         record = _access_record(client)
         access.filter(record)
         return record.getMessage()
